@@ -1,0 +1,163 @@
+//! Plain data types every actor speaks about: who a peer is and what we know of it.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::str::FromStr;
+use std::time::SystemTime;
+
+/// Random id a node picks at start-up and announces in its `hello`; it tells two
+/// connections to the same process apart from connections to different processes.
+pub type NodeId = u64;
+
+/// Id of one chat message, unique among the messages one node sends.
+pub type MessageId = u64;
+
+/// Node-local id of one Session (one TCP connection), used to tell an old
+/// connection to a peer from its replacement.
+pub type SessionId = u64;
+
+/// The address that identifies a peer: the IP it is reached at and the port it *listens* on
+/// (not the ephemeral port of an inbound connection).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct PeerAddr(SocketAddr);
+
+impl PeerAddr {
+    /// Wraps a socket address; an IPv4-mapped IPv6 address becomes plain IPv4 so that the
+    /// same peer never shows up under two spellings.
+    pub fn new(addr: SocketAddr) -> Self {
+        let ip = match addr.ip() {
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V4(v4),
+                None => IpAddr::V6(v6),
+            },
+            v4 => v4,
+        };
+        PeerAddr(SocketAddr::new(ip, addr.port()))
+    }
+
+    pub fn from_ip_port(ip: IpAddr, port: u16) -> Self {
+        Self::new(SocketAddr::new(ip, port))
+    }
+
+    pub fn socket_addr(&self) -> SocketAddr {
+        self.0
+    }
+
+    pub fn ip(&self) -> IpAddr {
+        self.0.ip()
+    }
+
+    pub fn port(&self) -> u16 {
+        self.0.port()
+    }
+}
+
+impl fmt::Display for PeerAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl From<SocketAddr> for PeerAddr {
+    fn from(addr: SocketAddr) -> Self {
+        PeerAddr::new(addr)
+    }
+}
+
+/// Why a text could not be read as a peer address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadPeerAddr(pub String);
+
+impl fmt::Display for BadPeerAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl std::error::Error for BadPeerAddr {}
+
+impl FromStr for PeerAddr {
+    type Err = BadPeerAddr;
+
+    /// Accepts `IP:PORT`, `[IPv6]:PORT` and `localhost:PORT`. No DNS lookups: a chat
+    /// address is typed by a person and must mean exactly one socket.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let text = text.trim();
+        if let Some(port) = text.strip_prefix("localhost:") {
+            let port = parse_port(port)?;
+            return Ok(PeerAddr::from_ip_port(IpAddr::V4(Ipv4Addr::LOCALHOST), port));
+        }
+        match SocketAddr::from_str(text) {
+            Ok(addr) if addr.port() == 0 => Err(BadPeerAddr(format!(
+                "'{text}': port 0 is not a port a peer can listen on"
+            ))),
+            Ok(addr) => Ok(PeerAddr::new(addr)),
+            Err(_) => Err(BadPeerAddr(format!(
+                "'{text}' is not an address of the form IP:PORT (e.g. 127.0.0.1:9000)"
+            ))),
+        }
+    }
+}
+
+/// Parses a port typed by a person: 1..=65535.
+pub fn parse_port(text: &str) -> Result<u16, BadPeerAddr> {
+    match text.trim().parse::<u16>() {
+        Ok(0) => Err(BadPeerAddr("port 0 is not a port a peer can listen on".into())),
+        Ok(port) => Ok(port),
+        Err(_) => Err(BadPeerAddr(format!(
+            "'{}' is not a port number (1-65535)",
+            text.trim()
+        ))),
+    }
+}
+
+/// What the Registry tells others about one peer (menu 2, `Node::peers`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerInfo {
+    pub addr: PeerAddr,
+    /// The name from its `hello`, or the one another peer told us; `None` if never heard.
+    pub name: Option<String>,
+    pub connected: bool,
+    /// When a frame from it was last handled (connect, chat, peers, ...).
+    pub last_seen: Option<SystemTime>,
+    /// Messages to it that wait for an ack.
+    pub waiting: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_usual_spellings() {
+        assert_eq!(
+            "127.0.0.1:9000".parse::<PeerAddr>().unwrap().to_string(),
+            "127.0.0.1:9000"
+        );
+        assert_eq!(
+            " localhost:9001 ".parse::<PeerAddr>().unwrap().to_string(),
+            "127.0.0.1:9001"
+        );
+        assert_eq!(
+            "[::1]:9001".parse::<PeerAddr>().unwrap().to_string(),
+            "[::1]:9001"
+        );
+        assert_eq!(
+            "[::ffff:10.0.0.1]:80"
+                .parse::<PeerAddr>()
+                .unwrap()
+                .to_string(),
+            "10.0.0.1:80"
+        );
+    }
+
+    #[test]
+    fn refuses_what_is_not_an_address() {
+        for bad in ["", "bob", "1.2.3.4", "1.2.3.4:0", "1.2.3.4:70000", "x:1"] {
+            assert!(bad.parse::<PeerAddr>().is_err(), "{bad} parsed");
+        }
+        assert!(parse_port("0").is_err());
+        assert!(parse_port("65536").is_err());
+        assert_eq!(parse_port(" 9000 ").unwrap(), 9000);
+    }
+}
