@@ -42,7 +42,11 @@ fn decodes_every_vector_to_its_value() {
             .unwrap_or_else(|e| panic!("{name}: {e}"))
             .unwrap_or_else(|| panic!("{name}: incomplete"));
         assert!(buf.is_empty(), "{name}: bytes left over");
-        assert_eq!(serde_json::to_value(&frame).unwrap(), vector["value"], "{name}");
+        assert_eq!(
+            serde_json::to_value(&frame).unwrap(),
+            vector["value"],
+            "{name}"
+        );
     }
 }
 

@@ -85,7 +85,10 @@ impl FromStr for PeerAddr {
         let text = text.trim();
         if let Some(port) = text.strip_prefix("localhost:") {
             let port = parse_port(port)?;
-            return Ok(PeerAddr::from_ip_port(IpAddr::V4(Ipv4Addr::LOCALHOST), port));
+            return Ok(PeerAddr::from_ip_port(
+                IpAddr::V4(Ipv4Addr::LOCALHOST),
+                port,
+            ));
         }
         match SocketAddr::from_str(text) {
             Ok(addr) if addr.port() == 0 => Err(BadPeerAddr(format!(
@@ -102,7 +105,9 @@ impl FromStr for PeerAddr {
 /// Parses a port typed by a person: 1..=65535.
 pub fn parse_port(text: &str) -> Result<u16, BadPeerAddr> {
     match text.trim().parse::<u16>() {
-        Ok(0) => Err(BadPeerAddr("port 0 is not a port a peer can listen on".into())),
+        Ok(0) => Err(BadPeerAddr(
+            "port 0 is not a port a peer can listen on".into(),
+        )),
         Ok(port) => Ok(port),
         Err(_) => Err(BadPeerAddr(format!(
             "'{}' is not a port number (1-65535)",

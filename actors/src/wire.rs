@@ -17,6 +17,9 @@ pub const PROTOCOL_VERSION: u64 = 1;
 /// Largest payload (the bytes after the length prefix) a node sends or accepts.
 pub const MAX_PAYLOAD: usize = 65536;
 
+/// Longest chat text a node sends: what fits in [`MAX_PAYLOAD`] with the chat's other fields.
+pub const MAX_TEXT_BYTES: usize = MAX_PAYLOAD - 64;
+
 const LENGTH_PREFIX: usize = 4;
 
 /// One frame of the protocol. Field order is the order of docs/protocol.md, and it is the
@@ -37,13 +40,23 @@ pub enum Frame {
         sent_at_ms: u64,
     },
     /// The chat with this id was handed to the receiver's console.
-    Ack { id: u64 },
+    Ack {
+        id: u64,
+    },
     GetPeers,
-    Peers { peers: Vec<PeerEntry> },
-    Ping { nonce: u64 },
-    Pong { nonce: u64 },
+    Peers {
+        peers: Vec<PeerEntry>,
+    },
+    Ping {
+        nonce: u64,
+    },
+    Pong {
+        nonce: u64,
+    },
     /// Sent just before closing the connection.
-    Bye { reason: String },
+    Bye {
+        reason: String,
+    },
     /// Any `type` this version does not know; receivers ignore it so that newer peers can
     /// add frames without breaking older ones. Never sent.
     #[serde(other)]
@@ -315,6 +328,9 @@ mod tests {
     fn huge_length_prefix_is_refused_before_buffering() {
         let got = decode_all(&[0xff, 0xff, 0xff, 0xff]);
         assert_eq!(got.len(), 1);
-        assert!(got[0].as_ref().unwrap_err().contains("over the 65536-byte limit"));
+        assert!(got[0]
+            .as_ref()
+            .unwrap_err()
+            .contains("over the 65536-byte limit"));
     }
 }

@@ -1,0 +1,74 @@
+//! Settings of one node: who it is, where it listens, and its timeouts.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+/// Everything [`crate::Node::start`] needs. `NodeConfig::local("alice")` is a node on
+/// 127.0.0.1 with a free port and the default timeouts, the usual start for a test.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Name shown to peers in `hello`.
+    pub name: String,
+    /// Interface to listen on; 0.0.0.0 (the binary's default) lets LAN peers reach us.
+    pub bind: IpAddr,
+    /// Port to listen on; 0 picks a free one.
+    pub port: u16,
+    pub timeouts: Timeouts,
+    /// Frames a Session may queue for a peer that reads slower than we write, before it
+    /// disconnects that peer as too slow. Bounds memory per connection.
+    pub write_queue_frames: usize,
+}
+
+impl NodeConfig {
+    pub fn local(name: &str) -> Self {
+        NodeConfig {
+            name: name.to_string(),
+            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            port: 0,
+            timeouts: Timeouts::default(),
+            write_queue_frames: 4096,
+        }
+    }
+}
+
+/// How long to wait for each thing a peer should do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// A new connection must send `hello` within this.
+    pub hello: Duration,
+    /// A Session pings its peer after this much silence...
+    pub ping_interval: Duration,
+    /// ...and closes the connection after this much silence.
+    pub idle: Duration,
+    /// TCP connect to a peer.
+    pub connect: Duration,
+    /// A chat without an ack after this long is reported as failed.
+    pub ack: Duration,
+    /// `get_peers` answers awaited by "connect to active peers".
+    pub peer_refresh: Duration,
+    /// On quit, how long to wait for acks of messages still in flight.
+    pub quit_grace: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            hello: Duration::from_secs(5),
+            ping_interval: Duration::from_secs(2),
+            idle: Duration::from_secs(6),
+            connect: Duration::from_secs(3),
+            ack: Duration::from_secs(15),
+            peer_refresh: Duration::from_secs(2),
+            quit_grace: Duration::from_secs(3),
+        }
+    }
+}
+
+/// Who this node is, as every Session announces it in `hello`.
+#[derive(Debug, Clone)]
+pub struct LocalIdentity {
+    pub node_id: u64,
+    pub name: String,
+    pub listen_port: u16,
+    pub bind: IpAddr,
+}

@@ -1,0 +1,121 @@
+//! What a node tells the outside world (its Console, a test, a library user): the event stream.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::channel::mpsc;
+use futures::{Stream, StreamExt};
+
+use crate::peer::{MessageId, PeerAddr};
+
+/// One thing that happened on a node. The Registry sends these to every subscriber.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeEvent {
+    /// A handshake completed: this peer now has a live Session.
+    PeerConnected {
+        peer: PeerAddr,
+        name: String,
+        outbound: bool,
+    },
+    /// The peer's Session ended (bye, error, timeout, user's choice); it stays known.
+    PeerDisconnected {
+        peer: PeerAddr,
+        name: String,
+        reason: String,
+    },
+    /// A `peers` frame told us of a peer we did not know.
+    PeerDiscovered { peer: PeerAddr, name: String },
+    /// A chat arrived and is shown for the first time (repeats are acked, not shown again).
+    ChatReceived {
+        from: PeerAddr,
+        name: String,
+        id: MessageId,
+        text: String,
+        sent_at_ms: u64,
+    },
+    /// Our chat `id` to `to` was acked.
+    Delivered { to: PeerAddr, id: MessageId },
+    /// Our chat `id` to `to` will not be delivered.
+    DeliveryFailed {
+        to: PeerAddr,
+        id: MessageId,
+        reason: String,
+    },
+    /// A connection was refused or closed before its handshake, e.g. for a bad frame.
+    ConnectionRefused { remote: SocketAddr, reason: String },
+}
+
+/// A subscription to a node's events. Also a `Stream`, for actors that `add_stream` it.
+pub struct EventStream {
+    rx: mpsc::UnboundedReceiver<NodeEvent>,
+}
+
+/// A wait on the event stream ran out of time; says what it saw meanwhile.
+#[derive(Debug)]
+pub struct WaitTimedOut {
+    pub waited: Duration,
+    pub seen: Vec<NodeEvent>,
+}
+
+impl fmt::Display for WaitTimedOut {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "no matching event within {:?}; saw {:?}",
+            self.waited, self.seen
+        )
+    }
+}
+
+impl std::error::Error for WaitTimedOut {}
+
+impl EventStream {
+    pub(crate) fn new(rx: mpsc::UnboundedReceiver<NodeEvent>) -> Self {
+        EventStream { rx }
+    }
+
+    /// The next event, or `None` if none comes within `limit` (or the node is gone).
+    pub async fn next_within(&mut self, limit: Duration) -> Option<NodeEvent> {
+        actix_rt::time::timeout(limit, self.rx.next())
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// Skips events until `pick` returns `Some`, for at most `limit` in all.
+    pub async fn wait_for<T>(
+        &mut self,
+        limit: Duration,
+        mut pick: impl FnMut(&NodeEvent) -> Option<T>,
+    ) -> Result<T, WaitTimedOut> {
+        let mut seen = Vec::new();
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            match tokio::time::timeout_at(deadline, self.rx.next()).await {
+                Ok(Some(event)) => {
+                    if let Some(found) = pick(&event) {
+                        return Ok(found);
+                    }
+                    seen.push(event);
+                }
+                Ok(None) | Err(_) => {
+                    return Err(WaitTimedOut {
+                        waited: limit,
+                        seen,
+                    })
+                }
+            }
+        }
+    }
+}
+
+impl Stream for EventStream {
+    type Item = NodeEvent;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<NodeEvent>> {
+        self.rx.poll_next_unpin(cx)
+    }
+}

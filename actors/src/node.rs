@@ -1,0 +1,218 @@
+//! `Node`: starts one peer's actors (Registry and Listener) and is the handle that a console,
+//! a test or a library user drives it with. Every method is a message to the Registry.
+
+use std::collections::hash_map::RandomState;
+use std::fmt;
+use std::hash::{BuildHasher, Hasher};
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use actix::prelude::*;
+use futures::channel::mpsc;
+use tokio::net::TcpListener;
+
+use crate::config::{LocalIdentity, NodeConfig};
+use crate::events::EventStream;
+use crate::listener::Listener;
+use crate::peer::{MessageId, NodeId, PeerAddr, PeerInfo};
+use crate::registry::{
+    Connect, ConnectAll, ConnectAllReport, ConnectError, ConnectOutcome, Disconnect, DisconnectAll,
+    ListPeers, NotConnected, Registry, SendChat, SendError, Shutdown, ShutdownReport, Subscribe,
+};
+use crate::session::SessionTemplate;
+
+/// Why a node did not start.
+#[derive(Debug)]
+pub enum StartError {
+    Bind { addr: SocketAddr, source: io::Error },
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::Bind { addr, source } if source.kind() == io::ErrorKind::AddrInUse => {
+                write!(
+                    f,
+                    "cannot listen on {addr}: port {} is already in use",
+                    addr.port()
+                )
+            }
+            StartError::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// The node stopped before it could answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeStopped;
+
+impl fmt::Display for NodeStopped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "the node has stopped")
+    }
+}
+
+impl std::error::Error for NodeStopped {}
+
+/// A running peer. Cheap to clone; all clones drive the same actors.
+#[derive(Clone)]
+pub struct Node {
+    registry: Addr<Registry>,
+    listener: Addr<Listener>,
+    listen_addr: SocketAddr,
+    node_id: NodeId,
+    name: String,
+}
+
+impl Node {
+    /// Binds the port and starts the actors on the current actix system.
+    pub async fn start(config: NodeConfig) -> Result<Node, StartError> {
+        let addr = SocketAddr::new(config.bind, config.port);
+        let socket = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind { addr, source })?;
+        let listen_addr = socket
+            .local_addr()
+            .map_err(|source| StartError::Bind { addr, source })?;
+        let me = LocalIdentity {
+            node_id: random_node_id(),
+            name: config.name.clone(),
+            listen_port: listen_addr.port(),
+            bind: config.bind,
+        };
+        let registry = Registry::new(me.clone(), &config).start();
+        let template = SessionTemplate {
+            registry: registry.clone(),
+            me: me.clone(),
+            timeouts: config.timeouts,
+            write_queue_frames: config.write_queue_frames,
+        };
+        let listener = Listener::new(socket, template)
+            .map_err(|source| StartError::Bind { addr, source })?
+            .start();
+        Ok(Node {
+            registry,
+            listener,
+            listen_addr,
+            node_id: me.node_id,
+            name: me.name,
+        })
+    }
+
+    /// The socket address the node listens on (e.g. 0.0.0.0:9000).
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.listen_addr
+    }
+
+    /// An address other nodes on this host can reach it at (127.0.0.1 when bound to all).
+    pub fn peer_addr(&self) -> PeerAddr {
+        let ip = match self.listen_addr.ip() {
+            ip if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            ip => ip,
+        };
+        PeerAddr::from_ip_port(ip, self.listen_addr.port())
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.node_id
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Every event from now on. Subscribe before acting, or events may pass unseen.
+    pub fn events(&self) -> EventStream {
+        let (tx, rx) = mpsc::unbounded();
+        self.registry.do_send(Subscribe(tx));
+        EventStream::new(rx)
+    }
+
+    /// Queues a chat; the outcome arrives as `Delivered` or `DeliveryFailed` with this id.
+    pub async fn send_chat(
+        &self,
+        to: PeerAddr,
+        text: impl Into<String>,
+    ) -> Result<MessageId, SendError> {
+        let text = text.into();
+        self.registry
+            .send(SendChat { to, text })
+            .await
+            .unwrap_or(Err(SendError::ShuttingDown))
+    }
+
+    pub async fn connect(&self, to: PeerAddr) -> Result<ConnectOutcome, ConnectError> {
+        self.registry
+            .send(Connect { to })
+            .await
+            .unwrap_or(Err(ConnectError::ShuttingDown))
+    }
+
+    /// Refreshes the peer list from connected peers, then connects to every known peer.
+    pub async fn connect_all(&self) -> Result<ConnectAllReport, NodeStopped> {
+        self.registry
+            .send(ConnectAll)
+            .await
+            .map_err(|_| NodeStopped)
+    }
+
+    pub async fn peers(&self) -> Result<Vec<PeerInfo>, NodeStopped> {
+        self.registry.send(ListPeers).await.map_err(|_| NodeStopped)
+    }
+
+    pub async fn disconnect(&self, peer: PeerAddr) -> Result<(), NotConnected> {
+        self.registry
+            .send(Disconnect { peer })
+            .await
+            .unwrap_or(Err(NotConnected(peer)))
+    }
+
+    /// Says bye to every connected peer; returns how many.
+    pub async fn disconnect_all(&self) -> Result<usize, NodeStopped> {
+        self.registry
+            .send(DisconnectAll)
+            .await
+            .map_err(|_| NodeStopped)
+    }
+
+    /// Waits up to `grace` for acks in flight, says bye to everyone, stops the actors.
+    pub async fn shutdown(&self, grace: Duration) -> ShutdownReport {
+        let report = self
+            .registry
+            .send(Shutdown { grace })
+            .await
+            .unwrap_or_default();
+        self.listener.do_send(StopListening);
+        report
+    }
+}
+
+/// Stops the Listener (the port is released).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct StopListening;
+
+impl Handler<StopListening> for Listener {
+    type Result = ();
+
+    fn handle(&mut self, _: StopListening, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
+
+/// A node id unlikely to repeat: std's per-process random hash keys, mixed with the time
+/// and the process id.
+fn random_node_id() -> NodeId {
+    let mut hasher = RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    hasher.write_u32(std::process::id());
+    hasher.finish()
+}

@@ -1,0 +1,946 @@
+//! Registry: owns the peer set (every peer this node knows, which Session serves each connected
+//! one), the outbox of chats waiting for an ack, and the record of chats already shown.
+//! Sessions report to it; the Console and `Node` ask it; it dials peers and emits NodeEvents.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use actix::prelude::*;
+use futures::channel::{mpsc, oneshot};
+use futures::future::join_all;
+use tokio::net::TcpStream;
+
+use crate::config::{LocalIdentity, NodeConfig, Timeouts};
+use crate::events::NodeEvent;
+use crate::peer::{MessageId, NodeId, PeerAddr, PeerInfo, SessionId};
+use crate::session::{human, Close, Deliver, Direction, RefreshPeers, Session, SessionTemplate};
+use crate::wire::{PeerEntry, MAX_TEXT_BYTES};
+
+// ---- messages the Registry handles ----
+
+/// Send every future [`NodeEvent`] to this channel.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Subscribe(pub mpsc::UnboundedSender<NodeEvent>);
+
+/// From a Session whose peer said `hello`: may it serve this peer? `Ok` carries the peers to
+/// announce to it; `Err` the reason for its `bye`.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<PeerEntry>, String>")]
+pub struct Register {
+    pub session_id: SessionId,
+    pub session: Addr<Session>,
+    pub peer: PeerAddr,
+    pub dialed: Option<PeerAddr>,
+    pub node_id: NodeId,
+    pub name: String,
+    pub outbound: bool,
+    /// Our own IP on this connection: an address of ours, so never a peer.
+    pub local_ip: IpAddr,
+}
+
+/// From a Session's death watch: it has ended, for `reason`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SessionClosed {
+    pub session_id: SessionId,
+    pub remote: SocketAddr,
+    /// Set once the handshake completed.
+    pub peer: Option<PeerAddr>,
+    /// Set for connections we opened.
+    pub dialed: Option<PeerAddr>,
+    pub reason: String,
+}
+
+/// From a Session: a chat arrived. The reply means "handed to the console", and only then
+/// does the Session ack it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct IncomingChat {
+    pub from: PeerAddr,
+    pub node_id: NodeId,
+    pub id: MessageId,
+    pub text: String,
+    pub sent_at_ms: u64,
+}
+
+/// From a Session: the peer acked our chat `id`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AckReceived {
+    pub from: PeerAddr,
+    pub id: MessageId,
+}
+
+/// From a Session: the peer's `peers` frame.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct PeersLearned {
+    pub from: PeerAddr,
+    pub peers: Vec<PeerEntry>,
+}
+
+/// From a Session answering `get_peers`: what we know, as told to `for_peer`.
+#[derive(Message)]
+#[rtype(result = "Vec<PeerEntry>")]
+pub struct KnownPeers {
+    pub for_peer: PeerAddr,
+}
+
+/// Send a chat; connects first if needed. The id comes back at once, the outcome later as
+/// `Delivered` or `DeliveryFailed`.
+#[derive(Message, Debug)]
+#[rtype(result = "Result<MessageId, SendError>")]
+pub struct SendChat {
+    pub to: PeerAddr,
+    pub text: String,
+}
+
+/// Connect to a peer (resolves when the handshake is done or has failed).
+#[derive(Message, Debug)]
+#[rtype(result = "Result<ConnectOutcome, ConnectError>")]
+pub struct Connect {
+    pub to: PeerAddr,
+}
+
+/// Menu 3: ask connected peers for their peers, then connect to every known one.
+#[derive(Message, Debug)]
+#[rtype(result = "ConnectAllReport")]
+pub struct ConnectAll;
+
+/// Menu 2.
+#[derive(Message, Debug)]
+#[rtype(result = "Vec<PeerInfo>")]
+pub struct ListPeers;
+
+/// Menu 5: bye to one peer, which stays known.
+#[derive(Message, Debug)]
+#[rtype(result = "Result<(), NotConnected>")]
+pub struct Disconnect {
+    pub peer: PeerAddr,
+}
+
+/// Menu 4: bye to every connected peer; answers how many.
+#[derive(Message, Debug)]
+#[rtype(result = "usize")]
+pub struct DisconnectAll;
+
+/// Quit: wait up to `grace` for acks in flight, then bye to everyone.
+#[derive(Message, Debug)]
+#[rtype(result = "ShutdownReport")]
+pub struct Shutdown {
+    pub grace: Duration,
+}
+
+// ---- answers and errors ----
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectOutcome {
+    Connected,
+    AlreadyConnected,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectError {
+    /// The address is this node's own.
+    SelfAddress,
+    Refused,
+    TimedOut(Duration),
+    Unreachable(String),
+    /// TCP connected but the handshake failed (bad hello, duplicate, bye...).
+    Handshake(String),
+    ShuttingDown,
+}
+
+impl fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConnectError::SelfAddress => write!(f, "that address is this node itself"),
+            ConnectError::Refused => write!(f, "connection refused (is a peer listening there?)"),
+            ConnectError::TimedOut(d) => write!(f, "no answer within {}", human(*d)),
+            ConnectError::Unreachable(why) => write!(f, "cannot connect: {why}"),
+            ConnectError::Handshake(why) => write!(f, "handshake failed: {why}"),
+            ConnectError::ShuttingDown => write!(f, "node is shutting down"),
+        }
+    }
+}
+
+impl std::error::Error for ConnectError {}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendError {
+    SelfAddress,
+    TooLong { len: usize },
+    ShuttingDown,
+}
+
+impl fmt::Display for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SendError::SelfAddress => write!(f, "that address is this node itself"),
+            SendError::TooLong { len } => write!(
+                f,
+                "message is {len} bytes; the limit is {MAX_TEXT_BYTES} bytes"
+            ),
+            SendError::ShuttingDown => write!(f, "node is shutting down"),
+        }
+    }
+}
+
+impl std::error::Error for SendError {}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotConnected(pub PeerAddr);
+
+impl fmt::Display for NotConnected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "not connected to {}", self.0)
+    }
+}
+
+impl std::error::Error for NotConnected {}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConnectAllReport {
+    pub already_connected: Vec<PeerAddr>,
+    pub attempts: Vec<(PeerAddr, Result<ConnectOutcome, ConnectError>)>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// Chats that were still without an ack when the node stopped.
+    pub undelivered: usize,
+}
+
+// ---- the actor ----
+
+#[derive(Debug, Default)]
+struct PeerRecord {
+    name: Option<String>,
+    node_id: Option<NodeId>,
+    /// The Session serving it, if connected.
+    session: Option<SessionId>,
+    last_seen: Option<SystemTime>,
+}
+
+struct LiveSession {
+    addr: Addr<Session>,
+    peer: PeerAddr,
+    node_id: NodeId,
+    outbound: bool,
+}
+
+struct Outgoing {
+    to: PeerAddr,
+    text: String,
+    sent_at_ms: u64,
+    /// The Session it was handed to; `None` while waiting for a connection.
+    on_session: Option<SessionId>,
+    deadline: Instant,
+}
+
+/// Chat ids already shown from one sender, to show a resent chat once. Bounded.
+#[derive(Default)]
+struct SeenChats {
+    ids: HashSet<MessageId>,
+    order: VecDeque<MessageId>,
+}
+
+const SEEN_PER_SENDER: usize = 65536;
+
+impl SeenChats {
+    /// True the first time an id is offered.
+    fn first_time(&mut self, id: MessageId) -> bool {
+        if !self.ids.insert(id) {
+            return false;
+        }
+        self.order.push_back(id);
+        if self.order.len() > SEEN_PER_SENDER {
+            if let Some(old) = self.order.pop_front() {
+                self.ids.remove(&old);
+            }
+        }
+        true
+    }
+}
+
+type DialWaiter = oneshot::Sender<Result<ConnectOutcome, ConnectError>>;
+
+pub struct Registry {
+    me: LocalIdentity,
+    timeouts: Timeouts,
+    write_queue_frames: usize,
+    peers: BTreeMap<PeerAddr, PeerRecord>,
+    sessions: HashMap<SessionId, LiveSession>,
+    outbox: BTreeMap<MessageId, Outgoing>,
+    next_message_id: MessageId,
+    seen: HashMap<NodeId, SeenChats>,
+    /// Dials in progress, with whoever waits for their outcome.
+    dials: HashMap<PeerAddr, Vec<DialWaiter>>,
+    /// IPs we were reached at: with our port, they are us.
+    local_ips: HashSet<IpAddr>,
+    /// Addresses that turned out to be ourselves.
+    self_addrs: HashSet<PeerAddr>,
+    subscribers: Vec<mpsc::UnboundedSender<NodeEvent>>,
+    shutting_down: bool,
+    outbox_empty_waiters: Vec<oneshot::Sender<()>>,
+    no_sessions_waiters: Vec<oneshot::Sender<()>>,
+}
+
+impl Registry {
+    pub fn new(me: LocalIdentity, config: &NodeConfig) -> Self {
+        Registry {
+            me,
+            timeouts: config.timeouts,
+            write_queue_frames: config.write_queue_frames,
+            peers: BTreeMap::new(),
+            sessions: HashMap::new(),
+            outbox: BTreeMap::new(),
+            // Ids from a clock: a restarted node does not reuse the ids of its last run.
+            next_message_id: now_ms().saturating_mul(1000),
+            seen: HashMap::new(),
+            dials: HashMap::new(),
+            local_ips: HashSet::new(),
+            self_addrs: HashSet::new(),
+            subscribers: Vec::new(),
+            shutting_down: false,
+            outbox_empty_waiters: Vec::new(),
+            no_sessions_waiters: Vec::new(),
+        }
+    }
+
+    fn emit(&mut self, event: NodeEvent) {
+        tracing::debug!(?event, "event");
+        self.subscribers
+            .retain(|subscriber| subscriber.unbounded_send(event.clone()).is_ok());
+    }
+
+    fn is_self(&self, addr: &PeerAddr) -> bool {
+        if self.self_addrs.contains(addr) {
+            return true;
+        }
+        addr.port() == self.me.listen_port
+            && (addr.ip().is_loopback()
+                || addr.ip().is_unspecified()
+                || addr.ip() == self.me.bind
+                || self.local_ips.contains(&addr.ip()))
+    }
+
+    fn name_of(&self, peer: &PeerAddr) -> String {
+        self.peers
+            .get(peer)
+            .and_then(|record| record.name.clone())
+            .unwrap_or_default()
+    }
+
+    fn session_for(&self, peer: &PeerAddr) -> Option<(SessionId, &LiveSession)> {
+        let id = self.peers.get(peer)?.session?;
+        self.sessions.get(&id).map(|live| (id, live))
+    }
+
+    fn template(&self, ctx: &Context<Self>) -> SessionTemplate {
+        SessionTemplate {
+            registry: ctx.address(),
+            me: self.me.clone(),
+            timeouts: self.timeouts,
+            write_queue_frames: self.write_queue_frames,
+        }
+    }
+
+    /// Starts connecting to `to` unless a dial is already under way; `waiter` learns the end.
+    fn dial(&mut self, to: PeerAddr, waiter: Option<DialWaiter>, ctx: &mut Context<Self>) {
+        let first = !self.dials.contains_key(&to);
+        let waiters = self.dials.entry(to).or_default();
+        waiters.extend(waiter);
+        if !first {
+            return;
+        }
+        self.peers.entry(to).or_default();
+        let limit = self.timeouts.connect;
+        let connect = async move {
+            actix_rt::time::timeout(limit, TcpStream::connect(to.socket_addr())).await
+        };
+        ctx.spawn(connect.into_actor(self).map(move |result, act, ctx| {
+            let stream = match result {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(err)) => return act.dial_failed(to, connect_error(err)),
+                Err(_) => return act.dial_failed(to, ConnectError::TimedOut(limit)),
+            };
+            let template = act.template(ctx);
+            if let Err(err) = Session::start(stream, Direction::Outbound { dialed: to }, template) {
+                act.dial_failed(to, connect_error(err));
+            }
+            // Otherwise the dial ends when that Session registers or closes.
+        }));
+    }
+
+    fn dial_failed(&mut self, to: PeerAddr, error: ConnectError) {
+        tracing::info!(peer = %to, "connect failed: {error}");
+        for waiter in self.dials.remove(&to).unwrap_or_default() {
+            let _ = waiter.send(Err(error.clone()));
+        }
+        if self.session_for(&to).is_none() {
+            let reason = format!("could not connect: {error}");
+            self.fail_where(|out| out.to == to, &reason);
+        }
+    }
+
+    fn dial_succeeded(&mut self, to: PeerAddr) {
+        for waiter in self.dials.remove(&to).unwrap_or_default() {
+            let _ = waiter.send(Ok(ConnectOutcome::Connected));
+        }
+    }
+
+    /// Reports every outbox entry matching `which` as failed and drops it.
+    fn fail_where(&mut self, which: impl Fn(&Outgoing) -> bool, reason: &str) {
+        let failed: Vec<MessageId> = self
+            .outbox
+            .iter()
+            .filter(|(_, out)| which(out))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in failed {
+            if let Some(out) = self.outbox.remove(&id) {
+                self.emit(NodeEvent::DeliveryFailed {
+                    to: out.to,
+                    id,
+                    reason: reason.to_string(),
+                });
+            }
+        }
+        self.check_outbox_empty();
+    }
+
+    fn check_outbox_empty(&mut self) {
+        if self.outbox.is_empty() {
+            for waiter in self.outbox_empty_waiters.drain(..) {
+                let _ = waiter.send(());
+            }
+        }
+    }
+
+    /// Hands every outbox entry for `peer` that is not on a live Session to `session`.
+    fn flush_outbox(&mut self, peer: PeerAddr, session: SessionId) {
+        let Some(live) = self.sessions.get(&session) else {
+            return;
+        };
+        for (id, out) in self.outbox.iter_mut() {
+            let on_live = out
+                .on_session
+                .is_some_and(|s| s == session || self.sessions.contains_key(&s));
+            if out.to == peer && !on_live {
+                out.on_session = Some(session);
+                live.addr.do_send(Deliver {
+                    id: *id,
+                    text: out.text.clone(),
+                    sent_at_ms: out.sent_at_ms,
+                });
+            }
+        }
+    }
+
+    /// Says bye to the peer's Session; the peer is disconnected from now on.
+    fn disconnect(&mut self, peer: PeerAddr, reason: &str) -> bool {
+        let Some(record) = self.peers.get_mut(&peer) else {
+            return false;
+        };
+        let Some(session_id) = record.session.take() else {
+            return false;
+        };
+        if let Some(live) = self.sessions.get(&session_id) {
+            live.addr.do_send(Close {
+                reason: reason.to_string(),
+            });
+        }
+        let name = self.name_of(&peer);
+        self.emit(NodeEvent::PeerDisconnected {
+            peer,
+            name,
+            reason: reason.to_string(),
+        });
+        true
+    }
+
+    fn known_peers_for(&self, for_peer: PeerAddr) -> Vec<PeerEntry> {
+        // A loopback address means nothing to a peer on another host.
+        let remote_peer = !for_peer.ip().is_loopback();
+        self.peers
+            .iter()
+            .filter(|(addr, _)| **addr != for_peer)
+            .filter(|(addr, _)| !(remote_peer && addr.ip().is_loopback()))
+            .map(|(addr, record)| PeerEntry {
+                addr: addr.to_string(),
+                name: record.name.clone().unwrap_or_default(),
+            })
+            .collect()
+    }
+
+    /// Which of two connections to the same node survives: the one opened by the node with
+    /// the lower id. Both ends compute the same answer, so both keep the same connection.
+    fn initiator(&self, outbound: bool, peer_node: NodeId) -> NodeId {
+        if outbound {
+            self.me.node_id
+        } else {
+            peer_node
+        }
+    }
+
+    fn expire_unacked(&mut self) {
+        let now = Instant::now();
+        let reason = format!("no ack within {}", human(self.timeouts.ack));
+        self.fail_where(|out| out.deadline <= now, &reason);
+    }
+}
+
+impl Actor for Registry {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // Peers can flood us with frames; a bounded mailbox makes their Sessions wait.
+        ctx.set_mailbox_capacity(1024);
+        ctx.run_interval(Duration::from_millis(500), |act, _| act.expire_unacked());
+    }
+}
+
+impl Handler<Subscribe> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: Subscribe, _: &mut Context<Self>) {
+        self.subscribers.push(msg.0);
+    }
+}
+
+impl Handler<Register> for Registry {
+    type Result = Result<Vec<PeerEntry>, String>;
+
+    fn handle(&mut self, msg: Register, _: &mut Context<Self>) -> Self::Result {
+        self.local_ips.insert(msg.local_ip);
+        if msg.node_id == self.me.node_id {
+            self.self_addrs.insert(msg.peer);
+            if let Some(dialed) = msg.dialed {
+                self.self_addrs.insert(dialed);
+                self.peers.remove(&dialed);
+                for waiter in self.dials.remove(&dialed).unwrap_or_default() {
+                    let _ = waiter.send(Err(ConnectError::SelfAddress));
+                }
+                self.fail_where(|out| out.to == dialed, "that address is this node itself");
+            }
+            return Err("connected to itself".into());
+        }
+        if self.shutting_down {
+            return Err("node is shutting down".into());
+        }
+        // An existing connection to the same node, or to whoever had this address before.
+        let rival = self
+            .sessions
+            .iter()
+            .find(|(_, live)| live.node_id == msg.node_id || live.peer == msg.peer)
+            .filter(|(id, _)| self.peers.values().any(|r| r.session == Some(**id)))
+            .map(|(id, live)| {
+                (
+                    *id,
+                    live.node_id,
+                    live.outbound,
+                    live.addr.clone(),
+                    live.peer,
+                )
+            });
+        if let Some((rival_id, rival_node, rival_outbound, rival_addr, rival_peer)) = rival {
+            let same_node = rival_node == msg.node_id;
+            let keep_rival = same_node
+                && self.initiator(rival_outbound, rival_node)
+                    <= self.initiator(msg.outbound, msg.node_id);
+            if keep_rival {
+                // This node already has its one connection to that peer.
+                if let Some(dialed) = msg.dialed {
+                    for waiter in self.dials.remove(&dialed).unwrap_or_default() {
+                        let _ = waiter.send(Ok(ConnectOutcome::AlreadyConnected));
+                    }
+                }
+                return Err("duplicate connection".into());
+            }
+            let reason = if same_node {
+                "duplicate connection"
+            } else {
+                "replaced by a new connection from the same address"
+            };
+            rival_addr.do_send(Close {
+                reason: reason.into(),
+            });
+            if let Some(record) = self.peers.get_mut(&rival_peer) {
+                if record.session == Some(rival_id) {
+                    record.session = None;
+                }
+            }
+            self.sessions.remove(&rival_id);
+        }
+        self.sessions.insert(
+            msg.session_id,
+            LiveSession {
+                addr: msg.session.clone(),
+                peer: msg.peer,
+                node_id: msg.node_id,
+                outbound: msg.outbound,
+            },
+        );
+        let record = self.peers.entry(msg.peer).or_default();
+        let was_connected = record.session.is_some();
+        record.session = Some(msg.session_id);
+        record.node_id = Some(msg.node_id);
+        record.name = Some(msg.name.clone());
+        record.last_seen = Some(SystemTime::now());
+        self.dial_succeeded(msg.peer);
+        if let Some(dialed) = msg.dialed.filter(|d| *d != msg.peer) {
+            self.dial_succeeded(dialed);
+        }
+        if !was_connected {
+            self.emit(NodeEvent::PeerConnected {
+                peer: msg.peer,
+                name: msg.name,
+                outbound: msg.outbound,
+            });
+        }
+        self.flush_outbox(msg.peer, msg.session_id);
+        Ok(self.known_peers_for(msg.peer))
+    }
+}
+
+impl Handler<SessionClosed> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: SessionClosed, _: &mut Context<Self>) {
+        tracing::debug!(session = msg.session_id, remote = %msg.remote, "session closed: {}", msg.reason);
+        let live = self.sessions.remove(&msg.session_id);
+        if let Some(live) = &live {
+            let current = self
+                .peers
+                .get(&live.peer)
+                .is_some_and(|r| r.session == Some(msg.session_id));
+            if current {
+                if let Some(record) = self.peers.get_mut(&live.peer) {
+                    record.session = None;
+                }
+                let name = self.name_of(&live.peer);
+                self.emit(NodeEvent::PeerDisconnected {
+                    peer: live.peer,
+                    name,
+                    reason: msg.reason.clone(),
+                });
+            }
+            // Chats that were on this connection go to its replacement, if there is one.
+            let peer = live.peer;
+            if let Some((replacement, _)) = self.session_for(&peer) {
+                for out in self.outbox.values_mut() {
+                    if out.on_session == Some(msg.session_id) {
+                        out.on_session = None;
+                    }
+                }
+                self.flush_outbox(peer, replacement);
+            } else {
+                let reason = format!("connection closed before ack ({})", msg.reason);
+                self.fail_where(|out| out.on_session == Some(msg.session_id), &reason);
+            }
+        } else if msg.peer.is_none() {
+            // Never registered: a failed handshake.
+            if let Some(dialed) = msg.dialed {
+                if self.dials.contains_key(&dialed) {
+                    self.dial_failed(dialed, ConnectError::Handshake(msg.reason.clone()));
+                }
+            } else if !msg.reason.starts_with("connection closed by peer") {
+                self.emit(NodeEvent::ConnectionRefused {
+                    remote: msg.remote,
+                    reason: msg.reason.clone(),
+                });
+            }
+        }
+        if self.sessions.is_empty() {
+            for waiter in self.no_sessions_waiters.drain(..) {
+                let _ = waiter.send(());
+            }
+        }
+    }
+}
+
+impl Handler<IncomingChat> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: IncomingChat, _: &mut Context<Self>) {
+        if let Some(record) = self.peers.get_mut(&msg.from) {
+            record.last_seen = Some(SystemTime::now());
+        }
+        if !self.seen.entry(msg.node_id).or_default().first_time(msg.id) {
+            tracing::debug!(from = %msg.from, id = msg.id, "repeated chat acked again, not shown");
+            return;
+        }
+        let name = self.name_of(&msg.from);
+        self.emit(NodeEvent::ChatReceived {
+            from: msg.from,
+            name,
+            id: msg.id,
+            text: msg.text,
+            sent_at_ms: msg.sent_at_ms,
+        });
+    }
+}
+
+impl Handler<AckReceived> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: AckReceived, _: &mut Context<Self>) {
+        if let Some(record) = self.peers.get_mut(&msg.from) {
+            record.last_seen = Some(SystemTime::now());
+        }
+        let ours = self
+            .outbox
+            .get(&msg.id)
+            .is_some_and(|out| out.to == msg.from);
+        if ours {
+            self.outbox.remove(&msg.id);
+            self.emit(NodeEvent::Delivered {
+                to: msg.from,
+                id: msg.id,
+            });
+            self.check_outbox_empty();
+        }
+    }
+}
+
+impl Handler<PeersLearned> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: PeersLearned, _: &mut Context<Self>) {
+        for entry in msg.peers {
+            let Ok(addr) = entry.addr.parse::<PeerAddr>() else {
+                tracing::info!(from = %msg.from, "ignoring peer entry with bad address {:?}", entry.addr);
+                continue;
+            };
+            if self.is_self(&addr) {
+                continue;
+            }
+            let name = (!entry.name.is_empty()).then_some(entry.name);
+            match self.peers.get_mut(&addr) {
+                Some(record) => {
+                    if record.name.is_none() {
+                        record.name = name;
+                    }
+                }
+                None => {
+                    self.peers.insert(
+                        addr,
+                        PeerRecord {
+                            name: name.clone(),
+                            ..PeerRecord::default()
+                        },
+                    );
+                    self.emit(NodeEvent::PeerDiscovered {
+                        peer: addr,
+                        name: name.unwrap_or_default(),
+                    });
+                }
+            }
+        }
+    }
+}
+
+impl Handler<KnownPeers> for Registry {
+    type Result = MessageResult<KnownPeers>;
+
+    fn handle(&mut self, msg: KnownPeers, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.known_peers_for(msg.for_peer))
+    }
+}
+
+impl Handler<SendChat> for Registry {
+    type Result = Result<MessageId, SendError>;
+
+    fn handle(&mut self, msg: SendChat, ctx: &mut Context<Self>) -> Self::Result {
+        if self.shutting_down {
+            return Err(SendError::ShuttingDown);
+        }
+        if self.is_self(&msg.to) {
+            return Err(SendError::SelfAddress);
+        }
+        if msg.text.len() > MAX_TEXT_BYTES {
+            return Err(SendError::TooLong {
+                len: msg.text.len(),
+            });
+        }
+        self.next_message_id += 1;
+        let id = self.next_message_id;
+        self.outbox.insert(
+            id,
+            Outgoing {
+                to: msg.to,
+                text: msg.text,
+                sent_at_ms: now_ms(),
+                on_session: None,
+                deadline: Instant::now() + self.timeouts.ack,
+            },
+        );
+        match self.session_for(&msg.to) {
+            Some((session, _)) => self.flush_outbox(msg.to, session),
+            None => self.dial(msg.to, None, ctx),
+        }
+        Ok(id)
+    }
+}
+
+impl Handler<Connect> for Registry {
+    type Result = ResponseFuture<Result<ConnectOutcome, ConnectError>>;
+
+    fn handle(&mut self, msg: Connect, ctx: &mut Context<Self>) -> Self::Result {
+        if self.shutting_down {
+            return Box::pin(async { Err(ConnectError::ShuttingDown) });
+        }
+        if self.is_self(&msg.to) {
+            return Box::pin(async { Err(ConnectError::SelfAddress) });
+        }
+        if self.session_for(&msg.to).is_some() {
+            return Box::pin(async { Ok(ConnectOutcome::AlreadyConnected) });
+        }
+        let (tx, rx) = oneshot::channel();
+        self.dial(msg.to, Some(tx), ctx);
+        Box::pin(async move { rx.await.unwrap_or(Err(ConnectError::ShuttingDown)) })
+    }
+}
+
+impl Handler<ConnectAll> for Registry {
+    type Result = ResponseActFuture<Self, ConnectAllReport>;
+
+    fn handle(&mut self, _: ConnectAll, _: &mut Context<Self>) -> Self::Result {
+        let refreshes: Vec<_> = self
+            .sessions
+            .values()
+            .map(|live| live.addr.send(RefreshPeers))
+            .collect();
+        let refreshed = actix_rt::time::timeout(self.timeouts.peer_refresh, join_all(refreshes));
+        Box::pin(refreshed.into_actor(self).then(|_, act, ctx| {
+            let mut report = ConnectAllReport::default();
+            let mut waits = Vec::new();
+            let addrs: Vec<PeerAddr> = act.peers.keys().copied().collect();
+            for addr in addrs {
+                if act.is_self(&addr) {
+                    continue;
+                }
+                if act.session_for(&addr).is_some() {
+                    report.already_connected.push(addr);
+                } else if !act.shutting_down {
+                    let (tx, rx) = oneshot::channel();
+                    act.dial(addr, Some(tx), ctx);
+                    waits.push(async move {
+                        (addr, rx.await.unwrap_or(Err(ConnectError::ShuttingDown)))
+                    });
+                }
+            }
+            join_all(waits).into_actor(act).map(move |attempts, _, _| {
+                report.attempts = attempts;
+                report
+            })
+        }))
+    }
+}
+
+impl Handler<ListPeers> for Registry {
+    type Result = MessageResult<ListPeers>;
+
+    fn handle(&mut self, _: ListPeers, _: &mut Context<Self>) -> Self::Result {
+        let mut waiting: HashMap<PeerAddr, usize> = HashMap::new();
+        for out in self.outbox.values() {
+            *waiting.entry(out.to).or_default() += 1;
+        }
+        MessageResult(
+            self.peers
+                .iter()
+                .map(|(addr, record)| PeerInfo {
+                    addr: *addr,
+                    name: record.name.clone(),
+                    connected: record.session.is_some(),
+                    last_seen: record.last_seen,
+                    waiting: waiting.get(addr).copied().unwrap_or(0),
+                })
+                .collect(),
+        )
+    }
+}
+
+impl Handler<Disconnect> for Registry {
+    type Result = Result<(), NotConnected>;
+
+    fn handle(&mut self, msg: Disconnect, _: &mut Context<Self>) -> Self::Result {
+        if self.disconnect(msg.peer, "disconnected by user") {
+            Ok(())
+        } else {
+            Err(NotConnected(msg.peer))
+        }
+    }
+}
+
+impl Handler<DisconnectAll> for Registry {
+    type Result = usize;
+
+    fn handle(&mut self, _: DisconnectAll, _: &mut Context<Self>) -> usize {
+        let connected: Vec<PeerAddr> = self
+            .peers
+            .iter()
+            .filter(|(_, r)| r.session.is_some())
+            .map(|(a, _)| *a)
+            .collect();
+        connected
+            .into_iter()
+            .filter(|peer| self.disconnect(*peer, "disconnected by user"))
+            .count()
+    }
+}
+
+impl Handler<Shutdown> for Registry {
+    type Result = ResponseActFuture<Self, ShutdownReport>;
+
+    fn handle(&mut self, msg: Shutdown, _: &mut Context<Self>) -> Self::Result {
+        self.shutting_down = true;
+        let (acked_tx, acked_rx) = oneshot::channel();
+        self.outbox_empty_waiters.push(acked_tx);
+        self.check_outbox_empty();
+        let drained = actix_rt::time::timeout(msg.grace, acked_rx);
+        Box::pin(drained.into_actor(self).then(|_, act, _| {
+            let undelivered = act.outbox.len();
+            act.fail_where(|_| true, "node quit before the ack arrived");
+            let connected: Vec<PeerAddr> = act.peers.keys().copied().collect();
+            for peer in connected {
+                act.disconnect(peer, "quit");
+            }
+            // Sessions that never registered are told too.
+            for live in act.sessions.values() {
+                live.addr.do_send(Close {
+                    reason: "quit".into(),
+                });
+            }
+            let (closed_tx, closed_rx) = oneshot::channel();
+            act.no_sessions_waiters.push(closed_tx);
+            if act.sessions.is_empty() {
+                for waiter in act.no_sessions_waiters.drain(..) {
+                    let _ = waiter.send(());
+                }
+            }
+            actix_rt::time::timeout(Duration::from_secs(2), closed_rx)
+                .into_actor(act)
+                .map(move |_, _, _| ShutdownReport { undelivered })
+        }))
+    }
+}
+
+fn connect_error(err: std::io::Error) -> ConnectError {
+    match err.kind() {
+        std::io::ErrorKind::ConnectionRefused => ConnectError::Refused,
+        _ => ConnectError::Unreachable(err.to_string()),
+    }
+}
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,456 @@
+//! Session: owns one TCP connection to one peer, inbound or outbound.
+//! It runs the handshake, turns frames into messages for the Registry and the Registry's
+//! orders into frames, pings a quiet peer, and always tells the Registry when it ends.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use futures::channel::oneshot;
+use tokio::net::TcpStream;
+use tokio_util::codec::FramedRead;
+
+use crate::config::{LocalIdentity, Timeouts};
+use crate::peer::{MessageId, NodeId, PeerAddr, SessionId};
+use crate::registry::{
+    AckReceived, IncomingChat, KnownPeers, PeersLearned, Register, Registry, SessionClosed,
+};
+use crate::wire::{Frame, PeerEntry, WireCodec, WireError, PROTOCOL_VERSION};
+use crate::writer::{FrameWriter, WriteRefused};
+
+// ---- messages a Session handles ----
+
+/// Send this chat to the peer (from the Registry's outbox).
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct Deliver {
+    pub id: MessageId,
+    pub text: String,
+    pub sent_at_ms: u64,
+}
+
+/// Say `bye` with this reason and close the connection.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct Close {
+    pub reason: String,
+}
+
+/// Ask the peer for its peers (`get_peers`); resolves when its `peers` answer has been
+/// passed to the Registry.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct RefreshPeers;
+
+// ---- the actor ----
+
+/// Which side opened the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// The peer connected to our Listener.
+    Inbound,
+    /// We connected to `dialed`.
+    Outbound { dialed: PeerAddr },
+}
+
+/// What every Session of a node shares: whom to report to and how to behave.
+#[derive(Clone)]
+pub struct SessionTemplate {
+    pub registry: Addr<Registry>,
+    pub me: LocalIdentity,
+    pub timeouts: Timeouts,
+    pub write_queue_frames: usize,
+}
+
+/// The peer, once its `hello` is accepted by the Registry.
+#[derive(Debug, Clone)]
+struct Established {
+    peer: PeerAddr,
+    node_id: NodeId,
+}
+
+pub struct Session {
+    id: SessionId,
+    direction: Direction,
+    remote: SocketAddr,
+    local: SocketAddr,
+    template: SessionTemplate,
+    reader: Option<FramedRead<tokio::net::tcp::OwnedReadHalf, WireCodec>>,
+    writer: FrameWriter,
+    peer: Option<Established>,
+    last_heard: Instant,
+    next_nonce: u64,
+    closing: bool,
+    peers_waiters: Vec<oneshot::Sender<()>>,
+    /// Reports the end to the Registry when the actor is dropped, however it ends.
+    death_watch: DeathWatch,
+}
+
+static NEXT_SESSION_ID: AtomicU64 = AtomicU64::new(1);
+
+impl Session {
+    /// Starts a Session on an accepted or dialed connection. Fails only if the socket is
+    /// already unusable (e.g. reset before we looked at it).
+    pub fn start(
+        stream: TcpStream,
+        direction: Direction,
+        template: SessionTemplate,
+    ) -> std::io::Result<(SessionId, Addr<Session>)> {
+        let remote = stream.peer_addr()?;
+        let local = stream.local_addr()?;
+        // Chat is small interactive frames: latency matters more than packet count.
+        stream.set_nodelay(true)?;
+        let (read_half, write_half) = stream.into_split();
+        let id = NEXT_SESSION_ID.fetch_add(1, Ordering::Relaxed);
+        let writer = FrameWriter::spawn(
+            write_half,
+            template.write_queue_frames,
+            template.timeouts.idle,
+        );
+        let dialed = match direction {
+            Direction::Outbound { dialed } => Some(dialed),
+            Direction::Inbound => None,
+        };
+        let death_watch = DeathWatch {
+            registry: template.registry.clone(),
+            session_id: id,
+            remote,
+            peer: None,
+            dialed,
+            reason: None,
+        };
+        let session = Session {
+            id,
+            direction,
+            remote,
+            local,
+            reader: Some(FramedRead::new(read_half, WireCodec)),
+            writer,
+            template,
+            peer: None,
+            last_heard: Instant::now(),
+            next_nonce: 1,
+            closing: false,
+            peers_waiters: Vec::new(),
+            death_watch,
+        };
+        Ok((id, session.start()))
+    }
+
+    fn send_frame(&mut self, frame: &Frame, ctx: &mut Context<Self>) {
+        match self.writer.send(frame) {
+            Ok(()) => {}
+            Err(WriteRefused::QueueFull) => {
+                // Don't queue a bye behind frames the peer isn't reading.
+                self.close(ctx, "peer too slow: write queue full".into(), false);
+            }
+            Err(WriteRefused::Closed) => {
+                self.close(ctx, "connection lost while writing".into(), false);
+            }
+            Err(WriteRefused::Encode(err)) => {
+                tracing::warn!(
+                    session = self.id,
+                    "cannot encode {} frame: {err}",
+                    frame.kind()
+                );
+            }
+        }
+    }
+
+    /// Ends the session: `bye` (if `say_bye`) and close. The reason goes to the Registry.
+    fn close(&mut self, ctx: &mut Context<Self>, reason: String, say_bye: bool) {
+        if self.closing {
+            return;
+        }
+        self.closing = true;
+        if say_bye {
+            let _ = self.writer.send(&Frame::Bye {
+                reason: reason.clone(),
+            });
+        }
+        tracing::debug!(session = self.id, remote = %self.remote, "closing: {reason}");
+        self.death_watch.reason = Some(reason);
+        self.writer.close();
+        ctx.stop();
+    }
+
+    fn heartbeat(&mut self, ctx: &mut Context<Self>) {
+        let quiet = self.last_heard.elapsed();
+        let timeouts = self.template.timeouts;
+        if quiet >= timeouts.idle {
+            let reason = format!("timeout: nothing heard for {}", human(timeouts.idle));
+            self.close(ctx, reason, true);
+        } else if quiet >= timeouts.ping_interval && self.peer.is_some() {
+            let nonce = self.next_nonce;
+            self.next_nonce += 1;
+            self.send_frame(&Frame::Ping { nonce }, ctx);
+        }
+    }
+
+    fn on_hello(
+        &mut self,
+        protocol: u64,
+        node_id: NodeId,
+        name: String,
+        listen_port: u16,
+        ctx: &mut Context<Self>,
+    ) {
+        if protocol != PROTOCOL_VERSION {
+            let reason =
+                format!("unsupported protocol {protocol} (this node speaks {PROTOCOL_VERSION})");
+            return self.close(ctx, reason, true);
+        }
+        if listen_port == 0 {
+            return self.close(ctx, "hello with listen_port 0".into(), true);
+        }
+        // The peer is known by the address we reached it at, or else by the IP its
+        // connection comes from and the port it says it listens on.
+        let peer = match self.direction {
+            Direction::Outbound { dialed } => dialed,
+            Direction::Inbound => PeerAddr::from_ip_port(self.remote.ip(), listen_port),
+        };
+        let dialed = match self.direction {
+            Direction::Outbound { dialed } => Some(dialed),
+            Direction::Inbound => None,
+        };
+        let register = Register {
+            session_id: self.id,
+            session: ctx.address(),
+            peer,
+            dialed,
+            node_id,
+            name,
+            outbound: dialed.is_some(),
+            local_ip: self.local.ip(),
+        };
+        // Wait: nothing else from this peer is handled until the Registry has decided.
+        ctx.wait(self.template.registry.send(register).into_actor(self).map(
+            move |answer, act, ctx| match answer {
+                Ok(Ok(known)) => {
+                    act.peer = Some(Established { peer, node_id });
+                    act.death_watch.peer = Some(peer);
+                    act.send_frame(&Frame::Peers { peers: known }, ctx);
+                }
+                Ok(Err(refusal)) => act.close(ctx, refusal, true),
+                Err(_) => act.close(ctx, "node is shutting down".into(), true),
+            },
+        ));
+    }
+
+    fn on_frame(&mut self, frame: Frame, ctx: &mut Context<Self>) {
+        let Some(established) = self.peer.clone() else {
+            return match frame {
+                Frame::Hello {
+                    protocol,
+                    node_id,
+                    name,
+                    listen_port,
+                } => self.on_hello(protocol, node_id, name, listen_port, ctx),
+                other => {
+                    let reason = format!("expected hello as first frame, got {}", other.kind());
+                    self.close(ctx, reason, true)
+                }
+            };
+        };
+        let from = established.peer;
+        let registry = &self.template.registry;
+        match frame {
+            Frame::Chat {
+                id,
+                text,
+                sent_at_ms,
+            } => {
+                let incoming = IncomingChat {
+                    from,
+                    node_id: established.node_id,
+                    id,
+                    text,
+                    sent_at_ms,
+                };
+                // Ack only once the Registry has handed it to the console.
+                ctx.spawn(
+                    registry
+                        .send(incoming)
+                        .into_actor(self)
+                        .map(move |handed, act, ctx| {
+                            if handed.is_ok() {
+                                act.send_frame(&Frame::Ack { id }, ctx);
+                            }
+                        }),
+                );
+            }
+            Frame::Ack { id } => registry.do_send(AckReceived { from, id }),
+            Frame::GetPeers => {
+                ctx.spawn(
+                    registry
+                        .send(KnownPeers { for_peer: from })
+                        .into_actor(self)
+                        .map(|known, act, ctx| {
+                            if let Ok(peers) = known {
+                                act.send_frame(&Frame::Peers { peers }, ctx);
+                            }
+                        }),
+                );
+            }
+            Frame::Peers { peers } => self.on_peers(from, peers, ctx),
+            Frame::Ping { nonce } => self.send_frame(&Frame::Pong { nonce }, ctx),
+            Frame::Pong { .. } => {}
+            Frame::Bye { reason } => {
+                let reason = format!("peer said bye: {}", reason);
+                self.close(ctx, reason, false);
+            }
+            Frame::Hello { .. } => self.close(ctx, "second hello on one connection".into(), true),
+            Frame::Unknown => {
+                tracing::debug!(session = self.id, "ignoring a frame of unknown type");
+            }
+        }
+    }
+
+    fn on_peers(&mut self, from: PeerAddr, peers: Vec<PeerEntry>, ctx: &mut Context<Self>) {
+        let waiters = std::mem::take(&mut self.peers_waiters);
+        // Answer RefreshPeers only after the Registry has taken the list in.
+        ctx.spawn(
+            self.template
+                .registry
+                .send(PeersLearned { from, peers })
+                .into_actor(self)
+                .map(move |_, _, _| {
+                    for waiter in waiters {
+                        let _ = waiter.send(());
+                    }
+                }),
+        );
+    }
+}
+
+impl Actor for Session {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        if let Some(reader) = self.reader.take() {
+            ctx.add_stream(reader);
+        }
+        let me = &self.template.me;
+        let hello = Frame::Hello {
+            protocol: PROTOCOL_VERSION,
+            node_id: me.node_id,
+            name: me.name.clone(),
+            listen_port: me.listen_port,
+        };
+        self.send_frame(&hello, ctx);
+        let hello_timeout = self.template.timeouts.hello;
+        ctx.run_later(hello_timeout, move |act, ctx| {
+            if act.peer.is_none() {
+                let reason = format!("no hello within {}", human(hello_timeout));
+                act.close(ctx, reason, true);
+            }
+        });
+        let tick = self
+            .template
+            .timeouts
+            .ping_interval
+            .min(self.template.timeouts.idle)
+            / 2;
+        ctx.run_interval(tick.max(Duration::from_millis(10)), Self::heartbeat);
+    }
+
+    fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        self.writer.close();
+        if self.death_watch.reason.is_none() {
+            self.death_watch.reason = Some("session stopped".into());
+        }
+    }
+}
+
+impl StreamHandler<Result<Frame, WireError>> for Session {
+    fn handle(&mut self, item: Result<Frame, WireError>, ctx: &mut Context<Self>) {
+        if self.closing {
+            return;
+        }
+        self.last_heard = Instant::now();
+        match item {
+            Ok(frame) => self.on_frame(frame, ctx),
+            Err(WireError::Io(err)) => self.close(ctx, format!("connection error: {err}"), false),
+            Err(bad) => {
+                tracing::warn!(session = self.id, remote = %self.remote, "bad input: {bad}");
+                self.close(ctx, format!("protocol error: {bad}"), true);
+            }
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Context<Self>) {
+        self.close(ctx, "connection closed by peer".into(), false);
+    }
+}
+
+impl Handler<Deliver> for Session {
+    type Result = ();
+
+    fn handle(&mut self, msg: Deliver, ctx: &mut Context<Self>) {
+        let chat = Frame::Chat {
+            id: msg.id,
+            text: msg.text,
+            sent_at_ms: msg.sent_at_ms,
+        };
+        self.send_frame(&chat, ctx);
+    }
+}
+
+impl Handler<Close> for Session {
+    type Result = ();
+
+    fn handle(&mut self, msg: Close, ctx: &mut Context<Self>) {
+        self.close(ctx, msg.reason, true);
+    }
+}
+
+impl Handler<RefreshPeers> for Session {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: RefreshPeers, ctx: &mut Context<Self>) -> Self::Result {
+        let (tx, rx) = oneshot::channel();
+        self.peers_waiters.push(tx);
+        self.send_frame(&Frame::GetPeers, ctx);
+        Box::pin(async move {
+            let _ = rx.await;
+        })
+    }
+}
+
+/// Death watch: a guard inside the Session that reports `SessionClosed` when the actor's
+/// state is dropped. A clean stop, an error and a panic in a handler all drop it, so the
+/// Registry always learns that the connection is gone.
+struct DeathWatch {
+    registry: Addr<Registry>,
+    session_id: SessionId,
+    remote: SocketAddr,
+    peer: Option<PeerAddr>,
+    dialed: Option<PeerAddr>,
+    reason: Option<String>,
+}
+
+impl Drop for DeathWatch {
+    fn drop(&mut self) {
+        let reason = self
+            .reason
+            .take()
+            .unwrap_or_else(|| "session crashed".to_string());
+        self.registry.do_send(SessionClosed {
+            session_id: self.session_id,
+            remote: self.remote,
+            peer: self.peer,
+            dialed: self.dialed,
+            reason,
+        });
+    }
+}
+
+/// "5s", "500ms": durations as people write them.
+pub fn human(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}

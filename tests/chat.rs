@@ -1,0 +1,305 @@
+//! In-process tests: real nodes on 127.0.0.1, port 0, talking over real TCP.
+
+mod common;
+
+use common::*;
+use peerchat_actors::{ConnectError, ConnectOutcome, NodeEvent, SendError};
+
+#[actix_rt::test]
+async fn two_nodes_exchange_messages_both_ways_and_acks_arrive() {
+    let (alice, mut alice_events) = start("alice").await;
+    let (bob, mut bob_events) = start("bob").await;
+
+    let id = alice.send_chat(bob.peer_addr(), "hi bob").await.unwrap();
+    assert_eq!(
+        received(&mut bob_events).await,
+        (alice.peer_addr(), "hi bob".into())
+    );
+    assert_eq!(delivered(&mut alice_events, id).await, bob.peer_addr());
+
+    // Bob answers on the same connection, to the address he knows Alice by.
+    let id = bob.send_chat(alice.peer_addr(), "hi alice").await.unwrap();
+    assert_eq!(
+        received(&mut alice_events).await,
+        (bob.peer_addr(), "hi alice".into())
+    );
+    assert_eq!(delivered(&mut bob_events, id).await, alice.peer_addr());
+
+    let alice_peers = alice.peers().await.unwrap();
+    assert_eq!(alice_peers.len(), 1);
+    assert_eq!(alice_peers[0].addr, bob.peer_addr());
+    assert_eq!(alice_peers[0].name.as_deref(), Some("bob"));
+    assert!(alice_peers[0].connected);
+    assert_eq!(alice_peers[0].waiting, 0);
+    let bob_peers = bob.peers().await.unwrap();
+    assert_eq!(
+        bob_peers.len(),
+        1,
+        "one connection, one peer: {bob_peers:?}"
+    );
+    assert_eq!(bob_peers[0].addr, alice.peer_addr());
+}
+
+#[actix_rt::test]
+async fn three_nodes_chat_in_every_direction() {
+    let (a, mut a_ev) = start("a").await;
+    let (b, mut b_ev) = start("b").await;
+    let (c, mut c_ev) = start("c").await;
+    let nodes = [(&a, "a"), (&b, "b"), (&c, "c")];
+    for (from, from_name) in nodes {
+        for (to, to_name) in nodes {
+            if from_name == to_name {
+                continue;
+            }
+            let text = format!("{from_name} to {to_name}");
+            from.send_chat(to.peer_addr(), text.clone()).await.unwrap();
+            let events = match to_name {
+                "a" => &mut a_ev,
+                "b" => &mut b_ev,
+                _ => &mut c_ev,
+            };
+            let got = events
+                .wait_for(WAIT, |e| match e {
+                    NodeEvent::ChatReceived { text: t, from, .. } if *t == text => Some(*from),
+                    _ => None,
+                })
+                .await
+                .unwrap();
+            assert_eq!(got, from.peer_addr());
+        }
+    }
+    for node in [&a, &b, &c] {
+        let peers = node.peers().await.unwrap();
+        assert_eq!(peers.len(), 2, "{peers:?}");
+        assert!(peers.iter().all(|p| p.connected), "{peers:?}");
+    }
+}
+
+#[actix_rt::test]
+async fn peer_lists_propagate_through_a_connection() {
+    let (a, mut a_ev) = start("a").await;
+    let (b, mut b_ev) = start("b").await;
+    let (c, _c_ev) = start("c").await;
+    // B knows C.
+    assert_eq!(
+        b.connect(c.peer_addr()).await,
+        Ok(ConnectOutcome::Connected)
+    );
+    connected(&mut b_ev, c.peer_addr()).await;
+    // A connects to B and so learns of C.
+    assert_eq!(
+        a.connect(b.peer_addr()).await,
+        Ok(ConnectOutcome::Connected)
+    );
+    a_ev.wait_for(WAIT, |e| match e {
+        NodeEvent::PeerDiscovered { peer, name } if *peer == c.peer_addr() => {
+            assert_eq!(name, "c");
+            Some(())
+        }
+        _ => None,
+    })
+    .await
+    .unwrap();
+    let known = a.peers().await.unwrap();
+    let c_entry = known.iter().find(|p| p.addr == c.peer_addr()).unwrap();
+    assert!(!c_entry.connected, "learned peers are known, not connected");
+
+    // Menu 3: connect to every known peer.
+    let report = a.connect_all().await.unwrap();
+    assert_eq!(report.already_connected, vec![b.peer_addr()]);
+    assert_eq!(
+        report.attempts,
+        vec![(c.peer_addr(), Ok(ConnectOutcome::Connected))]
+    );
+    assert!(a.peers().await.unwrap().iter().all(|p| p.connected));
+}
+
+#[actix_rt::test]
+async fn connect_all_first_asks_connected_peers_for_news() {
+    let (a, _a_ev) = start("a").await;
+    let (b, mut b_ev) = start("b").await;
+    let (c, _c_ev) = start("c").await;
+    a.connect(b.peer_addr()).await.unwrap();
+    // B meets C after A connected: A only hears of C through get_peers.
+    b.connect(c.peer_addr()).await.unwrap();
+    connected(&mut b_ev, c.peer_addr()).await;
+    let report = a.connect_all().await.unwrap();
+    assert!(
+        report
+            .attempts
+            .contains(&(c.peer_addr(), Ok(ConnectOutcome::Connected))),
+        "{report:?}"
+    );
+}
+
+#[actix_rt::test]
+async fn disconnect_one_then_all() {
+    let (a, mut a_ev) = start("a").await;
+    let (b, mut b_ev) = start("b").await;
+    let (c, mut c_ev) = start("c").await;
+    a.connect(b.peer_addr()).await.unwrap();
+    a.connect(c.peer_addr()).await.unwrap();
+
+    a.disconnect(b.peer_addr()).await.unwrap();
+    assert_eq!(
+        disconnected(&mut a_ev, b.peer_addr()).await,
+        "disconnected by user"
+    );
+    let reason = disconnected(&mut b_ev, a.peer_addr()).await;
+    assert_eq!(reason, "peer said bye: disconnected by user");
+    let peers = a.peers().await.unwrap();
+    assert_eq!(peers.len(), 2, "B stays known: {peers:?}");
+    assert!(
+        !peers
+            .iter()
+            .find(|p| p.addr == b.peer_addr())
+            .unwrap()
+            .connected
+    );
+    assert!(
+        peers
+            .iter()
+            .find(|p| p.addr == c.peer_addr())
+            .unwrap()
+            .connected
+    );
+    assert!(
+        a.disconnect(b.peer_addr()).await.is_err(),
+        "already disconnected"
+    );
+
+    assert_eq!(a.disconnect_all().await.unwrap(), 1);
+    disconnected(&mut c_ev, a.peer_addr()).await;
+    assert!(a.peers().await.unwrap().iter().all(|p| !p.connected));
+
+    // And they can talk again afterwards.
+    let id = a.send_chat(b.peer_addr(), "back").await.unwrap();
+    delivered(&mut a_ev, id).await;
+}
+
+#[actix_rt::test]
+async fn simultaneous_connects_collapse_to_one_session() {
+    for _ in 0..5 {
+        let (a, mut a_ev) = start("a").await;
+        let (b, mut b_ev) = start("b").await;
+        let (ra, rb) = futures::join!(a.connect(b.peer_addr()), b.connect(a.peer_addr()));
+        assert!(ra.is_ok() && rb.is_ok(), "{ra:?} {rb:?}");
+        // Both sides agree on one connection: messages flow both ways, each shown once ...
+        let id = a.send_chat(b.peer_addr(), "one").await.unwrap();
+        assert_eq!(received(&mut b_ev).await.1, "one");
+        delivered(&mut a_ev, id).await;
+        let id = b.send_chat(a.peer_addr(), "two").await.unwrap();
+        assert_eq!(received(&mut a_ev).await.1, "two");
+        delivered(&mut b_ev, id).await;
+        // ... and each knows exactly one peer, connected.
+        for node in [&a, &b] {
+            let peers = node.peers().await.unwrap();
+            assert_eq!(peers.len(), 1, "{peers:?}");
+            assert!(peers[0].connected, "{peers:?}");
+        }
+        a.shutdown(WAIT).await;
+        b.shutdown(WAIT).await;
+    }
+}
+
+#[actix_rt::test]
+async fn a_node_refuses_to_connect_to_itself() {
+    let (a, mut a_ev) = start("a").await;
+    assert_eq!(
+        a.connect(a.peer_addr()).await,
+        Err(ConnectError::SelfAddress)
+    );
+    assert_eq!(
+        a.send_chat(a.peer_addr(), "me?").await,
+        Err(SendError::SelfAddress)
+    );
+    assert!(a_ev
+        .next_within(std::time::Duration::from_millis(50))
+        .await
+        .is_none());
+    assert!(a.peers().await.unwrap().is_empty());
+
+    // Dialed through a relay, at an address that is not its own: it finds out in the
+    // handshake (its own node id comes back) and refuses.
+    let relay = relay_to(a.peer_addr()).await;
+    assert_eq!(a.connect(relay).await, Err(ConnectError::SelfAddress));
+    assert!(
+        a.peers().await.unwrap().is_empty(),
+        "a self address is not a peer"
+    );
+    // Once found out, it is refused at once.
+    assert_eq!(a.send_chat(relay, "x").await, Err(SendError::SelfAddress));
+}
+
+#[actix_rt::test]
+async fn sending_to_a_peer_nobody_listens_on_fails_clearly() {
+    let (a, mut a_ev) = start("a").await;
+    // Bind then drop a socket to get a port where nothing listens.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let nowhere: peerchat_actors::PeerAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    assert_eq!(a.connect(nowhere).await, Err(ConnectError::Refused));
+    let id = a.send_chat(nowhere, "anyone?").await.unwrap();
+    let reason = a_ev
+        .wait_for(WAIT, |e| match e {
+            NodeEvent::DeliveryFailed { id: i, reason, .. } if *i == id => Some(reason.clone()),
+            _ => None,
+        })
+        .await
+        .unwrap();
+    assert!(reason.contains("refused"), "{reason}");
+    // The node goes on.
+    let (b, _) = start("b").await;
+    let id = a.send_chat(b.peer_addr(), "still here").await.unwrap();
+    delivered(&mut a_ev, id).await;
+}
+
+#[actix_rt::test]
+async fn a_repeated_chat_is_acked_twice_and_shown_once() {
+    let (node, mut events) = start("n").await;
+    let mut raw = RawPeer::handshake(node.peer_addr(), 77, 40000).await;
+    let chat = peerchat_actors::wire::Frame::Chat {
+        id: 9,
+        text: "once".into(),
+        sent_at_ms: 1,
+    };
+    raw.send(&chat).await;
+    raw.send(&chat).await;
+    let mut acks = 0;
+    while acks < 2 {
+        match raw.next().await {
+            Some(peerchat_actors::wire::Frame::Ack { id }) => {
+                assert_eq!(id, 9);
+                acks += 1;
+            }
+            Some(_) => {}
+            None => panic!("closed"),
+        }
+    }
+    assert_eq!(received(&mut events).await.1, "once");
+    // No second ChatReceived: the next chat seen is a new one.
+    raw.send(&peerchat_actors::wire::Frame::Chat {
+        id: 10,
+        text: "twice".into(),
+        sent_at_ms: 2,
+    })
+    .await;
+    assert_eq!(received(&mut events).await.1, "twice");
+}
+
+/// A one-connection TCP relay on a free loopback port that forwards to `target`.
+async fn relay_to(target: peerchat_actors::PeerAddr) -> peerchat_actors::PeerAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    actix_rt::spawn(async move {
+        if let Ok((mut inbound, _)) = listener.accept().await {
+            if let Ok(mut outbound) = tokio::net::TcpStream::connect(target.socket_addr()).await {
+                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+            }
+        }
+    });
+    addr.into()
+}
