@@ -303,3 +303,18 @@ async fn relay_to(target: peerchat_actors::PeerAddr) -> peerchat_actors::PeerAdd
     });
     addr.into()
 }
+
+#[actix_rt::test]
+async fn a_chat_sent_just_before_a_disconnect_is_delivered_and_reported() {
+    let (a, mut a_ev) = start("a").await;
+    let (b, mut b_ev) = start("b").await;
+    a.connect(b.peer_addr()).await.unwrap();
+    for round in 0..20 {
+        let text = format!("last words {round}");
+        let id = a.send_chat(b.peer_addr(), text.clone()).await.unwrap();
+        a.disconnect(b.peer_addr()).await.unwrap();
+        assert_eq!(received(&mut b_ev).await.1, text);
+        delivered(&mut a_ev, id).await;
+        a.connect(b.peer_addr()).await.unwrap();
+    }
+}

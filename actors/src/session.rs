@@ -87,6 +87,9 @@ pub struct Session {
     death_watch: DeathWatch,
 }
 
+/// How long a Session we close keeps reading acks after its bye.
+const LINGER: Duration = Duration::from_millis(1000);
+
 static NEXT_SESSION_ID: AtomicU64 = AtomicU64::new(1);
 
 impl Session {
@@ -158,7 +161,23 @@ impl Session {
         }
     }
 
-    /// Ends the session: `bye` (if `say_bye`) and close. The reason goes to the Registry.
+    /// Ends the session on our side's request: `bye`, no more frames from us, but acks still
+    /// on their way are read for a moment (`LINGER`) so that a chat delivered just before the
+    /// bye is not reported as lost.
+    fn close_gracefully(&mut self, ctx: &mut Context<Self>, reason: String) {
+        if self.closing {
+            return;
+        }
+        self.closing = true;
+        let _ = self.writer.send(&Frame::Bye {
+            reason: reason.clone(),
+        });
+        self.writer.close();
+        self.death_watch.reason = Some(reason);
+        ctx.run_later(LINGER, |_, ctx| ctx.stop());
+    }
+
+    /// Ends the session now: `bye` (if `say_bye`) and close. The reason goes to the Registry.
     fn close(&mut self, ctx: &mut Context<Self>, reason: String, say_bye: bool) {
         if self.closing {
             return;
@@ -268,8 +287,12 @@ impl Session {
                     text,
                     sent_at_ms,
                 };
-                // Ack only once the Registry has handed it to the console.
-                ctx.spawn(
+                // Ack only once the Registry has handed it to the console, and take the
+                // next frame only then: chats stay in order, and a bye that follows a chat
+                // is handled after that chat's ack is queued. (`wait`, not `spawn`: actix
+                // drops a queued request whose sender has gone, so the hand-off must not be
+                // abandoned halfway.)
+                ctx.wait(
                     registry
                         .send(incoming)
                         .into_actor(self)
@@ -366,6 +389,17 @@ impl Actor for Session {
 impl StreamHandler<Result<Frame, WireError>> for Session {
     fn handle(&mut self, item: Result<Frame, WireError>, ctx: &mut Context<Self>) {
         if self.closing {
+            // Lingering after our bye: only acks still matter.
+            match (item, &self.peer) {
+                (Ok(Frame::Ack { id }), Some(peer)) => {
+                    self.template.registry.do_send(AckReceived {
+                        from: peer.peer,
+                        id,
+                    });
+                }
+                (Ok(Frame::Bye { .. }) | Err(_), _) => ctx.stop(),
+                _ => {}
+            }
             return;
         }
         self.last_heard = Instant::now();
@@ -380,6 +414,9 @@ impl StreamHandler<Result<Frame, WireError>> for Session {
     }
 
     fn finished(&mut self, ctx: &mut Context<Self>) {
+        if self.closing {
+            return ctx.stop();
+        }
         self.close(ctx, "connection closed by peer".into(), false);
     }
 }
@@ -401,7 +438,7 @@ impl Handler<Close> for Session {
     type Result = ();
 
     fn handle(&mut self, msg: Close, ctx: &mut Context<Self>) {
-        self.close(ctx, msg.reason, true);
+        self.close_gracefully(ctx, msg.reason);
     }
 }
 
