@@ -284,7 +284,10 @@ pub struct Registry {
     /// Addresses that turned out to be ourselves.
     self_addrs: HashSet<PeerAddr>,
     subscribers: Vec<mpsc::UnboundedSender<NodeEvent>>,
-    shutting_down: bool,
+    /// Quitting: no new chats or dials, but chats in flight may still finish.
+    draining: bool,
+    /// Quitting, grace over: no new sessions either.
+    closing: bool,
     outbox_empty_waiters: Vec<oneshot::Sender<()>>,
     no_sessions_waiters: Vec<oneshot::Sender<()>>,
 }
@@ -305,7 +308,8 @@ impl Registry {
             local_ips: HashSet::new(),
             self_addrs: HashSet::new(),
             subscribers: Vec::new(),
-            shutting_down: false,
+            draining: false,
+            closing: false,
             outbox_empty_waiters: Vec::new(),
             no_sessions_waiters: Vec::new(),
         }
@@ -529,7 +533,7 @@ impl Handler<Register> for Registry {
             }
             return Err("connected to itself".into());
         }
-        if self.shutting_down {
+        if self.closing {
             return Err("node is shutting down".into());
         }
         // An existing connection to the same node, or to whoever had this address before.
@@ -756,7 +760,7 @@ impl Handler<SendChat> for Registry {
     type Result = Result<MessageId, SendError>;
 
     fn handle(&mut self, msg: SendChat, ctx: &mut Context<Self>) -> Self::Result {
-        if self.shutting_down {
+        if self.draining {
             return Err(SendError::ShuttingDown);
         }
         if self.is_self(&msg.to) {
@@ -791,7 +795,7 @@ impl Handler<Connect> for Registry {
     type Result = ResponseFuture<Result<ConnectOutcome, ConnectError>>;
 
     fn handle(&mut self, msg: Connect, ctx: &mut Context<Self>) -> Self::Result {
-        if self.shutting_down {
+        if self.draining {
             return Box::pin(async { Err(ConnectError::ShuttingDown) });
         }
         if self.is_self(&msg.to) {
@@ -826,7 +830,7 @@ impl Handler<ConnectAll> for Registry {
                 }
                 if act.session_for(&addr).is_some() {
                     report.already_connected.push(addr);
-                } else if !act.shutting_down {
+                } else if !act.draining {
                     let (tx, rx) = oneshot::channel();
                     act.dial(addr, Some(tx), ctx);
                     waits.push(async move {
@@ -898,12 +902,13 @@ impl Handler<Shutdown> for Registry {
     type Result = ResponseActFuture<Self, ShutdownReport>;
 
     fn handle(&mut self, msg: Shutdown, _: &mut Context<Self>) -> Self::Result {
-        self.shutting_down = true;
+        self.draining = true;
         let (acked_tx, acked_rx) = oneshot::channel();
         self.outbox_empty_waiters.push(acked_tx);
         self.check_outbox_empty();
         let drained = actix_rt::time::timeout(msg.grace, acked_rx);
         Box::pin(drained.into_actor(self).then(|_, act, _| {
+            act.closing = true;
             let undelivered = act.outbox.len();
             act.fail_where(|_| true, "node quit before the ack arrived");
             let connected: Vec<PeerAddr> = act.peers.keys().copied().collect();

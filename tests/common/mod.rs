@@ -2,6 +2,8 @@
 //! client that speaks the wire protocol by hand.
 #![allow(dead_code)]
 
+pub mod process;
+
 use std::time::Duration;
 
 use bytes::BytesMut;

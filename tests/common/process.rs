@@ -1,0 +1,180 @@
+//! Drives the real `peerchat` binary: piped stdin, stdout and stderr collected by threads, and
+//! waits for text to appear, each bounded by a timeout.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub const PROCESS_WAIT: Duration = Duration::from_secs(15);
+
+pub struct Peerchat {
+    pub child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: Output,
+    stderr: Output,
+}
+
+/// Text a child wrote so far, fed by a reader thread.
+struct Output {
+    rx: mpsc::Receiver<Vec<u8>>,
+    text: String,
+    /// Where the next `expect` starts looking.
+    cursor: usize,
+}
+
+impl Output {
+    fn new(mut pipe: impl Read + Send + 'static) -> Output {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = pipe.read(&mut buf) {
+                if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                    break;
+                }
+            }
+        });
+        Output {
+            rx,
+            text: String::new(),
+            cursor: 0,
+        }
+    }
+
+    fn pull(&mut self, until: Instant) -> bool {
+        let left = until.saturating_duration_since(Instant::now());
+        match self.rx.recv_timeout(left) {
+            Ok(bytes) => {
+                self.text.push_str(&String::from_utf8_lossy(&bytes));
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn expect(&mut self, needle: &str, what: &str) -> String {
+        let until = Instant::now() + PROCESS_WAIT;
+        loop {
+            if let Some(at) = self.text[self.cursor..].find(needle) {
+                let end = self.cursor + at + needle.len();
+                let seen = self.text[self.cursor..end].to_string();
+                self.cursor = end;
+                return seen;
+            }
+            if !self.pull(until) {
+                panic!(
+                    "{what}: '{needle}' did not appear within {PROCESS_WAIT:?}; output after cursor:\n{}",
+                    &self.text[self.cursor..]
+                );
+            }
+        }
+    }
+
+    fn drain(&mut self, until: Instant) {
+        while self.pull(until) {}
+    }
+}
+
+impl Peerchat {
+    pub fn start(args: &[&str]) -> Peerchat {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_peerchat"))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("peerchat starts");
+        let stdout = Output::new(child.stdout.take().unwrap());
+        let stderr = Output::new(child.stderr.take().unwrap());
+        Peerchat {
+            stdin: child.stdin.take(),
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Starts a named node on a free port and returns it with its port.
+    pub fn start_named(name: &str, extra: &[&str]) -> (Peerchat, u16) {
+        let mut args = vec!["--name", name, "--port", "0", "--bind", "127.0.0.1"];
+        args.extend_from_slice(extra);
+        let mut node = Peerchat::start(&args);
+        let port = node.listening_port();
+        node.expect("Choose an option: ");
+        (node, port)
+    }
+
+    pub fn listening_port(&mut self) -> u16 {
+        self.expect("listening on ");
+        let line = self.expect("\n");
+        let addr = line.split_whitespace().next().unwrap_or_default();
+        addr.rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no port in '{line}'"))
+    }
+
+    /// Types lines into the menu.
+    pub fn type_lines(&mut self, lines: &[&str]) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        for line in lines {
+            writeln!(stdin, "{line}").expect("write to peerchat's stdin");
+        }
+        stdin.flush().unwrap();
+    }
+
+    pub fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    /// Waits for `needle` on stdout after what earlier expects consumed; returns the text up
+    /// to it.
+    pub fn expect(&mut self, needle: &str) -> String {
+        self.stdout.expect(needle, "stdout")
+    }
+
+    pub fn expect_stderr(&mut self, needle: &str) -> String {
+        self.stderr.expect(needle, "stderr")
+    }
+
+    pub fn stdout_so_far(&self) -> &str {
+        &self.stdout.text
+    }
+
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+    }
+
+    /// Waits for the process to end (bounded) and returns its status.
+    pub fn wait(&mut self) -> ExitStatus {
+        let until = Instant::now() + PROCESS_WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                self.stdout.drain(Instant::now() + Duration::from_millis(500));
+                self.stderr.drain(Instant::now() + Duration::from_millis(500));
+                return status;
+            }
+            if Instant::now() > until {
+                let _ = self.child.kill();
+                panic!(
+                    "peerchat did not exit within {PROCESS_WAIT:?}; stdout:\n{}",
+                    self.stdout.text
+                );
+            }
+            // Polling a child's exit: std has no way to wait on it with a timeout.
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Peerchat {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,216 @@
+//! End-to-end: the built binary, driven through its stdin as a person or a script would.
+
+mod common;
+
+use common::process::Peerchat;
+
+#[test]
+fn two_processes_chat_through_the_menu() {
+    let (mut bob, bob_port) = Peerchat::start_named("bob", &[]);
+    let (mut alice, alice_port) = Peerchat::start_named("alice", &[]);
+    let bob_addr = format!("127.0.0.1:{bob_port}");
+    let alice_addr = format!("127.0.0.1:{alice_port}");
+
+    // 1: send, IP and port asked separately.
+    alice.type_lines(&["1", "127.0.0.1", &bob_port.to_string(), "hello bob"]);
+    alice.expect("Recipient IP (or IP:PORT): ");
+    alice.expect("Recipient port: ");
+    alice.expect(&format!("Sending to {bob_addr}: hello bob"));
+    alice.expect(&format!("delivered to {bob_addr}: hello bob"));
+    bob.expect(&format!("alice ({alice_addr}): hello bob"));
+
+    // Bob answers with IP:PORT in one answer.
+    bob.type_lines(&["1", &alice_addr, "hi alice, ünïcødé 👋"]);
+    bob.expect(&format!("delivered to {alice_addr}: hi alice, ünïcødé 👋"));
+    alice.expect(&format!("bob ({bob_addr}): hi alice, ünïcødé 👋"));
+
+    // 2: query peers.
+    bob.type_lines(&["2"]);
+    bob.expect("Known peers:");
+    bob.expect(&format!("1. {alice_addr}  alice  connected"));
+
+    // 4: disconnect from all; the peer stays known.
+    alice.type_lines(&["4"]);
+    alice.expect("Disconnected from 1 peer(s).");
+    bob.expect(&format!("disconnected from alice ({alice_addr}): peer said bye"));
+    alice.type_lines(&["2"]);
+    alice.expect(&format!("1. {bob_addr}  bob  not connected"));
+
+    // 3: connect to known peers again.
+    alice.type_lines(&["3"]);
+    alice.expect(&format!("{bob_addr}: connected"));
+    bob.expect(&format!("connected to alice ({alice_addr})"));
+
+    // 5: disconnect one, chosen by number.
+    alice.type_lines(&["5"]);
+    alice.expect(&format!("1. {bob_addr}  bob  connected"));
+    alice.expect("Peer to disconnect (number or IP:PORT): ");
+    alice.type_lines(&["1"]);
+    alice.expect(&format!("Disconnected from {bob_addr}."));
+    bob.expect("disconnected from alice");
+
+    // 0: quit, exit code 0.
+    alice.type_lines(&["0"]);
+    alice.expect("Goodbye.");
+    assert!(alice.wait().success());
+    // End of input quits too.
+    bob.close_stdin();
+    bob.expect("Goodbye.");
+    assert!(bob.wait().success());
+}
+
+#[test]
+fn a_scripted_send_waits_for_its_ack_before_quitting_at_end_of_input() {
+    let (mut bob, bob_port) = Peerchat::start_named("bob", &[]);
+    let mut alice = Peerchat::start(&["--name", "alice", "--port", "0", "--bind", "127.0.0.1"]);
+    let to = format!("127.0.0.1:{bob_port}");
+    alice.type_lines(&["1", &to, "one", "1", &to, "two", "1", &to, "three"]);
+    alice.close_stdin();
+    alice.expect("Goodbye.");
+    assert!(alice.wait().success());
+    let out = alice.stdout_so_far().to_string();
+    for text in ["one", "two", "three"] {
+        assert!(out.contains(&format!("delivered to {to}: {text}")), "{out}");
+    }
+    bob.expect("one");
+    bob.expect("two");
+    bob.expect("three");
+}
+
+#[test]
+fn wrong_menu_input_is_explained_and_the_menu_comes_back() {
+    let (mut node, _) = Peerchat::start_named("n", &[]);
+    node.type_lines(&["7"]);
+    node.expect("'7' is not a menu option: type a number from 0 to 5.");
+    node.expect("***** Menu *****");
+    node.type_lines(&["hello"]);
+    node.expect("'hello' is not a menu option");
+    node.type_lines(&["1", "not-an-ip"]);
+    node.expect("'not-an-ip' is not an IP address or IP:PORT");
+    node.expect("***** Menu *****");
+    node.type_lines(&["1", "127.0.0.1", "99999"]);
+    node.expect("'99999' is not a port number (1-65535)");
+    node.type_lines(&["1", "127.0.0.1:9", ""]);
+    node.expect("Empty message, nothing sent.");
+    node.type_lines(&["2"]);
+    node.expect("No known peers yet.");
+    node.type_lines(&["5"]);
+    node.expect("Not connected to any peer.");
+    node.type_lines(&["4"]);
+    node.expect("Not connected to any peer.");
+    node.type_lines(&["3"]);
+    node.expect("No known peers to connect to.");
+    node.type_lines(&["\u{1b}[2J"]);
+    node.expect("'\\u{1b}[2J' is not a menu option");
+    node.type_lines(&["0"]);
+    assert!(node.wait().success());
+}
+
+#[test]
+fn an_unreachable_peer_is_a_clear_failure_not_a_crash() {
+    let (mut node, _) = Peerchat::start_named("n", &[]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    node.type_lines(&["1", &format!("127.0.0.1:{port}"), "anyone?"]);
+    node.expect(&format!(
+        "failed to deliver to 127.0.0.1:{port} (anyone?): could not connect: connection refused"
+    ));
+    // Sending to itself is refused too.
+    node.type_lines(&["0"]);
+    assert!(node.wait().success());
+}
+
+#[test]
+fn sending_to_itself_is_refused() {
+    let (mut node, port) = Peerchat::start_named("n", &[]);
+    node.type_lines(&["1", &format!("127.0.0.1:{port}"), "me?"]);
+    node.expect(&format!(
+        "Cannot send to 127.0.0.1:{port}: that address is this node itself."
+    ));
+    node.type_lines(&["0"]);
+    assert!(node.wait().success());
+}
+
+#[test]
+fn asks_for_name_and_port_when_not_given() {
+    let mut node = Peerchat::start(&["--bind", "127.0.0.1"]);
+    node.expect("Your name: ");
+    node.type_lines(&["", "carol"]);
+    node.expect("The name cannot be empty.");
+    node.expect("Port to listen on (0 = any free port): ");
+    node.type_lines(&["http", "0"]);
+    node.expect("'http' is not a port number");
+    node.expect("carol listening on 127.0.0.1:");
+    node.expect("***** Menu *****");
+    node.close_stdin();
+    node.expect("Goodbye.");
+    assert!(node.wait().success());
+}
+
+#[test]
+fn a_port_in_use_is_a_clear_error_and_a_nonzero_exit() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let mut node = Peerchat::start(&["--name", "x", "--port", &port, "--bind", "127.0.0.1"]);
+    node.expect_stderr(&format!("port {port} is already in use"));
+    let status = node.wait();
+    assert_eq!(status.code(), Some(2));
+}
+
+#[test]
+fn help_describes_the_options() {
+    let mut node = Peerchat::start(&["--help"]);
+    for option in ["--name", "--port", "--bind", "--peer", "--idle-timeout"] {
+        node.expect(option);
+    }
+    assert!(node.wait().success());
+}
+
+#[test]
+fn ctrl_c_quits_cleanly_with_a_bye_to_peers() {
+    let (mut bob, bob_port) = Peerchat::start_named("bob", &[]);
+    let bob_addr = format!("127.0.0.1:{bob_port}");
+    let (mut alice, _) = Peerchat::start_named("alice", &["--peer", &bob_addr]);
+    alice.expect(&format!("connected to bob ({bob_addr})"));
+    alice.signal("INT");
+    alice.expect("Quitting (interrupted)");
+    alice.expect("Goodbye.");
+    assert!(alice.wait().success());
+    bob.expect("disconnected from alice");
+    bob.expect("peer said bye: quit");
+}
+
+#[test]
+fn a_hostile_peers_escape_sequences_are_shown_inert() {
+    use std::io::{Read, Write};
+    let (mut node, port) = Peerchat::start_named("n", &[]);
+    let mut raw = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    raw.set_read_timeout(Some(common::process::PROCESS_WAIT)).unwrap();
+    let hello = peerchat_actors::wire::Frame::Hello {
+        protocol: 1,
+        node_id: 5,
+        name: "\u{1b}]0;pwned\u{7}evil".into(),
+        listen_port: 1234,
+    };
+    let chat = peerchat_actors::wire::Frame::Chat {
+        id: 1,
+        text: "\u{1b}[2J\u{1b}[31mred\r\u{202e}txt".into(),
+        sent_at_ms: 0,
+    };
+    for frame in [hello, chat] {
+        raw.write_all(&peerchat_actors::wire::encode_frame(&frame).unwrap())
+            .unwrap();
+    }
+    node.expect("\\u{1b}]0;pwned\\u{7}evil (127.0.0.1:1234): \\u{1b}[2J\\u{1b}[31mred\\r\\u{202e}txt");
+    assert!(
+        !node.stdout_so_far().contains('\u{1b}'),
+        "a raw escape reached the terminal"
+    );
+    let mut buf = [0u8; 256];
+    assert!(raw.read(&mut buf).unwrap() > 0, "the node answered");
+    node.type_lines(&["0"]);
+    assert!(node.wait().success());
+}
