@@ -32,7 +32,9 @@ fn two_processes_chat_through_the_menu() {
     // 4: disconnect from all; the peer stays known.
     alice.type_lines(&["4"]);
     alice.expect("Disconnected from 1 peer(s).");
-    bob.expect(&format!("disconnected from alice ({alice_addr}): peer said bye"));
+    bob.expect(&format!(
+        "disconnected from alice ({alice_addr}): peer said bye"
+    ));
     alice.type_lines(&["2"]);
     alice.expect(&format!("1. {bob_addr}  bob  not connected"));
 
@@ -188,7 +190,8 @@ fn a_hostile_peers_escape_sequences_are_shown_inert() {
     use std::io::{Read, Write};
     let (mut node, port) = Peerchat::start_named("n", &[]);
     let mut raw = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    raw.set_read_timeout(Some(common::process::PROCESS_WAIT)).unwrap();
+    raw.set_read_timeout(Some(common::process::PROCESS_WAIT))
+        .unwrap();
     let hello = peerchat_actors::wire::Frame::Hello {
         protocol: 1,
         node_id: 5,
@@ -204,7 +207,9 @@ fn a_hostile_peers_escape_sequences_are_shown_inert() {
         raw.write_all(&peerchat_actors::wire::encode_frame(&frame).unwrap())
             .unwrap();
     }
-    node.expect("\\u{1b}]0;pwned\\u{7}evil (127.0.0.1:1234): \\u{1b}[2J\\u{1b}[31mred\\r\\u{202e}txt");
+    node.expect(
+        "\\u{1b}]0;pwned\\u{7}evil (127.0.0.1:1234): \\u{1b}[2J\\u{1b}[31mred\\r\\u{202e}txt",
+    );
     assert!(
         !node.stdout_so_far().contains('\u{1b}'),
         "a raw escape reached the terminal"

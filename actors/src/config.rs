@@ -3,6 +3,8 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
+use crate::supervisor::RestartPolicy;
+
 /// Everything [`crate::Node::start`] needs. `NodeConfig::local("alice")` is a node on
 /// 127.0.0.1 with a free port and the default timeouts, the usual start for a test.
 #[derive(Debug, Clone)]
@@ -14,9 +16,11 @@ pub struct NodeConfig {
     /// Port to listen on; 0 picks a free one.
     pub port: u16,
     pub timeouts: Timeouts,
-    /// Frames a Session may queue for a peer that reads slower than we write, before it
+    /// Bytes a Session may queue for a peer that reads slower than we write, before it
     /// disconnects that peer as too slow. Bounds memory per connection.
-    pub write_queue_frames: usize,
+    pub write_buffer_bytes: usize,
+    /// Restart intensity of the node's supervisor.
+    pub restarts: RestartPolicy,
 }
 
 impl NodeConfig {
@@ -26,7 +30,8 @@ impl NodeConfig {
             bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
             port: 0,
             timeouts: Timeouts::default(),
-            write_queue_frames: 4096,
+            write_buffer_bytes: 1024 * 1024,
+            restarts: RestartPolicy::default(),
         }
     }
 }

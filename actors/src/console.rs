@@ -12,7 +12,7 @@ use actix::prelude::*;
 use futures::channel::{mpsc, oneshot};
 use futures::Stream;
 
-use crate::events::NodeEvent;
+use crate::events::{NodeEvent, SupervisionStep};
 use crate::node::Node;
 use crate::peer::{parse_port, MessageId, PeerAddr, PeerInfo};
 use crate::registry::{ConnectAllReport, ConnectOutcome};
@@ -410,6 +410,9 @@ impl Console {
                 "[{time}] refused a connection from {remote}: {}",
                 visible(&reason)
             ),
+            NodeEvent::Supervision { actor, step } => {
+                format!("[{time}] supervisor: {actor} {}", supervision_text(&step))
+            }
         };
         self.say(&line);
     }
@@ -462,6 +465,19 @@ impl Handler<Quit> for Console {
 
     fn handle(&mut self, msg: Quit, ctx: &mut Context<Self>) {
         self.quit(msg.why, ctx);
+    }
+}
+
+fn supervision_text(step: &SupervisionStep) -> String {
+    match step {
+        SupervisionStep::Failed { reason } => format!("failed: {}", visible(reason)),
+        SupervisionStep::Restarting { restarts_in_window } => {
+            format!("restarting (restart {restarts_in_window} in the current window)")
+        }
+        SupervisionStep::Restarted => "restarted".into(),
+        SupervisionStep::Escalated { reason } => {
+            format!("failed too often, node gives up: {}", visible(reason))
+        }
     }
 }
 

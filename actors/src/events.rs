@@ -10,6 +10,7 @@ use futures::channel::mpsc;
 use futures::{Stream, StreamExt};
 
 use crate::peer::{MessageId, PeerAddr};
+use crate::supervisor::ChildName;
 
 /// One thing that happened on a node. The Registry sends these to every subscriber.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +47,32 @@ pub enum NodeEvent {
     },
     /// A connection was refused or closed before its handshake, e.g. for a bad frame.
     ConnectionRefused { remote: SocketAddr, reason: String },
+    /// A step of the supervision tree: an actor failed, is restarting, is back, or the
+    /// node gave up.
+    Supervision {
+        actor: ChildName,
+        step: SupervisionStep,
+    },
+}
+
+/// What the supervisor did about a failed actor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SupervisionStep {
+    Failed {
+        reason: String,
+    },
+    Restarting {
+        restarts_in_window: usize,
+    },
+    Restarted,
+    /// The restart budget is exhausted: the node shuts down.
+    Escalated {
+        reason: String,
+    },
+}
+
+impl actix::Message for NodeEvent {
+    type Result = ();
 }
 
 /// A subscription to a node's events. Also a `Stream`, for actors that `add_stream` it.

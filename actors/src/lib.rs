@@ -10,11 +10,13 @@
 pub mod config;
 pub mod console;
 pub mod events;
+pub mod faults;
 pub mod listener;
 pub mod node;
 pub mod peer;
 pub mod registry;
 pub mod session;
+pub mod supervisor;
 pub mod wire;
 pub mod writer;
 

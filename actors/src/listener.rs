@@ -1,31 +1,92 @@
 //! Listener: owns the node's listening TCP socket. For each accepted connection it starts a
-//! Session (which then reports to the Registry); it talks to nobody else.
+//! Session (which then reports to the Registry). Supervised: after a failure it binds the same
+//! port again; it reports its failures and restarts to the NodeSupervisor.
 
 use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use actix::prelude::*;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
+use crate::faults::{ActorFault, Inject};
+use crate::registry::Retire;
 use crate::session::{Direction, Session, SessionTemplate};
+use crate::supervisor::{
+    fail, guarded, ChildFailed, ChildName, ChildRestarted, NodeSupervisor, SupervisedChild,
+};
+
+/// How long to wait before trying again when the port cannot be bound after a restart.
+const REBIND_PAUSE: Duration = Duration::from_millis(100);
 
 pub struct Listener {
     socket: Option<TcpListener>,
     local_addr: SocketAddr,
     template: SessionTemplate,
+    supervisor: Addr<NodeSupervisor>,
+    failure: Option<String>,
+    incarnation: u32,
+    /// The port is closed for good (node failed, or the ListenerGone fault).
+    retired: bool,
+}
+
+/// Binds a listening socket the way every incarnation of the Listener does: with
+/// SO_REUSEADDR, so that a restarted Listener can bind the port its predecessor had while
+/// connections it accepted are still open.
+pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
 }
 
 impl Listener {
     /// Takes a socket that is already bound, so that a busy port is reported by whoever
     /// starts the node, before any actor runs.
-    pub fn new(socket: TcpListener, template: SessionTemplate) -> io::Result<Self> {
+    pub fn new(
+        socket: TcpListener,
+        template: SessionTemplate,
+        supervisor: Addr<NodeSupervisor>,
+    ) -> io::Result<Self> {
         let local_addr = socket.local_addr()?;
         Ok(Listener {
             socket: Some(socket),
             local_addr,
             template,
+            supervisor,
+            failure: None,
+            incarnation: 0,
+            retired: false,
         })
+    }
+
+    fn accept_from(&mut self, socket: TcpListener, ctx: &mut Context<Self>) {
+        let accepted = futures::stream::unfold(socket, |socket| async move {
+            let next = socket.accept().await;
+            Some((next, socket))
+        });
+        ctx.add_stream(accepted);
+        tracing::info!("listening on {}", self.local_addr);
+    }
+
+    /// After a restart: the old socket went with the old incarnation's stream.
+    fn rebind(&mut self, ctx: &mut Context<Self>) {
+        match bind(self.local_addr) {
+            Ok(socket) => {
+                self.accept_from(socket, ctx);
+                self.supervisor.do_send(ChildRestarted {
+                    child: ChildName::Listener,
+                });
+            }
+            Err(err) => {
+                tracing::warn!("cannot bind {} again: {err}; retrying", self.local_addr);
+                ctx.run_later(REBIND_PAUSE, |act, ctx| act.rebind(ctx));
+            }
+        }
     }
 }
 
@@ -33,31 +94,93 @@ impl Actor for Listener {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        if let Some(socket) = self.socket.take() {
-            let accepted = futures::stream::unfold(socket, |socket| async move {
-                let next = socket.accept().await;
-                Some((next, socket))
-            });
-            ctx.add_stream(accepted);
+        if self.retired {
+            return;
         }
-        tracing::info!("listening on {}", self.local_addr);
+        match self.socket.take() {
+            Some(socket) => self.accept_from(socket, ctx),
+            None => self.rebind(ctx),
+        }
+    }
+}
+
+impl Supervised for Listener {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        self.incarnation += 1;
+        let reason = self.failure.take().unwrap_or_else(|| "stopped".to_string());
+        if !self.retired {
+            self.supervisor.do_send(ChildFailed {
+                child: ChildName::Listener,
+                reason,
+            });
+        }
+    }
+}
+
+impl SupervisedChild for Listener {
+    const NAME: ChildName = ChildName::Listener;
+
+    fn failure(&mut self) -> &mut Option<String> {
+        &mut self.failure
     }
 }
 
 impl StreamHandler<io::Result<(TcpStream, SocketAddr)>> for Listener {
     fn handle(&mut self, accepted: io::Result<(TcpStream, SocketAddr)>, ctx: &mut Context<Self>) {
-        match accepted {
-            Ok((stream, remote)) => {
-                if let Err(err) = Session::start(stream, Direction::Inbound, self.template.clone())
-                {
-                    tracing::info!(%remote, "connection lost before its session started: {err}");
+        guarded(
+            self,
+            ctx,
+            || (),
+            |act, ctx| match accepted {
+                Ok((stream, remote)) => {
+                    if let Err(err) =
+                        Session::start(stream, Direction::Inbound, act.template.clone())
+                    {
+                        tracing::info!(%remote, "connection lost before its session started: {err}");
+                    }
                 }
-            }
-            Err(err) => {
-                // E.g. out of file descriptors: pause instead of spinning on the error.
-                tracing::warn!("accept failed: {err}");
-                ctx.wait(actix_rt::time::sleep(Duration::from_millis(100)).into_actor(self));
-            }
-        }
+                Err(err) => {
+                    // E.g. out of file descriptors: pause instead of spinning on the error.
+                    tracing::warn!("accept failed: {err}");
+                    ctx.wait(actix_rt::time::sleep(REBIND_PAUSE).into_actor(act));
+                }
+            },
+        )
+    }
+
+    fn finished(&mut self, _: &mut Context<Self>) {
+        // The accept stream never ends on its own; a restart replaces it.
+    }
+}
+
+impl Handler<Inject> for Listener {
+    type Result = ();
+
+    fn handle(&mut self, msg: Inject, ctx: &mut Context<Self>) {
+        guarded(
+            self,
+            ctx,
+            || (),
+            |act, ctx| match msg.0 {
+                ActorFault::Crash => fail(act, ctx, "crash (injected)".into()),
+                ActorFault::Panic => panic!("panic (injected)"),
+                ActorFault::Stall(how_long) => {
+                    ctx.wait(actix_rt::time::sleep(how_long).into_actor(act));
+                }
+            },
+        )
+    }
+}
+
+/// Closes the port for good: node shutdown, node failure, or the ListenerGone fault.
+impl Handler<Retire> for Listener {
+    type Result = ();
+
+    fn handle(&mut self, msg: Retire, ctx: &mut Context<Self>) {
+        tracing::info!("closing {}: {}", self.local_addr, msg.reason);
+        self.retired = true;
+        // Stopping drops the accept stream and with it the socket; the restart that follows
+        // finds `retired` and binds nothing.
+        ctx.stop();
     }
 }

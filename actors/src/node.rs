@@ -9,18 +9,21 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use actix::prelude::*;
-use futures::channel::mpsc;
-use tokio::net::TcpListener;
+use futures::channel::{mpsc, oneshot};
 
 use crate::config::{LocalIdentity, NodeConfig};
 use crate::events::EventStream;
-use crate::listener::Listener;
+use crate::events::NodeEvent;
+use crate::faults::{Fault, Inject, InjectError};
+use crate::listener::{self, Listener};
 use crate::peer::{MessageId, NodeId, PeerAddr, PeerInfo};
 use crate::registry::{
     Connect, ConnectAll, ConnectAllReport, ConnectError, ConnectOutcome, Disconnect, DisconnectAll,
-    ListPeers, NotConnected, Registry, SendChat, SendError, Shutdown, ShutdownReport, Subscribe,
+    InjectConnection, ListPeers, NotConnected, Registry, Retire, SendChat, SendError, Shutdown,
+    ShutdownReport, Subscribe, Subscriber,
 };
 use crate::session::SessionTemplate;
+use crate::supervisor::{Adopt, ChildName, NodeFailure, NodeSupervisor, WatchFailure};
 
 /// Why a node did not start.
 #[derive(Debug)]
@@ -62,6 +65,7 @@ impl std::error::Error for NodeStopped {}
 pub struct Node {
     registry: Addr<Registry>,
     listener: Addr<Listener>,
+    supervisor: Addr<NodeSupervisor>,
     listen_addr: SocketAddr,
     node_id: NodeId,
     name: String,
@@ -71,9 +75,7 @@ impl Node {
     /// Binds the port and starts the actors on the current actix system.
     pub async fn start(config: NodeConfig) -> Result<Node, StartError> {
         let addr = SocketAddr::new(config.bind, config.port);
-        let socket = TcpListener::bind(addr)
-            .await
-            .map_err(|source| StartError::Bind { addr, source })?;
+        let socket = listener::bind(addr).map_err(|source| StartError::Bind { addr, source })?;
         let listen_addr = socket
             .local_addr()
             .map_err(|source| StartError::Bind { addr, source })?;
@@ -83,19 +85,29 @@ impl Node {
             listen_port: listen_addr.port(),
             bind: config.bind,
         };
-        let registry = Registry::new(me.clone(), &config).start();
+        // The supervision tree: the root first, then its children, which report to it.
+        let supervisor = NodeSupervisor::new(config.restarts).start();
+        let registry = {
+            let (me, config, supervisor) = (me.clone(), config.clone(), supervisor.clone());
+            Supervisor::start(move |_| Registry::new(me, &config, supervisor))
+        };
         let template = SessionTemplate {
             registry: registry.clone(),
             me: me.clone(),
             timeouts: config.timeouts,
-            write_queue_frames: config.write_queue_frames,
+            write_buffer_bytes: config.write_buffer_bytes,
         };
-        let listener = Listener::new(socket, template)
-            .map_err(|source| StartError::Bind { addr, source })?
-            .start();
+        let listener = Listener::new(socket, template, supervisor.clone())
+            .map_err(|source| StartError::Bind { addr, source })?;
+        let listener = Supervisor::start(move |_| listener);
+        supervisor.do_send(Adopt {
+            registry: registry.clone(),
+            retire: vec![registry.clone().recipient(), listener.clone().recipient()],
+        });
         Ok(Node {
             registry,
             listener,
+            supervisor,
             listen_addr,
             node_id: me.node_id,
             name: me.name,
@@ -127,8 +139,54 @@ impl Node {
     /// Every event from now on. Subscribe before acting, or events may pass unseen.
     pub fn events(&self) -> EventStream {
         let (tx, rx) = mpsc::unbounded();
-        self.registry.do_send(Subscribe(tx));
+        self.registry.do_send(Subscribe(Subscriber::Channel(tx)));
         EventStream::new(rx)
+    }
+
+    /// Every event from now on, to an actor's mailbox (survives that actor's restarts).
+    pub fn subscribe(&self, recipient: Recipient<NodeEvent>) {
+        self.registry
+            .do_send(Subscribe(Subscriber::Actor(recipient)));
+    }
+
+    /// Resolves if the node gives up: its restart budget ran out. The node has then closed
+    /// every connection and its port; the caller should report the reason and exit.
+    pub async fn failed(&self) -> NodeFailure {
+        let (tx, rx) = oneshot::channel();
+        self.supervisor.do_send(WatchFailure(tx));
+        match rx.await {
+            Ok(failure) => failure,
+            // The supervisor is gone without failing: never resolve.
+            Err(_) => futures::future::pending().await,
+        }
+    }
+
+    /// The root of this node's supervision tree, for actors the caller supervises under it
+    /// (the Console).
+    pub fn supervisor(&self) -> Addr<NodeSupervisor> {
+        self.supervisor.clone()
+    }
+
+    /// Injects a fault (see [`crate::faults`]). Console faults are the console's to handle.
+    pub async fn inject(&self, fault: Fault) -> Result<(), InjectError> {
+        match fault {
+            Fault::Actor(ChildName::Registry, fault) => self.registry.do_send(Inject(fault)),
+            Fault::Actor(ChildName::Listener, fault) => self.listener.do_send(Inject(fault)),
+            Fault::Actor(ChildName::Console, _) => {
+                return Err(InjectError::NoSuchActor(ChildName::Console))
+            }
+            Fault::Connection(peer, fault) => {
+                return self
+                    .registry
+                    .send(InjectConnection { peer, fault })
+                    .await
+                    .unwrap_or(Err(InjectError::NodeStopped))
+            }
+            Fault::ListenerGone => self.listener.do_send(Retire {
+                reason: "listener gone (injected)".into(),
+            }),
+        }
+        Ok(())
     }
 
     /// Queues a chat; the outcome arrives as `Delivered` or `DeliveryFailed` with this id.
@@ -185,21 +243,10 @@ impl Node {
             .send(Shutdown { grace })
             .await
             .unwrap_or_default();
-        self.listener.do_send(StopListening);
+        self.listener.do_send(Retire {
+            reason: "node shut down".into(),
+        });
         report
-    }
-}
-
-/// Stops the Listener (the port is released).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub(crate) struct StopListening;
-
-impl Handler<StopListening> for Listener {
-    type Result = ();
-
-    fn handle(&mut self, _: StopListening, ctx: &mut Context<Self>) {
-        ctx.stop();
     }
 }
 

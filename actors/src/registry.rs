@@ -14,16 +14,62 @@ use tokio::net::TcpStream;
 
 use crate::config::{LocalIdentity, NodeConfig, Timeouts};
 use crate::events::NodeEvent;
+use crate::faults::{ActorFault, ConnectionFault, Inject, InjectError};
 use crate::peer::{MessageId, NodeId, PeerAddr, PeerInfo, SessionId};
 use crate::session::{human, Close, Deliver, Direction, RefreshPeers, Session, SessionTemplate};
+use crate::session::{InjectSessionFault, Reannounce};
+use crate::supervisor::{
+    fail, guarded, ChildFailed, ChildName, ChildRestarted, NodeSupervisor, SupervisedChild,
+};
 use crate::wire::{PeerEntry, MAX_TEXT_BYTES};
 
 // ---- messages the Registry handles ----
 
-/// Send every future [`NodeEvent`] to this channel.
+/// Send every future [`NodeEvent`] to this subscriber.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Subscribe(pub mpsc::UnboundedSender<NodeEvent>);
+pub struct Subscribe(pub Subscriber);
+
+/// Where events go: a channel (tests, library users) or an actor's mailbox (the Console;
+/// a mailbox outlives the actor's restarts, a channel it had added as a stream would not).
+pub enum Subscriber {
+    Channel(mpsc::UnboundedSender<NodeEvent>),
+    Actor(Recipient<NodeEvent>),
+}
+
+impl Subscriber {
+    /// Delivers the event; false if the subscriber is gone.
+    fn deliver(&self, event: &NodeEvent) -> bool {
+        match self {
+            Subscriber::Channel(tx) => tx.unbounded_send(event.clone()).is_ok(),
+            Subscriber::Actor(recipient) => {
+                recipient.do_send(event.clone());
+                recipient.connected()
+            }
+        }
+    }
+}
+
+/// From the NodeSupervisor: publish this event to the subscribers.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Publish(pub NodeEvent);
+
+/// From the NodeSupervisor when the node gives up: close every connection and refuse all
+/// further work.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct Retire {
+    pub reason: String,
+}
+
+/// Inject a connection fault into the Session serving `peer`.
+#[derive(Message, Debug)]
+#[rtype(result = "Result<(), InjectError>")]
+pub struct InjectConnection {
+    pub peer: PeerAddr,
+    pub fault: ConnectionFault,
+}
 
 /// From a Session whose peer said `hello`: may it serve this peer? `Ok` carries the peers to
 /// announce to it; `Err` the reason for its `bye`.
@@ -39,6 +85,8 @@ pub struct Register {
     pub outbound: bool,
     /// Our own IP on this connection: an address of ours, so never a peer.
     pub local_ip: IpAddr,
+    /// Registering again after a Registry restart, not a new connection.
+    pub rejoin: bool,
 }
 
 /// From a Session's death watch: it has ended, for `reason`.
@@ -57,7 +105,7 @@ pub struct SessionClosed {
 /// From a Session: a chat arrived. The reply means "handed to the console", and only then
 /// does the Session ack it.
 #[derive(Message)]
-#[rtype(result = "()")]
+#[rtype(result = "Result<(), RegistryFailed>")]
 pub struct IncomingChat {
     pub from: PeerAddr,
     pub node_id: NodeId,
@@ -152,6 +200,8 @@ pub enum ConnectError {
     /// TCP connected but the handshake failed (bad hello, duplicate, bye...).
     Handshake(String),
     ShuttingDown,
+    /// The Registry failed while handling the request (it has been restarted).
+    RegistryFailed,
 }
 
 impl fmt::Display for ConnectError {
@@ -163,6 +213,12 @@ impl fmt::Display for ConnectError {
             ConnectError::Unreachable(why) => write!(f, "cannot connect: {why}"),
             ConnectError::Handshake(why) => write!(f, "handshake failed: {why}"),
             ConnectError::ShuttingDown => write!(f, "node is shutting down"),
+            ConnectError::RegistryFailed => {
+                write!(
+                    f,
+                    "the registry failed handling this (it was restarted); try again"
+                )
+            }
         }
     }
 }
@@ -172,8 +228,12 @@ impl std::error::Error for ConnectError {}
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SendError {
     SelfAddress,
-    TooLong { len: usize },
+    TooLong {
+        len: usize,
+    },
     ShuttingDown,
+    /// The Registry failed while taking the message: it was not queued.
+    RegistryFailed,
 }
 
 impl fmt::Display for SendError {
@@ -185,11 +245,19 @@ impl fmt::Display for SendError {
                 "message is {len} bytes; the limit is {MAX_TEXT_BYTES} bytes"
             ),
             SendError::ShuttingDown => write!(f, "node is shutting down"),
+            SendError::RegistryFailed => write!(
+                f,
+                "the registry failed taking this message (it was restarted); it was not sent"
+            ),
         }
     }
 }
 
 impl std::error::Error for SendError {}
+
+/// The Registry failed while handling an incoming chat: it was not shown, so not acked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RegistryFailed;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NotConnected(pub PeerAddr);
@@ -271,7 +339,7 @@ type DialWaiter = oneshot::Sender<Result<ConnectOutcome, ConnectError>>;
 pub struct Registry {
     me: LocalIdentity,
     timeouts: Timeouts,
-    write_queue_frames: usize,
+    write_buffer_bytes: usize,
     peers: BTreeMap<PeerAddr, PeerRecord>,
     sessions: HashMap<SessionId, LiveSession>,
     outbox: BTreeMap<MessageId, Outgoing>,
@@ -283,7 +351,16 @@ pub struct Registry {
     local_ips: HashSet<IpAddr>,
     /// Addresses that turned out to be ourselves.
     self_addrs: HashSet<PeerAddr>,
-    subscribers: Vec<mpsc::UnboundedSender<NodeEvent>>,
+    subscribers: Vec<Subscriber>,
+    supervisor: Addr<NodeSupervisor>,
+    /// Why the current incarnation failed, until `restarting` reports it.
+    failure: Option<String>,
+    /// How many times this Registry has been restarted.
+    incarnation: u32,
+    /// Sessions that were live when the Registry restarted and have not registered again.
+    rejoining: HashMap<SessionId, LiveSession>,
+    /// The node gave up: everything is refused.
+    retired: bool,
     /// Quitting: no new chats or dials, but chats in flight may still finish.
     draining: bool,
     /// Quitting, grace over: no new sessions either.
@@ -293,11 +370,11 @@ pub struct Registry {
 }
 
 impl Registry {
-    pub fn new(me: LocalIdentity, config: &NodeConfig) -> Self {
+    pub fn new(me: LocalIdentity, config: &NodeConfig, supervisor: Addr<NodeSupervisor>) -> Self {
         Registry {
             me,
             timeouts: config.timeouts,
-            write_queue_frames: config.write_queue_frames,
+            write_buffer_bytes: config.write_buffer_bytes,
             peers: BTreeMap::new(),
             sessions: HashMap::new(),
             outbox: BTreeMap::new(),
@@ -308,6 +385,11 @@ impl Registry {
             local_ips: HashSet::new(),
             self_addrs: HashSet::new(),
             subscribers: Vec::new(),
+            supervisor,
+            failure: None,
+            incarnation: 0,
+            rejoining: HashMap::new(),
+            retired: false,
             draining: false,
             closing: false,
             outbox_empty_waiters: Vec::new(),
@@ -318,7 +400,7 @@ impl Registry {
     fn emit(&mut self, event: NodeEvent) {
         tracing::debug!(?event, "event");
         self.subscribers
-            .retain(|subscriber| subscriber.unbounded_send(event.clone()).is_ok());
+            .retain(|subscriber| subscriber.deliver(&event));
     }
 
     fn is_self(&self, addr: &PeerAddr) -> bool {
@@ -349,7 +431,7 @@ impl Registry {
             registry: ctx.address(),
             me: self.me.clone(),
             timeouts: self.timeouts,
-            write_queue_frames: self.write_queue_frames,
+            write_buffer_bytes: self.write_buffer_bytes,
         }
     }
 
@@ -491,6 +573,20 @@ impl Registry {
         }
     }
 
+    fn after_restart(&mut self, ctx: &mut Context<Self>) {
+        for live in self.rejoining.values() {
+            live.addr.do_send(Reannounce);
+        }
+        // Dials in flight died with the old incarnation; their waiters still wait.
+        let pending: Vec<PeerAddr> = self.dials.keys().copied().collect();
+        for to in pending {
+            let waiters = self.dials.remove(&to).unwrap_or_default();
+            let mut waiters = waiters.into_iter();
+            self.dial(to, waiters.next(), ctx);
+            self.dials.entry(to).or_default().extend(waiters);
+        }
+    }
+
     fn expire_unacked(&mut self) {
         let now = Instant::now();
         let reason = format!("no ack within {}", human(self.timeouts.ack));
@@ -505,22 +601,60 @@ impl Actor for Registry {
         // Peers can flood us with frames; a bounded mailbox makes their Sessions wait.
         ctx.set_mailbox_capacity(1024);
         ctx.run_interval(Duration::from_millis(500), |act, _| act.expire_unacked());
+        if self.incarnation > 0 {
+            self.after_restart(ctx);
+            self.supervisor.do_send(ChildRestarted {
+                child: ChildName::Registry,
+            });
+        }
     }
 }
 
-impl Handler<Subscribe> for Registry {
-    type Result = ();
+/// What survives a restart and what is rebuilt. Kept: the plain records whose loss would lose
+/// messages or knowledge (peers, outbox, shown-chat record, subscribers). Rebuilt: the links
+/// to live Sessions, which are asked to register again, and the dials, which were futures of
+/// the old incarnation and are started again.
+impl Supervised for Registry {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        let reason = self.failure.take().unwrap_or_else(|| "stopped".to_string());
+        self.supervisor.do_send(ChildFailed {
+            child: ChildName::Registry,
+            reason,
+        });
+        self.incarnation += 1;
+        for record in self.peers.values_mut() {
+            record.session = None;
+        }
+        let live: Vec<(SessionId, LiveSession)> = self.sessions.drain().collect();
+        self.rejoining.extend(live);
+    }
+}
 
-    fn handle(&mut self, msg: Subscribe, _: &mut Context<Self>) {
+impl SupervisedChild for Registry {
+    const NAME: ChildName = ChildName::Registry;
+
+    fn failure(&mut self) -> &mut Option<String> {
+        &mut self.failure
+    }
+}
+
+/// Message handling. Every handler runs through `guarded`, so a panic in one becomes a
+/// supervised restart; the bodies live here.
+impl Registry {
+    fn on_subscribe(&mut self, msg: Subscribe, _: &mut Context<Self>) {
         self.subscribers.push(msg.0);
     }
-}
 
-impl Handler<Register> for Registry {
-    type Result = Result<Vec<PeerEntry>, String>;
-
-    fn handle(&mut self, msg: Register, _: &mut Context<Self>) -> Self::Result {
+    fn on_register(
+        &mut self,
+        msg: Register,
+        _: &mut Context<Self>,
+    ) -> Result<Vec<PeerEntry>, String> {
         self.local_ips.insert(msg.local_ip);
+        let rejoined = self.rejoining.remove(&msg.session_id).is_some();
+        if self.retired {
+            return Err("node failed".into());
+        }
         if msg.node_id == self.me.node_id {
             self.self_addrs.insert(msg.peer);
             if let Some(dialed) = msg.dialed {
@@ -599,7 +733,9 @@ impl Handler<Register> for Registry {
         if let Some(dialed) = msg.dialed.filter(|d| *d != msg.peer) {
             self.dial_succeeded(dialed);
         }
-        if !was_connected {
+        // A Session rejoining a restarted Registry is no news to anyone.
+        let quiet_rejoin = rejoined && msg.rejoin;
+        if !was_connected && !quiet_rejoin {
             self.emit(NodeEvent::PeerConnected {
                 peer: msg.peer,
                 name: msg.name,
@@ -609,13 +745,19 @@ impl Handler<Register> for Registry {
         self.flush_outbox(msg.peer, msg.session_id);
         Ok(self.known_peers_for(msg.peer))
     }
-}
 
-impl Handler<SessionClosed> for Registry {
-    type Result = ();
-
-    fn handle(&mut self, msg: SessionClosed, _: &mut Context<Self>) {
+    fn on_session_closed(&mut self, msg: SessionClosed, _: &mut Context<Self>) {
         tracing::debug!(session = msg.session_id, remote = %msg.remote, "session closed: {}", msg.reason);
+        if let Some(orphan) = self.rejoining.remove(&msg.session_id) {
+            // It was connected before a Registry restart and ended before it could rejoin:
+            // handled below like any live session whose peer was connected.
+            if let Some(record) = self.peers.get_mut(&orphan.peer) {
+                if record.session.is_none() {
+                    record.session = Some(msg.session_id);
+                }
+            }
+            self.sessions.insert(msg.session_id, orphan);
+        }
         let live = self.sessions.remove(&msg.session_id);
         if let Some(live) = &live {
             let current = self
@@ -665,18 +807,18 @@ impl Handler<SessionClosed> for Registry {
             }
         }
     }
-}
 
-impl Handler<IncomingChat> for Registry {
-    type Result = ();
-
-    fn handle(&mut self, msg: IncomingChat, _: &mut Context<Self>) {
+    fn on_incoming_chat(
+        &mut self,
+        msg: IncomingChat,
+        _: &mut Context<Self>,
+    ) -> Result<(), RegistryFailed> {
         if let Some(record) = self.peers.get_mut(&msg.from) {
             record.last_seen = Some(SystemTime::now());
         }
         if !self.seen.entry(msg.node_id).or_default().first_time(msg.id) {
             tracing::debug!(from = %msg.from, id = msg.id, "repeated chat acked again, not shown");
-            return;
+            return Ok(());
         }
         let name = self.name_of(&msg.from);
         self.emit(NodeEvent::ChatReceived {
@@ -686,13 +828,10 @@ impl Handler<IncomingChat> for Registry {
             text: msg.text,
             sent_at_ms: msg.sent_at_ms,
         });
+        Ok(())
     }
-}
 
-impl Handler<AckReceived> for Registry {
-    type Result = ();
-
-    fn handle(&mut self, msg: AckReceived, _: &mut Context<Self>) {
+    fn on_ack_received(&mut self, msg: AckReceived, _: &mut Context<Self>) {
         if let Some(record) = self.peers.get_mut(&msg.from) {
             record.last_seen = Some(SystemTime::now());
         }
@@ -709,12 +848,8 @@ impl Handler<AckReceived> for Registry {
             self.check_outbox_empty();
         }
     }
-}
 
-impl Handler<PeersLearned> for Registry {
-    type Result = ();
-
-    fn handle(&mut self, msg: PeersLearned, _: &mut Context<Self>) {
+    fn on_peers_learned(&mut self, msg: PeersLearned, _: &mut Context<Self>) {
         for entry in msg.peers {
             let Ok(addr) = entry.addr.parse::<PeerAddr>() else {
                 tracing::info!(from = %msg.from, "ignoring peer entry with bad address {:?}", entry.addr);
@@ -746,20 +881,20 @@ impl Handler<PeersLearned> for Registry {
             }
         }
     }
-}
 
-impl Handler<KnownPeers> for Registry {
-    type Result = MessageResult<KnownPeers>;
-
-    fn handle(&mut self, msg: KnownPeers, _: &mut Context<Self>) -> Self::Result {
+    fn on_known_peers(
+        &mut self,
+        msg: KnownPeers,
+        _: &mut Context<Self>,
+    ) -> MessageResult<KnownPeers> {
         MessageResult(self.known_peers_for(msg.for_peer))
     }
-}
 
-impl Handler<SendChat> for Registry {
-    type Result = Result<MessageId, SendError>;
-
-    fn handle(&mut self, msg: SendChat, ctx: &mut Context<Self>) -> Self::Result {
+    fn on_send_chat(
+        &mut self,
+        msg: SendChat,
+        ctx: &mut Context<Self>,
+    ) -> Result<MessageId, SendError> {
         if self.draining {
             return Err(SendError::ShuttingDown);
         }
@@ -785,16 +920,18 @@ impl Handler<SendChat> for Registry {
         );
         match self.session_for(&msg.to) {
             Some((session, _)) => self.flush_outbox(msg.to, session),
+            // Its Session is rejoining a restarted Registry: the chat goes out when it has.
+            None if self.rejoining.values().any(|live| live.peer == msg.to) => {}
             None => self.dial(msg.to, None, ctx),
         }
         Ok(id)
     }
-}
 
-impl Handler<Connect> for Registry {
-    type Result = ResponseFuture<Result<ConnectOutcome, ConnectError>>;
-
-    fn handle(&mut self, msg: Connect, ctx: &mut Context<Self>) -> Self::Result {
+    fn on_connect(
+        &mut self,
+        msg: Connect,
+        ctx: &mut Context<Self>,
+    ) -> ResponseFuture<Result<ConnectOutcome, ConnectError>> {
         if self.draining {
             return Box::pin(async { Err(ConnectError::ShuttingDown) });
         }
@@ -808,12 +945,12 @@ impl Handler<Connect> for Registry {
         self.dial(msg.to, Some(tx), ctx);
         Box::pin(async move { rx.await.unwrap_or(Err(ConnectError::ShuttingDown)) })
     }
-}
 
-impl Handler<ConnectAll> for Registry {
-    type Result = ResponseActFuture<Self, ConnectAllReport>;
-
-    fn handle(&mut self, _: ConnectAll, _: &mut Context<Self>) -> Self::Result {
+    fn on_connect_all(
+        &mut self,
+        _: ConnectAll,
+        _: &mut Context<Self>,
+    ) -> ResponseActFuture<Self, ConnectAllReport> {
         let refreshes: Vec<_> = self
             .sessions
             .values()
@@ -844,12 +981,8 @@ impl Handler<ConnectAll> for Registry {
             })
         }))
     }
-}
 
-impl Handler<ListPeers> for Registry {
-    type Result = MessageResult<ListPeers>;
-
-    fn handle(&mut self, _: ListPeers, _: &mut Context<Self>) -> Self::Result {
+    fn on_list_peers(&mut self, _: ListPeers, _: &mut Context<Self>) -> MessageResult<ListPeers> {
         let mut waiting: HashMap<PeerAddr, usize> = HashMap::new();
         for out in self.outbox.values() {
             *waiting.entry(out.to).or_default() += 1;
@@ -867,24 +1000,20 @@ impl Handler<ListPeers> for Registry {
                 .collect(),
         )
     }
-}
 
-impl Handler<Disconnect> for Registry {
-    type Result = Result<(), NotConnected>;
-
-    fn handle(&mut self, msg: Disconnect, _: &mut Context<Self>) -> Self::Result {
+    fn on_disconnect(
+        &mut self,
+        msg: Disconnect,
+        _: &mut Context<Self>,
+    ) -> Result<(), NotConnected> {
         if self.disconnect(msg.peer, "disconnected by user") {
             Ok(())
         } else {
             Err(NotConnected(msg.peer))
         }
     }
-}
 
-impl Handler<DisconnectAll> for Registry {
-    type Result = usize;
-
-    fn handle(&mut self, _: DisconnectAll, _: &mut Context<Self>) -> usize {
+    fn on_disconnect_all(&mut self, _: DisconnectAll, _: &mut Context<Self>) -> usize {
         let connected: Vec<PeerAddr> = self
             .peers
             .iter()
@@ -896,12 +1025,12 @@ impl Handler<DisconnectAll> for Registry {
             .filter(|peer| self.disconnect(*peer, "disconnected by user"))
             .count()
     }
-}
 
-impl Handler<Shutdown> for Registry {
-    type Result = ResponseActFuture<Self, ShutdownReport>;
-
-    fn handle(&mut self, msg: Shutdown, _: &mut Context<Self>) -> Self::Result {
+    fn on_shutdown(
+        &mut self,
+        msg: Shutdown,
+        _: &mut Context<Self>,
+    ) -> ResponseActFuture<Self, ShutdownReport> {
         self.draining = true;
         let (acked_tx, acked_rx) = oneshot::channel();
         self.outbox_empty_waiters.push(acked_tx);
@@ -932,6 +1061,231 @@ impl Handler<Shutdown> for Registry {
                 .into_actor(act)
                 .map(move |_, _, _| ShutdownReport { undelivered })
         }))
+    }
+}
+
+impl Handler<Subscribe> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: Subscribe, ctx: &mut Context<Self>) -> Self::Result {
+        guarded(self, ctx, || (), |act, ctx| act.on_subscribe(msg, ctx))
+    }
+}
+
+impl Handler<Register> for Registry {
+    type Result = Result<Vec<PeerEntry>, String>;
+
+    fn handle(&mut self, msg: Register, ctx: &mut Context<Self>) -> Self::Result {
+        guarded(
+            self,
+            ctx,
+            || Err("registry failed while registering; try again".into()),
+            |act, ctx| act.on_register(msg, ctx),
+        )
+    }
+}
+
+impl Handler<SessionClosed> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: SessionClosed, ctx: &mut Context<Self>) -> Self::Result {
+        guarded(self, ctx, || (), |act, ctx| act.on_session_closed(msg, ctx))
+    }
+}
+
+impl Handler<IncomingChat> for Registry {
+    type Result = Result<(), RegistryFailed>;
+
+    fn handle(&mut self, msg: IncomingChat, ctx: &mut Context<Self>) -> Self::Result {
+        guarded(
+            self,
+            ctx,
+            || Err(RegistryFailed),
+            |act, ctx| act.on_incoming_chat(msg, ctx),
+        )
+    }
+}
+
+impl Handler<AckReceived> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: AckReceived, ctx: &mut Context<Self>) -> Self::Result {
+        guarded(self, ctx, || (), |act, ctx| act.on_ack_received(msg, ctx))
+    }
+}
+
+impl Handler<PeersLearned> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: PeersLearned, ctx: &mut Context<Self>) -> Self::Result {
+        guarded(self, ctx, || (), |act, ctx| act.on_peers_learned(msg, ctx))
+    }
+}
+
+impl Handler<KnownPeers> for Registry {
+    type Result = MessageResult<KnownPeers>;
+
+    fn handle(&mut self, msg: KnownPeers, ctx: &mut Context<Self>) -> Self::Result {
+        guarded(
+            self,
+            ctx,
+            || MessageResult(Vec::new()),
+            |act, ctx| act.on_known_peers(msg, ctx),
+        )
+    }
+}
+
+impl Handler<SendChat> for Registry {
+    type Result = Result<MessageId, SendError>;
+
+    fn handle(&mut self, msg: SendChat, ctx: &mut Context<Self>) -> Self::Result {
+        guarded(
+            self,
+            ctx,
+            || Err(SendError::RegistryFailed),
+            |act, ctx| act.on_send_chat(msg, ctx),
+        )
+    }
+}
+
+impl Handler<Connect> for Registry {
+    type Result = ResponseFuture<Result<ConnectOutcome, ConnectError>>;
+
+    fn handle(&mut self, msg: Connect, ctx: &mut Context<Self>) -> Self::Result {
+        guarded(
+            self,
+            ctx,
+            || -> Self::Result { Box::pin(async { Err(ConnectError::RegistryFailed) }) },
+            |act, ctx| act.on_connect(msg, ctx),
+        )
+    }
+}
+
+impl Handler<ConnectAll> for Registry {
+    type Result = ResponseActFuture<Self, ConnectAllReport>;
+
+    fn handle(&mut self, msg: ConnectAll, ctx: &mut Context<Self>) -> Self::Result {
+        guarded(
+            self,
+            ctx,
+            || -> Self::Result { Box::pin(actix::fut::ready(ConnectAllReport::default())) },
+            |act, ctx| act.on_connect_all(msg, ctx),
+        )
+    }
+}
+
+impl Handler<ListPeers> for Registry {
+    type Result = MessageResult<ListPeers>;
+
+    fn handle(&mut self, msg: ListPeers, ctx: &mut Context<Self>) -> Self::Result {
+        guarded(
+            self,
+            ctx,
+            || MessageResult(Vec::new()),
+            |act, ctx| act.on_list_peers(msg, ctx),
+        )
+    }
+}
+
+impl Handler<Disconnect> for Registry {
+    type Result = Result<(), NotConnected>;
+
+    fn handle(&mut self, msg: Disconnect, ctx: &mut Context<Self>) -> Self::Result {
+        let peer = msg.peer;
+        guarded(
+            self,
+            ctx,
+            move || Err(NotConnected(peer)),
+            |act, ctx| act.on_disconnect(msg, ctx),
+        )
+    }
+}
+
+impl Handler<DisconnectAll> for Registry {
+    type Result = usize;
+
+    fn handle(&mut self, msg: DisconnectAll, ctx: &mut Context<Self>) -> Self::Result {
+        guarded(self, ctx, || 0, |act, ctx| act.on_disconnect_all(msg, ctx))
+    }
+}
+
+impl Handler<Shutdown> for Registry {
+    type Result = ResponseActFuture<Self, ShutdownReport>;
+
+    fn handle(&mut self, msg: Shutdown, ctx: &mut Context<Self>) -> Self::Result {
+        guarded(
+            self,
+            ctx,
+            || -> Self::Result { Box::pin(actix::fut::ready(ShutdownReport::default())) },
+            |act, ctx| act.on_shutdown(msg, ctx),
+        )
+    }
+}
+
+impl Handler<Publish> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: Publish, _: &mut Context<Self>) {
+        self.emit(msg.0);
+    }
+}
+
+impl Handler<Retire> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: Retire, _: &mut Context<Self>) {
+        self.retired = true;
+        self.draining = true;
+        self.closing = true;
+        let peers: Vec<PeerAddr> = self.peers.keys().copied().collect();
+        for peer in peers {
+            self.disconnect(peer, &msg.reason);
+        }
+        for live in self.sessions.values().chain(self.rejoining.values()) {
+            live.addr.do_send(Close {
+                reason: msg.reason.clone(),
+            });
+        }
+        self.fail_where(|_| true, &msg.reason);
+    }
+}
+
+impl Handler<Inject> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: Inject, ctx: &mut Context<Self>) {
+        guarded(
+            self,
+            ctx,
+            || (),
+            |act, ctx| match msg.0 {
+                ActorFault::Crash => fail(act, ctx, "crash (injected)".into()),
+                ActorFault::Panic => panic!("panic (injected)"),
+                ActorFault::Stall(how_long) => {
+                    ctx.wait(actix_rt::time::sleep(how_long).into_actor(act));
+                }
+            },
+        )
+    }
+}
+
+impl Handler<InjectConnection> for Registry {
+    type Result = Result<(), InjectError>;
+
+    fn handle(&mut self, msg: InjectConnection, ctx: &mut Context<Self>) -> Self::Result {
+        let peer = msg.peer;
+        guarded(
+            self,
+            ctx,
+            move || Err(InjectError::NotConnected(peer)),
+            |act, _| {
+                let (_, live) = act
+                    .session_for(&msg.peer)
+                    .ok_or(InjectError::NotConnected(msg.peer))?;
+                live.addr.do_send(InjectSessionFault(msg.fault));
+                Ok(())
+            },
+        )
     }
 }
 

@@ -12,11 +12,12 @@ use tokio::net::TcpStream;
 use tokio_util::codec::FramedRead;
 
 use crate::config::{LocalIdentity, Timeouts};
+use crate::faults::ConnectionFault;
 use crate::peer::{MessageId, NodeId, PeerAddr, SessionId};
 use crate::registry::{
     AckReceived, IncomingChat, KnownPeers, PeersLearned, Register, Registry, SessionClosed,
 };
-use crate::wire::{Frame, PeerEntry, WireCodec, WireError, PROTOCOL_VERSION};
+use crate::wire::{encode_frame, Frame, PeerEntry, WireCodec, WireError, PROTOCOL_VERSION};
 use crate::writer::{FrameWriter, WriteRefused};
 
 // ---- messages a Session handles ----
@@ -36,6 +37,16 @@ pub struct Deliver {
 pub struct Close {
     pub reason: String,
 }
+
+/// From a restarted Registry: register again (it has forgotten the live sessions).
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct Reannounce;
+
+/// Inject a connection fault (see [`crate::faults`]).
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct InjectSessionFault(pub ConnectionFault);
 
 /// Ask the peer for its peers (`get_peers`); resolves when its `peers` answer has been
 /// passed to the Registry.
@@ -60,7 +71,8 @@ pub struct SessionTemplate {
     pub registry: Addr<Registry>,
     pub me: LocalIdentity,
     pub timeouts: Timeouts,
-    pub write_queue_frames: usize,
+    /// Bytes a Session may queue for a slow reader before it disconnects it.
+    pub write_buffer_bytes: usize,
 }
 
 /// The peer, once its `hello` is accepted by the Registry.
@@ -68,6 +80,7 @@ pub struct SessionTemplate {
 struct Established {
     peer: PeerAddr,
     node_id: NodeId,
+    name: String,
 }
 
 pub struct Session {
@@ -83,6 +96,10 @@ pub struct Session {
     next_nonce: u64,
     closing: bool,
     peers_waiters: Vec<oneshot::Sender<()>>,
+    /// Frames still to be discarded (injected fault).
+    drop_next: u32,
+    /// A clone of the socket, to cut it at once (injected fault).
+    socket: std::net::TcpStream,
     /// Reports the end to the Registry when the actor is dropped, however it ends.
     death_watch: DeathWatch,
 }
@@ -104,11 +121,15 @@ impl Session {
         let local = stream.local_addr()?;
         // Chat is small interactive frames: latency matters more than packet count.
         stream.set_nodelay(true)?;
+        // A second handle on the same socket, kept only to cut it on an injected Reset.
+        let std_stream = stream.into_std()?;
+        let socket = std_stream.try_clone()?;
+        let stream = TcpStream::from_std(std_stream)?;
         let (read_half, write_half) = stream.into_split();
         let id = NEXT_SESSION_ID.fetch_add(1, Ordering::Relaxed);
         let writer = FrameWriter::spawn(
             write_half,
-            template.write_queue_frames,
+            template.write_buffer_bytes,
             template.timeouts.idle,
         );
         let dialed = match direction {
@@ -136,6 +157,8 @@ impl Session {
             next_nonce: 1,
             closing: false,
             peers_waiters: Vec::new(),
+            drop_next: 0,
+            socket,
             death_watch,
         };
         Ok((id, session.start()))
@@ -145,8 +168,13 @@ impl Session {
         match self.writer.send(frame) {
             Ok(()) => {}
             Err(WriteRefused::QueueFull) => {
-                // Don't queue a bye behind frames the peer isn't reading.
-                self.close(ctx, "peer too slow: write queue full".into(), false);
+                // The bye goes behind what the peer isn't reading; the connection closes
+                // anyway once the writer gives up on it.
+                let reason = format!(
+                    "too slow: {} bytes waiting for the peer to read",
+                    self.writer.queued_bytes()
+                );
+                self.close(ctx, reason, true);
             }
             Err(WriteRefused::Closed) => {
                 self.close(ctx, "connection lost while writing".into(), false);
@@ -169,9 +197,11 @@ impl Session {
             return;
         }
         self.closing = true;
-        let _ = self.writer.send(&Frame::Bye {
+        if let Ok(bye) = encode_frame(&Frame::Bye {
             reason: reason.clone(),
-        });
+        }) {
+            let _ = self.writer.send_bytes(bye);
+        }
         self.writer.close();
         self.death_watch.reason = Some(reason);
         ctx.run_later(LINGER, |_, ctx| ctx.stop());
@@ -184,9 +214,12 @@ impl Session {
         }
         self.closing = true;
         if say_bye {
-            let _ = self.writer.send(&Frame::Bye {
+            // Past the queue limit if need be: the bye is what tells the peer why.
+            if let Ok(bye) = encode_frame(&Frame::Bye {
                 reason: reason.clone(),
-            });
+            }) {
+                let _ = self.writer.send_bytes(bye);
+            }
         }
         tracing::debug!(session = self.id, remote = %self.remote, "closing: {reason}");
         self.death_watch.reason = Some(reason);
@@ -239,15 +272,20 @@ impl Session {
             peer,
             dialed,
             node_id,
-            name,
+            name: name.clone(),
             outbound: dialed.is_some(),
             local_ip: self.local.ip(),
+            rejoin: false,
         };
         // Wait: nothing else from this peer is handled until the Registry has decided.
         ctx.wait(self.template.registry.send(register).into_actor(self).map(
             move |answer, act, ctx| match answer {
                 Ok(Ok(known)) => {
-                    act.peer = Some(Established { peer, node_id });
+                    act.peer = Some(Established {
+                        peer,
+                        node_id,
+                        name,
+                    });
                     act.death_watch.peer = Some(peer);
                     act.send_frame(&Frame::Peers { peers: known }, ctx);
                 }
@@ -303,9 +341,18 @@ impl Session {
                         }),
                 );
             }
-            Frame::Ack { id } => registry.do_send(AckReceived { from, id }),
+            // Each frame waits for the Registry to take it before the next is read: a peer
+            // flooding us fills its own TCP window, not our memory.
+            Frame::Ack { id } => {
+                ctx.wait(
+                    registry
+                        .send(AckReceived { from, id })
+                        .into_actor(self)
+                        .map(|_, _, _| ()),
+                );
+            }
             Frame::GetPeers => {
-                ctx.spawn(
+                ctx.wait(
                     registry
                         .send(KnownPeers { for_peer: from })
                         .into_actor(self)
@@ -333,7 +380,7 @@ impl Session {
     fn on_peers(&mut self, from: PeerAddr, peers: Vec<PeerEntry>, ctx: &mut Context<Self>) {
         let waiters = std::mem::take(&mut self.peers_waiters);
         // Answer RefreshPeers only after the Registry has taken the list in.
-        ctx.spawn(
+        ctx.wait(
             self.template
                 .registry
                 .send(PeersLearned { from, peers })
@@ -381,13 +428,19 @@ impl Actor for Session {
     fn stopped(&mut self, _ctx: &mut Context<Self>) {
         self.writer.close();
         if self.death_watch.reason.is_none() {
-            self.death_watch.reason = Some("session stopped".into());
+            // Every orderly end goes through `close`, which gives a reason: none means a crash.
+            self.death_watch.reason = Some("session crashed".into());
         }
     }
 }
 
 impl StreamHandler<Result<Frame, WireError>> for Session {
     fn handle(&mut self, item: Result<Frame, WireError>, ctx: &mut Context<Self>) {
+        if self.drop_next > 0 && item.is_ok() {
+            self.drop_next -= 1;
+            tracing::info!(session = self.id, "dropped a frame (injected fault)");
+            return;
+        }
         if self.closing {
             // Lingering after our bye: only acks still matter.
             match (item, &self.peer) {
@@ -439,6 +492,64 @@ impl Handler<Close> for Session {
 
     fn handle(&mut self, msg: Close, ctx: &mut Context<Self>) {
         self.close_gracefully(ctx, msg.reason);
+    }
+}
+
+impl Handler<Reannounce> for Session {
+    type Result = ();
+
+    fn handle(&mut self, _: Reannounce, ctx: &mut Context<Self>) {
+        let Some(established) = self.peer.clone() else {
+            return; // Still in its handshake: it registers when that completes.
+        };
+        let register = Register {
+            session_id: self.id,
+            session: ctx.address(),
+            peer: established.peer,
+            dialed: None,
+            node_id: established.node_id,
+            name: established.name,
+            outbound: matches!(self.direction, Direction::Outbound { .. }),
+            local_ip: self.local.ip(),
+            rejoin: true,
+        };
+        ctx.wait(
+            self.template
+                .registry
+                .send(register)
+                .into_actor(self)
+                .map(|answer, act, ctx| match answer {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(refusal)) => act.close(ctx, refusal, true),
+                    // The Registry failed again before answering: its next incarnation
+                    // asks again. Only a Registry gone for good ends the session.
+                    Err(_) if act.template.registry.connected() => {}
+                    Err(_) => act.close(ctx, "node is shutting down".into(), true),
+                }),
+        );
+    }
+}
+
+impl Handler<InjectSessionFault> for Session {
+    type Result = ();
+
+    fn handle(&mut self, msg: InjectSessionFault, ctx: &mut Context<Self>) {
+        tracing::warn!(session = self.id, remote = %self.remote, "injecting {:?}", msg.0);
+        match msg.0 {
+            ConnectionFault::Reset => {
+                let _ = self.socket.shutdown(std::net::Shutdown::Both);
+                self.close(ctx, "connection reset (injected)".into(), false);
+            }
+            ConnectionFault::Corrupt => {
+                let garbage = bytes::Bytes::from_static(&[0, 0, 0, 3, 0xc1, 0xc1, 0xc1]);
+                let _ = self.writer.send_bytes(garbage);
+            }
+            ConnectionFault::StallReads(how_long) => {
+                ctx.wait(actix_rt::time::sleep(how_long).into_actor(self));
+            }
+            ConnectionFault::DropNext(n) => self.drop_next += n,
+            ConnectionFault::Panic => panic!("session panic (injected)"),
+        }
     }
 }
 

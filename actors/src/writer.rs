@@ -1,9 +1,11 @@
-//! The sending half of a Session's socket: a bounded queue of encoded frames and a task that
-//! writes them, several frames per system call when they pile up.
+//! The sending half of a Session's socket: a queue of encoded frames, bounded in bytes, and a
+//! task that writes them, several frames per system call when they pile up.
 //!
 //! Why not `actix::io::FramedWrite`: it buffers without bound and cannot say how full it is;
 //! a peer that stops reading must cost us a bounded amount of memory.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -30,25 +32,50 @@ pub enum WriteRefused {
 /// Handle the Session keeps; dropping it (or `close`) lets the writer finish what is queued
 /// and then shut the socket's sending side.
 pub struct FrameWriter {
-    queue: Option<mpsc::Sender<Bytes>>,
+    queue: Option<mpsc::UnboundedSender<Bytes>>,
+    /// Bytes queued and not yet written; shared with the writing task only.
+    queued: Arc<AtomicUsize>,
+    max_queued: usize,
 }
 
 impl FrameWriter {
-    /// Starts the writing task on the current thread. A write that makes no progress for
-    /// `stall` ends the task (the peer is gone or stopped reading).
-    pub fn spawn(half: OwnedWriteHalf, queue_frames: usize, stall: Duration) -> Self {
-        let (tx, rx) = mpsc::channel(queue_frames.max(1));
-        actix_rt::spawn(pump(rx, half, stall));
-        FrameWriter { queue: Some(tx) }
+    /// Starts the writing task on the current thread. At most `max_queued` bytes wait; a
+    /// write that makes no progress for `stall` ends the task (the peer is gone or stopped
+    /// reading).
+    pub fn spawn(half: OwnedWriteHalf, max_queued: usize, stall: Duration) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let queued = Arc::new(AtomicUsize::new(0));
+        actix_rt::spawn(pump(rx, half, stall, queued.clone()));
+        FrameWriter {
+            queue: Some(tx),
+            queued,
+            max_queued: max_queued.max(1),
+        }
     }
 
+    /// Queues a frame, unless the queue already holds `max_queued` bytes.
     pub fn send(&mut self, frame: &Frame) -> Result<(), WriteRefused> {
-        let queue = self.queue.as_ref().ok_or(WriteRefused::Closed)?;
         let bytes = encode_frame(frame).map_err(WriteRefused::Encode)?;
-        queue.try_send(bytes).map_err(|err| match err {
-            mpsc::error::TrySendError::Full(_) => WriteRefused::QueueFull,
-            mpsc::error::TrySendError::Closed(_) => WriteRefused::Closed,
+        if self.queued.load(Ordering::Relaxed) + bytes.len() > self.max_queued {
+            return Err(WriteRefused::QueueFull);
+        }
+        self.send_bytes(bytes)
+    }
+
+    /// Queues bytes whatever the queue holds: the last `bye`, or injected garbage.
+    pub fn send_bytes(&mut self, bytes: Bytes) -> Result<(), WriteRefused> {
+        let queue = self.queue.as_ref().ok_or(WriteRefused::Closed)?;
+        let len = bytes.len();
+        self.queued.fetch_add(len, Ordering::Relaxed);
+        queue.send(bytes).map_err(|_| {
+            self.queued.fetch_sub(len, Ordering::Relaxed);
+            WriteRefused::Closed
         })
+    }
+
+    /// Bytes waiting to be written.
+    pub fn queued_bytes(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
     }
 
     /// No more frames; what is queued is still written.
@@ -57,12 +84,20 @@ impl FrameWriter {
     }
 }
 
-async fn pump(mut queue: mpsc::Receiver<Bytes>, mut socket: OwnedWriteHalf, stall: Duration) {
+async fn pump(
+    mut queue: mpsc::UnboundedReceiver<Bytes>,
+    mut socket: OwnedWriteHalf,
+    stall: Duration,
+    queued: Arc<AtomicUsize>,
+) {
     let mut batch = BytesMut::new();
     while let Some(first) = queue.recv().await {
         let written = if queue.is_empty() {
             // One frame alone: write it without copying.
-            actix_rt::time::timeout(stall, socket.write_all(&first)).await
+            let len = first.len();
+            let result = actix_rt::time::timeout(stall, socket.write_all(&first)).await;
+            queued.fetch_sub(len, Ordering::Relaxed);
+            result
         } else {
             batch.clear();
             batch.extend_from_slice(&first);
@@ -72,7 +107,9 @@ async fn pump(mut queue: mpsc::Receiver<Bytes>, mut socket: OwnedWriteHalf, stal
                     Err(_) => break,
                 }
             }
-            actix_rt::time::timeout(stall, socket.write_all(&batch)).await
+            let result = actix_rt::time::timeout(stall, socket.write_all(&batch)).await;
+            queued.fetch_sub(batch.len(), Ordering::Relaxed);
+            result
         };
         if !matches!(written, Ok(Ok(()))) {
             return;

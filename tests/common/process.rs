@@ -155,8 +155,10 @@ impl Peerchat {
         let until = Instant::now() + PROCESS_WAIT;
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
-                self.stdout.drain(Instant::now() + Duration::from_millis(500));
-                self.stderr.drain(Instant::now() + Duration::from_millis(500));
+                self.stdout
+                    .drain(Instant::now() + Duration::from_millis(500));
+                self.stderr
+                    .drain(Instant::now() + Duration::from_millis(500));
                 return status;
             }
             if Instant::now() > until {

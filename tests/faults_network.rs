@@ -1,0 +1,231 @@
+//! Connection faults injected from outside the nodes by a TCP proxy (latency, reset, black
+//! hole, truncated frame) and from a peer that stops reading. Each fault must be noticed and
+//! recovered from; no message may be shown twice, and none may vanish without its sender
+//! being told (every message ends delivered or reported failed).
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use common::proxy::Proxy;
+use common::*;
+use peerchat_actors::{EventStream, MessageId, Node, NodeConfig, NodeEvent, PeerAddr};
+
+/// Quick heartbeats so that a silent link is noticed within a test's patience.
+fn brisk(name: &str) -> NodeConfig {
+    let mut config = NodeConfig::local(name);
+    config.timeouts.ping_interval = Duration::from_millis(100);
+    config.timeouts.idle = Duration::from_millis(600);
+    config.timeouts.ack = Duration::from_secs(5);
+    config
+}
+
+/// What became of a batch of messages, from both ends.
+#[derive(Default, Debug)]
+struct Outcome {
+    delivered: HashSet<MessageId>,
+    failed: HashSet<MessageId>,
+    shown: HashMap<String, usize>,
+}
+
+/// Waits until every id has an outcome at the sender; collects what the receiver showed.
+async fn settle(
+    ids: &[(MessageId, String)],
+    sender: &mut EventStream,
+    receiver: &mut EventStream,
+) -> Outcome {
+    let mut outcome = Outcome::default();
+    let wanted: HashSet<MessageId> = ids.iter().map(|(id, _)| *id).collect();
+    while outcome.delivered.len() + outcome.failed.len() < wanted.len() {
+        match sender.next_within(WAIT).await {
+            Some(NodeEvent::Delivered { id, .. }) if wanted.contains(&id) => {
+                assert!(outcome.delivered.insert(id), "delivered twice: {id}");
+            }
+            Some(NodeEvent::DeliveryFailed { id, .. }) if wanted.contains(&id) => {
+                assert!(outcome.failed.insert(id), "failed twice: {id}");
+            }
+            Some(_) => {}
+            None => panic!(
+                "messages without an outcome: {:?}",
+                wanted
+                    .iter()
+                    .filter(|id| !outcome.delivered.contains(id) && !outcome.failed.contains(id))
+                    .collect::<Vec<_>>()
+            ),
+        }
+    }
+    assert!(outcome.delivered.is_disjoint(&outcome.failed));
+    while let Some(event) = receiver.next_within(Duration::from_millis(300)).await {
+        if let NodeEvent::ChatReceived { text, .. } = event {
+            *outcome.shown.entry(text).or_default() += 1;
+        }
+    }
+    for (text, times) in &outcome.shown {
+        assert_eq!(*times, 1, "'{text}' shown {times} times");
+    }
+    // Delivered means shown.
+    for (id, text) in ids {
+        if outcome.delivered.contains(id) {
+            assert!(
+                outcome.shown.contains_key(text),
+                "'{text}' acked but never shown"
+            );
+        }
+    }
+    outcome
+}
+
+async fn send_batch(
+    from: &Node,
+    to: PeerAddr,
+    prefix: &str,
+    count: usize,
+) -> Vec<(MessageId, String)> {
+    let mut ids = Vec::new();
+    for i in 0..count {
+        let text = format!("{prefix}{i}");
+        ids.push((from.send_chat(to, text.clone()).await.unwrap(), text));
+    }
+    ids
+}
+
+#[actix_rt::test]
+async fn latency_slows_but_loses_and_repeats_nothing_and_keeps_order() {
+    let (a, mut a_ev) = start("a").await;
+    let (b, mut b_ev) = start("b").await;
+    let proxy = Proxy::start(b.peer_addr()).await;
+    proxy.set_latency(Duration::from_millis(30));
+    let ids = send_batch(&a, proxy.addr(), "slow ", 50).await;
+    let mut order = Vec::new();
+    while order.len() < 50 {
+        order.push(received(&mut b_ev).await.1);
+    }
+    let expected: Vec<String> = ids.iter().map(|(_, t)| t.clone()).collect();
+    assert_eq!(order, expected, "shown in the order sent");
+    for (id, _) in &ids {
+        delivered(&mut a_ev, *id).await;
+    }
+}
+
+#[actix_rt::test]
+async fn a_reset_connection_is_noticed_and_every_message_is_accounted_for() {
+    let (a, mut a_ev) = start_with(brisk("a")).await;
+    let (b, mut b_ev) = start_with(brisk("b")).await;
+    let proxy = Proxy::start(b.peer_addr()).await;
+    let mut ids = send_batch(&a, proxy.addr(), "before ", 100).await;
+    proxy.cut_all();
+    ids.extend(send_batch(&a, proxy.addr(), "after ", 100).await);
+    let outcome = settle(&ids, &mut a_ev, &mut b_ev).await;
+    assert!(proxy.accepted() >= 1);
+    // It recovers: a new connection through the proxy carries new messages.
+    let id = a.send_chat(proxy.addr(), "recovered").await.unwrap();
+    delivered(&mut a_ev, id).await;
+    eprintln!(
+        "reset: {} delivered, {} reported failed",
+        outcome.delivered.len(),
+        outcome.failed.len()
+    );
+}
+
+#[actix_rt::test]
+async fn a_black_hole_is_noticed_by_the_heartbeat() {
+    let (a, mut a_ev) = start_with(brisk("a")).await;
+    let (b, mut b_ev) = start_with(brisk("b")).await;
+    let proxy = Proxy::start(b.peer_addr()).await;
+    a.connect(proxy.addr()).await.unwrap();
+    proxy.set_black_hole(true);
+    let started = std::time::Instant::now();
+    let ids = send_batch(&a, proxy.addr(), "void ", 5).await;
+    let reason = disconnected(&mut a_ev, proxy.addr()).await;
+    assert!(reason.starts_with("timeout"), "{reason}");
+    assert!(started.elapsed() < Duration::from_secs(3), "noticed late");
+    let outcome = settle(&ids, &mut a_ev, &mut b_ev).await;
+    assert!(outcome.shown.is_empty(), "nothing crossed the black hole");
+    proxy.heal();
+    let id = a.send_chat(proxy.addr(), "light again").await.unwrap();
+    delivered(&mut a_ev, id).await;
+}
+
+#[actix_rt::test]
+async fn a_truncated_frame_is_noticed_on_both_sides() {
+    let (a, mut a_ev) = start_with(brisk("a")).await;
+    let (b, mut b_ev) = start_with(brisk("b")).await;
+    let proxy = Proxy::start(b.peer_addr()).await;
+    a.connect(proxy.addr()).await.unwrap();
+    connected(&mut b_ev, a.peer_addr()).await;
+    // The next chat frame is cut in the middle.
+    proxy.truncate_after(20);
+    let ids = send_batch(
+        &a,
+        proxy.addr(),
+        "a long enough message to be cut in half ",
+        1,
+    )
+    .await;
+    disconnected(&mut a_ev, proxy.addr()).await;
+    let reason = disconnected(&mut b_ev, a.peer_addr()).await;
+    assert!(reason.starts_with("connection"), "{reason}");
+    let outcome = settle(&ids, &mut a_ev, &mut b_ev).await;
+    assert!(outcome.shown.is_empty(), "half a frame is never shown");
+    proxy.heal();
+    let id = a.send_chat(proxy.addr(), "whole").await.unwrap();
+    delivered(&mut a_ev, id).await;
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[actix_rt::test]
+async fn a_peer_that_stops_reading_is_dropped_as_too_slow_and_others_lose_nothing() {
+    let mut config = NodeConfig::local("a");
+    config.write_buffer_bytes = 256 * 1024;
+    let (a, mut a_ev) = start_with(config).await;
+    let (b, mut b_ev) = start("b").await;
+    b.connect(a.peer_addr()).await.unwrap();
+    // The slow peer: handshakes, then never reads again.
+    let raw = RawPeer::handshake(a.peer_addr(), 4242, 45678).await;
+    let slow: PeerAddr = "127.0.0.1:45678".parse().unwrap();
+    let before = rss_kib();
+    let text = "x".repeat(1024);
+    let mut sent_to_slow = 0;
+    let mut b_ids = Vec::new();
+    let reason = loop {
+        a.send_chat(slow, text.clone()).await.unwrap();
+        sent_to_slow += 1;
+        if sent_to_slow % 100 == 0 {
+            b_ids.push(
+                a.send_chat(b.peer_addr(), format!("to b {sent_to_slow}"))
+                    .await
+                    .unwrap(),
+            );
+        }
+        if let Some(NodeEvent::PeerDisconnected { peer, reason, .. }) =
+            a_ev.next_within(Duration::ZERO).await
+        {
+            if peer == slow {
+                break reason;
+            }
+        }
+        assert!(sent_to_slow < 50_000, "the slow peer was never dropped");
+    };
+    assert!(reason.starts_with("too slow"), "{reason}");
+    let grown_kib = rss_kib().saturating_sub(before);
+    eprintln!("slow reader dropped after {sent_to_slow} messages; RSS grew {grown_kib} KiB");
+    assert!(
+        grown_kib < 64 * 1024,
+        "memory not bounded: grew {grown_kib} KiB"
+    );
+    // B lost nothing.
+    let mut shown = HashSet::new();
+    while shown.len() < b_ids.len() {
+        shown.insert(received(&mut b_ev).await.1);
+    }
+    drop(raw);
+}
