@@ -11,7 +11,9 @@ use clap::Parser;
 use futures::channel::oneshot;
 use futures::StreamExt;
 
+use peerchat_actors::config::RetryPolicy;
 use peerchat_actors::console::{stdin_lines, Console, InputLine, Notice, Quit};
+use peerchat_actors::supervisor::RestartPolicy;
 use peerchat_actors::{Node, NodeConfig, PeerAddr, Timeouts};
 
 /// Peer-to-peer terminal chat: every peer runs its own TCP server and talks to others
@@ -51,9 +53,30 @@ struct Cli {
     #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = parse_duration)]
     connect_timeout: Duration,
 
-    /// Report a message as failed when no ack comes within this.
-    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_duration)]
+    /// Send a message again when no ack comes within this.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     ack_timeout: Duration,
+
+    /// Keep the outbox, the node id and the chat history in this directory, so that
+    /// messages survive a restart or a crash (see docs/storage.md).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<std::path::PathBuf>,
+
+    /// Report a message as failed once it has waited this long for its peer.
+    #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = parse_duration)]
+    give_up_after: Duration,
+
+    /// Longest pause between two attempts to reach a peer that has messages waiting.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    max_backoff: Duration,
+
+    /// More than this many actor restarts within --restart-window and the node gives up.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    max_restarts: usize,
+
+    /// The window of --max-restarts.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    restart_window: Duration,
 
     /// More log output on stderr (-v: info, -vv: debug). RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count)]
@@ -142,12 +165,25 @@ async fn run(cli: Cli) -> ExitCode {
             ack: cli.ack_timeout,
             ..Timeouts::default()
         },
+        retry: RetryPolicy {
+            give_up_after: cli.give_up_after,
+            max_backoff: cli.max_backoff,
+            ..RetryPolicy::default()
+        },
+        restarts: RestartPolicy {
+            max_restarts: cli.max_restarts,
+            window: cli.restart_window,
+        },
+        data_dir: cli.data_dir.clone(),
         ..NodeConfig::local("")
     };
     let node = match Node::start(config).await {
         Ok(node) => node,
         Err(err) => return fail(&err.to_string()),
     };
+    for warning in node.warnings() {
+        let _ = writeln!(io::stderr(), "warning: {warning}");
+    }
     say(&format!(
         "{} listening on {} (node id {:016x})",
         node.name(),

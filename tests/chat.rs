@@ -232,8 +232,10 @@ async fn a_node_refuses_to_connect_to_itself() {
 }
 
 #[actix_rt::test]
-async fn sending_to_a_peer_nobody_listens_on_fails_clearly() {
-    let (a, mut a_ev) = start("a").await;
+async fn sending_to_a_peer_nobody_listens_on_is_retried_then_fails_clearly() {
+    let mut config = peerchat_actors::NodeConfig::local("a");
+    config.retry.give_up_after = std::time::Duration::from_millis(800);
+    let (a, mut a_ev) = start_with(config).await;
     // Bind then drop a socket to get a port where nothing listens.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -243,6 +245,22 @@ async fn sending_to_a_peer_nobody_listens_on_fails_clearly() {
     let nowhere: peerchat_actors::PeerAddr = format!("127.0.0.1:{port}").parse().unwrap();
     assert_eq!(a.connect(nowhere).await, Err(ConnectError::Refused));
     let id = a.send_chat(nowhere, "anyone?").await.unwrap();
+    // First it says the message waits ...
+    let (waiting, reason) = a_ev
+        .wait_for(WAIT, |e| match e {
+            NodeEvent::DeliveryDelayed {
+                to,
+                waiting,
+                reason,
+                ..
+            } if *to == nowhere => Some((*waiting, reason.clone())),
+            _ => None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(waiting, 1);
+    assert!(reason.contains("refused"), "{reason}");
+    // ... then, when the retry budget runs out, that it failed, and why.
     let reason = a_ev
         .wait_for(WAIT, |e| match e {
             NodeEvent::DeliveryFailed { id: i, reason, .. } if *i == id => Some(reason.clone()),
@@ -250,7 +268,10 @@ async fn sending_to_a_peer_nobody_listens_on_fails_clearly() {
         })
         .await
         .unwrap();
-    assert!(reason.contains("refused"), "{reason}");
+    assert!(
+        reason.starts_with("gave up after 800ms: connection refused"),
+        "{reason}"
+    );
     // The node goes on.
     let (b, _) = start("b").await;
     let id = a.send_chat(b.peer_addr(), "still here").await.unwrap();

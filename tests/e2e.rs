@@ -110,7 +110,7 @@ fn wrong_menu_input_is_explained_and_the_menu_comes_back() {
 
 #[test]
 fn an_unreachable_peer_is_a_clear_failure_not_a_crash() {
-    let (mut node, _) = Peerchat::start_named("n", &[]);
+    let (mut node, _) = Peerchat::start_named("n", &["--give-up-after", "1s"]);
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -118,7 +118,10 @@ fn an_unreachable_peer_is_a_clear_failure_not_a_crash() {
         .port();
     node.type_lines(&["1", &format!("127.0.0.1:{port}"), "anyone?"]);
     node.expect(&format!(
-        "failed to deliver to 127.0.0.1:{port} (anyone?): could not connect: connection refused"
+        "127.0.0.1:{port} unreachable (connection refused (is a peer listening there?)): 1 message(s) waiting, retrying in"
+    ));
+    node.expect(&format!(
+        "failed to deliver to 127.0.0.1:{port} (anyone?): gave up after 1s: connection refused"
     ));
     // Sending to itself is refused too.
     node.type_lines(&["0"]);
@@ -218,4 +221,58 @@ fn a_hostile_peers_escape_sequences_are_shown_inert() {
     assert!(raw.read(&mut buf).unwrap() > 0, "the node answered");
     node.type_lines(&["0"]);
     assert!(node.wait().success());
+}
+
+#[test]
+fn quitting_with_undelivered_messages_warns_and_counts_them() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let to = format!("127.0.0.1:{port}");
+    let (mut node, _) = Peerchat::start_named("n", &[]);
+    node.type_lines(&["1", &to, "one", "1", &to, "two"]);
+    node.expect(&format!("Sending to {to}: two"));
+    node.type_lines(&["2"]);
+    node.expect(&format!("1. {to}  ?  not connected, 2 message(s) waiting"));
+    node.type_lines(&["0"]);
+    node.expect("waiting for 2 message(s) to be acknowledged");
+    node.expect("Warning: 2 message(s) were not delivered.");
+    assert!(node.wait().success());
+
+    // With a data directory they are kept, and said to be.
+    let dir = std::env::temp_dir().join(format!("peerchat-e2e-kept-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (mut node, _) = Peerchat::start_named("n", &["--data-dir", dir.to_str().unwrap()]);
+    node.type_lines(&["1", &to, "three", "0"]);
+    node.expect("Warning: 1 message(s) not delivered yet; they are kept in the data directory");
+    assert!(node.wait().success());
+    let (mut again, _) = Peerchat::start_named("n", &["--data-dir", dir.to_str().unwrap()]);
+    again.type_lines(&["2"]);
+    again.expect(&format!("1. {to}  ?  not connected, 1 message(s) waiting"));
+    again.type_lines(&["0"]);
+    assert!(again.wait().success());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_corrupt_outbox_file_is_reported_and_the_rest_kept() {
+    let dir = std::env::temp_dir().join(format!("peerchat-e2e-corrupt-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("outbox.jsonl"),
+        "{\"queued\":{\"id\":5,\"to\":\"127.0.0.1:9\",\"text\":\"kept\",\"sent_at_ms\":1}}\n\
+         this line is garbage\n{\"queued\":{\"id\":6,\"to\"",
+    )
+    .unwrap();
+    let (mut node, _) = Peerchat::start_named("n", &["--data-dir", dir.to_str().unwrap()]);
+    node.expect_stderr("outbox.jsonl:2: unreadable line skipped");
+    node.expect_stderr("outbox.jsonl:3: unreadable line skipped");
+    node.type_lines(&["2"]);
+    node.expect("1. 127.0.0.1:9  ?  not connected, 1 message(s) waiting");
+    node.type_lines(&["0"]);
+    assert!(node.wait().success());
+    let _ = std::fs::remove_dir_all(dir);
 }

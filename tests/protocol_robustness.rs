@@ -596,7 +596,7 @@ async fn nodes_that_answer_pings_stay_connected() {
     let id = a.send_chat(b.peer_addr(), "still with me?").await.unwrap();
     chat_shown(&mut b_ev, &[a.peer_addr()], a.peer_addr(), "still with me?").await;
     wait_guarded(&mut a_ev, &[b.peer_addr()], "delivery", |e| match e {
-        NodeEvent::Delivered { id: i, to } if *i == id => {
+        NodeEvent::Delivered { id: i, to, .. } if *i == id => {
             assert_eq!(*to, b.peer_addr());
             Some(())
         }

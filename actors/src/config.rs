@@ -1,6 +1,7 @@
 //! Settings of one node: who it is, where it listens, and its timeouts.
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::supervisor::RestartPolicy;
@@ -21,6 +22,11 @@ pub struct NodeConfig {
     pub write_buffer_bytes: usize,
     /// Restart intensity of the node's supervisor.
     pub restarts: RestartPolicy,
+    /// How undelivered chats are retried.
+    pub retry: RetryPolicy,
+    /// Where the outbox, the node id and the history are kept across restarts; `None`
+    /// keeps them in memory only.
+    pub data_dir: Option<PathBuf>,
 }
 
 impl NodeConfig {
@@ -32,6 +38,8 @@ impl NodeConfig {
             timeouts: Timeouts::default(),
             write_buffer_bytes: 1024 * 1024,
             restarts: RestartPolicy::default(),
+            retry: RetryPolicy::default(),
+            data_dir: None,
         }
     }
 }
@@ -47,7 +55,8 @@ pub struct Timeouts {
     pub idle: Duration,
     /// TCP connect to a peer.
     pub connect: Duration,
-    /// A chat without an ack after this long is reported as failed.
+    /// A chat without an ack after this long is sent again (on a live connection a frame
+    /// cannot vanish, but a peer may drop it).
     pub ack: Duration,
     /// `get_peers` answers awaited by "connect to active peers".
     pub peer_refresh: Duration,
@@ -62,7 +71,7 @@ impl Default for Timeouts {
             ping_interval: Duration::from_secs(2),
             idle: Duration::from_secs(6),
             connect: Duration::from_secs(3),
-            ack: Duration::from_secs(15),
+            ack: Duration::from_secs(10),
             peer_refresh: Duration::from_secs(2),
             quit_grace: Duration::from_secs(3),
         }
@@ -76,4 +85,38 @@ pub struct LocalIdentity {
     pub name: String,
     pub listen_port: u16,
     pub bind: IpAddr,
+}
+
+/// Reconnecting to a peer that has chats waiting: exponential backoff with jitter, from
+/// `first_backoff` doubling up to `max_backoff`; a chat is reported failed once it has
+/// waited `give_up_after`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    pub first_backoff: Duration,
+    pub max_backoff: Duration,
+    pub give_up_after: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            first_backoff: Duration::from_millis(250),
+            max_backoff: Duration::from_secs(10),
+            give_up_after: Duration::from_secs(120),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The pause before reconnect attempt `attempt` (0 = first): doubling, capped, and
+    /// spread by ±20 % so that many nodes that lost the same peer do not call it together.
+    pub fn backoff(&self, attempt: u32, jitter_seed: u64) -> Duration {
+        let doubled = self
+            .first_backoff
+            .saturating_mul(1u32 << attempt.min(20))
+            .min(self.max_backoff);
+        // seed -> factor in [0.8, 1.2)
+        let spread = (jitter_seed % 4001) as f64 / 10000.0 + 0.8;
+        doubled.mul_f64(spread).max(Duration::from_millis(1))
+    }
 }

@@ -362,7 +362,14 @@ impl Console {
             async move { node.shutdown(grace).await }
                 .into_actor(self)
                 .map(|report, console, ctx| {
-                    if report.undelivered > 0 {
+                    if report.undelivered > 0 && report.kept {
+                        let _ = writeln!(
+                            console.out,
+                            "Warning: {} message(s) not delivered yet; they are kept in the \
+                             data directory and sent at the next start.",
+                            report.undelivered
+                        );
+                    } else if report.undelivered > 0 {
                         let _ = writeln!(
                             console.out,
                             "Warning: {} message(s) were not delivered.",
@@ -387,14 +394,33 @@ impl Console {
             NodeEvent::ChatReceived {
                 from, name, text, ..
             } => format!("[{time}] {} ({from}): {}", visible(&name), visible(&text)),
-            NodeEvent::Delivered { to, id } => match self.sent.remove(&id) {
-                Some((_, text)) => format!("[{time}] delivered to {to}: {text}"),
-                None => format!("[{time}] delivered message {id} to {to}"),
-            },
-            NodeEvent::DeliveryFailed { to, id, reason } => match self.sent.remove(&id) {
-                Some((_, text)) => format!("[{time}] failed to deliver to {to} ({text}): {reason}"),
-                None => format!("[{time}] failed to deliver message {id} to {to}: {reason}"),
-            },
+            NodeEvent::Delivered { to, id, text } => {
+                self.sent.remove(&id);
+                format!("[{time}] delivered to {to}: {}", visible(&text))
+            }
+            NodeEvent::DeliveryDelayed {
+                to,
+                waiting,
+                reason,
+                retry_in,
+            } => format!(
+                "[{time}] {to} unreachable ({}): {waiting} message(s) waiting, retrying in {:.1}s",
+                visible(&reason),
+                retry_in.as_secs_f64()
+            ),
+            NodeEvent::DeliveryFailed {
+                to,
+                id,
+                text,
+                reason,
+            } => {
+                self.sent.remove(&id);
+                format!(
+                    "[{time}] failed to deliver to {to} ({}): {}",
+                    visible(&text),
+                    visible(&reason)
+                )
+            }
             NodeEvent::PeerConnected { peer, name, .. } => {
                 format!("[{time}] connected to {} ({peer})", visible(&name))
             }

@@ -38,11 +38,24 @@ pub enum NodeEvent {
         sent_at_ms: u64,
     },
     /// Our chat `id` to `to` was acked.
-    Delivered { to: PeerAddr, id: MessageId },
-    /// Our chat `id` to `to` will not be delivered.
+    Delivered {
+        to: PeerAddr,
+        id: MessageId,
+        text: String,
+    },
+    /// Chats to `to` wait: it cannot be reached now (`reason`); the next attempt is in
+    /// `retry_in`.
+    DeliveryDelayed {
+        to: PeerAddr,
+        waiting: usize,
+        reason: String,
+        retry_in: Duration,
+    },
+    /// Our chat `id` to `to` will not be delivered: the retry budget ran out.
     DeliveryFailed {
         to: PeerAddr,
         id: MessageId,
+        text: String,
         reason: String,
     },
     /// A connection was refused or closed before its handshake, e.g. for a bad frame.

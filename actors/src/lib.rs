@@ -16,6 +16,7 @@ pub mod node;
 pub mod peer;
 pub mod registry;
 pub mod session;
+pub mod store;
 pub mod supervisor;
 pub mod wire;
 pub mod writer;

@@ -6,6 +6,7 @@ use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -17,18 +18,21 @@ use crate::events::NodeEvent;
 use crate::faults::{Fault, Inject, InjectError};
 use crate::listener::{self, Listener};
 use crate::peer::{MessageId, NodeId, PeerAddr, PeerInfo};
+use crate::registry::History;
 use crate::registry::{
     Connect, ConnectAll, ConnectAllReport, ConnectError, ConnectOutcome, Disconnect, DisconnectAll,
     InjectConnection, ListPeers, NotConnected, Registry, Retire, SendChat, SendError, Shutdown,
     ShutdownReport, Subscribe, Subscriber,
 };
 use crate::session::SessionTemplate;
+use crate::store::{HistoryEntry, Recovered, Store};
 use crate::supervisor::{Adopt, ChildName, NodeFailure, NodeSupervisor, WatchFailure};
 
 /// Why a node did not start.
 #[derive(Debug)]
 pub enum StartError {
     Bind { addr: SocketAddr, source: io::Error },
+    DataDir { dir: PathBuf, source: io::Error },
 }
 
 impl fmt::Display for StartError {
@@ -42,6 +46,9 @@ impl fmt::Display for StartError {
                 )
             }
             StartError::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
+            StartError::DataDir { dir, source } => {
+                write!(f, "cannot use data directory {}: {source}", dir.display())
+            }
         }
     }
 }
@@ -66,6 +73,8 @@ pub struct Node {
     registry: Addr<Registry>,
     listener: Addr<Listener>,
     supervisor: Addr<NodeSupervisor>,
+    /// Problems found reading the data directory (skipped lines), to show the user.
+    warnings: Vec<String>,
     listen_addr: SocketAddr,
     node_id: NodeId,
     name: String,
@@ -79,8 +88,30 @@ impl Node {
         let listen_addr = socket
             .local_addr()
             .map_err(|source| StartError::Bind { addr, source })?;
+        // The data directory, if any: pending chats, the node id, the shown-chat record.
+        let (store, recovered) = match &config.data_dir {
+            Some(dir) => {
+                let (store, recovered) =
+                    Store::open(dir).map_err(|source| StartError::DataDir {
+                        dir: dir.clone(),
+                        source,
+                    })?;
+                (Some(store), recovered)
+            }
+            None => (None, Recovered::default()),
+        };
+        let node_id = recovered.node_id.unwrap_or_else(random_node_id);
+        if let Some(store) = &store {
+            store
+                .save_node_id(node_id)
+                .map_err(|source| StartError::DataDir {
+                    dir: store.dir().to_path_buf(),
+                    source,
+                })?;
+        }
+        let warnings = recovered.warnings.clone();
         let me = LocalIdentity {
-            node_id: random_node_id(),
+            node_id,
             name: config.name.clone(),
             listen_port: listen_addr.port(),
             bind: config.bind,
@@ -89,7 +120,7 @@ impl Node {
         let supervisor = NodeSupervisor::new(config.restarts).start();
         let registry = {
             let (me, config, supervisor) = (me.clone(), config.clone(), supervisor.clone());
-            Supervisor::start(move |_| Registry::new(me, &config, supervisor))
+            Supervisor::start(move |_| Registry::new(me, &config, supervisor, store, recovered))
         };
         let template = SessionTemplate {
             registry: registry.clone(),
@@ -108,6 +139,7 @@ impl Node {
             registry,
             listener,
             supervisor,
+            warnings,
             listen_addr,
             node_id: me.node_id,
             name: me.name,
@@ -126,6 +158,19 @@ impl Node {
             ip => ip,
         };
         PeerAddr::from_ip_port(ip, self.listen_addr.port())
+    }
+
+    /// What was wrong in the data directory when the node started (lines skipped).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// The last `limit` chats shown or delivered, oldest first.
+    pub async fn history(&self, limit: usize) -> Result<Vec<HistoryEntry>, NodeStopped> {
+        self.registry
+            .send(History { limit })
+            .await
+            .map_err(|_| NodeStopped)
     }
 
     pub fn node_id(&self) -> NodeId {
@@ -243,9 +288,13 @@ impl Node {
             .send(Shutdown { grace })
             .await
             .unwrap_or_default();
-        self.listener.do_send(Retire {
-            reason: "node shut down".into(),
-        });
+        // Awaited: the port is free again when this returns.
+        let _ = self
+            .listener
+            .send(Retire {
+                reason: "node shut down".into(),
+            })
+            .await;
         report
     }
 }

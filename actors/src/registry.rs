@@ -12,12 +12,14 @@ use futures::channel::{mpsc, oneshot};
 use futures::future::join_all;
 use tokio::net::TcpStream;
 
+use crate::config::RetryPolicy;
 use crate::config::{LocalIdentity, NodeConfig, Timeouts};
 use crate::events::NodeEvent;
 use crate::faults::{ActorFault, ConnectionFault, Inject, InjectError};
 use crate::peer::{MessageId, NodeId, PeerAddr, PeerInfo, SessionId};
 use crate::session::{human, Close, Deliver, Direction, RefreshPeers, Session, SessionTemplate};
 use crate::session::{InjectSessionFault, Reannounce};
+use crate::store::{HistoryEntry, QueuedChat, Recovered, Store};
 use crate::supervisor::{
     fail, guarded, ChildFailed, ChildName, ChildRestarted, NodeSupervisor, SupervisedChild,
 };
@@ -158,6 +160,13 @@ pub struct Connect {
 #[rtype(result = "ConnectAllReport")]
 pub struct ConnectAll;
 
+/// The last `limit` chats shown or delivered, oldest first.
+#[derive(Message, Debug)]
+#[rtype(result = "Vec<HistoryEntry>")]
+pub struct History {
+    pub limit: usize,
+}
+
 /// Menu 2.
 #[derive(Message, Debug)]
 #[rtype(result = "Vec<PeerInfo>")]
@@ -280,6 +289,8 @@ pub struct ConnectAllReport {
 pub struct ShutdownReport {
     /// Chats that were still without an ack when the node stopped.
     pub undelivered: usize,
+    /// They are kept in the data directory and sent at the next start.
+    pub kept: bool,
 }
 
 // ---- the actor ----
@@ -306,7 +317,12 @@ struct Outgoing {
     sent_at_ms: u64,
     /// The Session it was handed to; `None` while waiting for a connection.
     on_session: Option<SessionId>,
-    deadline: Instant,
+    /// When it was last handed to a Session: no ack within the ack timeout sends it again.
+    handed_at: Option<Instant>,
+    /// When it was accepted: the retry budget counts from here.
+    queued_at: Instant,
+    /// Why the last attempt to reach its peer failed.
+    last_error: Option<String>,
 }
 
 /// Chat ids already shown from one sender, to show a resent chat once. Bounded.
@@ -335,6 +351,15 @@ impl SeenChats {
 }
 
 type DialWaiter = oneshot::Sender<Result<ConnectOutcome, ConnectError>>;
+
+/// Reconnect state of one peer that has chats waiting.
+struct Redial {
+    attempt: u32,
+    timer: SpawnHandle,
+}
+
+/// Chats kept in memory for `/history`.
+const HISTORY_IN_MEMORY: usize = 1000;
 
 pub struct Registry {
     me: LocalIdentity,
@@ -367,11 +392,26 @@ pub struct Registry {
     closing: bool,
     outbox_empty_waiters: Vec<oneshot::Sender<()>>,
     no_sessions_waiters: Vec<oneshot::Sender<()>>,
+    retry: RetryPolicy,
+    /// Peers with chats waiting and a reconnect scheduled.
+    redials: HashMap<PeerAddr, Redial>,
+    /// The data directory's files, if the node has one.
+    store: Option<Store>,
+    /// The last chats shown or delivered, oldest first.
+    history: VecDeque<HistoryEntry>,
 }
 
 impl Registry {
-    pub fn new(me: LocalIdentity, config: &NodeConfig, supervisor: Addr<NodeSupervisor>) -> Self {
-        Registry {
+    /// A Registry for `me`; `store` and `recovered` come from the data directory, if any:
+    /// its pending chats are queued again and its history marks chats already shown.
+    pub fn new(
+        me: LocalIdentity,
+        config: &NodeConfig,
+        supervisor: Addr<NodeSupervisor>,
+        store: Option<Store>,
+        recovered: Recovered,
+    ) -> Self {
+        let mut registry = Registry {
             me,
             timeouts: config.timeouts,
             write_buffer_bytes: config.write_buffer_bytes,
@@ -394,6 +434,63 @@ impl Registry {
             closing: false,
             outbox_empty_waiters: Vec::new(),
             no_sessions_waiters: Vec::new(),
+            retry: config.retry,
+            redials: HashMap::new(),
+            store,
+            history: VecDeque::new(),
+        };
+        registry.recover(recovered);
+        registry
+    }
+
+    fn recover(&mut self, recovered: Recovered) {
+        let now = Instant::now();
+        for chat in recovered.outbox {
+            let Ok(to) = chat.to.parse::<PeerAddr>() else {
+                tracing::warn!(
+                    "outbox entry {} has a bad address {:?}; dropped",
+                    chat.id,
+                    chat.to
+                );
+                continue;
+            };
+            self.next_message_id = self.next_message_id.max(chat.id);
+            self.peers.entry(to).or_default();
+            self.outbox.insert(
+                chat.id,
+                Outgoing {
+                    to,
+                    text: chat.text,
+                    sent_at_ms: chat.sent_at_ms,
+                    on_session: None,
+                    handed_at: None,
+                    queued_at: now,
+                    last_error: None,
+                },
+            );
+        }
+        for entry in recovered.history {
+            if let HistoryEntry::In { node_id, id, .. } = &entry {
+                self.seen.entry(*node_id).or_default().first_time(*id);
+            }
+            self.remember(entry);
+        }
+    }
+
+    fn remember(&mut self, entry: HistoryEntry) {
+        if self.history.len() == HISTORY_IN_MEMORY {
+            self.history.pop_front();
+        }
+        self.history.push_back(entry);
+    }
+
+    /// Writes to the data directory; a full disk or a removed directory is reported, and
+    /// the node goes on in memory.
+    fn persist(&mut self, write: impl FnOnce(&mut Store) -> std::io::Result<()>) {
+        if let Some(store) = self.store.as_mut() {
+            if let Err(err) = write(store) {
+                tracing::error!("cannot write to {}: {err}", store.dir().display());
+            }
         }
     }
 
@@ -451,26 +548,58 @@ impl Registry {
         ctx.spawn(connect.into_actor(self).map(move |result, act, ctx| {
             let stream = match result {
                 Ok(Ok(stream)) => stream,
-                Ok(Err(err)) => return act.dial_failed(to, connect_error(err)),
-                Err(_) => return act.dial_failed(to, ConnectError::TimedOut(limit)),
+                Ok(Err(err)) => return act.dial_failed(to, connect_error(err), ctx),
+                Err(_) => return act.dial_failed(to, ConnectError::TimedOut(limit), ctx),
             };
             let template = act.template(ctx);
             if let Err(err) = Session::start(stream, Direction::Outbound { dialed: to }, template) {
-                act.dial_failed(to, connect_error(err));
+                act.dial_failed(to, connect_error(err), ctx);
             }
             // Otherwise the dial ends when that Session registers or closes.
         }));
     }
 
-    fn dial_failed(&mut self, to: PeerAddr, error: ConnectError) {
+    fn dial_failed(&mut self, to: PeerAddr, error: ConnectError, ctx: &mut Context<Self>) {
         tracing::info!(peer = %to, "connect failed: {error}");
         for waiter in self.dials.remove(&to).unwrap_or_default() {
             let _ = waiter.send(Err(error.clone()));
         }
         if self.session_for(&to).is_none() {
-            let reason = format!("could not connect: {error}");
-            self.fail_where(|out| out.to == to, &reason);
+            self.retry_later(to, error.to_string(), ctx);
         }
+    }
+
+    /// Chats wait for `to`, which cannot be reached now: try again after a backoff.
+    fn retry_later(&mut self, to: PeerAddr, reason: String, ctx: &mut Context<Self>) {
+        let mut waiting = 0;
+        for out in self.outbox.values_mut().filter(|out| out.to == to) {
+            out.last_error = Some(reason.clone());
+            waiting += 1;
+        }
+        if waiting == 0 || self.draining || self.dials.contains_key(&to) {
+            return;
+        }
+        let attempt = self.redials.remove(&to).map_or(0, |r| {
+            ctx.cancel_future(r.timer);
+            r.attempt + 1
+        });
+        let retry_in = self.retry.backoff(
+            attempt,
+            self.next_message_id ^ u64::from(to.port()) ^ now_ms(),
+        );
+        let timer = ctx.run_later(retry_in, move |act, ctx| {
+            let still_waiting = act.outbox.values().any(|out| out.to == to);
+            if still_waiting && act.session_for(&to).is_none() && !act.draining {
+                act.dial(to, None, ctx);
+            }
+        });
+        self.redials.insert(to, Redial { attempt, timer });
+        self.emit(NodeEvent::DeliveryDelayed {
+            to,
+            waiting,
+            reason,
+            retry_in,
+        });
     }
 
     fn dial_succeeded(&mut self, to: PeerAddr) {
@@ -488,15 +617,21 @@ impl Registry {
             .map(|(id, _)| *id)
             .collect();
         for id in failed {
-            if let Some(out) = self.outbox.remove(&id) {
-                self.emit(NodeEvent::DeliveryFailed {
-                    to: out.to,
-                    id,
-                    reason: reason.to_string(),
-                });
-            }
+            self.fail_one(id, reason);
         }
         self.check_outbox_empty();
+    }
+
+    fn fail_one(&mut self, id: MessageId, reason: &str) {
+        if let Some(out) = self.outbox.remove(&id) {
+            self.persist(|store| store.done(id, &format!("failed: {reason}")));
+            self.emit(NodeEvent::DeliveryFailed {
+                to: out.to,
+                id,
+                text: out.text,
+                reason: reason.to_string(),
+            });
+        }
     }
 
     fn check_outbox_empty(&mut self) {
@@ -518,6 +653,7 @@ impl Registry {
                 .is_some_and(|s| s == session || self.sessions.contains_key(&s));
             if out.to == peer && !on_live {
                 out.on_session = Some(session);
+                out.handed_at = Some(Instant::now());
                 live.addr.do_send(Deliver {
                     id: *id,
                     text: out.text.clone(),
@@ -587,10 +723,42 @@ impl Registry {
         }
     }
 
-    fn expire_unacked(&mut self) {
+    /// Runs every tick: a chat without an ack for the ack timeout is handed to its Session
+    /// again; a chat that waited longer than the retry budget is given up.
+    fn check_outbox(&mut self) {
         let now = Instant::now();
-        let reason = format!("no ack within {}", human(self.timeouts.ack));
-        self.fail_where(|out| out.deadline <= now, &reason);
+        let budget = self.retry.give_up_after;
+        let expired: Vec<(MessageId, String)> = self
+            .outbox
+            .iter()
+            .filter(|(_, out)| now.duration_since(out.queued_at) >= budget)
+            .map(|(id, out)| {
+                let why = out.last_error.as_deref().unwrap_or("no ack");
+                (*id, format!("gave up after {}: {why}", human(budget)))
+            })
+            .collect();
+        for (id, reason) in expired {
+            self.fail_one(id, &reason);
+        }
+        self.check_outbox_empty();
+        let ack_timeout = self.timeouts.ack;
+        let mut stale_peers = Vec::new();
+        for out in self.outbox.values_mut() {
+            if out
+                .handed_at
+                .is_some_and(|t| now.duration_since(t) >= ack_timeout)
+            {
+                out.on_session = None;
+                out.last_error = Some(format!("no ack within {}", human(ack_timeout)));
+                stale_peers.push(out.to);
+            }
+        }
+        stale_peers.dedup();
+        for peer in stale_peers {
+            if let Some((session, _)) = self.session_for(&peer) {
+                self.flush_outbox(peer, session);
+            }
+        }
     }
 }
 
@@ -600,7 +768,15 @@ impl Actor for Registry {
     fn started(&mut self, ctx: &mut Context<Self>) {
         // Peers can flood us with frames; a bounded mailbox makes their Sessions wait.
         ctx.set_mailbox_capacity(1024);
-        ctx.run_interval(Duration::from_millis(500), |act, _| act.expire_unacked());
+        ctx.run_interval(Duration::from_millis(250), |act, _| act.check_outbox());
+        if self.incarnation == 0 {
+            // Chats recovered from the data directory go out as soon as their peers answer.
+            let mut waiting: Vec<PeerAddr> = self.outbox.values().map(|out| out.to).collect();
+            waiting.dedup();
+            for to in waiting {
+                self.dial(to, None, ctx);
+            }
+        }
         if self.incarnation > 0 {
             self.after_restart(ctx);
             self.supervisor.do_send(ChildRestarted {
@@ -648,7 +824,7 @@ impl Registry {
     fn on_register(
         &mut self,
         msg: Register,
-        _: &mut Context<Self>,
+        ctx: &mut Context<Self>,
     ) -> Result<Vec<PeerEntry>, String> {
         self.local_ips.insert(msg.local_ip);
         let rejoined = self.rejoining.remove(&msg.session_id).is_some();
@@ -713,6 +889,16 @@ impl Registry {
                 }
             }
             self.sessions.remove(&rival_id);
+            // Chats on the replaced connection go out again: on the new one if they are
+            // for the same address (flushed below), else once their address is reached.
+            for out in self.outbox.values_mut() {
+                if out.on_session == Some(rival_id) {
+                    out.on_session = None;
+                }
+            }
+            if rival_peer != msg.peer {
+                self.retry_later(rival_peer, "connection replaced".into(), ctx);
+            }
         }
         self.sessions.insert(
             msg.session_id,
@@ -742,11 +928,16 @@ impl Registry {
                 outbound: msg.outbound,
             });
         }
+        for addr in [Some(msg.peer), msg.dialed].into_iter().flatten() {
+            if let Some(redial) = self.redials.remove(&addr) {
+                ctx.cancel_future(redial.timer);
+            }
+        }
         self.flush_outbox(msg.peer, msg.session_id);
         Ok(self.known_peers_for(msg.peer))
     }
 
-    fn on_session_closed(&mut self, msg: SessionClosed, _: &mut Context<Self>) {
+    fn on_session_closed(&mut self, msg: SessionClosed, ctx: &mut Context<Self>) {
         tracing::debug!(session = msg.session_id, remote = %msg.remote, "session closed: {}", msg.reason);
         if let Some(orphan) = self.rejoining.remove(&msg.session_id) {
             // It was connected before a Registry restart and ended before it could rejoin:
@@ -785,14 +976,21 @@ impl Registry {
                 }
                 self.flush_outbox(peer, replacement);
             } else {
-                let reason = format!("connection closed before ack ({})", msg.reason);
-                self.fail_where(|out| out.on_session == Some(msg.session_id), &reason);
+                // Kept, and sent again once the peer is back.
+                for out in self.outbox.values_mut() {
+                    if out.on_session == Some(msg.session_id) {
+                        out.on_session = None;
+                    }
+                }
+                let reason = format!("connection lost ({})", msg.reason);
+                self.retry_later(peer, reason, ctx);
             }
         } else if msg.peer.is_none() {
             // Never registered: a failed handshake.
             if let Some(dialed) = msg.dialed {
                 if self.dials.contains_key(&dialed) {
-                    self.dial_failed(dialed, ConnectError::Handshake(msg.reason.clone()));
+                    let error = ConnectError::Handshake(msg.reason.clone());
+                    self.dial_failed(dialed, error, ctx);
                 }
             } else if !msg.reason.starts_with("connection closed by peer") {
                 self.emit(NodeEvent::ConnectionRefused {
@@ -821,6 +1019,17 @@ impl Registry {
             return Ok(());
         }
         let name = self.name_of(&msg.from);
+        // Recorded before it is shown: after a crash it is not shown again.
+        let entry = HistoryEntry::In {
+            at_ms: now_ms(),
+            from: msg.from.to_string(),
+            name: name.clone(),
+            node_id: msg.node_id,
+            id: msg.id,
+            text: msg.text.clone(),
+        };
+        self.persist(|store| store.history(&entry));
+        self.remember(entry);
         self.emit(NodeEvent::ChatReceived {
             from: msg.from,
             name,
@@ -839,11 +1048,22 @@ impl Registry {
             .outbox
             .get(&msg.id)
             .is_some_and(|out| out.to == msg.from);
-        if ours {
-            self.outbox.remove(&msg.id);
+        if let Some(out) = ours.then(|| self.outbox.remove(&msg.id)).flatten() {
+            let entry = HistoryEntry::Out {
+                at_ms: now_ms(),
+                to: out.to.to_string(),
+                id: msg.id,
+                text: out.text.clone(),
+            };
+            self.persist(|store| {
+                store.done(msg.id, "delivered")?;
+                store.history(&entry)
+            });
+            self.remember(entry);
             self.emit(NodeEvent::Delivered {
                 to: msg.from,
                 id: msg.id,
+                text: out.text,
             });
             self.check_outbox_empty();
         }
@@ -908,20 +1128,44 @@ impl Registry {
         }
         self.next_message_id += 1;
         let id = self.next_message_id;
+        let sent_at_ms = now_ms();
+        // On disk before anyone is told it was accepted.
+        let queued = QueuedChat {
+            id,
+            to: msg.to.to_string(),
+            text: msg.text.clone(),
+            sent_at_ms,
+        };
+        self.persist(|store| store.queued(&queued));
         self.outbox.insert(
             id,
             Outgoing {
                 to: msg.to,
                 text: msg.text,
-                sent_at_ms: now_ms(),
+                sent_at_ms,
                 on_session: None,
-                deadline: Instant::now() + self.timeouts.ack,
+                handed_at: None,
+                queued_at: Instant::now(),
+                last_error: None,
             },
         );
         match self.session_for(&msg.to) {
-            Some((session, _)) => self.flush_outbox(msg.to, session),
+            Some((session, live)) => {
+                // Only this chat: the others for this peer are already on the session.
+                live.addr.do_send(Deliver {
+                    id,
+                    text: queued.text,
+                    sent_at_ms,
+                });
+                if let Some(out) = self.outbox.get_mut(&id) {
+                    out.on_session = Some(session);
+                    out.handed_at = Some(Instant::now());
+                }
+            }
             // Its Session is rejoining a restarted Registry: the chat goes out when it has.
             None if self.rejoining.values().any(|live| live.peer == msg.to) => {}
+            // A reconnect is scheduled: the chat waits for it with the others.
+            None if self.redials.contains_key(&msg.to) => {}
             None => self.dial(msg.to, None, ctx),
         }
         Ok(id)
@@ -1039,7 +1283,11 @@ impl Registry {
         Box::pin(drained.into_actor(self).then(|_, act, _| {
             act.closing = true;
             let undelivered = act.outbox.len();
-            act.fail_where(|_| true, "node quit before the ack arrived");
+            // With a data directory they stay in the outbox file for the next start.
+            let kept = act.store.is_some();
+            if !kept {
+                act.fail_where(|_| true, "node quit before the ack arrived");
+            }
             let connected: Vec<PeerAddr> = act.peers.keys().copied().collect();
             for peer in connected {
                 act.disconnect(peer, "quit");
@@ -1059,7 +1307,7 @@ impl Registry {
             }
             actix_rt::time::timeout(Duration::from_secs(2), closed_rx)
                 .into_actor(act)
-                .map(move |_, _, _| ShutdownReport { undelivered })
+                .map(move |_, _, _| ShutdownReport { undelivered, kept })
         }))
     }
 }
@@ -1222,6 +1470,22 @@ impl Handler<Shutdown> for Registry {
     }
 }
 
+impl Handler<History> for Registry {
+    type Result = MessageResult<History>;
+
+    fn handle(&mut self, msg: History, ctx: &mut Context<Self>) -> Self::Result {
+        guarded(
+            self,
+            ctx,
+            || MessageResult(Vec::new()),
+            |act, _| {
+                let skip = act.history.len().saturating_sub(msg.limit);
+                MessageResult(act.history.iter().skip(skip).cloned().collect())
+            },
+        )
+    }
+}
+
 impl Handler<Publish> for Registry {
     type Result = ();
 
@@ -1246,7 +1510,9 @@ impl Handler<Retire> for Registry {
                 reason: msg.reason.clone(),
             });
         }
-        self.fail_where(|_| true, &msg.reason);
+        if self.store.is_none() {
+            self.fail_where(|_| true, &msg.reason);
+        }
     }
 }
 

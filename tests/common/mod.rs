@@ -63,7 +63,7 @@ pub async fn received(events: &mut EventStream) -> (PeerAddr, String) {
 pub async fn delivered(events: &mut EventStream, id: u64) -> PeerAddr {
     events
         .wait_for(WAIT, |e| match e {
-            NodeEvent::Delivered { to, id: i } if *i == id => Some(*to),
+            NodeEvent::Delivered { to, id: i, .. } if *i == id => Some(*to),
             NodeEvent::DeliveryFailed { id: i, reason, .. } if *i == id => {
                 panic!("message {id} failed: {reason}")
             }

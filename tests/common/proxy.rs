@@ -17,6 +17,8 @@ pub struct ProxyMode {
     pub latency: Duration,
     /// Read and discard everything, keep the connections open.
     pub black_hole: bool,
+    /// Discard only what flows back from the target (its acks).
+    pub black_hole_toward_client: bool,
     /// Bumped to cut every open connection (with a reset).
     pub cut_generation: u64,
     /// When set, forward at most this many more bytes toward the target, then cut.
@@ -36,6 +38,7 @@ impl Proxy {
         let (mode, watcher) = watch::channel(ProxyMode {
             latency: Duration::ZERO,
             black_hole: false,
+            black_hole_toward_client: false,
             cut_generation: 0,
             truncate_after: None,
         });
@@ -76,6 +79,10 @@ impl Proxy {
         self.mode.send_modify(|m| m.black_hole = on);
     }
 
+    pub fn set_black_hole_toward_client(&self, on: bool) {
+        self.mode.send_modify(|m| m.black_hole_toward_client = on);
+    }
+
     pub fn cut_all(&self) {
         self.mode.send_modify(|m| m.cut_generation += 1);
     }
@@ -88,6 +95,7 @@ impl Proxy {
         self.mode.send_modify(|m| {
             m.latency = Duration::ZERO;
             m.black_hole = false;
+            m.black_hole_toward_client = false;
             m.truncate_after = None;
         });
     }
@@ -133,7 +141,7 @@ async fn pump(
         if current.cut_generation != generation {
             return reset(to);
         }
-        if current.black_hole {
+        if current.black_hole || (current.black_hole_toward_client && !toward_target) {
             continue;
         }
         if !current.latency.is_zero() {
