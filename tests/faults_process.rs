@@ -35,7 +35,7 @@ fn a_peer_killed_with_sigkill_is_noticed_and_shown_disconnected() {
 
 #[test]
 fn a_frozen_peer_is_noticed_by_the_heartbeat_within_the_idle_timeout() {
-    let (mut bob, bob_port) = Peerchat::start_named("bob", &[]);
+    let (bob, bob_port) = Peerchat::start_named("bob", &[]);
     let bob_addr = format!("127.0.0.1:{bob_port}");
     let (mut alice, _) = Peerchat::start_named(
         "alice",
