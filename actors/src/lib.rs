@@ -18,6 +18,7 @@ pub mod registry;
 pub mod session;
 pub mod store;
 pub mod supervisor;
+pub mod trace;
 pub mod wire;
 pub mod writer;
 

@@ -15,6 +15,7 @@ use crate::session::{Direction, Session, SessionTemplate};
 use crate::supervisor::{
     fail, guarded, ChildFailed, ChildName, ChildRestarted, NodeSupervisor, SupervisedChild,
 };
+use crate::trace::{tell, Role, Traced};
 
 /// How long to wait before trying again when the port cannot be bound after a restart.
 const REBIND_PAUSE: Duration = Duration::from_millis(100);
@@ -78,9 +79,13 @@ impl Listener {
         match bind(self.local_addr) {
             Ok(socket) => {
                 self.accept_from(socket, ctx);
-                self.supervisor.do_send(ChildRestarted {
-                    child: ChildName::Listener,
-                });
+                tell(
+                    Role::Listener,
+                    &self.supervisor,
+                    ChildRestarted {
+                        child: ChildName::Listener,
+                    },
+                );
             }
             Err(err) => {
                 tracing::warn!("cannot bind {} again: {err}; retrying", self.local_addr);
@@ -109,12 +114,20 @@ impl Supervised for Listener {
         self.incarnation += 1;
         let reason = self.failure.take().unwrap_or_else(|| "stopped".to_string());
         if !self.retired {
-            self.supervisor.do_send(ChildFailed {
-                child: ChildName::Listener,
-                reason,
-            });
+            tell(
+                Role::Listener,
+                &self.supervisor,
+                ChildFailed {
+                    child: ChildName::Listener,
+                    reason,
+                },
+            );
         }
     }
+}
+
+impl Traced for Listener {
+    const ROLE: Role = Role::Listener;
 }
 
 impl SupervisedChild for Listener {

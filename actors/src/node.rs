@@ -27,6 +27,7 @@ use crate::registry::{
 use crate::session::SessionTemplate;
 use crate::store::{HistoryEntry, Recovered, Store};
 use crate::supervisor::{Adopt, ChildName, NodeFailure, NodeSupervisor, WatchFailure};
+use crate::trace::{ask, tell, Role};
 
 /// Why a node did not start.
 #[derive(Debug)]
@@ -131,10 +132,14 @@ impl Node {
         let listener = Listener::new(socket, template, supervisor.clone())
             .map_err(|source| StartError::Bind { addr, source })?;
         let listener = Supervisor::start(move |_| listener);
-        supervisor.do_send(Adopt {
-            registry: registry.clone(),
-            retire: vec![registry.clone().recipient(), listener.clone().recipient()],
-        });
+        tell(
+            Role::Node,
+            &supervisor,
+            Adopt {
+                registry: registry.clone(),
+                retire: vec![registry.clone().recipient(), listener.clone().recipient()],
+            },
+        );
         Ok(Node {
             registry,
             listener,
@@ -167,8 +172,7 @@ impl Node {
 
     /// The last `limit` chats shown or delivered, oldest first.
     pub async fn history(&self, limit: usize) -> Result<Vec<HistoryEntry>, NodeStopped> {
-        self.registry
-            .send(History { limit })
+        ask(Role::Node, &self.registry, History { limit })
             .await
             .map_err(|_| NodeStopped)
     }
@@ -184,21 +188,28 @@ impl Node {
     /// Every event from now on. Subscribe before acting, or events may pass unseen.
     pub fn events(&self) -> EventStream {
         let (tx, rx) = mpsc::unbounded();
-        self.registry.do_send(Subscribe(Subscriber::Channel(tx)));
+        tell(
+            Role::Node,
+            &self.registry,
+            Subscribe(Subscriber::Channel(tx)),
+        );
         EventStream::new(rx)
     }
 
     /// Every event from now on, to an actor's mailbox (survives that actor's restarts).
     pub fn subscribe(&self, recipient: Recipient<NodeEvent>) {
-        self.registry
-            .do_send(Subscribe(Subscriber::Actor(recipient)));
+        tell(
+            Role::Node,
+            &self.registry,
+            Subscribe(Subscriber::Actor(recipient)),
+        );
     }
 
     /// Resolves if the node gives up: its restart budget ran out. The node has then closed
     /// every connection and its port; the caller should report the reason and exit.
     pub async fn failed(&self) -> NodeFailure {
         let (tx, rx) = oneshot::channel();
-        self.supervisor.do_send(WatchFailure(tx));
+        tell(Role::Node, &self.supervisor, WatchFailure(tx));
         match rx.await {
             Ok(failure) => failure,
             // The supervisor is gone without failing: never resolve.
@@ -215,8 +226,12 @@ impl Node {
     /// Injects a fault (see [`crate::faults`]). Console faults are the console's to handle.
     pub async fn inject(&self, fault: Fault) -> Result<(), InjectError> {
         match fault {
-            Fault::Actor(ChildName::Registry, fault) => self.registry.do_send(Inject(fault)),
-            Fault::Actor(ChildName::Listener, fault) => self.listener.do_send(Inject(fault)),
+            Fault::Actor(ChildName::Registry, fault) => {
+                tell(Role::Node, &self.registry, Inject(fault))
+            }
+            Fault::Actor(ChildName::Listener, fault) => {
+                tell(Role::Node, &self.listener, Inject(fault))
+            }
             Fault::Actor(ChildName::Console, _) => {
                 return Err(InjectError::NoSuchActor(ChildName::Console))
             }
@@ -227,9 +242,13 @@ impl Node {
                     .await
                     .unwrap_or(Err(InjectError::NodeStopped))
             }
-            Fault::ListenerGone => self.listener.do_send(Retire {
-                reason: "listener gone (injected)".into(),
-            }),
+            Fault::ListenerGone => tell(
+                Role::Node,
+                &self.listener,
+                Retire {
+                    reason: "listener gone (injected)".into(),
+                },
+            ),
         }
         Ok(())
     }
@@ -241,42 +260,39 @@ impl Node {
         text: impl Into<String>,
     ) -> Result<MessageId, SendError> {
         let text = text.into();
-        self.registry
-            .send(SendChat { to, text })
+        ask(Role::Node, &self.registry, SendChat { to, text })
             .await
             .unwrap_or(Err(SendError::ShuttingDown))
     }
 
     pub async fn connect(&self, to: PeerAddr) -> Result<ConnectOutcome, ConnectError> {
-        self.registry
-            .send(Connect { to })
+        ask(Role::Node, &self.registry, Connect { to })
             .await
             .unwrap_or(Err(ConnectError::ShuttingDown))
     }
 
     /// Refreshes the peer list from connected peers, then connects to every known peer.
     pub async fn connect_all(&self) -> Result<ConnectAllReport, NodeStopped> {
-        self.registry
-            .send(ConnectAll)
+        ask(Role::Node, &self.registry, ConnectAll)
             .await
             .map_err(|_| NodeStopped)
     }
 
     pub async fn peers(&self) -> Result<Vec<PeerInfo>, NodeStopped> {
-        self.registry.send(ListPeers).await.map_err(|_| NodeStopped)
+        ask(Role::Node, &self.registry, ListPeers)
+            .await
+            .map_err(|_| NodeStopped)
     }
 
     pub async fn disconnect(&self, peer: PeerAddr) -> Result<(), NotConnected> {
-        self.registry
-            .send(Disconnect { peer })
+        ask(Role::Node, &self.registry, Disconnect { peer })
             .await
             .unwrap_or(Err(NotConnected(peer)))
     }
 
     /// Says bye to every connected peer; returns how many.
     pub async fn disconnect_all(&self) -> Result<usize, NodeStopped> {
-        self.registry
-            .send(DisconnectAll)
+        ask(Role::Node, &self.registry, DisconnectAll)
             .await
             .map_err(|_| NodeStopped)
     }

@@ -18,8 +18,15 @@ pub type SessionId = u64;
 
 /// The address that identifies a peer: the IP it is reached at and the port it *listens* on
 /// (not the ephemeral port of an inbound connection).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PeerAddr(SocketAddr);
+
+/// Printed as `127.0.0.1:9001`, in traces and test failures alike.
+impl fmt::Debug for PeerAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
 
 impl PeerAddr {
     /// Wraps a socket address; an IPv4-mapped IPv6 address becomes plain IPv4 so that the

@@ -23,12 +23,13 @@ use crate::store::{HistoryEntry, QueuedChat, Recovered, Store};
 use crate::supervisor::{
     fail, guarded, ChildFailed, ChildName, ChildRestarted, NodeSupervisor, SupervisedChild,
 };
+use crate::trace::{ask, tell, Role, Traced};
 use crate::wire::{PeerEntry, MAX_TEXT_BYTES};
 
 // ---- messages the Registry handles ----
 
 /// Send every future [`NodeEvent`] to this subscriber.
-#[derive(Message)]
+#[derive(Message, Debug)]
 #[rtype(result = "()")]
 pub struct Subscribe(pub Subscriber);
 
@@ -39,12 +40,24 @@ pub enum Subscriber {
     Actor(Recipient<NodeEvent>),
 }
 
+impl std::fmt::Debug for Subscriber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Subscriber::Channel(_) => "Channel",
+            Subscriber::Actor(_) => "Actor",
+        })
+    }
+}
+
 impl Subscriber {
     /// Delivers the event; false if the subscriber is gone.
     fn deliver(&self, event: &NodeEvent) -> bool {
         match self {
             Subscriber::Channel(tx) => tx.unbounded_send(event.clone()).is_ok(),
             Subscriber::Actor(recipient) => {
+                if crate::trace::enabled(Role::Registry, Role::Console) {
+                    crate::trace::record(Role::Registry, Role::Console, event);
+                }
                 recipient.do_send(event.clone());
                 recipient.connected()
             }
@@ -53,7 +66,7 @@ impl Subscriber {
 }
 
 /// From the NodeSupervisor: publish this event to the subscribers.
-#[derive(Message)]
+#[derive(Message, Debug)]
 #[rtype(result = "()")]
 pub struct Publish(pub NodeEvent);
 
@@ -91,8 +104,20 @@ pub struct Register {
     pub rejoin: bool,
 }
 
+impl std::fmt::Debug for Register {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Register")
+            .field("session", &self.session_id)
+            .field("peer", &self.peer)
+            .field("name", &self.name)
+            .field("outbound", &self.outbound)
+            .field("rejoin", &self.rejoin)
+            .finish()
+    }
+}
+
 /// From a Session's death watch: it has ended, for `reason`.
-#[derive(Message)]
+#[derive(Message, Debug)]
 #[rtype(result = "()")]
 pub struct SessionClosed {
     pub session_id: SessionId,
@@ -106,7 +131,7 @@ pub struct SessionClosed {
 
 /// From a Session: a chat arrived. The reply means "handed to the console", and only then
 /// does the Session ack it.
-#[derive(Message)]
+#[derive(Message, Debug)]
 #[rtype(result = "Result<(), RegistryFailed>")]
 pub struct IncomingChat {
     pub from: PeerAddr,
@@ -117,7 +142,7 @@ pub struct IncomingChat {
 }
 
 /// From a Session: the peer acked our chat `id`.
-#[derive(Message)]
+#[derive(Message, Debug)]
 #[rtype(result = "()")]
 pub struct AckReceived {
     pub from: PeerAddr,
@@ -125,7 +150,7 @@ pub struct AckReceived {
 }
 
 /// From a Session: the peer's `peers` frame.
-#[derive(Message)]
+#[derive(Message, Debug)]
 #[rtype(result = "()")]
 pub struct PeersLearned {
     pub from: PeerAddr,
@@ -133,7 +158,7 @@ pub struct PeersLearned {
 }
 
 /// From a Session answering `get_peers`: what we know, as told to `for_peer`.
-#[derive(Message)]
+#[derive(Message, Debug)]
 #[rtype(result = "Vec<PeerEntry>")]
 pub struct KnownPeers {
     pub for_peer: PeerAddr,
@@ -654,11 +679,15 @@ impl Registry {
             if out.to == peer && !on_live {
                 out.on_session = Some(session);
                 out.handed_at = Some(Instant::now());
-                live.addr.do_send(Deliver {
-                    id: *id,
-                    text: out.text.clone(),
-                    sent_at_ms: out.sent_at_ms,
-                });
+                tell(
+                    Role::Registry,
+                    &live.addr,
+                    Deliver {
+                        id: *id,
+                        text: out.text.clone(),
+                        sent_at_ms: out.sent_at_ms,
+                    },
+                );
             }
         }
     }
@@ -672,9 +701,13 @@ impl Registry {
             return false;
         };
         if let Some(live) = self.sessions.get(&session_id) {
-            live.addr.do_send(Close {
-                reason: reason.to_string(),
-            });
+            tell(
+                Role::Registry,
+                &live.addr,
+                Close {
+                    reason: reason.to_string(),
+                },
+            );
         }
         let name = self.name_of(&peer);
         self.emit(NodeEvent::PeerDisconnected {
@@ -711,7 +744,7 @@ impl Registry {
 
     fn after_restart(&mut self, ctx: &mut Context<Self>) {
         for live in self.rejoining.values() {
-            live.addr.do_send(Reannounce);
+            tell(Role::Registry, &live.addr, Reannounce);
         }
         // Dials in flight died with the old incarnation; their waiters still wait.
         let pending: Vec<PeerAddr> = self.dials.keys().copied().collect();
@@ -779,9 +812,13 @@ impl Actor for Registry {
         }
         if self.incarnation > 0 {
             self.after_restart(ctx);
-            self.supervisor.do_send(ChildRestarted {
-                child: ChildName::Registry,
-            });
+            tell(
+                Role::Registry,
+                &self.supervisor,
+                ChildRestarted {
+                    child: ChildName::Registry,
+                },
+            );
         }
     }
 }
@@ -793,10 +830,14 @@ impl Actor for Registry {
 impl Supervised for Registry {
     fn restarting(&mut self, _: &mut Context<Self>) {
         let reason = self.failure.take().unwrap_or_else(|| "stopped".to_string());
-        self.supervisor.do_send(ChildFailed {
-            child: ChildName::Registry,
-            reason,
-        });
+        tell(
+            Role::Registry,
+            &self.supervisor,
+            ChildFailed {
+                child: ChildName::Registry,
+                reason,
+            },
+        );
         self.incarnation += 1;
         for record in self.peers.values_mut() {
             record.session = None;
@@ -804,6 +845,10 @@ impl Supervised for Registry {
         let live: Vec<(SessionId, LiveSession)> = self.sessions.drain().collect();
         self.rejoining.extend(live);
     }
+}
+
+impl Traced for Registry {
+    const ROLE: Role = Role::Registry;
 }
 
 impl SupervisedChild for Registry {
@@ -880,9 +925,13 @@ impl Registry {
             } else {
                 "replaced by a new connection from the same address"
             };
-            rival_addr.do_send(Close {
-                reason: reason.into(),
-            });
+            tell(
+                Role::Registry,
+                &rival_addr,
+                Close {
+                    reason: reason.into(),
+                },
+            );
             if let Some(record) = self.peers.get_mut(&rival_peer) {
                 if record.session == Some(rival_id) {
                     record.session = None;
@@ -1152,11 +1201,15 @@ impl Registry {
         match self.session_for(&msg.to) {
             Some((session, live)) => {
                 // Only this chat: the others for this peer are already on the session.
-                live.addr.do_send(Deliver {
-                    id,
-                    text: queued.text,
-                    sent_at_ms,
-                });
+                tell(
+                    Role::Registry,
+                    &live.addr,
+                    Deliver {
+                        id,
+                        text: queued.text,
+                        sent_at_ms,
+                    },
+                );
                 if let Some(out) = self.outbox.get_mut(&id) {
                     out.on_session = Some(session);
                     out.handed_at = Some(Instant::now());
@@ -1198,7 +1251,7 @@ impl Registry {
         let refreshes: Vec<_> = self
             .sessions
             .values()
-            .map(|live| live.addr.send(RefreshPeers))
+            .map(|live| ask(Role::Registry, &live.addr, RefreshPeers))
             .collect();
         let refreshed = actix_rt::time::timeout(self.timeouts.peer_refresh, join_all(refreshes));
         Box::pin(refreshed.into_actor(self).then(|_, act, ctx| {
@@ -1294,9 +1347,13 @@ impl Registry {
             }
             // Sessions that never registered are told too.
             for live in act.sessions.values() {
-                live.addr.do_send(Close {
-                    reason: "quit".into(),
-                });
+                tell(
+                    Role::Registry,
+                    &live.addr,
+                    Close {
+                        reason: "quit".into(),
+                    },
+                );
             }
             let (closed_tx, closed_rx) = oneshot::channel();
             act.no_sessions_waiters.push(closed_tx);
@@ -1506,9 +1563,13 @@ impl Handler<Retire> for Registry {
             self.disconnect(peer, &msg.reason);
         }
         for live in self.sessions.values().chain(self.rejoining.values()) {
-            live.addr.do_send(Close {
-                reason: msg.reason.clone(),
-            });
+            tell(
+                Role::Registry,
+                &live.addr,
+                Close {
+                    reason: msg.reason.clone(),
+                },
+            );
         }
         if self.store.is_none() {
             self.fail_where(|_| true, &msg.reason);
@@ -1548,7 +1609,7 @@ impl Handler<InjectConnection> for Registry {
                 let (_, live) = act
                     .session_for(&msg.peer)
                     .ok_or(InjectError::NotConnected(msg.peer))?;
-                live.addr.do_send(InjectSessionFault(msg.fault));
+                tell(Role::Registry, &live.addr, InjectSessionFault(msg.fault));
                 Ok(())
             },
         )

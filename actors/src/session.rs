@@ -17,6 +17,7 @@ use crate::peer::{MessageId, NodeId, PeerAddr, SessionId};
 use crate::registry::{
     AckReceived, IncomingChat, KnownPeers, PeersLearned, Register, Registry, SessionClosed,
 };
+use crate::trace::{ask, tell, Role, Traced};
 use crate::wire::{encode_frame, Frame, PeerEntry, WireCodec, WireError, PROTOCOL_VERSION};
 use crate::writer::{FrameWriter, WriteRefused};
 
@@ -278,21 +279,23 @@ impl Session {
             rejoin: false,
         };
         // Wait: nothing else from this peer is handled until the Registry has decided.
-        ctx.wait(self.template.registry.send(register).into_actor(self).map(
-            move |answer, act, ctx| match answer {
-                Ok(Ok(known)) => {
-                    act.peer = Some(Established {
-                        peer,
-                        node_id,
-                        name,
-                    });
-                    act.death_watch.peer = Some(peer);
-                    act.send_frame(&Frame::Peers { peers: known }, ctx);
-                }
-                Ok(Err(refusal)) => act.close(ctx, refusal, true),
-                Err(_) => act.close(ctx, "node is shutting down".into(), true),
-            },
-        ));
+        ctx.wait(
+            ask(Role::Session, &self.template.registry, register)
+                .into_actor(self)
+                .map(move |answer, act, ctx| match answer {
+                    Ok(Ok(known)) => {
+                        act.peer = Some(Established {
+                            peer,
+                            node_id,
+                            name,
+                        });
+                        act.death_watch.peer = Some(peer);
+                        act.send_frame(&Frame::Peers { peers: known }, ctx);
+                    }
+                    Ok(Err(refusal)) => act.close(ctx, refusal, true),
+                    Err(_) => act.close(ctx, "node is shutting down".into(), true),
+                }),
+        );
     }
 
     fn on_frame(&mut self, frame: Frame, ctx: &mut Context<Self>) {
@@ -330,31 +333,26 @@ impl Session {
                 // is handled after that chat's ack is queued. (`wait`, not `spawn`: actix
                 // drops a queued request whose sender has gone, so the hand-off must not be
                 // abandoned halfway.)
-                ctx.wait(
-                    registry
-                        .send(incoming)
-                        .into_actor(self)
-                        .map(move |handed, act, ctx| {
-                            if handed.is_ok() {
-                                act.send_frame(&Frame::Ack { id }, ctx);
-                            }
-                        }),
-                );
+                ctx.wait(ask(Role::Session, registry, incoming).into_actor(self).map(
+                    move |handed, act, ctx| {
+                        if handed.is_ok() {
+                            act.send_frame(&Frame::Ack { id }, ctx);
+                        }
+                    },
+                ));
             }
             // Each frame waits for the Registry to take it before the next is read: a peer
             // flooding us fills its own TCP window, not our memory.
             Frame::Ack { id } => {
                 ctx.wait(
-                    registry
-                        .send(AckReceived { from, id })
+                    ask(Role::Session, registry, AckReceived { from, id })
                         .into_actor(self)
                         .map(|_, _, _| ()),
                 );
             }
             Frame::GetPeers => {
                 ctx.wait(
-                    registry
-                        .send(KnownPeers { for_peer: from })
+                    ask(Role::Session, registry, KnownPeers { for_peer: from })
                         .into_actor(self)
                         .map(|known, act, ctx| {
                             if let Ok(peers) = known {
@@ -392,6 +390,10 @@ impl Session {
                 }),
         );
     }
+}
+
+impl Traced for Session {
+    const ROLE: Role = Role::Session;
 }
 
 impl Actor for Session {
@@ -445,10 +447,14 @@ impl StreamHandler<Result<Frame, WireError>> for Session {
             // Lingering after our bye: only acks still matter.
             match (item, &self.peer) {
                 (Ok(Frame::Ack { id }), Some(peer)) => {
-                    self.template.registry.do_send(AckReceived {
-                        from: peer.peer,
-                        id,
-                    });
+                    tell(
+                        Role::Session,
+                        &self.template.registry,
+                        AckReceived {
+                            from: peer.peer,
+                            id,
+                        },
+                    );
                 }
                 (Ok(Frame::Bye { .. }) | Err(_), _) => ctx.stop(),
                 _ => {}
@@ -584,13 +590,17 @@ impl Drop for DeathWatch {
             .reason
             .take()
             .unwrap_or_else(|| "session crashed".to_string());
-        self.registry.do_send(SessionClosed {
-            session_id: self.session_id,
-            remote: self.remote,
-            peer: self.peer,
-            dialed: self.dialed,
-            reason,
-        });
+        tell(
+            Role::Session,
+            &self.registry,
+            SessionClosed {
+                session_id: self.session_id,
+                remote: self.remote,
+                peer: self.peer,
+                dialed: self.dialed,
+                reason,
+            },
+        );
     }
 }
 

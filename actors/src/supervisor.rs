@@ -18,6 +18,7 @@ use futures::channel::oneshot;
 
 use crate::events::{NodeEvent, SupervisionStep};
 use crate::registry::{Publish, Registry, Retire};
+use crate::trace::{tell, Role, Traced};
 
 /// The supervised children of a node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -107,8 +108,18 @@ pub struct Adopt {
     pub retire: Vec<Recipient<Retire>>,
 }
 
+impl fmt::Debug for Adopt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Adopt {{ registry, retire: {} children }}",
+            self.retire.len()
+        )
+    }
+}
+
 /// Resolves when the node gives up (restart budget exhausted).
-#[derive(Message)]
+#[derive(Message, Debug)]
 #[rtype(result = "()")]
 pub struct WatchFailure(pub oneshot::Sender<NodeFailure>);
 
@@ -137,9 +148,17 @@ impl NodeSupervisor {
 
     fn publish(&self, actor: ChildName, step: SupervisionStep) {
         if let Some(registry) = &self.registry {
-            registry.do_send(Publish(NodeEvent::Supervision { actor, step }));
+            tell(
+                Role::Supervisor,
+                &registry,
+                Publish(NodeEvent::Supervision { actor, step }),
+            );
         }
     }
+}
+
+impl Traced for NodeSupervisor {
+    const ROLE: Role = Role::Supervisor;
 }
 
 impl Actor for NodeSupervisor {
@@ -196,6 +215,13 @@ impl Handler<ChildFailed> for NodeSupervisor {
             );
             let failure = NodeFailure { reason };
             for child in &self.retire {
+                let retire = Retire {
+                    reason: "node failed".into(),
+                };
+                // A Recipient does not say whose it is: traced as "to Registry/Listener".
+                if crate::trace::enabled(Role::Supervisor, Role::Registry) {
+                    crate::trace::record(Role::Supervisor, Role::Registry, &retire);
+                }
                 child.do_send(Retire {
                     reason: "node failed".into(),
                 });

@@ -1,0 +1,78 @@
+//! Trace mode: every message between actors becomes one readable line. (Its own test binary:
+//! the trace switch is process-wide.)
+
+mod common;
+
+use std::io::Write;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use peerchat_actors::trace::{self, Role};
+
+/// A trace sink the test can read.
+struct Lines(mpsc::Sender<String>);
+
+impl Write for Lines {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let _ = self.0.send(String::from_utf8_lossy(buf).into_owned());
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn collect_until(rx: &mpsc::Receiver<String>, all: &mut String, needles: &[&str]) {
+    let until = Instant::now() + WAIT;
+    while !needles.iter().all(|n| all.contains(n)) {
+        let left = until.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(chunk) => all.push_str(&chunk),
+            Err(_) => panic!("trace lacks some of {needles:?}:\n{all}"),
+        }
+    }
+}
+
+#[actix_rt::test]
+async fn the_trace_shows_each_message_between_actors_and_can_be_filtered() {
+    let (tx, rx) = mpsc::channel();
+    trace::enable(&Role::ALL, Box::new(Lines(tx)));
+    let (a, mut a_ev) = start("a").await;
+    let (b, mut b_ev) = start("b").await;
+    let id = a.send_chat(b.peer_addr(), "traced").await.unwrap();
+    delivered(&mut a_ev, id).await;
+    received(&mut b_ev).await;
+    let mut all = String::new();
+    collect_until(
+        &rx,
+        &mut all,
+        &[
+            "Node       → Registry    SendChat { to: ",
+            "Registry   → Session     Deliver { id: ",
+            "Session    → Registry    Register { session: ",
+            "Session    → Registry    IncomingChat { from: ",
+            "text: \"traced\"",
+            "Session    → Registry    AckReceived { from: ",
+        ],
+    );
+    // One line per message, with a timestamp first.
+    for line in all.lines() {
+        assert!(line.contains(" → "), "{line}");
+        assert_eq!(line.as_bytes()[2], b':', "{line}");
+    }
+
+    // Filtered to the Listener and the Supervisor only: no Registry/Session chatter.
+    trace::enable(
+        &[Role::Listener, Role::Supervisor],
+        Box::new(std::io::sink()),
+    );
+    while rx.recv_timeout(Duration::from_millis(100)).is_ok() {}
+    let id = a.send_chat(b.peer_addr(), "quiet").await.unwrap();
+    delivered(&mut a_ev, id).await;
+    assert!(
+        rx.recv_timeout(Duration::from_millis(200)).is_err(),
+        "filtered messages were traced"
+    );
+    trace::disable();
+}
