@@ -150,7 +150,7 @@ impl NodeSupervisor {
         if let Some(registry) = &self.registry {
             tell(
                 Role::Supervisor,
-                &registry,
+                registry,
                 Publish(NodeEvent::Supervision { actor, step }),
             );
         }
