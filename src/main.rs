@@ -1,36 +1,47 @@
 //! peerchat: a peer-to-peer terminal chat. This file is the command line: it parses options,
-//! asks for what is missing, starts a node and its Console, and turns the end into an exit code.
+//! asks for what is missing, starts a node and its Console (with the line editor of
+//! terminal.rs on a terminal, plain lines on a pipe), runs the one-shot `send` command, and
+//! turns the end into an exit code.
 
-use std::io::{self, Write};
+mod terminal;
+
+use std::io::{self, IsTerminal, Write};
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use actix::prelude::*;
-use clap::Parser;
-use futures::channel::oneshot;
+use clap::{Parser, Subcommand, ValueEnum};
+use futures::channel::{mpsc, oneshot};
+use futures::future::{select, Either};
 use futures::StreamExt;
 
 use peerchat_actors::config::RetryPolicy;
-use peerchat_actors::console::{stdin_lines, Console, InputLine, Notice, Quit};
+use peerchat_actors::console::{
+    stdin_lines, visible, Console, InputLine, Look, Notice, PlainScreen, Quit, Screen,
+};
 use peerchat_actors::supervisor::RestartPolicy;
-use peerchat_actors::{Node, NodeConfig, PeerAddr, Timeouts};
+use peerchat_actors::{Node, NodeConfig, NodeEvent, PeerAddr, Timeouts};
 
 /// Peer-to-peer terminal chat: every peer runs its own TCP server and talks to others
-/// directly by IP and port. Driven by a numbered menu on standard input.
+/// directly by IP and port. Driven by a numbered menu and /shortcuts on standard input.
 #[derive(Parser, Debug)]
 #[command(name = "peerchat", version, about, long_about = None)]
 struct Cli {
-    /// Name shown to other peers (asked on stdin if missing).
-    #[arg(short, long)]
+    #[command(subcommand)]
+    command: Option<Command>,
+
+    /// Name shown to other peers (asked on stdin if missing; `send` uses $USER).
+    #[arg(short, long, global = true)]
     name: Option<String>,
 
-    /// Port to listen on; 0 picks a free one (asked on stdin if missing).
-    #[arg(short, long)]
+    /// Port to listen on; 0 picks a free one (asked on stdin if missing; `send` uses 0).
+    #[arg(short, long, global = true)]
     port: Option<u16>,
 
     /// Interface to listen on. The default, all interfaces, lets peers on the LAN reach you.
-    #[arg(short, long, default_value = "0.0.0.0")]
+    #[arg(short, long, default_value = "0.0.0.0", global = true)]
     bind: IpAddr,
 
     /// A peer to connect to at start-up (repeat for several).
@@ -38,49 +49,97 @@ struct Cli {
     peers: Vec<PeerAddr>,
 
     /// A new connection must say hello within this.
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration, global = true)]
     hello_timeout: Duration,
 
     /// Ping a peer after this much silence.
-    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration, global = true)]
     ping_interval: Duration,
 
     /// Drop a connection after this much silence.
-    #[arg(long, value_name = "DURATION", default_value = "6s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "6s", value_parser = parse_duration, global = true)]
     idle_timeout: Duration,
 
     /// Give up connecting to a peer after this.
-    #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = parse_duration, global = true)]
     connect_timeout: Duration,
 
     /// Send a message again when no ack comes within this.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration, global = true)]
     ack_timeout: Duration,
 
     /// Keep the outbox, the node id and the chat history in this directory, so that
     /// messages survive a restart or a crash (see docs/storage.md).
-    #[arg(long, value_name = "DIR")]
-    data_dir: Option<std::path::PathBuf>,
+    #[arg(long, value_name = "DIR", global = true)]
+    data_dir: Option<PathBuf>,
 
     /// Report a message as failed once it has waited this long for its peer.
-    #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = parse_duration, global = true)]
     give_up_after: Duration,
 
     /// Longest pause between two attempts to reach a peer that has messages waiting.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration, global = true)]
     max_backoff: Duration,
 
     /// More than this many actor restarts within --restart-window and the node gives up.
-    #[arg(long, value_name = "N", default_value_t = 10)]
+    #[arg(long, value_name = "N", default_value_t = 10, global = true)]
     max_restarts: usize,
 
     /// The window of --max-restarts.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration, global = true)]
     restart_window: Duration,
 
+    /// Colour names, addresses and statuses: auto (when stdout is a terminal and NO_COLOR
+    /// is not set), always, never.
+    #[arg(long, value_name = "WHEN", value_enum, default_value_t = ColorChoice::Auto, global = true)]
+    color: ColorChoice,
+
+    /// Keep the line editor's history in this file too (on a terminal; off by default, as
+    /// the history holds the messages you typed).
+    #[arg(long, value_name = "FILE")]
+    history: Option<PathBuf>,
+
     /// More log output on stderr (-v: info, -vv: debug). RUST_LOG overrides.
-    #[arg(short, long, action = clap::ArgAction::Count)]
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Send one message and exit: 0 once the peer acknowledged it, 1 if it was not
+    /// delivered, 2 for a usage error.
+    Send {
+        /// The peer to send to.
+        #[arg(value_name = "IP:PORT")]
+        to: PeerAddr,
+        /// The text; several words are joined with spaces.
+        #[arg(value_name = "TEXT", required = true, num_args = 1.., trailing_var_arg = true, allow_hyphen_values = true)]
+        text: Vec<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+impl ColorChoice {
+    fn look(self) -> Look {
+        // NO_COLOR (no-color.org): set and not empty means no colour, unless asked for.
+        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        let colour = match self {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => !no_color && io::stdout().is_terminal(),
+        };
+        if colour {
+            Look::coloured()
+        } else {
+            Look::plain()
+        }
+    }
 }
 
 /// "500ms", "5s", "2m", or a plain number of seconds.
@@ -106,12 +165,14 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
     init_logging(cli.verbose);
     let system = actix_rt::System::new();
-    let code = system.block_on(run(cli));
-    // The stdin thread may still be blocked reading; the process ends anyway.
-    code
+    // The input threads may still be blocked reading; the process ends anyway.
+    match cli.command.take() {
+        Some(Command::Send { to, text }) => system.block_on(send(cli, to, text.join(" "))),
+        None => system.block_on(chat(cli)),
+    }
 }
 
 fn init_logging(verbose: u8) {
@@ -128,96 +189,142 @@ fn init_logging(verbose: u8) {
         .init();
 }
 
-async fn run(cli: Cli) -> ExitCode {
-    let mut input = stdin_lines();
+/// What the chat reads and writes: plain lines on pipes, the line editor on a terminal.
+struct Io {
+    screen: Box<dyn Screen>,
+    input: mpsc::UnboundedReceiver<InputLine>,
+    /// Ctrl-C typed at the editor's prompt (and, once the Console runs, SIGINT).
+    interrupts: mpsc::UnboundedReceiver<()>,
+    interrupt_tx: mpsc::UnboundedSender<()>,
+}
+
+impl Io {
+    /// The line editor when stdin and stdout are both a terminal (it draws on stdout what
+    /// stdin types) and it can run there; plain lines otherwise.
+    fn open(history: Option<PathBuf>) -> (Io, Option<terminal::TerminalGuard>) {
+        let (interrupt_tx, interrupts) = mpsc::unbounded();
+        if io::stdin().is_terminal() && io::stdout().is_terminal() {
+            match terminal::start(history, interrupt_tx.clone()) {
+                Ok(term) => {
+                    let io = Io {
+                        screen: Box::new(term.screen),
+                        input: term.lines,
+                        interrupts,
+                        interrupt_tx,
+                    };
+                    return (io, Some(term.guard));
+                }
+                Err(why) => tracing::info!("no line editor ({why}); reading plain lines"),
+            }
+        }
+        let io = Io {
+            screen: Box::new(PlainScreen::new(Box::new(
+                io::LineWriter::new(io::stdout()),
+            ))),
+            input: stdin_lines(),
+            interrupts,
+            interrupt_tx,
+        };
+        (io, None)
+    }
+}
+
+async fn chat(cli: Cli) -> ExitCode {
+    let (io, terminal) = Io::open(cli.history.clone());
+    let restore = terminal.as_ref().map(|t| t.restorer());
+    let code = run_chat(cli, io, restore).await;
+    if let Some(terminal) = &terminal {
+        terminal.finish();
+    }
+    code
+}
+
+async fn run_chat(cli: Cli, mut io: Io, restore: Option<impl Fn() + 'static>) -> ExitCode {
+    let look = cli.color.look();
     let name = match cli.name.clone() {
         Some(name) => match check_name(&name) {
             Ok(name) => name,
             Err(why) => return fail(&why),
         },
-        None => match ask(&mut input, "Your name: ", check_name).await {
-            Some(name) => name,
-            None => return fail("standard input ended before a name was given (use --name)"),
+        None => match ask(&mut io, "Your name: ", check_name).await {
+            Ok(name) => name,
+            Err(Unanswered::Interrupted) => return ExitCode::from(130),
+            Err(Unanswered::Ended) => {
+                return fail("standard input ended before a name was given (use --name)")
+            }
         },
     };
     let port = match cli.port {
         Some(port) => port,
-        None => match ask(&mut input, "Port to listen on (0 = any free port): ", |t| {
+        None => match ask(&mut io, "Port to listen on (0 = any free port): ", |t| {
             t.trim()
                 .parse::<u16>()
-                .map_err(|_| format!("'{}' is not a port number (0-65535)", t.trim()))
+                .map_err(|_| format!("'{}' is not a port number (0-65535)", visible(t.trim())))
         })
         .await
         {
-            Some(port) => port,
-            None => return fail("standard input ended before a port was given (use --port)"),
+            Ok(port) => port,
+            Err(Unanswered::Interrupted) => return ExitCode::from(130),
+            Err(Unanswered::Ended) => {
+                return fail("standard input ended before a port was given (use --port)")
+            }
         },
     };
-    let config = NodeConfig {
-        name,
-        bind: cli.bind,
-        port,
-        timeouts: Timeouts {
-            hello: cli.hello_timeout,
-            ping_interval: cli.ping_interval,
-            idle: cli.idle_timeout,
-            connect: cli.connect_timeout,
-            ack: cli.ack_timeout,
-            ..Timeouts::default()
-        },
-        retry: RetryPolicy {
-            give_up_after: cli.give_up_after,
-            max_backoff: cli.max_backoff,
-            ..RetryPolicy::default()
-        },
-        restarts: RestartPolicy {
-            max_restarts: cli.max_restarts,
-            window: cli.restart_window,
-        },
-        data_dir: cli.data_dir.clone(),
-        ..NodeConfig::local("")
-    };
-    let node = match Node::start(config).await {
+    let node = match Node::start(node_config(&cli, name, port)).await {
         Ok(node) => node,
         Err(err) => return fail(&err.to_string()),
     };
     for warning in node.warnings() {
-        let _ = writeln!(io::stderr(), "warning: {warning}");
+        let _ = writeln!(io::stderr(), "warning: {}", visible(warning));
     }
-    say(&format!(
+    let Io {
+        mut screen,
+        input,
+        mut interrupts,
+        interrupt_tx,
+    } = io;
+    screen.print(&format!(
         "{} listening on {} (node id {:016x})",
-        node.name(),
-        node.listen_addr(),
+        look.name(&visible(node.name())),
+        look.addr(node.listen_addr()),
         node.node_id()
     ));
 
     let (quit_tx, quit_rx) = oneshot::channel();
-    let console = Console::new(
-        node.clone(),
-        Box::pin(input),
-        Box::new(io::LineWriter::new(io::stdout())),
-        quit_tx,
-    )
-    .start();
+    let console = Console::new(node.clone(), Box::pin(input), screen, look, quit_tx).start();
 
     for peer in cli.peers {
         let node = node.clone();
         let console = console.clone();
         actix_rt::spawn(async move {
             if let Err(err) = node.connect(peer).await {
-                console.do_send(Notice(format!("Cannot connect to {peer}: {err}")));
+                console.do_send(Notice(format!(
+                    "Cannot connect to {peer}: {}",
+                    visible(&err.to_string())
+                )));
             }
         });
     }
 
-    let signals = console.clone();
+    // SIGINT joins Ctrl-C typed at the editor's prompt: the first quits like menu 0, a
+    // second one does not wait for the goodbyes.
     actix_rt::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            signals.do_send(Quit {
+        while tokio::signal::ctrl_c().await.is_ok() {
+            if interrupt_tx.unbounded_send(()).is_err() {
+                break;
+            }
+        }
+    });
+    let interrupted = console.clone();
+    actix_rt::spawn(async move {
+        if interrupts.next().await.is_some() {
+            interrupted.do_send(Quit {
                 why: "interrupted".into(),
             });
-            // A second Ctrl-C does not wait for the goodbyes.
-            if tokio::signal::ctrl_c().await.is_ok() {
+            if interrupts.next().await.is_some() {
+                if let Some(restore) = restore {
+                    restore();
+                }
                 std::process::exit(130);
             }
         }
@@ -241,18 +348,34 @@ async fn run(cli: Cli) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Asks until the answer is valid; `None` at end of input.
+/// Why a start-up question got no answer.
+enum Unanswered {
+    Ended,
+    Interrupted,
+}
+
+/// Asks until the answer is valid.
 async fn ask<T>(
-    input: &mut futures::channel::mpsc::UnboundedReceiver<InputLine>,
+    io: &mut Io,
     question: &str,
     check: impl Fn(&str) -> Result<T, String>,
-) -> Option<T> {
+) -> Result<T, Unanswered> {
     loop {
-        print_flush(question);
-        let InputLine(line) = input.next().await?;
+        io.screen.prompt(question);
+        let line = match select(io.input.next(), io.interrupts.next()).await {
+            Either::Left((Some(InputLine(line)), _)) => line,
+            Either::Left((None, _)) => return Err(Unanswered::Ended),
+            Either::Right((Some(()), _)) => return Err(Unanswered::Interrupted),
+            // No one can interrupt any more: wait for the line alone.
+            Either::Right((None, pending)) => match pending.await {
+                Some(InputLine(line)) => line,
+                None => return Err(Unanswered::Ended),
+            },
+        };
+        io.screen.answered();
         match check(&line) {
-            Ok(value) => return Some(value),
-            Err(why) => say(&why),
+            Ok(value) => return Ok(value),
+            Err(why) => io.screen.print(&why),
         }
     }
 }
@@ -271,16 +394,102 @@ fn check_name(text: &str) -> Result<String, String> {
     Ok(name.to_string())
 }
 
-fn say(line: &str) {
-    let mut out = io::stdout().lock();
-    let _ = writeln!(out, "{line}");
-    let _ = out.flush();
+fn node_config(cli: &Cli, name: String, port: u16) -> NodeConfig {
+    NodeConfig {
+        name,
+        bind: cli.bind,
+        port,
+        timeouts: Timeouts {
+            hello: cli.hello_timeout,
+            ping_interval: cli.ping_interval,
+            idle: cli.idle_timeout,
+            connect: cli.connect_timeout,
+            ack: cli.ack_timeout,
+            ..Timeouts::default()
+        },
+        retry: RetryPolicy {
+            give_up_after: cli.give_up_after,
+            max_backoff: cli.max_backoff,
+            ..RetryPolicy::default()
+        },
+        restarts: RestartPolicy {
+            max_restarts: cli.max_restarts,
+            window: cli.restart_window,
+        },
+        data_dir: cli.data_dir.clone(),
+        ..NodeConfig::local("")
+    }
 }
 
-fn print_flush(text: &str) {
-    let mut out = io::stdout().lock();
-    let _ = write!(out, "{text}");
-    let _ = out.flush();
+/// `peerchat send IP:PORT TEXT`: start a node, send, wait for the ack, say bye. Exit 0 once
+/// delivered, 1 if not, 2 for a usage error.
+async fn send(cli: Cli, to: PeerAddr, text: String) -> ExitCode {
+    if !cli.peers.is_empty() {
+        return fail("--peer is not used by send");
+    }
+    if text.trim().is_empty() {
+        return fail("the message is empty");
+    }
+    let name = match &cli.name {
+        Some(name) => match check_name(name) {
+            Ok(name) => name,
+            Err(why) => return fail(&why),
+        },
+        // Whoever runs the script, as the peer will see it; any name will do.
+        None => std::env::var("USER")
+            .ok()
+            .and_then(|user| check_name(&user).ok())
+            .unwrap_or_else(|| "peerchat".into()),
+    };
+    let node = match Node::start(node_config(&cli, name, cli.port.unwrap_or(0))).await {
+        Ok(node) => node,
+        Err(err) => return fail(&err.to_string()),
+    };
+    // Subscribed before sending, so the outcome cannot pass unseen.
+    let mut events = node.events();
+    let (code, report) = match node.send_chat(to, text).await {
+        Err(err) => (
+            1,
+            format!("error: cannot send to {to}: {}", visible(&err.to_string())),
+        ),
+        Ok(id) => {
+            // The node reports a failed attempt after the connect timeout, a lost
+            // message after the ack timeout; this bound is only a safety net.
+            let limit = cli.connect_timeout + cli.ack_timeout + Duration::from_secs(2);
+            let outcome = events
+                .wait_for(limit, |event| match event {
+                    NodeEvent::Delivered { id: i, .. } if *i == id => Some(Ok(())),
+                    NodeEvent::DeliveryFailed { id: i, reason, .. } if *i == id => {
+                        Some(Err(reason.clone()))
+                    }
+                    // A one-shot send does not wait out the retry budget: the first
+                    // failed attempt is its answer.
+                    NodeEvent::DeliveryDelayed {
+                        to: peer, reason, ..
+                    } if *peer == to => Some(Err(reason.clone())),
+                    _ => None,
+                })
+                .await;
+            match outcome {
+                Ok(Ok(())) => (0, format!("delivered to {to}")),
+                Ok(Err(reason)) => (
+                    1,
+                    format!("error: not delivered to {to}: {}", visible(&reason)),
+                ),
+                Err(_) => (
+                    1,
+                    format!(
+                        "error: no acknowledgement from {to} within {}s",
+                        limit.as_secs()
+                    ),
+                ),
+            }
+        }
+    };
+    let _ = writeln!(io::stderr(), "{report}");
+    // Nothing waits for an ack any more: this only says bye and closes the port.
+    node.shutdown(Duration::from_secs(1)).await;
+    ExitCode::from(code)
 }
 
 fn fail(why: &str) -> ExitCode {

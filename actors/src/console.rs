@@ -1,6 +1,9 @@
-//! Console: owns the terminal. It reads menu input line by line, turns each command into a
-//! message to the Registry (through [`Node`]), and prints what the node reports: incoming
-//! chats, delivery results, peers coming and going.
+//! Console: owns what the user sees and types. It reads input line by line, turns each menu
+//! choice or `/` shortcut into a message to the Registry (through [`Node`]), and prints what
+//! the node reports. It writes through a [`Screen`]: plain text for pipes, or the binary's
+//! line editor on a terminal, which keeps the line being typed below what is printed.
+
+mod look;
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, BufRead, Write};
@@ -17,6 +20,8 @@ use crate::node::Node;
 use crate::peer::{parse_port, MessageId, PeerAddr, PeerInfo};
 use crate::registry::{ConnectAllReport, ConnectOutcome};
 
+pub use look::{wrap, Look};
+
 pub const MENU: &str = "\
 ***** Menu *****
 1. Send message
@@ -25,6 +30,17 @@ pub const MENU: &str = "\
 4. Disconnect from all peers
 5. Disconnect from a peer
 0. Quit";
+
+/// What `/help` prints.
+pub const SHORTCUTS: &str = "\
+Shortcuts (type them at \"Choose an option:\"):
+  /msg IP:PORT text    send text to a peer (also /m)
+  /r text              reply to the peer who wrote to you last
+  /peers               list known peers, like 2
+  /connect [IP:PORT]   connect to one peer, or to all known peers like 3
+  /status              your name and address, connected peers, messages waiting
+  /help                this list
+  /quit                quit, like 0 (also /q)";
 
 // ---- messages the Console handles ----
 
@@ -51,6 +67,69 @@ pub struct QuitReport {
     pub undelivered: usize,
 }
 
+// ---- where the text goes ----
+
+/// The Console's output. The Console decides what to print and when it is ready for the next
+/// line; a Screen decides how that looks on its device.
+pub trait Screen {
+    /// Prints `text` (one line, or several joined by `\n`) above the line being typed.
+    fn print(&mut self, text: &str);
+    /// The Console is ready for the next input line, the answer to `prompt`. Called again
+    /// after each print while the same question is open.
+    fn prompt(&mut self, prompt: &str);
+    /// A line arrived: the open question is answered.
+    fn answered(&mut self);
+    /// The Console is quitting: no more questions; what is printed now ends the session.
+    fn close(&mut self) {}
+    /// Columns to wrap long lines at; `None` keeps every line whole, for scripts.
+    fn width(&self) -> Option<usize> {
+        None
+    }
+    /// A person at a terminal: the status line comes with the menu.
+    fn interactive(&self) -> bool {
+        false
+    }
+}
+
+/// The plain line protocol for pipes and scripts: every prompt is written as text, and a
+/// line printed while a prompt is open starts on a line of its own.
+pub struct PlainScreen {
+    out: Box<dyn Write>,
+    /// A prompt is out without its line end: the next print must end that line first.
+    prompt_open: bool,
+}
+
+impl PlainScreen {
+    pub fn new(out: Box<dyn Write>) -> PlainScreen {
+        PlainScreen {
+            out,
+            prompt_open: false,
+        }
+    }
+}
+
+impl Screen for PlainScreen {
+    fn print(&mut self, text: &str) {
+        if self.prompt_open {
+            let _ = writeln!(self.out);
+            self.prompt_open = false;
+        }
+        let _ = writeln!(self.out, "{text}");
+        let _ = self.out.flush();
+    }
+
+    fn prompt(&mut self, prompt: &str) {
+        let _ = write!(self.out, "{prompt}");
+        let _ = self.out.flush();
+        self.prompt_open = true;
+    }
+
+    fn answered(&mut self) {
+        // The user's Enter ended the prompt's line.
+        self.prompt_open = false;
+    }
+}
+
 // ---- the actor ----
 
 /// What the next input line answers.
@@ -75,22 +154,31 @@ impl Prompt {
     }
 }
 
+/// Where a command returns when it is done: menu choices show the menu again, shortcuts
+/// (for people who chat a lot) only the prompt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Back {
+    Menu,
+    Prompt,
+}
+
 pub type InputStream = Pin<Box<dyn Stream<Item = InputLine>>>;
 
 pub struct Console {
     node: Node,
-    out: Box<dyn Write>,
+    screen: Box<dyn Screen>,
+    look: Look,
     input: Option<InputStream>,
     /// False once the input stream has ended: quit when the queued commands are done.
     input_open: bool,
     prompt: Prompt,
-    /// A prompt is on screen without its line end: an event must start a new line.
-    prompt_open: bool,
     /// A command is waiting for the node; lines typed meanwhile wait their turn.
     busy: bool,
     queued: VecDeque<String>,
     /// What we sent, to say which message an ack is for.
     sent: HashMap<MessageId, (PeerAddr, String)>,
+    /// Who wrote to us last, for `/r`.
+    last_sender: Option<PeerAddr>,
     quitting: bool,
     on_quit: Option<oneshot::Sender<QuitReport>>,
 }
@@ -100,67 +188,90 @@ impl Console {
     pub fn new(
         node: Node,
         input: InputStream,
-        out: Box<dyn Write>,
+        screen: Box<dyn Screen>,
+        look: Look,
         on_quit: oneshot::Sender<QuitReport>,
     ) -> Self {
         Console {
             node,
-            out,
+            screen,
+            look,
             input: Some(input),
             input_open: true,
             prompt: Prompt::Menu,
-            prompt_open: false,
             busy: false,
             queued: VecDeque::new(),
             sent: HashMap::new(),
+            last_sender: None,
             quitting: false,
             on_quit: Some(on_quit),
         }
     }
 
-    /// Prints one line above the prompt, keeping the prompt intact below it.
+    /// Prints one line above the prompt, keeping the prompt below it.
     fn say(&mut self, line: &str) {
-        if self.prompt_open {
-            let _ = writeln!(self.out);
-            self.prompt_open = false;
-        }
-        let _ = writeln!(self.out, "{line}");
-        if !self.busy && !self.quitting {
+        self.screen.print(line);
+        if !self.busy {
             self.show_prompt();
         }
-        let _ = self.out.flush();
+    }
+
+    /// A line that may be long (it holds a text someone typed): wrapped on a terminal.
+    fn say_long(&mut self, line: &str) {
+        let line = wrap(line, self.screen.width());
+        self.say(&line);
     }
 
     fn show_prompt(&mut self) {
         if self.quitting {
             return;
         }
-        let _ = write!(self.out, "{}", self.prompt.text());
-        let _ = self.out.flush();
-        self.prompt_open = true;
+        self.screen.prompt(self.prompt.text());
     }
 
-    fn show_menu(&mut self) {
+    fn show_menu(&mut self, ctx: &mut Context<Self>) {
         self.prompt = Prompt::Menu;
-        if self.prompt_open {
-            let _ = writeln!(self.out);
-            self.prompt_open = false;
+        if !self.screen.interactive() {
+            self.screen.print(MENU);
+            return self.show_prompt();
         }
-        let _ = writeln!(self.out, "{MENU}");
-        self.show_prompt();
+        // On a terminal the status line comes first; it needs the Registry's peer list.
+        self.run(
+            |node| async move { node.peers().await },
+            |console, peers, _| {
+                if console.quitting {
+                    return;
+                }
+                if let Ok(peers) = peers {
+                    let status = console.status_line(&peers);
+                    console.screen.print(&status);
+                }
+                let menu = match MENU.split_once('\n') {
+                    Some((title, items)) => format!("{}\n{items}", console.look.heading(title)),
+                    None => MENU.to_string(),
+                };
+                console.screen.print(&menu);
+                console.show_prompt();
+            },
+            ctx,
+        );
     }
 
     fn ask(&mut self, prompt: Prompt) {
         self.prompt = prompt;
-        self.prompt_open = false;
         self.show_prompt();
     }
 
-    /// Prints a line and goes back to the menu.
-    fn done(&mut self, line: &str) {
-        self.prompt_open = false;
-        let _ = writeln!(self.out, "{line}");
-        self.show_menu();
+    /// Prints a line and goes back to the menu, or only to its prompt.
+    fn done(&mut self, back: Back, line: &str, ctx: &mut Context<Self>) {
+        self.screen.print(line);
+        match back {
+            Back::Menu => self.show_menu(ctx),
+            Back::Prompt => {
+                self.prompt = Prompt::Menu;
+                self.show_prompt();
+            }
+        }
     }
 
     fn on_line(&mut self, line: String, ctx: &mut Context<Self>) {
@@ -171,34 +282,40 @@ impl Console {
             self.queued.push_back(line);
             return;
         }
-        // The user ended the prompt's line by pressing Enter.
-        self.prompt_open = false;
+        self.screen.answered();
         let answer = line.trim().to_string();
         match std::mem::replace(&mut self.prompt, Prompt::Menu) {
+            Prompt::Menu if answer.starts_with('/') => self.on_shortcut(&answer, ctx),
             Prompt::Menu => self.on_menu_choice(&answer, ctx),
             Prompt::SendTo => match answer.parse::<PeerAddr>() {
                 Ok(to) => self.ask(Prompt::SendText { to }),
                 Err(_) => match answer.parse::<IpAddr>() {
                     Ok(ip) => self.ask(Prompt::SendPort { ip }),
-                    Err(_) => self.done(&format!(
-                        "'{}' is not an IP address or IP:PORT (e.g. 127.0.0.1:9000)",
-                        visible(&answer)
-                    )),
+                    Err(_) => {
+                        let line = self.look.bad(format!(
+                            "'{}' is not an IP address or IP:PORT (e.g. 127.0.0.1:9000)",
+                            visible(&answer)
+                        ));
+                        self.done(Back::Menu, &line, ctx)
+                    }
                 },
             },
             Prompt::SendPort { ip } => match parse_port(&answer) {
                 Ok(port) => self.ask(Prompt::SendText {
                     to: PeerAddr::from_ip_port(ip, port),
                 }),
-                Err(err) => self.done(&visible(&err.to_string())),
+                Err(err) => {
+                    let line = self.look.bad(visible(&err.to_string()));
+                    self.done(Back::Menu, &line, ctx)
+                }
             },
             Prompt::SendText { to } => {
                 // Keep the text as typed (spaces included), minus the line end.
                 let text = line.trim_end_matches(['\r', '\n']).to_string();
                 if text.trim().is_empty() {
-                    return self.done("Empty message, nothing sent.");
+                    return self.done(Back::Menu, "Empty message, nothing sent.", ctx);
                 }
-                self.send_chat(to, text, ctx);
+                self.send_chat(to, text, Back::Menu, ctx);
             }
             Prompt::DisconnectWhich { connected } => {
                 let chosen = match answer.parse::<usize>() {
@@ -208,18 +325,31 @@ impl Console {
                 };
                 match chosen {
                     Some(peer) => self.run(
-                        self.node.clone(),
                         move |node| async move { node.disconnect(peer).await },
-                        move |console, result| match result {
-                            Ok(()) => console.done(&format!("Disconnected from {peer}.")),
-                            Err(err) => console.done(&format!("{err}.")),
+                        move |console, result, ctx| match result {
+                            Ok(()) => {
+                                let line = format!(
+                                    "{} {}.",
+                                    console.look.warn("Disconnected from"),
+                                    console.look.addr(peer)
+                                );
+                                console.done(Back::Menu, &line, ctx)
+                            }
+                            Err(err) => {
+                                let line =
+                                    console.look.bad(format!("{}.", visible(&err.to_string())));
+                                console.done(Back::Menu, &line, ctx)
+                            }
                         },
                         ctx,
                     ),
-                    None => self.done(&format!(
-                        "'{}' is not a number from the list or an IP:PORT.",
-                        visible(&answer)
-                    )),
+                    None => {
+                        let line = self.look.bad(format!(
+                            "'{}' is not a number from the list or an IP:PORT.",
+                            visible(&answer)
+                        ));
+                        self.done(Back::Menu, &line, ctx)
+                    }
                 }
             }
         }
@@ -227,79 +357,201 @@ impl Console {
 
     fn on_menu_choice(&mut self, choice: &str, ctx: &mut Context<Self>) {
         match choice {
-            "" => self.show_menu(),
+            "" => self.show_menu(ctx),
             "1" => self.ask(Prompt::SendTo),
-            "2" => self.run(
-                self.node.clone(),
-                |node| async move { node.peers().await },
-                |console, peers| match peers {
-                    Ok(peers) => {
-                        let listing = peer_listing(&peers, false);
-                        console.done(&listing);
-                    }
-                    Err(err) => console.done(&format!("{err}")),
-                },
-                ctx,
-            ),
-            "3" => {
-                let _ = writeln!(self.out, "Asking connected peers for their peers...");
-                self.run(
-                    self.node.clone(),
-                    |node| async move { node.connect_all().await },
-                    |console, report| match report {
-                        Ok(report) => console.done(&connect_all_listing(&report)),
-                        Err(err) => console.done(&format!("{err}")),
-                    },
-                    ctx,
-                )
-            }
+            "2" => self.list_peers(Back::Menu, ctx),
+            "3" => self.connect_all(Back::Menu, ctx),
             "4" => self.run(
-                self.node.clone(),
                 |node| async move { node.disconnect_all().await },
-                |console, count| match count {
-                    Ok(0) => console.done("Not connected to any peer."),
-                    Ok(n) => console.done(&format!("Disconnected from {n} peer(s).")),
-                    Err(err) => console.done(&format!("{err}")),
+                |console, count, ctx| {
+                    let line = match count {
+                        Ok(0) => "Not connected to any peer.".to_string(),
+                        Ok(n) => format!("{} {n} peer(s).", console.look.warn("Disconnected from")),
+                        Err(err) => console.look.bad(err),
+                    };
+                    console.done(Back::Menu, &line, ctx)
                 },
                 ctx,
             ),
             "5" => self.run(
-                self.node.clone(),
                 |node| async move { node.peers().await },
-                |console, peers| {
+                |console, peers, ctx| {
                     let connected: Vec<PeerInfo> = peers
                         .unwrap_or_default()
                         .into_iter()
                         .filter(|p| p.connected)
                         .collect();
                     if connected.is_empty() {
-                        return console.done("Not connected to any peer.");
+                        return console.done(Back::Menu, "Not connected to any peer.", ctx);
                     }
-                    let _ = writeln!(console.out, "{}", peer_listing(&connected, true));
+                    let listing = peer_listing(&connected, true, &console.look);
+                    console.screen.print(&listing);
                     let connected = connected.iter().map(|p| p.addr).collect();
                     console.ask(Prompt::DisconnectWhich { connected });
                 },
                 ctx,
             ),
             "0" => self.quit("bye".into(), ctx),
-            other => self.done(&format!(
-                "'{}' is not a menu option: type a number from 0 to 5.",
-                visible(other)
-            )),
+            other => {
+                let line = self.look.bad(format!(
+                    "'{}' is not a menu option: type a number from 0 to 5.",
+                    visible(other)
+                ));
+                self.done(Back::Menu, &line, ctx)
+            }
         }
     }
 
-    fn send_chat(&mut self, to: PeerAddr, text: String, ctx: &mut Context<Self>) {
+    /// A line starting with `/` at the menu prompt.
+    fn on_shortcut(&mut self, line: &str, ctx: &mut Context<Self>) {
+        let (command, rest) = split_word(line);
+        let usage = |console: &mut Console, text: &str, ctx: &mut Context<Self>| {
+            let line = console.look.bad(text);
+            console.done(Back::Prompt, &line, ctx)
+        };
+        match command {
+            "/msg" | "/m" => {
+                let (to, text) = split_word(rest);
+                if to.is_empty() || text.trim().is_empty() {
+                    return usage(self, "Usage: /msg IP:PORT text", ctx);
+                }
+                match to.parse::<PeerAddr>() {
+                    Ok(to) => self.send_chat(to, text.to_string(), Back::Prompt, ctx),
+                    Err(err) => usage(self, &visible(&err.to_string()), ctx),
+                }
+            }
+            "/r" | "/reply" => match self.last_sender {
+                None => usage(
+                    self,
+                    "No one has written to you yet: use /msg IP:PORT text.",
+                    ctx,
+                ),
+                Some(to) if rest.trim().is_empty() => {
+                    usage(self, &format!("Usage: /r text (replies to {to})"), ctx)
+                }
+                Some(to) => self.send_chat(to, rest.to_string(), Back::Prompt, ctx),
+            },
+            "/peers" => self.list_peers(Back::Prompt, ctx),
+            "/connect" if rest.is_empty() => self.connect_all(Back::Prompt, ctx),
+            "/connect" => match rest.parse::<PeerAddr>() {
+                Ok(peer) => self.run(
+                    move |node| async move { node.connect(peer).await },
+                    move |console, result, ctx| {
+                        let look = console.look;
+                        let line = match result {
+                            Ok(ConnectOutcome::Connected) => {
+                                format!("{} {}.", look.good("Connected to"), look.addr(peer))
+                            }
+                            Ok(ConnectOutcome::AlreadyConnected) => {
+                                format!("Already connected to {}.", look.addr(peer))
+                            }
+                            Err(err) => look.bad(format!(
+                                "Cannot connect to {peer}: {}.",
+                                visible(&err.to_string())
+                            )),
+                        };
+                        console.done(Back::Prompt, &line, ctx)
+                    },
+                    ctx,
+                ),
+                Err(err) => usage(self, &visible(&err.to_string()), ctx),
+            },
+            "/status" => self.run(
+                |node| async move { node.peers().await },
+                |console, peers, ctx| {
+                    let line = match peers {
+                        Ok(peers) => console.status_line(&peers),
+                        Err(err) => console.look.bad(err),
+                    };
+                    console.done(Back::Prompt, &line, ctx)
+                },
+                ctx,
+            ),
+            "/help" | "/?" | "/h" => self.done(Back::Prompt, SHORTCUTS, ctx),
+            "/quit" | "/q" | "/exit" => self.quit("bye".into(), ctx),
+            other => {
+                let line = self.look.bad(format!(
+                    "'{}' is not a shortcut: type /help for the list.",
+                    visible(other)
+                ));
+                self.done(Back::Prompt, &line, ctx)
+            }
+        }
+    }
+
+    fn list_peers(&mut self, back: Back, ctx: &mut Context<Self>) {
+        self.run(
+            |node| async move { node.peers().await },
+            move |console, peers, ctx| {
+                let listing = match peers {
+                    Ok(peers) => peer_listing(&peers, false, &console.look),
+                    Err(err) => console.look.bad(err),
+                };
+                console.done(back, &listing, ctx)
+            },
+            ctx,
+        )
+    }
+
+    fn connect_all(&mut self, back: Back, ctx: &mut Context<Self>) {
+        self.screen
+            .print("Asking connected peers for their peers...");
+        self.run(
+            |node| async move { node.connect_all().await },
+            move |console, report, ctx| {
+                let listing = match report {
+                    Ok(report) => connect_all_listing(&report, &console.look),
+                    Err(err) => console.look.bad(err),
+                };
+                console.done(back, &listing, ctx)
+            },
+            ctx,
+        )
+    }
+
+    /// One line: who and where we are, how many peers are connected, how many of our
+    /// messages wait for an ack.
+    fn status_line(&self, peers: &[PeerInfo]) -> String {
+        let connected = peers.iter().filter(|p| p.connected).count();
+        let waiting: usize = peers.iter().map(|p| p.waiting).sum();
+        let look = &self.look;
+        format!(
+            "{} {} at {} | connected peers: {} ({} known) | messages waiting: {}",
+            look.heading("Status:"),
+            look.name(&visible(self.node.name())),
+            look.addr(self.node.listen_addr()),
+            if connected > 0 {
+                look.good(connected)
+            } else {
+                look.warn(connected)
+            },
+            peers.len(),
+            if waiting > 0 {
+                look.warn(waiting)
+            } else {
+                waiting.to_string()
+            },
+        )
+    }
+
+    fn send_chat(&mut self, to: PeerAddr, text: String, back: Back, ctx: &mut Context<Self>) {
         let shown = visible(&text);
         self.run(
-            self.node.clone(),
             move |node| async move { node.send_chat(to, text).await },
-            move |console, result| match result {
+            move |console, result, ctx| match result {
                 Ok(id) => {
-                    console.sent.insert(id, (to, shown.clone()));
-                    console.done(&format!("Sending to {to}: {shown}"));
+                    let line = format!("Sending to {}: {shown}", console.look.addr(to));
+                    console.sent.insert(id, (to, shown));
+                    let line = wrap(&line, console.screen.width());
+                    console.done(back, &line, ctx);
                 }
-                Err(err) => console.done(&format!("Cannot send to {to}: {err}.")),
+                Err(err) => {
+                    let line = console.look.bad(format!(
+                        "Cannot send to {to}: {}.",
+                        visible(&err.to_string())
+                    ));
+                    console.done(back, &line, ctx)
+                }
             },
             ctx,
         );
@@ -308,18 +560,17 @@ impl Console {
     /// Runs one command against the node; input typed meanwhile waits, events still print.
     fn run<T: 'static, F: std::future::Future<Output = T> + 'static>(
         &mut self,
-        node: Node,
         command: impl FnOnce(Node) -> F,
-        then: impl FnOnce(&mut Console, T) + 'static,
+        then: impl FnOnce(&mut Console, T, &mut Context<Self>) + 'static,
         ctx: &mut Context<Self>,
     ) {
         self.busy = true;
         ctx.spawn(
-            command(node)
+            command(self.node.clone())
                 .into_actor(self)
                 .map(move |result, console, ctx| {
                     console.busy = false;
-                    then(console, result);
+                    then(console, result, ctx);
                     console.drain_queue(ctx);
                 }),
         );
@@ -342,20 +593,15 @@ impl Console {
             return;
         }
         let waiting = self.sent.len();
-        if self.prompt_open {
-            let _ = writeln!(self.out);
-            self.prompt_open = false;
-        }
-        if waiting > 0 {
-            let _ = writeln!(
-                self.out,
-                "Quitting ({why}): waiting for {waiting} message(s) to be acknowledged..."
-            );
-        } else {
-            let _ = writeln!(self.out, "Quitting ({why})...");
-        }
-        let _ = self.out.flush();
         self.quitting = true;
+        self.screen.close();
+        if waiting > 0 {
+            self.screen.print(&format!(
+                "Quitting ({why}): waiting for {waiting} message(s) to be acknowledged..."
+            ));
+        } else {
+            self.screen.print(&format!("Quitting ({why})..."));
+        }
         let node = self.node.clone();
         let grace = Duration::from_secs(3);
         ctx.spawn(
@@ -363,21 +609,20 @@ impl Console {
                 .into_actor(self)
                 .map(|report, console, ctx| {
                     if report.undelivered > 0 && report.kept {
-                        let _ = writeln!(
-                            console.out,
+                        let line = console.look.bad(format!(
                             "Warning: {} message(s) not delivered yet; they are kept in the \
                              data directory and sent at the next start.",
                             report.undelivered
-                        );
+                        ));
+                        console.screen.print(&line);
                     } else if report.undelivered > 0 {
-                        let _ = writeln!(
-                            console.out,
+                        let line = console.look.bad(format!(
                             "Warning: {} message(s) were not delivered.",
                             report.undelivered
-                        );
+                        ));
+                        console.screen.print(&line);
                     }
-                    let _ = writeln!(console.out, "Goodbye.");
-                    let _ = console.out.flush();
+                    console.screen.print("Goodbye.");
                     if let Some(on_quit) = console.on_quit.take() {
                         let _ = on_quit.send(QuitReport {
                             undelivered: report.undelivered,
@@ -389,14 +634,22 @@ impl Console {
     }
 
     fn on_event(&mut self, event: NodeEvent) {
-        let time = chrono::Local::now().format("%H:%M:%S");
+        let look = self.look;
+        let time = look.dim(format!("[{}]", chrono::Local::now().format("%H:%M:%S")));
+        let who = |name: &str, addr: PeerAddr| {
+            format!("{} ({})", look.name(&visible(name)), look.addr(addr))
+        };
         let line = match event {
             NodeEvent::ChatReceived {
                 from, name, text, ..
-            } => format!("[{time}] {} ({from}): {}", visible(&name), visible(&text)),
+            } => {
+                self.last_sender = Some(from);
+                format!("{time} {}: {}", who(&name, from), visible(&text))
+            }
             NodeEvent::Delivered { to, id, text } => {
                 self.sent.remove(&id);
-                format!("[{time}] delivered to {to}: {}", visible(&text))
+                let what = look.good("delivered");
+                format!("{time} {what} to {}: {}", look.addr(to), visible(&text))
             }
             NodeEvent::DeliveryDelayed {
                 to,
@@ -404,7 +657,9 @@ impl Console {
                 reason,
                 retry_in,
             } => format!(
-                "[{time}] {to} unreachable ({}): {waiting} message(s) waiting, retrying in {:.1}s",
+                "{time} {} {} ({}): {waiting} message(s) waiting, retrying in {:.1}s",
+                look.addr(to),
+                look.bad("unreachable"),
                 visible(&reason),
                 retry_in.as_secs_f64()
             ),
@@ -415,32 +670,37 @@ impl Console {
                 reason,
             } => {
                 self.sent.remove(&id);
+                let what = look.bad("failed to deliver");
                 format!(
-                    "[{time}] failed to deliver to {to} ({}): {}",
+                    "{time} {what} to {} ({}): {}",
+                    look.addr(to),
                     visible(&text),
                     visible(&reason)
                 )
             }
             NodeEvent::PeerConnected { peer, name, .. } => {
-                format!("[{time}] connected to {} ({peer})", visible(&name))
+                format!("{time} {} {}", look.good("connected to"), who(&name, peer))
             }
             NodeEvent::PeerDisconnected { peer, name, reason } => format!(
-                "[{time}] disconnected from {} ({peer}): {}",
-                visible(&name),
+                "{time} {} {}: {}",
+                look.warn("disconnected from"),
+                who(&name, peer),
                 visible(&reason)
             ),
             NodeEvent::PeerDiscovered { peer, name } => {
-                format!("[{time}] learned of peer {} ({peer})", visible(&name))
+                format!("{time} learned of peer {}", who(&name, peer))
             }
             NodeEvent::ConnectionRefused { remote, reason } => format!(
-                "[{time}] refused a connection from {remote}: {}",
+                "{time} {} from {}: {}",
+                look.warn("refused a connection"),
+                look.addr(remote),
                 visible(&reason)
             ),
             NodeEvent::Supervision { actor, step } => {
-                format!("[{time}] supervisor: {actor} {}", supervision_text(&step))
+                format!("{time} supervisor: {actor} {}", supervision_text(&step))
             }
         };
-        self.say(&line);
+        self.say_long(&line);
     }
 }
 
@@ -452,7 +712,7 @@ impl Actor for Console {
         if let Some(input) = self.input.take() {
             ctx.add_stream(input);
         }
-        self.show_menu();
+        self.show_menu(ctx);
     }
 }
 
@@ -482,7 +742,7 @@ impl Handler<Notice> for Console {
     type Result = ();
 
     fn handle(&mut self, msg: Notice, _: &mut Context<Self>) {
-        self.say(&msg.0);
+        self.say_long(&msg.0);
     }
 }
 
@@ -491,6 +751,15 @@ impl Handler<Quit> for Console {
 
     fn handle(&mut self, msg: Quit, ctx: &mut Context<Self>) {
         self.quit(msg.why, ctx);
+    }
+}
+
+/// The first word of `text` and the rest after the spaces that follow it (kept as typed).
+fn split_word(text: &str) -> (&str, &str) {
+    let text = text.trim_start();
+    match text.find(char::is_whitespace) {
+        Some(at) => (&text[..at], text[at..].trim_start()),
+        None => (text, ""),
     }
 }
 
@@ -507,7 +776,7 @@ fn supervision_text(step: &SupervisionStep) -> String {
     }
 }
 
-fn peer_listing(peers: &[PeerInfo], numbered_connected_only: bool) -> String {
+fn peer_listing(peers: &[PeerInfo], numbered_connected_only: bool, look: &Look) -> String {
     if peers.is_empty() {
         return "No known peers yet.".into();
     }
@@ -517,56 +786,59 @@ fn peer_listing(peers: &[PeerInfo], numbered_connected_only: bool) -> String {
         "Known peers:"
     });
     for (n, peer) in peers.iter().enumerate() {
-        let name = peer
-            .name
-            .as_deref()
-            .map(visible)
-            .unwrap_or_else(|| "?".into());
+        let name = match peer.name.as_deref() {
+            Some(name) => look.name(&visible(name)),
+            None => "?".into(),
+        };
         let state = if peer.connected {
-            "connected"
+            look.good("connected")
         } else {
-            "not connected"
+            look.warn("not connected")
         };
         let waiting = match peer.waiting {
             0 => String::new(),
             n => format!(", {n} message(s) waiting"),
         };
         text.push_str(&format!(
-            "\n  {}. {}  {}  {state}{waiting}",
+            "\n  {}. {}  {name}  {state}{waiting}",
             n + 1,
-            peer.addr,
-            name
+            look.addr(peer.addr),
         ));
     }
     text
 }
 
-fn connect_all_listing(report: &ConnectAllReport) -> String {
+fn connect_all_listing(report: &ConnectAllReport, look: &Look) -> String {
     if report.attempts.is_empty() && report.already_connected.is_empty() {
         return "No known peers to connect to.".into();
     }
     let mut lines = Vec::new();
     for (peer, result) in &report.attempts {
+        let peer = look.addr(peer);
         lines.push(match result {
-            Ok(ConnectOutcome::Connected) => format!("  {peer}: connected"),
+            Ok(ConnectOutcome::Connected) => format!("  {peer}: {}", look.good("connected")),
             Ok(ConnectOutcome::AlreadyConnected) => format!("  {peer}: already connected"),
-            Err(err) => format!("  {peer}: failed: {err}"),
+            Err(err) => format!(
+                "  {peer}: {}",
+                look.bad(format!("failed: {}", visible(&err.to_string())))
+            ),
         });
     }
     for peer in &report.already_connected {
-        lines.push(format!("  {peer}: already connected"));
+        lines.push(format!("  {}: already connected", look.addr(peer)));
     }
     format!("Connect to active peers:\n{}", lines.join("\n"))
 }
 
-/// Makes text safe to print: control characters (escape sequences, carriage returns, bells)
-/// and bidirectional overrides are shown as `\u{..}` escapes instead of acting on the
-/// terminal. Everything else, any script or emoji, is shown as it is.
+/// Makes text safe to print: control characters (escape sequences, carriage returns, bells),
+/// bidirectional overrides and line separators are shown as `\u{..}` escapes instead of
+/// acting on the terminal. Everything else, any script or emoji, is shown as it is.
 pub fn visible(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         let bidi = matches!(c, '\u{200E}' | '\u{200F}' | '\u{061C}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
-        if c.is_control() || bidi {
+        let separator = matches!(c, '\u{2028}' | '\u{2029}');
+        if c.is_control() || bidi || separator {
             match c {
                 '\n' => out.push_str("\\n"),
                 '\t' => out.push_str("\\t"),
@@ -614,7 +886,7 @@ pub fn stdin_lines() -> mpsc::UnboundedReceiver<InputLine> {
 
 #[cfg(test)]
 mod tests {
-    use super::visible;
+    use super::{split_word, visible};
 
     #[test]
     fn control_characters_are_shown_not_obeyed() {
@@ -622,6 +894,23 @@ mod tests {
         assert_eq!(visible("x\ry\n\t\u{7}"), "x\\ry\\n\\t\\u{7}");
         assert_eq!(visible("\u{202e}evil"), "\\u{202e}evil");
         assert_eq!(visible("\u{9b}31m"), "\\u{9b}31m");
+        assert_eq!(visible("a\u{2028}b"), "a\\u{2028}b");
         assert_eq!(visible("नमस्ते 👋 ünï"), "नमस्ते 👋 ünï");
+        // Emoji sequences joined by ZWJ stay whole.
+        assert_eq!(visible("👩\u{200d}💻"), "👩\u{200d}💻");
+    }
+
+    #[test]
+    fn shortcuts_split_into_command_and_text_as_typed() {
+        assert_eq!(
+            split_word("/msg 1.2.3.4:5  hi  there "),
+            ("/msg", "1.2.3.4:5  hi  there ")
+        );
+        assert_eq!(
+            split_word("1.2.3.4:5  hi  there "),
+            ("1.2.3.4:5", "hi  there ")
+        );
+        assert_eq!(split_word("/peers"), ("/peers", ""));
+        assert_eq!(split_word(""), ("", ""));
     }
 }

@@ -1,0 +1,264 @@
+//! The line editor for a person at a terminal. rustyline reads each line on a thread of its
+//! own, when the Console asks and with the prompt the Console chose; a printer thread puts the
+//! Console's lines above the line being typed through rustyline's ExternalPrinter. main.rs
+//! starts it when stdin and stdout are terminals; pipes keep the plain line protocol.
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc as std_mpsc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::channel::mpsc;
+use rustyline::error::ReadlineError;
+use rustyline::{Config, DefaultEditor, ExternalPrinter};
+
+use peerchat_actors::console::{InputLine, Screen};
+
+/// The pieces main.rs hands out: the screen to the Console, the lines to its input, the
+/// guard kept to give the terminal back at the end.
+pub struct Terminal {
+    pub screen: EditorScreen,
+    pub lines: mpsc::UnboundedReceiver<InputLine>,
+    pub guard: TerminalGuard,
+}
+
+/// Starts the editor and printer threads. Fails when rustyline cannot edit here (e.g.
+/// `TERM=dumb`); main.rs then falls back to plain lines. Ctrl-C at the prompt is sent on
+/// `interrupts`, like SIGINT.
+pub fn start(
+    history: Option<PathBuf>,
+    interrupts: mpsc::UnboundedSender<()>,
+) -> Result<Terminal, String> {
+    // Taken before rustyline touches the terminal: the mode to give back at the end.
+    let saved = SavedMode::take();
+    let config = Config::builder()
+        .auto_add_history(false)
+        .history_ignore_space(true)
+        .history_ignore_dups(true)
+        .and_then(|c| c.max_history_size(1000))
+        .map_err(|e| e.to_string())?
+        .build();
+    let mut editor = DefaultEditor::with_config(config).map_err(|e| e.to_string())?;
+    if let Some(path) = &history {
+        // A missing or unreadable history file only means no old history.
+        let _ = editor.load_history(path);
+    }
+    let printer = editor
+        .create_external_printer()
+        .map_err(|e| format!("no external printer: {e}"))?;
+
+    let reading = Arc::new(AtomicBool::new(false));
+    let (ask_tx, ask_rx) = std_mpsc::channel::<String>();
+    let (line_tx, line_rx) = mpsc::unbounded();
+    let (print_tx, print_rx) = std_mpsc::channel::<ToPrinter>();
+
+    let editor_reading = reading.clone();
+    std::thread::Builder::new()
+        .name("line-editor".into())
+        .spawn(move || edit_lines(editor, ask_rx, line_tx, interrupts, history, editor_reading))
+        .map_err(|e| format!("cannot start the line editor: {e}"))?;
+    let printer_saved = saved.clone();
+    std::thread::Builder::new()
+        .name("printer".into())
+        .spawn(move || print_lines(printer, print_rx, reading, printer_saved))
+        .map_err(|e| format!("cannot start the printer: {e}"))?;
+
+    Ok(Terminal {
+        screen: EditorScreen {
+            asks: ask_tx,
+            prints: print_tx.clone(),
+            asked: false,
+        },
+        lines: line_rx,
+        guard: TerminalGuard {
+            prints: print_tx,
+            saved,
+        },
+    })
+}
+
+/// What the printer thread is told.
+enum ToPrinter {
+    /// Lines to put above the prompt (with their line end).
+    Print(String),
+    /// The Console quits: from now on write straight to stdout.
+    Close,
+    /// Say when everything before this is written.
+    Flush(std_mpsc::Sender<()>),
+}
+
+/// The Console's [`Screen`] on a terminal.
+pub struct EditorScreen {
+    asks: std_mpsc::Sender<String>,
+    prints: std_mpsc::Sender<ToPrinter>,
+    /// A prompt was sent to the editor and its line has not come back: asking again would
+    /// queue a second readline.
+    asked: bool,
+}
+
+impl Screen for EditorScreen {
+    fn print(&mut self, text: &str) {
+        let _ = self.prints.send(ToPrinter::Print(format!("{text}\n")));
+    }
+
+    fn prompt(&mut self, prompt: &str) {
+        // rustyline redraws its own prompt after each print; only a new question is sent.
+        if !self.asked && self.asks.send(prompt.to_string()).is_ok() {
+            self.asked = true;
+        }
+    }
+
+    fn answered(&mut self) {
+        self.asked = false;
+    }
+
+    fn close(&mut self) {
+        let _ = self.prints.send(ToPrinter::Close);
+    }
+
+    fn width(&self) -> Option<usize> {
+        // Asked on each print, so a resized window wraps at its new width.
+        terminal_size::terminal_size().map(|(width, _)| usize::from(width.0))
+    }
+
+    fn interactive(&self) -> bool {
+        true
+    }
+}
+
+/// Gives the terminal back as it was found.
+pub struct TerminalGuard {
+    prints: std_mpsc::Sender<ToPrinter>,
+    saved: SavedMode,
+}
+
+impl TerminalGuard {
+    /// Waits (a little, at most) until every line sent to the printer is out, then restores
+    /// the terminal's mode in case the editor was still reading (quit by a signal).
+    pub fn finish(&self) {
+        let (tx, rx) = std_mpsc::channel();
+        if self.prints.send(ToPrinter::Flush(tx)).is_ok() {
+            let _ = rx.recv_timeout(Duration::from_secs(1));
+        }
+        self.saved.restore();
+    }
+
+    /// Restores the terminal's mode when called, for an exit that cannot wait.
+    pub fn restorer(&self) -> impl Fn() + 'static {
+        let saved = self.saved.clone();
+        move || saved.restore()
+    }
+}
+
+/// The editor thread: one readline per prompt the Console sends.
+fn edit_lines(
+    mut editor: DefaultEditor,
+    asks: std_mpsc::Receiver<String>,
+    lines: mpsc::UnboundedSender<InputLine>,
+    interrupts: mpsc::UnboundedSender<()>,
+    history: Option<PathBuf>,
+    reading: Arc<AtomicBool>,
+) {
+    // Ends when the Console is gone (its screen dropped the sender) or input ends.
+    while let Ok(prompt) = asks.recv() {
+        reading.store(true, Ordering::SeqCst);
+        let read = editor.readline(&prompt);
+        reading.store(false, Ordering::SeqCst);
+        match read {
+            Ok(line) => {
+                if !line.trim().is_empty() {
+                    let _ = editor.add_history_entry(line.as_str());
+                    if let Some(path) = &history {
+                        // History on disk is a convenience: failing to write it is not an error.
+                        let _ = editor.save_history(path);
+                    }
+                }
+                if lines.unbounded_send(InputLine(line)).is_err() {
+                    break;
+                }
+            }
+            // Ctrl-C quits like SIGINT: main.rs counts it with the signals.
+            Err(ReadlineError::Interrupted) => {
+                if interrupts.unbounded_send(()).is_err() {
+                    break;
+                }
+            }
+            // Ctrl-D on an empty line: end of input, as at the end of a pipe.
+            Err(ReadlineError::Eof) => break,
+            Err(err) => {
+                tracing::warn!("the line editor failed: {err}");
+                break;
+            }
+        }
+    }
+}
+
+/// The printer thread. rustyline's printer may block while a readline is just finishing, so
+/// it runs here rather than on the actors' thread.
+fn print_lines(
+    mut printer: impl ExternalPrinter,
+    prints: std_mpsc::Receiver<ToPrinter>,
+    reading: Arc<AtomicBool>,
+    saved: SavedMode,
+) {
+    let mut direct = false;
+    for message in prints {
+        match message {
+            ToPrinter::Print(text) => {
+                if direct || printer.print(text.clone()).is_err() {
+                    write_out(&text);
+                }
+            }
+            ToPrinter::Close => {
+                if reading.load(Ordering::SeqCst) {
+                    // Quit by a signal while the editor waits for a key: it would never give
+                    // the terminal back, so do it here and leave its prompt line behind.
+                    saved.restore();
+                    write_out(&format!("{BRACKETED_PASTE_OFF}\n"));
+                }
+                direct = true;
+            }
+            ToPrinter::Flush(done) => {
+                let _ = done.send(());
+            }
+        }
+    }
+}
+
+/// rustyline turns bracketed paste on while it reads; a shell after us expects it off.
+const BRACKETED_PASTE_OFF: &str = "\x1b[?2004l";
+
+fn write_out(text: &str) {
+    let mut out = io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+}
+
+/// The terminal's mode (termios) as it was before the editor ran.
+#[derive(Clone)]
+struct SavedMode {
+    #[cfg(unix)]
+    termios: Option<nix::sys::termios::Termios>,
+}
+
+impl SavedMode {
+    fn take() -> SavedMode {
+        SavedMode {
+            #[cfg(unix)]
+            termios: nix::sys::termios::tcgetattr(io::stdin()).ok(),
+        }
+    }
+
+    fn restore(&self) {
+        #[cfg(unix)]
+        if let Some(termios) = &self.termios {
+            let _ = nix::sys::termios::tcsetattr(
+                io::stdin(),
+                nix::sys::termios::SetArg::TCSADRAIN,
+                termios,
+            );
+        }
+    }
+}

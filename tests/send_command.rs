@@ -1,0 +1,140 @@
+//! `peerchat send IP:PORT TEXT`, the one-shot command for scripts, against a real node
+//! process: exit 0 on delivery, 1 when not delivered, 2 for a usage error.
+
+mod common;
+
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::process::{Peerchat, PROCESS_WAIT};
+
+/// Runs `peerchat ARGS` to its end (bounded) with no stdin.
+fn peerchat(args: &[&str]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_peerchat"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("peerchat starts");
+    let until = Instant::now() + PROCESS_WAIT;
+    loop {
+        if child.try_wait().expect("try_wait").is_some() {
+            return child.wait_with_output().expect("output");
+        }
+        if Instant::now() > until {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!("peerchat {args:?} did not end within {PROCESS_WAIT:?}: {out:?}");
+        }
+        // Polling a child's exit: std has no way to wait on it with a timeout.
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A port on 127.0.0.1 where nothing listens (it was free a moment ago).
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+#[test]
+fn a_delivered_message_exits_0() {
+    let (mut bob, bob_port) = Peerchat::start_named("bob", &[]);
+    let to = format!("127.0.0.1:{bob_port}");
+    let out = peerchat(&[
+        "send",
+        "--name",
+        "carol",
+        "--bind",
+        "127.0.0.1",
+        &to,
+        "hello from a script,",
+        "ünïcødé 👋",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("delivered to {to}")),
+        "{}",
+        stderr(&out)
+    );
+    assert!(out.stdout.is_empty(), "stdout is for nothing: {out:?}");
+    bob.expect("carol (127.0.0.1:");
+    bob.expect("): hello from a script, ünïcødé 👋");
+    // It said bye rather than vanish.
+    bob.expect("disconnected from carol");
+    bob.expect("peer said bye");
+}
+
+#[test]
+fn options_after_the_subcommand_apply_to_it() {
+    let (mut bob, bob_port) = Peerchat::start_named("bob", &[]);
+    let port = closed_port().to_string();
+    let out = peerchat(&[
+        "send",
+        &format!("127.0.0.1:{bob_port}"),
+        "--port",
+        &port,
+        "--bind",
+        "127.0.0.1",
+        "--name",
+        "dave",
+        "--ack-timeout",
+        "5s",
+        "--",
+        "-1 is a fine first word",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    bob.expect(&format!("dave (127.0.0.1:{port}): -1 is a fine first word"));
+}
+
+#[test]
+fn nothing_listening_is_a_clear_failure_exit_1() {
+    let port = closed_port();
+    let out = peerchat(&["send", &format!("127.0.0.1:{port}"), "anyone?"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("error: not delivered to 127.0.0.1:{port}: "))
+            && err.contains("refused"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_bad_address_or_a_missing_text_is_a_usage_error_exit_2() {
+    for (args, says) in [
+        (
+            vec!["send", "not-an-address", "hi"],
+            "not an address of the form IP:PORT",
+        ),
+        (vec!["send", "127.0.0.1:0", "hi"], "port 0"),
+        (
+            vec!["send", "127.0.0.1"],
+            "not an address of the form IP:PORT",
+        ),
+        (vec!["send", "127.0.0.1:9"], "required"),
+        (vec!["send", "127.0.0.1:9", "  "], "the message is empty"),
+    ] {
+        let out = peerchat(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
+    }
+}
+
+#[test]
+fn help_describes_send() {
+    let out = peerchat(&["send", "--help"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("IP:PORT") && text.contains("TEXT"), "{text}");
+    let out = peerchat(&["--help"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("send") && text.contains("--color"), "{text}");
+}
