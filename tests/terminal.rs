@@ -30,7 +30,8 @@ impl Tmux {
     /// note) when tmux is not installed.
     fn start(test: &str, env: &[&str], args: &[&str]) -> Option<Tmux> {
         if Command::new("tmux").arg("-V").output().is_err() {
-            eprintln!("skipped: tmux not installed ({test})");
+            // Straight to stderr, past the test harness's capture, so a run shows it.
+            let _ = writeln!(std::io::stderr(), "skipped: tmux not installed ({test})");
             return None;
         }
         static COUNT: AtomicUsize = AtomicUsize::new(0);
