@@ -1,7 +1,6 @@
-//! The line editor for a person at a terminal. rustyline reads each line on a thread of its
-//! own, when the Console asks and with the prompt the Console chose; a printer thread puts the
-//! Console's lines above the line being typed through rustyline's ExternalPrinter. main.rs
-//! starts it when stdin and stdout are terminals; pipes keep the plain line protocol.
+//! The line editor for a terminal, the Console's [`Screen`] there: rustyline reads one line on
+//! its own thread each time the Console asks, with the Console's prompt, and a printer thread
+//! puts the Console's lines above the line being typed (rustyline's ExternalPrinter).
 
 use std::io::{self, Write};
 use std::path::PathBuf;

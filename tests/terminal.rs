@@ -30,7 +30,8 @@ impl Tmux {
     /// note) when tmux is not installed.
     fn start(test: &str, env: &[&str], args: &[&str]) -> Option<Tmux> {
         if Command::new("tmux").arg("-V").output().is_err() {
-            eprintln!("skipped: tmux not installed ({test})");
+            // Straight to stderr, past the test harness's capture, so a run shows it.
+            let _ = writeln!(std::io::stderr(), "skipped: tmux not installed ({test})");
             return None;
         }
         static COUNT: AtomicUsize = AtomicUsize::new(0);
@@ -162,7 +163,13 @@ impl Tmux {
 
 impl Drop for Tmux {
     fn drop(&mut self) {
+        let path = self.run(&["display-message", "-p", "#{socket_path}"]);
         let _ = self.run(&["kill-server"]);
+        // kill-server leaves the socket file behind.
+        let path = String::from_utf8_lossy(&path.stdout).trim().to_string();
+        if !path.is_empty() {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 

@@ -1,7 +1,6 @@
-//! Console: owns what the user sees and types. It reads input line by line, turns each menu
-//! choice or `/` shortcut into a message to the Registry (through [`Node`]), and prints what
-//! the node reports. It writes through a [`Screen`]: plain text for pipes, or the binary's
-//! line editor on a terminal, which keeps the line being typed below what is printed.
+//! Console: owns what the user sees and types. It turns each input line (a menu choice, a `/`
+//! shortcut) into a message to the Registry through [`Node`], and prints the node's events
+//! through a [`Screen`]: plain lines on a pipe, the binary's line editor on a terminal.
 
 mod look;
 
