@@ -22,6 +22,7 @@ use peerchat_actors::console::{
     stdin_lines, visible, Console, InputLine, Look, Notice, PlainScreen, Quit, Screen,
 };
 use peerchat_actors::supervisor::RestartPolicy;
+use peerchat_actors::trace::{self, Role};
 use peerchat_actors::{Node, NodeConfig, NodeEvent, PeerAddr, Timeouts};
 
 /// Peer-to-peer terminal chat: every peer runs its own TCP server and talks to others
@@ -99,6 +100,21 @@ struct Cli {
     #[arg(long, value_name = "FILE")]
     history: Option<PathBuf>,
 
+    /// Accept fault commands at the menu prompt (`!crash registry`, `!panic listener`,
+    /// `!reset IP:PORT`, ...; `!help` lists them), to watch supervision heal the node.
+    #[arg(long)]
+    faults: bool,
+
+    /// Print every message passing between actors, one line each, to stderr (or
+    /// --trace-file). Optionally only those from or to some actors: node, console,
+    /// registry, listener, session, supervisor (comma-separated), or all.
+    #[arg(long, value_name = "ACTORS", num_args = 0..=1, default_missing_value = "all", value_parser = parse_trace_roles, global = true)]
+    trace: Option<TraceRoles>,
+
+    /// Write the trace to this file instead of stderr.
+    #[arg(long, value_name = "FILE", global = true)]
+    trace_file: Option<PathBuf>,
+
     /// More log output on stderr (-v: info, -vv: debug). RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
@@ -167,12 +183,44 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 fn main() -> ExitCode {
     let mut cli = Cli::parse();
     init_logging(cli.verbose);
+    // A panic in an actor is caught and becomes a supervised restart: one log line, not a
+    // backtrace across the chat.
+    std::panic::set_hook(Box::new(|info| tracing::error!("{info}")));
+    if let Err(why) = init_trace(&cli) {
+        return fail(&why);
+    }
     let system = actix_rt::System::new();
     // The input threads may still be blocked reading; the process ends anyway.
     match cli.command.take() {
         Some(Command::Send { to, text }) => system.block_on(send(cli, to, text.join(" "))),
         None => system.block_on(chat(cli)),
     }
+}
+
+/// The actors `--trace` follows (one value, so that clap keeps the list whole).
+#[derive(Debug, Clone)]
+struct TraceRoles(Vec<Role>);
+
+fn parse_trace_roles(text: &str) -> Result<TraceRoles, String> {
+    trace::parse_roles(text).map(TraceRoles)
+}
+
+/// `--trace`: every message between actors, to stderr or `--trace-file`.
+fn init_trace(cli: &Cli) -> Result<(), String> {
+    let Some(TraceRoles(roles)) = &cli.trace else {
+        if cli.trace_file.is_some() {
+            return Err("--trace-file needs --trace".into());
+        }
+        return Ok(());
+    };
+    let out: Box<dyn Write + Send> = match &cli.trace_file {
+        Some(path) => Box::new(io::LineWriter::new(std::fs::File::create(path).map_err(
+            |err| format!("cannot write the trace to {}: {err}", path.display()),
+        )?)),
+        None => Box::new(io::stderr()),
+    };
+    trace::enable(roles, out);
+    Ok(())
 }
 
 fn init_logging(verbose: u8) {
@@ -186,6 +234,7 @@ fn init_logging(verbose: u8) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(io::stderr)
+        .with_ansi(io::stderr().is_terminal())
         .init();
 }
 
@@ -291,7 +340,10 @@ async fn run_chat(cli: Cli, mut io: Io, restore: Option<impl Fn() + 'static>) ->
     ));
 
     let (quit_tx, quit_rx) = oneshot::channel();
-    let console = Console::new(node.clone(), Box::pin(input), screen, look, quit_tx).start();
+    let console =
+        Console::new(node.clone(), Box::pin(input), screen, look, quit_tx).with_faults(cli.faults);
+    // Supervised like the Registry and the Listener: a failure restarts it, same mailbox.
+    let console = Supervisor::start(move |_| console);
 
     for peer in cli.peers {
         let node = node.clone();
@@ -315,6 +367,9 @@ async fn run_chat(cli: Cli, mut io: Io, restore: Option<impl Fn() + 'static>) ->
             }
         }
     });
+    // Restoring the terminal is needed both on a second Ctrl-C and on a node failure.
+    let restore = restore.map(std::rc::Rc::new);
+    let restore_on_failure = restore.clone();
     let interrupted = console.clone();
     actix_rt::spawn(async move {
         if interrupts.next().await.is_some() {
@@ -344,8 +399,25 @@ async fn run_chat(cli: Cli, mut io: Io, restore: Option<impl Fn() + 'static>) ->
         });
     }
 
-    let _ = quit_rx.await;
-    ExitCode::SUCCESS
+    // The end: the user quits, or the node gives up (its restart budget ran out).
+    let failed = {
+        let node = node.clone();
+        async move { node.failed().await }
+    };
+    match select(quit_rx, Box::pin(failed)).await {
+        Either::Left(_) => ExitCode::SUCCESS,
+        Either::Right((failure, _)) => {
+            if let Some(restore) = restore_on_failure {
+                restore();
+            }
+            let _ = writeln!(
+                io::stderr(),
+                "error: node failed: {}",
+                visible(&failure.reason)
+            );
+            ExitCode::from(3)
+        }
+    }
 }
 
 /// Why a start-up question got no answer.

@@ -276,3 +276,41 @@ fn a_corrupt_outbox_file_is_reported_and_the_rest_kept() {
     assert!(node.wait().success());
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn history_lists_the_conversation_and_survives_a_restart() {
+    let dir = std::env::temp_dir().join(format!("peerchat-history-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let dir_arg = dir.to_str().unwrap();
+    let (mut bob, bob_port) = Peerchat::start_named("bob", &[]);
+    let bob_addr = format!("127.0.0.1:{bob_port}");
+    let (mut alice, _) = Peerchat::start_named("alice", &["--data-dir", dir_arg]);
+    alice.type_lines(
+        &["/msg ".to_string() + &bob_addr + " first words"]
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    alice.expect("delivered to");
+    bob.type_lines(&["/r an answer"]);
+    alice.expect("an answer");
+    alice.type_lines(&["/history"]);
+    alice.expect("History:");
+    alice.expect(&format!("you to {bob_addr}: first words"));
+    alice.expect(&format!("bob ({bob_addr}): an answer"));
+    alice.type_lines(&["/history 1"]);
+    let listing = alice.expect("an answer");
+    assert!(!listing.contains("first words"), "{listing}");
+    alice.type_lines(&["/history many"]);
+    alice.expect("Usage: /history [N]");
+    alice.type_lines(&["0"]);
+    assert!(alice.wait().success());
+    // From the file, after a restart.
+    let (mut again, _) = Peerchat::start_named("alice", &["--data-dir", dir_arg]);
+    again.type_lines(&["/history 5"]);
+    again.expect("first words");
+    again.expect("an answer");
+    again.type_lines(&["0"]);
+    assert!(again.wait().success());
+    let _ = std::fs::remove_dir_all(dir);
+}

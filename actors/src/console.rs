@@ -12,12 +12,16 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use futures::channel::{mpsc, oneshot};
-use futures::Stream;
+use futures::{Stream, StreamExt};
 
 use crate::events::{NodeEvent, SupervisionStep};
+use crate::faults::{parse_fault, ActorFault, Fault};
 use crate::node::Node;
 use crate::peer::{parse_port, MessageId, PeerAddr, PeerInfo};
 use crate::registry::{ConnectAllReport, ConnectOutcome};
+use crate::store::HistoryEntry;
+use crate::supervisor::{fail, guarded, ChildFailed, ChildName, ChildRestarted, SupervisedChild};
+use crate::trace::{tell, Role, Traced};
 
 pub use look::{wrap, Look};
 
@@ -38,6 +42,7 @@ Shortcuts (type them at \"Choose an option:\"):
   /peers               list known peers, like 2
   /connect [IP:PORT]   connect to one peer, or to all known peers like 3
   /status              your name and address, connected peers, messages waiting
+  /history [N]         the last N messages shown or delivered (default 20)
   /help                this list
   /quit                quit, like 0 (also /q)";
 
@@ -165,6 +170,12 @@ pub type InputStream = Pin<Box<dyn Stream<Item = InputLine>>>;
 
 pub struct Console {
     node: Node,
+    /// Accept `!` fault commands (`--faults`).
+    faults: bool,
+    /// Why the current incarnation failed, until `restarting` reports it.
+    failure: Option<String>,
+    /// How many times this Console has been restarted.
+    incarnation: u32,
     screen: Box<dyn Screen>,
     look: Look,
     input: Option<InputStream>,
@@ -192,7 +203,11 @@ impl Console {
         on_quit: oneshot::Sender<QuitReport>,
     ) -> Self {
         Console {
-            node,
+            // Its requests show as "Console → Registry" in the trace.
+            node: node.acting_as(Role::Console),
+            faults: false,
+            failure: None,
+            incarnation: 0,
             screen,
             look,
             input: Some(input),
@@ -204,6 +219,53 @@ impl Console {
             last_sender: None,
             quitting: false,
             on_quit: Some(on_quit),
+        }
+    }
+
+    /// Accepts the `!` fault commands (see [`crate::faults::parse_fault`]).
+    pub fn with_faults(mut self, enabled: bool) -> Self {
+        self.faults = enabled;
+        self
+    }
+
+    fn on_fault_command(&mut self, command: &str, ctx: &mut Context<Self>) {
+        if !self.faults {
+            let line = self
+                .look
+                .bad("Fault commands (!...) need peerchat to be started with --faults.");
+            return self.done(Back::Prompt, &line, ctx);
+        }
+        let fault = match parse_fault(command.trim_start_matches('!')) {
+            Ok(fault) => fault,
+            Err(why) => {
+                let line = self.look.bad(visible(&why));
+                return self.done(Back::Prompt, &line, ctx);
+            }
+        };
+        let line = self.look.warn(format!("Injecting {fault:?}"));
+        self.screen.print(&line);
+        match fault {
+            Fault::Actor(ChildName::Console, fault) => {
+                self.done(Back::Prompt, "", ctx);
+                match fault {
+                    ActorFault::Crash => fail(self, ctx, "crash (injected)".into()),
+                    ActorFault::Panic => panic!("panic (injected)"),
+                    ActorFault::Stall(how_long) => {
+                        ctx.wait(actix_rt::time::sleep(how_long).into_actor(self));
+                    }
+                }
+            }
+            fault => self.run(
+                move |node| async move { node.inject(fault).await },
+                |console, result, ctx| {
+                    let line = match result {
+                        Ok(()) => "Injected.".to_string(),
+                        Err(err) => console.look.bad(format!("Cannot inject: {err}")),
+                    };
+                    console.done(Back::Prompt, &line, ctx)
+                },
+                ctx,
+            ),
         }
     }
 
@@ -285,6 +347,7 @@ impl Console {
         let answer = line.trim().to_string();
         match std::mem::replace(&mut self.prompt, Prompt::Menu) {
             Prompt::Menu if answer.starts_with('/') => self.on_shortcut(&answer, ctx),
+            Prompt::Menu if answer.starts_with('!') => self.on_fault_command(&answer, ctx),
             Prompt::Menu => self.on_menu_choice(&answer, ctx),
             Prompt::SendTo => match answer.parse::<PeerAddr>() {
                 Ok(to) => self.ask(Prompt::SendText { to }),
@@ -455,6 +518,31 @@ impl Console {
                 ),
                 Err(err) => usage(self, &visible(&err.to_string()), ctx),
             },
+            "/history" => {
+                let limit = match rest.trim() {
+                    "" => Ok(20),
+                    n => n.parse::<usize>().map_err(|_| n.to_string()),
+                };
+                match limit {
+                    Ok(limit) => self.run(
+                        move |node| async move { node.history(limit).await },
+                        |console, history, ctx| {
+                            let line = match history {
+                                Ok(entries) if entries.is_empty() => "No messages yet.".into(),
+                                Ok(entries) => history_listing(&entries, &console.look),
+                                Err(err) => console.look.bad(err),
+                            };
+                            console.done(Back::Prompt, &line, ctx)
+                        },
+                        ctx,
+                    ),
+                    Err(bad) => usage(
+                        self,
+                        &format!("Usage: /history [N] ('{}' is not a number)", visible(&bad)),
+                        ctx,
+                    ),
+                }
+            }
             "/status" => self.run(
                 |node| async move { node.peers().await },
                 |console, peers, ctx| {
@@ -606,7 +694,7 @@ impl Console {
         ctx.spawn(
             async move { node.shutdown(grace).await }
                 .into_actor(self)
-                .map(|report, console, ctx| {
+                .map(|report, console, _| {
                     if report.undelivered > 0 && report.kept {
                         let line = console.look.bad(format!(
                             "Warning: {} message(s) not delivered yet; they are kept in the \
@@ -627,7 +715,8 @@ impl Console {
                             undelivered: report.undelivered,
                         });
                     }
-                    ctx.stop();
+                    // Not stopped: to its Supervisor a stop is a failure to restart from.
+                    // The process ends once `on_quit` is heard.
                 }),
         );
     }
@@ -707,34 +796,111 @@ impl Actor for Console {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.add_stream(self.node.events());
-        if let Some(input) = self.input.take() {
-            ctx.add_stream(input);
+        if self.incarnation == 0 {
+            // Input and events come through the mailbox, not streams of this context: a
+            // restart clears a context's streams, the mailbox survives it.
+            self.node.subscribe(ctx.address().recipient());
+            if let Some(mut input) = self.input.take() {
+                let console = ctx.address();
+                actix_rt::spawn(async move {
+                    while let Some(line) = input.next().await {
+                        console.do_send(line);
+                    }
+                    console.do_send(InputEnded);
+                });
+            }
+        } else {
+            let supervisor = self.node.supervisor();
+            tell(
+                Role::Console,
+                &supervisor,
+                ChildRestarted {
+                    child: ChildName::Console,
+                },
+            );
         }
-        self.show_menu(ctx);
+        if !self.quitting {
+            self.show_menu(ctx);
+        }
     }
 }
 
-impl StreamHandler<InputLine> for Console {
+/// On a restart the Console keeps its screen, what it sent and the lines typed but not yet
+/// handled; the question being asked and the command under way are dropped (back to the
+/// menu).
+impl Supervised for Console {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        self.incarnation += 1;
+        let reason = self.failure.take().unwrap_or_else(|| "stopped".to_string());
+        let supervisor = self.node.supervisor();
+        tell(
+            Role::Console,
+            &supervisor,
+            ChildFailed {
+                child: ChildName::Console,
+                reason,
+            },
+        );
+        self.prompt = Prompt::Menu;
+        self.busy = false;
+    }
+}
+
+impl SupervisedChild for Console {
+    const NAME: ChildName = ChildName::Console;
+
+    fn failure(&mut self) -> &mut Option<String> {
+        &mut self.failure
+    }
+}
+
+impl Traced for Console {
+    const ROLE: Role = Role::Console;
+}
+
+/// The input has ended (Ctrl-D, end of a pipe).
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct InputEnded;
+
+impl Handler<InputLine> for Console {
+    type Result = ();
+
     fn handle(&mut self, line: InputLine, ctx: &mut Context<Self>) {
-        self.on_line(line.0, ctx);
-    }
-
-    fn finished(&mut self, ctx: &mut Context<Self>) {
-        // End of input quits, once the commands already typed have run.
-        self.input_open = false;
-        if !self.busy {
-            self.drain_queue(ctx);
-        }
+        guarded(
+            self,
+            ctx,
+            || (),
+            |console, ctx| console.on_line(line.0, ctx),
+        )
     }
 }
 
-impl StreamHandler<NodeEvent> for Console {
-    fn handle(&mut self, event: NodeEvent, _: &mut Context<Self>) {
-        self.on_event(event);
-    }
+impl Handler<InputEnded> for Console {
+    type Result = ();
 
-    fn finished(&mut self, _: &mut Context<Self>) {}
+    fn handle(&mut self, _: InputEnded, ctx: &mut Context<Self>) {
+        guarded(
+            self,
+            ctx,
+            || (),
+            |console, ctx| {
+                // End of input quits, once the commands already typed have run.
+                console.input_open = false;
+                if !console.busy {
+                    console.drain_queue(ctx);
+                }
+            },
+        )
+    }
+}
+
+impl Handler<NodeEvent> for Console {
+    type Result = ();
+
+    fn handle(&mut self, event: NodeEvent, ctx: &mut Context<Self>) {
+        guarded(self, ctx, || (), |console, _| console.on_event(event))
+    }
 }
 
 impl Handler<Notice> for Console {
@@ -751,6 +917,46 @@ impl Handler<Quit> for Console {
     fn handle(&mut self, msg: Quit, ctx: &mut Context<Self>) {
         self.quit(msg.why, ctx);
     }
+}
+
+/// `/history`: one line per message, oldest first.
+fn history_listing(entries: &[HistoryEntry], look: &Look) -> String {
+    let time = |at_ms: u64| {
+        chrono::DateTime::from_timestamp_millis(at_ms as i64)
+            .map(|t| {
+                t.with_timezone(&chrono::Local)
+                    .format("%Y-%m-%d %H:%M:%S")
+                    .to_string()
+            })
+            .unwrap_or_default()
+    };
+    let lines: Vec<String> = entries
+        .iter()
+        .map(|entry| match entry {
+            HistoryEntry::In {
+                at_ms,
+                from,
+                name,
+                text,
+                ..
+            } => format!(
+                "  {} {} ({}): {}",
+                look.dim(time(*at_ms)),
+                look.name(&visible(name)),
+                visible(from),
+                visible(text)
+            ),
+            HistoryEntry::Out {
+                at_ms, to, text, ..
+            } => format!(
+                "  {} you to {}: {}",
+                look.dim(time(*at_ms)),
+                visible(to),
+                visible(text)
+            ),
+        })
+        .collect();
+    format!("History:\n{}", lines.join("\n"))
 }
 
 /// The first word of `text` and the rest after the spaces that follow it (kept as typed).

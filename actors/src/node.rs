@@ -74,6 +74,8 @@ pub struct Node {
     registry: Addr<Registry>,
     listener: Addr<Listener>,
     supervisor: Addr<NodeSupervisor>,
+    /// Who calls through this handle, for the trace (`Node`, or `Console` for its clone).
+    caller: Role,
     /// Problems found reading the data directory (skipped lines), to show the user.
     warnings: Vec<String>,
     listen_addr: SocketAddr,
@@ -144,11 +146,20 @@ impl Node {
             registry,
             listener,
             supervisor,
+            caller: Role::Node,
             warnings,
             listen_addr,
             node_id: me.node_id,
             name: me.name,
         })
+    }
+
+    /// The same node, with requests traced as coming from `caller` (the Console uses this).
+    pub fn acting_as(&self, caller: Role) -> Node {
+        Node {
+            caller,
+            ..self.clone()
+        }
     }
 
     /// The socket address the node listens on (e.g. 0.0.0.0:9000).
@@ -172,7 +183,7 @@ impl Node {
 
     /// The last `limit` chats shown or delivered, oldest first.
     pub async fn history(&self, limit: usize) -> Result<Vec<HistoryEntry>, NodeStopped> {
-        ask(Role::Node, &self.registry, History { limit })
+        ask(self.caller, &self.registry, History { limit })
             .await
             .map_err(|_| NodeStopped)
     }
@@ -209,7 +220,7 @@ impl Node {
     /// every connection and its port; the caller should report the reason and exit.
     pub async fn failed(&self) -> NodeFailure {
         let (tx, rx) = oneshot::channel();
-        tell(Role::Node, &self.supervisor, WatchFailure(tx));
+        tell(self.caller, &self.supervisor, WatchFailure(tx));
         match rx.await {
             Ok(failure) => failure,
             // The supervisor is gone without failing: never resolve.
@@ -227,10 +238,10 @@ impl Node {
     pub async fn inject(&self, fault: Fault) -> Result<(), InjectError> {
         match fault {
             Fault::Actor(ChildName::Registry, fault) => {
-                tell(Role::Node, &self.registry, Inject(fault))
+                tell(self.caller, &self.registry, Inject(fault))
             }
             Fault::Actor(ChildName::Listener, fault) => {
-                tell(Role::Node, &self.listener, Inject(fault))
+                tell(self.caller, &self.listener, Inject(fault))
             }
             Fault::Actor(ChildName::Console, _) => {
                 return Err(InjectError::NoSuchActor(ChildName::Console))
@@ -260,39 +271,39 @@ impl Node {
         text: impl Into<String>,
     ) -> Result<MessageId, SendError> {
         let text = text.into();
-        ask(Role::Node, &self.registry, SendChat { to, text })
+        ask(self.caller, &self.registry, SendChat { to, text })
             .await
             .unwrap_or(Err(SendError::ShuttingDown))
     }
 
     pub async fn connect(&self, to: PeerAddr) -> Result<ConnectOutcome, ConnectError> {
-        ask(Role::Node, &self.registry, Connect { to })
+        ask(self.caller, &self.registry, Connect { to })
             .await
             .unwrap_or(Err(ConnectError::ShuttingDown))
     }
 
     /// Refreshes the peer list from connected peers, then connects to every known peer.
     pub async fn connect_all(&self) -> Result<ConnectAllReport, NodeStopped> {
-        ask(Role::Node, &self.registry, ConnectAll)
+        ask(self.caller, &self.registry, ConnectAll)
             .await
             .map_err(|_| NodeStopped)
     }
 
     pub async fn peers(&self) -> Result<Vec<PeerInfo>, NodeStopped> {
-        ask(Role::Node, &self.registry, ListPeers)
+        ask(self.caller, &self.registry, ListPeers)
             .await
             .map_err(|_| NodeStopped)
     }
 
     pub async fn disconnect(&self, peer: PeerAddr) -> Result<(), NotConnected> {
-        ask(Role::Node, &self.registry, Disconnect { peer })
+        ask(self.caller, &self.registry, Disconnect { peer })
             .await
             .unwrap_or(Err(NotConnected(peer)))
     }
 
     /// Says bye to every connected peer; returns how many.
     pub async fn disconnect_all(&self) -> Result<usize, NodeStopped> {
-        ask(Role::Node, &self.registry, DisconnectAll)
+        ask(self.caller, &self.registry, DisconnectAll)
             .await
             .map_err(|_| NodeStopped)
     }
