@@ -21,6 +21,7 @@ use peerchat_actors::config::RetryPolicy;
 use peerchat_actors::console::{
     stdin_lines, visible, Console, InputLine, Look, Notice, PlainScreen, Quit, Screen,
 };
+use peerchat_actors::faults::parse_duration;
 use peerchat_actors::supervisor::RestartPolicy;
 use peerchat_actors::trace::{self, Role};
 use peerchat_actors::{Node, NodeConfig, NodeEvent, PeerAddr, Timeouts};
@@ -156,28 +157,6 @@ impl ColorChoice {
             Look::plain()
         }
     }
-}
-
-/// "500ms", "5s", "2m", or a plain number of seconds.
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit() && c != '.') {
-        Some(i) => text.split_at(i),
-        None => (text, "s"),
-    };
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("'{text}' is not a duration like 500ms, 5s or 2m"))?;
-    let seconds = match unit {
-        "ms" => value / 1000.0,
-        "s" => value,
-        "m" => value * 60.0,
-        _ => return Err(format!("'{text}': unknown unit '{unit}' (use ms, s or m)")),
-    };
-    if !(seconds.is_finite() && seconds > 0.0 && seconds < 86400.0) {
-        return Err(format!("'{text}' must be more than 0 and less than a day"));
-    }
-    Ok(Duration::from_secs_f64(seconds))
 }
 
 fn main() -> ExitCode {

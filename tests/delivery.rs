@@ -5,7 +5,6 @@
 mod common;
 
 use std::collections::HashSet;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use common::proxy::Proxy;
@@ -23,28 +22,6 @@ fn quick(name: &str) -> NodeConfig {
     config.retry.first_backoff = Duration::from_millis(20);
     config.retry.max_backoff = Duration::from_millis(200);
     config
-}
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "peerchat-delivery-{tag}-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
-/// A port on 127.0.0.1 where nothing listens right now (for a peer that starts later).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 async fn send_all(from: &Node, to: PeerAddr, count: usize) -> Vec<(MessageId, String)> {

@@ -3,32 +3,10 @@
 
 mod common;
 
-use std::path::PathBuf;
-
 use common::process::Peerchat;
+use common::{free_port, temp_dir};
 
 const COUNT: usize = 1000;
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "peerchat-crash-{tag}-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn type_messages(sender: &mut Peerchat, to: &str) {
     let mut lines = Vec::new();
