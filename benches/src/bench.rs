@@ -1,0 +1,381 @@
+//! peerchat-bench: how close peerchat's actors get to a plain-tokio program speaking the same
+//! protocol, and to the raw TCP limit, scenario by scenario (issue #4).
+//!
+//! ```text
+//! cargo run --release -p peerchat-bench              # every scenario, full counts
+//! cargo run --release -p peerchat-bench -- --quick   # smaller counts, under a minute (CI)
+//! ```
+//!
+//! Every peer is its own OS process: the measuring process re-runs this executable with a
+//! hidden `serve-*` subcommand for the other side. See docs/performance.md.
+
+mod baseline;
+mod child;
+mod report;
+mod scenarios;
+mod serve;
+mod sys;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use report::{Figure, Row, Target};
+use scenarios::Settings;
+use sys::Res;
+
+const USAGE: &str = "\
+usage: peerchat-bench [--quick] [--only LIST] [--peerchat-bin PATH]
+
+  --quick              smaller counts (under a minute); what CI runs
+  --only LIST          comma-separated scenarios: stream,rr,fanout,idle,churn,startup
+  --peerchat-bin PATH  the peerchat binary for the start-up scenario (default: built now)
+  --text-bytes N       chat text size (default 100)
+  --window N           chats in flight in the stream scenario (default 1024)
+  --side SIDE          peerchat or baseline: run one side only (for profiling)";
+
+const SCENARIOS: [&str; 6] = ["stream", "rr", "fanout", "idle", "churn", "startup"];
+
+fn main() -> ExitCode {
+    sys::raise_fd_limit();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let served = match args.first().map(String::as_str) {
+        Some("serve-peerchat") => Some(serve::serve_peerchat(nodes_arg(&args))),
+        Some("serve-baseline") => Some(serve::serve_baseline(nodes_arg(&args))),
+        Some("serve-raw") => Some(serve::serve_raw()),
+        Some("startup-baseline") => Some(serve::startup_baseline()),
+        _ => None,
+    };
+    if let Some(result) = served {
+        return match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("peerchat-bench {}: {err}", args[0]);
+                ExitCode::FAILURE
+            }
+        };
+    }
+    match parse(&args) {
+        Ok((settings, only)) => run(settings, &only),
+        Err(err) => {
+            eprintln!("{err}\n{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn nodes_arg(args: &[String]) -> usize {
+    args.windows(2)
+        .find(|w| w[0] == "--nodes")
+        .and_then(|w| w[1].parse().ok())
+        .unwrap_or(1)
+}
+
+fn parse(args: &[String]) -> Res<(Settings, Vec<String>)> {
+    let quick = args.iter().any(|a| a == "--quick");
+    let mut settings = Settings::new(quick);
+    let mut only: Vec<String> = SCENARIOS.iter().map(|s| s.to_string()).collect();
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        let mut value = || {
+            rest.next()
+                .cloned()
+                .ok_or_else(|| format!("{arg} needs a value"))
+        };
+        match arg.as_str() {
+            "--quick" => {}
+            "--only" => {
+                only = value()?.split(',').map(|s| s.trim().to_string()).collect();
+                if let Some(bad) = only.iter().find(|s| !SCENARIOS.contains(&s.as_str())) {
+                    return Err(format!("unknown scenario {bad:?}").into());
+                }
+            }
+            "--peerchat-bin" => settings.peerchat_bin = Some(PathBuf::from(value()?)),
+            "--text-bytes" => settings.text_bytes = value()?.parse()?,
+            "--window" => settings.window = value()?.parse::<usize>()?.max(1),
+            "--side" => match value()?.as_str() {
+                "peerchat" => settings.run_baseline = false,
+                "baseline" => settings.run_peerchat = false,
+                other => {
+                    return Err(format!("--side: {other:?} is not peerchat or baseline").into())
+                }
+            },
+            "-h" | "--help" => return Err("peerchat-bench: benchmarks of peerchat".into()),
+            other => return Err(format!("unknown argument {other:?}").into()),
+        }
+    }
+    Ok((settings, only))
+}
+
+fn header(s: &Settings) {
+    println!(
+        "peerchat-bench, {} mode",
+        if s.quick { "quick" } else { "full" }
+    );
+    println!(
+        "machine: {} cores available, {}, {}; RLIMIT_NOFILE {}",
+        sys::cores(),
+        sys::cpu_model(),
+        sys::kernel(),
+        sys::raise_fd_limit()
+    );
+    println!(
+        "build: {}; every peer is its own OS process; each node process runs one \
+         single-threaded runtime (actix system / tokio current_thread), over 127.0.0.1",
+        if cfg!(debug_assertions) {
+            "DEBUG (figures meaningless: use --release)"
+        } else {
+            "release"
+        }
+    );
+    println!(
+        "settings: chat text {} B (chat frame {} B on the wire); stream {} msgs × {} trials, \
+         window {}; raw {} frames; request-response {} round trips; fan-out {:?} peers × {} \
+         rounds; idle sessions {:?}; churn {} cycles over {} peers by {} workers; start-up {} runs",
+        s.text_bytes,
+        s.chat_frame_bytes(),
+        s.stream_msgs,
+        s.trials,
+        s.window,
+        s.raw_frames,
+        s.round_trips,
+        s.fanout,
+        s.fanout_rounds,
+        s.idle,
+        s.churn_ops,
+        s.churn_peers,
+        s.churn_workers,
+        s.startup_runs,
+    );
+    println!();
+}
+
+/// Runs the scenarios; exit code 1 if any could not be measured (targets missed are not
+/// errors: they are reported in the table).
+fn run(s: Settings, only: &[String]) -> ExitCode {
+    header(&s);
+    let started = Instant::now();
+    let wanted = |name: &str| only.iter().any(|o| o == name);
+    let mut rows = Vec::new();
+    let mut errors = 0;
+    let mut measured = |what: &str, result: Res<Figure>| -> Result<Figure, String> {
+        result.map_err(|err| {
+            if err.is::<Skipped>() {
+                return "skipped".to_string();
+            }
+            errors += 1;
+            eprintln!("error: {what}: {err}");
+            "error".to_string()
+        })
+    };
+    let mut notes: Vec<String> = Vec::new();
+
+    if wanted("stream") {
+        progress("stream");
+        let ours = side(s.run_peerchat, || scenarios::stream_peerchat(&s));
+        let base = side(s.run_baseline, || scenarios::stream_baseline(&s));
+        let raw = side(s.run_baseline, || scenarios::stream_raw(&s));
+        for (who, r) in [("peerchat", &ours), ("baseline", &base), ("raw", &raw)] {
+            if let Ok(r) = r {
+                let all: Vec<String> = r.all.iter().map(|v| format!("{v:.0}")).collect();
+                notes.push(format!("stream trials, {who}: [{}] msg/s", all.join(", ")));
+            }
+        }
+        rows.push(Row::new(
+            format!("stream, pipelined, acked ({} in flight)", s.window),
+            measured(
+                "stream (peerchat)",
+                ours.map(|r| Figure::PerSecond(r.per_second, "msg")),
+            ),
+            measured(
+                "stream (baseline)",
+                base.map(|r| Figure::PerSecond(r.per_second, "msg")),
+            ),
+            Target::RatioAtLeast(0.5),
+        ));
+        let raw = measured(
+            "raw limit",
+            raw.map(|r| Figure::PerSecond(r.per_second, "msg")),
+        );
+        rows.push(Row::new(
+            "  raw TCP limit (same frame size, no encoding)",
+            Err("-".into()),
+            raw,
+            Target::None,
+        ));
+    }
+    if wanted("rr") {
+        progress("request-response");
+        let ours = side(s.run_peerchat, || scenarios::request_response_peerchat(&s));
+        let base = side(s.run_baseline, || scenarios::request_response_baseline(&s));
+        let pick = |r: &Res<scenarios::RoundTrips>, p99: bool| -> Res<Figure> {
+            match r {
+                Ok(r) => Ok(Figure::Micros(if p99 { r.p99 } else { r.p50 })),
+                Err(err) if err.is::<Skipped>() => Err(Box::new(Skipped)),
+                Err(err) => Err(err.to_string().into()),
+            }
+        };
+        let (o50, o99, b50, b99) = (
+            pick(&ours, false),
+            pick(&ours, true),
+            pick(&base, false),
+            pick(&base, true),
+        );
+        rows.push(Row::new(
+            "request-response round trip p50",
+            measured("rr p50 (peerchat)", o50),
+            measured("rr p50 (baseline)", b50),
+            Target::None,
+        ));
+        rows.push(Row::new(
+            "request-response round trip p99",
+            measured("rr p99 (peerchat)", o99),
+            measured("rr p99 (baseline)", b99),
+            Target::RatioAtMost(2.0),
+        ));
+    }
+    if wanted("fanout") {
+        for &peers in &s.fanout {
+            progress(&format!("fan-out to {peers}"));
+            let ours =
+                side(s.run_peerchat, || scenarios::fanout_peerchat(&s, peers)).map(Figure::Millis);
+            let base =
+                side(s.run_baseline, || scenarios::fanout_baseline(&s, peers)).map(Figure::Millis);
+            rows.push(Row::new(
+                format!("fan-out to {peers} peers: time until all acked"),
+                measured(&format!("fan-out {peers} (peerchat)"), ours),
+                measured(&format!("fan-out {peers} (baseline)"), base),
+                Target::RatioAtMost(2.0),
+            ));
+        }
+    }
+    if wanted("idle") {
+        for &n in &s.idle {
+            progress(&format!("{n} idle sessions"));
+            let mut figure = |kind: &'static str| {
+                scenarios::idle_sessions(kind, n).map(|r| {
+                    notes.push(format!(
+                        "idle {n}, {kind}: RSS {} KiB before, {} KiB after; {} descriptors open \
+                         before, {} after; opening them took {:.1} s",
+                        r.before_kib,
+                        r.after_kib,
+                        r.fds_before,
+                        r.fds_after,
+                        r.opening.as_secs_f64()
+                    ));
+                    Figure::KiB(r.per_session_kib())
+                })
+            };
+            let ours = side(s.run_peerchat, || figure("peerchat"));
+            let base = side(s.run_baseline, || figure("baseline"));
+            let target = if n >= 10_000 {
+                Target::AtMost(16.0)
+            } else {
+                Target::None
+            };
+            rows.push(Row::new(
+                format!("{n} idle sessions: RSS per session"),
+                measured(&format!("idle {n} (peerchat)"), ours),
+                measured(&format!("idle {n} (baseline)"), base),
+                target,
+            ));
+        }
+    }
+    if wanted("churn") {
+        progress("churn");
+        let mut figure = |who: &str, result: Res<scenarios::ChurnResult>| {
+            result.map(|r| {
+                if r.failed > 0 {
+                    notes.push(format!(
+                        "churn, {who}: {} cycles failed (first: {})",
+                        r.failed,
+                        r.first_error.unwrap_or_default()
+                    ));
+                }
+                Figure::PerSecond(r.per_second, "handshake")
+            })
+        };
+        let ours = figure(
+            "peerchat",
+            side(s.run_peerchat, || scenarios::churn_peerchat(&s)),
+        );
+        let base = figure(
+            "baseline",
+            side(s.run_baseline, || scenarios::churn_baseline(&s)),
+        );
+        rows.push(Row::new(
+            "churn: connect + handshake + bye",
+            measured("churn (peerchat)", ours),
+            measured("churn (baseline)", base),
+            Target::RatioAtLeast(0.5),
+        ));
+    }
+    let not_yet = || Err("not measured yet: supervision (issue 7) not built".to_string());
+    rows.push(Row::new(
+        "supervision: Registry restart until serving",
+        not_yet(),
+        Err("-".into()),
+        Target::Below(1.0),
+    ));
+    rows.push(Row::new(
+        "supervision: Listener restart until serving",
+        not_yet(),
+        Err("-".into()),
+        Target::Below(10.0),
+    ));
+    if wanted("startup") {
+        progress("start-up");
+        let timed = scenarios::peerchat_binary(s.peerchat_bin.as_deref())
+            .and_then(|bin| scenarios::startup(&s, bin));
+        let (ours, base) = match timed {
+            Ok((o, b)) => (Ok(Figure::Millis(o)), Ok(Figure::Millis(b))),
+            Err(err) => (Err(err), Err(sys::BoxError::from("see above"))),
+        };
+        rows.push(Row::new(
+            format!("start-up until listening (median of {})", s.startup_runs),
+            measured("start-up (peerchat)", ours),
+            base.map_err(|_| "-".to_string()),
+            Target::Below(20.0),
+        ));
+    }
+
+    println!("{}", report::table(&rows));
+    for note in notes {
+        println!("- {note}");
+    }
+    println!(
+        "- ratio = peerchat / baseline. Targets from issue #4; targets in ms/µs/KiB are \
+         peerchat's own figure."
+    );
+    println!("total time {:.1} s", started.elapsed().as_secs_f64());
+    if errors > 0 {
+        eprintln!("{errors} measurement(s) failed");
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// A side left out with `--side`.
+#[derive(Debug)]
+struct Skipped;
+
+impl std::fmt::Display for Skipped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("skipped")
+    }
+}
+
+impl std::error::Error for Skipped {}
+
+fn side<T>(wanted: bool, run: impl FnOnce() -> Res<T>) -> Res<T> {
+    if wanted {
+        run()
+    } else {
+        Err(Box::new(Skipped))
+    }
+}
+
+fn progress(what: &str) {
+    eprintln!("... {what}");
+}

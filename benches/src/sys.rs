@@ -1,0 +1,140 @@
+//! What the bench asks the operating system: descriptor limits, memory use, the machine.
+
+use std::error::Error;
+use std::fmt;
+
+/// Errors of the bench: a sentence saying what went wrong.
+pub type BoxError = Box<dyn Error + Send + Sync>;
+pub type Res<T> = Result<T, BoxError>;
+
+/// A failure described by a sentence.
+#[derive(Debug)]
+pub struct Failed(pub String);
+
+impl fmt::Display for Failed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Error for Failed {}
+
+/// `Err(Failed(..))` from anything printable.
+pub fn fail<T>(why: impl Into<String>) -> Res<T> {
+    Err(Box::new(Failed(why.into())))
+}
+
+/// Raises the open-descriptor limit as far as allowed (the hard limit too when running as root,
+/// up to 1 << 17). Returns the soft limit now in force.
+pub fn raise_fd_limit() -> u64 {
+    const WANT: libc::rlim_t = 1 << 17;
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return 0;
+        }
+        if limit.rlim_cur >= WANT {
+            return limit.rlim_cur;
+        }
+        let raised = libc::rlimit {
+            rlim_cur: WANT.max(limit.rlim_cur),
+            rlim_max: WANT.max(limit.rlim_max),
+        };
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) != 0 {
+            // Not root: the soft limit can still go up to the hard one.
+            let soft = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &soft);
+        }
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return 0;
+        }
+    }
+    limit.rlim_cur
+}
+
+/// This process's resident set size in KiB (`VmRSS` of /proc/self/status).
+pub fn rss_kib() -> Res<u64> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    for line in status.lines() {
+        if let Some(rest) = line.strip_prefix("VmRSS:") {
+            let number = rest.trim().trim_end_matches("kB").trim();
+            return Ok(number.parse()?);
+        }
+    }
+    fail("no VmRSS line in /proc/self/status")
+}
+
+/// Descriptors this process has open (entries of /proc/self/fd).
+pub fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .map(|dir| dir.count())
+        .unwrap_or(0)
+}
+
+/// The soft limit on open descriptors.
+pub fn fd_limit() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the struct we pass.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return 0;
+    }
+    limit.rlim_cur
+}
+
+/// Cores this process may run on.
+pub fn cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+/// "AMD EPYC 7B13" from /proc/cpuinfo, or "unknown CPU".
+pub fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, model)| model.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
+}
+
+/// "Linux 6.1.0" from /proc/sys/kernel/{ostype,osrelease}.
+pub fn kernel() -> String {
+    let read = |path: &str| {
+        std::fs::read_to_string(path)
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default()
+    };
+    format!(
+        "{} {}",
+        read("/proc/sys/kernel/ostype"),
+        read("/proc/sys/kernel/osrelease")
+    )
+}
+
+/// A node id for a baseline process or a raw client, random enough not to repeat.
+pub fn random_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    hasher.write_u32(std::process::id());
+    hasher.finish()
+}
