@@ -22,6 +22,11 @@ pub const MAX_TEXT_BYTES: usize = MAX_PAYLOAD - 64;
 
 const LENGTH_PREFIX: usize = 4;
 
+/// A read buffer larger than this (tokio-util starts one at 8 KiB and grows it for large
+/// frames) is replaced by a small one once everything in it has been decoded.
+const SHRINK_READ_ABOVE: usize = 16 * 1024;
+const SHRUNK_READ_BYTES: usize = 1024;
+
 /// One frame of the protocol. Field order is the order of docs/protocol.md, and it is the
 /// order of the keys on the wire.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -128,6 +133,12 @@ impl From<io::Error> for WireError {
 
 /// Reads a payload (without its length prefix) as a frame.
 pub fn decode_payload(payload: &[u8]) -> Result<Frame, WireError> {
+    // The frames of a busy connection, written the way every conforming sender writes them
+    // (section 2 of docs/protocol.md), are read directly. Anything else, including every
+    // malformed input, goes through serde below, which decides and words the errors.
+    if let Some(frame) = fast::decode(payload) {
+        return Ok(frame);
+    }
     // serde would also accept a MessagePack array for a struct; the protocol says map.
     match payload.first() {
         Some(0x80..=0x8f | 0xde | 0xdf) => {}
@@ -145,13 +156,16 @@ pub fn decode_payload(payload: &[u8]) -> Result<Frame, WireError> {
 /// Appends one whole frame (length prefix and payload) to `dst`.
 pub fn encode_frame_into(frame: &Frame, dst: &mut BytesMut) -> Result<(), WireError> {
     let start = dst.len();
+    dst.reserve(LENGTH_PREFIX + fast::size_hint(frame));
     dst.put_u32(0);
-    let mut writer = dst.writer();
-    let encoded = rmp_serde::encode::write_named(&mut writer, frame);
-    let dst = writer.into_inner();
-    if let Err(err) = encoded {
-        dst.truncate(start);
-        return Err(WireError::Malformed(err.to_string()));
+    if !fast::encode(frame, dst) {
+        let mut writer = dst.writer();
+        let encoded = rmp_serde::encode::write_named(&mut writer, frame);
+        let dst = writer.into_inner();
+        if let Err(err) = encoded {
+            dst.truncate(start);
+            return Err(WireError::Malformed(err.to_string()));
+        }
     }
     let len = dst.len() - start - LENGTH_PREFIX;
     if len > MAX_PAYLOAD {
@@ -165,9 +179,315 @@ pub fn encode_frame_into(frame: &Frame, dst: &mut BytesMut) -> Result<(), WireEr
 
 /// One whole frame as bytes, ready to be written to a socket.
 pub fn encode_frame(frame: &Frame) -> Result<Bytes, WireError> {
-    let mut buf = BytesMut::with_capacity(64);
+    let mut buf = BytesMut::new();
     encode_frame_into(frame, &mut buf)?;
     Ok(buf.freeze())
+}
+
+/// Every frame kind in its canonical form, without serde: the bytes are exactly those
+/// `rmp_serde::encode::write_named` writes (keys in protocol order, shortest integer, string,
+/// array and map headers), and a payload is read here only if it is in exactly that form,
+/// which serde would read to the same frame. Every other payload (keys in another order,
+/// extra keys, other integer encodings, anything malformed) goes through serde, which
+/// decides, and words the errors.
+mod fast {
+    use bytes::{BufMut, BytesMut};
+
+    use super::{Frame, PeerEntry};
+
+    /// Bytes `frame`'s payload takes, for reserving room before encoding.
+    pub(super) fn size_hint(frame: &Frame) -> usize {
+        match frame {
+            // map, "type" and the kind, keys and the longest integers: under 64 bytes
+            Frame::Chat { text, .. } => 64 + text.len(),
+            Frame::Hello { name, .. } => 80 + name.len(),
+            Frame::Bye { reason } => 32 + reason.len(),
+            Frame::Peers { peers } => {
+                24 + peers
+                    .iter()
+                    .map(|p| 20 + p.addr.len() + p.name.len())
+                    .sum::<usize>()
+            }
+            _ => 32,
+        }
+    }
+
+    /// Encodes the hot frames; false for the others (left to serde).
+    pub(super) fn encode(frame: &Frame, dst: &mut BytesMut) -> bool {
+        match frame {
+            Frame::Chat {
+                id,
+                text,
+                sent_at_ms,
+            } => {
+                dst.put_u8(0x84);
+                put_str(dst, "type");
+                put_str(dst, "chat");
+                put_str(dst, "id");
+                put_uint(dst, *id);
+                put_str(dst, "text");
+                put_str(dst, text);
+                put_str(dst, "sent_at_ms");
+                put_uint(dst, *sent_at_ms);
+            }
+            Frame::Ack { id } => {
+                dst.put_u8(0x82);
+                put_str(dst, "type");
+                put_str(dst, "ack");
+                put_str(dst, "id");
+                put_uint(dst, *id);
+            }
+            Frame::Ping { nonce } | Frame::Pong { nonce } => {
+                dst.put_u8(0x82);
+                put_str(dst, "type");
+                put_str(dst, frame.kind());
+                put_str(dst, "nonce");
+                put_uint(dst, *nonce);
+            }
+            Frame::Hello {
+                protocol,
+                node_id,
+                name,
+                listen_port,
+            } => {
+                dst.put_u8(0x85);
+                put_str(dst, "type");
+                put_str(dst, "hello");
+                put_str(dst, "protocol");
+                put_uint(dst, *protocol);
+                put_str(dst, "node_id");
+                put_uint(dst, *node_id);
+                put_str(dst, "name");
+                put_str(dst, name);
+                put_str(dst, "listen_port");
+                put_uint(dst, u64::from(*listen_port));
+            }
+            Frame::GetPeers => {
+                dst.put_u8(0x81);
+                put_str(dst, "type");
+                put_str(dst, "get_peers");
+            }
+            Frame::Peers { peers } => {
+                dst.put_u8(0x82);
+                put_str(dst, "type");
+                put_str(dst, "peers");
+                put_str(dst, "peers");
+                put_array_len(dst, peers.len());
+                for peer in peers {
+                    dst.put_u8(0x82);
+                    put_str(dst, "addr");
+                    put_str(dst, &peer.addr);
+                    put_str(dst, "name");
+                    put_str(dst, &peer.name);
+                }
+            }
+            Frame::Bye { reason } => {
+                dst.put_u8(0x82);
+                put_str(dst, "type");
+                put_str(dst, "bye");
+                put_str(dst, "reason");
+                put_str(dst, reason);
+            }
+            // Never sent.
+            Frame::Unknown => return false,
+        }
+        true
+    }
+
+    /// MessagePack's shortest array header.
+    fn put_array_len(dst: &mut BytesMut, len: usize) {
+        if len < 16 {
+            dst.put_u8(0x90 | len as u8);
+        } else if len <= usize::from(u16::MAX) {
+            dst.put_u8(0xdc);
+            dst.put_u16(len as u16);
+        } else {
+            dst.put_u8(0xdd);
+            // More entries cannot be in a frame: the caller refuses the frame.
+            dst.put_u32(u32::try_from(len).unwrap_or(u32::MAX));
+        }
+    }
+
+    /// MessagePack's shortest form of an unsigned integer.
+    fn put_uint(dst: &mut BytesMut, v: u64) {
+        if v < 0x80 {
+            dst.put_u8(v as u8);
+        } else if v <= u64::from(u8::MAX) {
+            dst.put_u8(0xcc);
+            dst.put_u8(v as u8);
+        } else if v <= u64::from(u16::MAX) {
+            dst.put_u8(0xcd);
+            dst.put_u16(v as u16);
+        } else if v <= u64::from(u32::MAX) {
+            dst.put_u8(0xce);
+            dst.put_u32(v as u32);
+        } else {
+            dst.put_u8(0xcf);
+            dst.put_u64(v);
+        }
+    }
+
+    /// MessagePack's shortest form of a string.
+    fn put_str(dst: &mut BytesMut, s: &str) {
+        let len = s.len();
+        if len < 32 {
+            dst.put_u8(0xa0 | len as u8);
+        } else if len <= usize::from(u8::MAX) {
+            dst.put_u8(0xd9);
+            dst.put_u8(len as u8);
+        } else if len <= usize::from(u16::MAX) {
+            dst.put_u8(0xda);
+            dst.put_u16(len as u16);
+        } else {
+            dst.put_u8(0xdb);
+            // A longer string cannot be in a frame: the caller refuses the frame.
+            dst.put_u32(u32::try_from(len).unwrap_or(u32::MAX));
+        }
+        dst.put_slice(s.as_bytes());
+    }
+
+    /// Reads the payload if it is a hot frame in canonical form, else `None`.
+    pub(super) fn decode(payload: &[u8]) -> Option<Frame> {
+        let mut r = Reader(payload);
+        let entries = match r.byte()? {
+            m @ 0x81..=0x85 => m - 0x80,
+            _ => return None,
+        };
+        r.key("type")?;
+        let frame = match (entries, r.str()?) {
+            (4, "chat") => {
+                r.key("id")?;
+                let id = r.uint()?;
+                r.key("text")?;
+                let text = r.str()?.to_string();
+                r.key("sent_at_ms")?;
+                let sent_at_ms = r.uint()?;
+                Frame::Chat {
+                    id,
+                    text,
+                    sent_at_ms,
+                }
+            }
+            (2, "ack") => {
+                r.key("id")?;
+                Frame::Ack { id: r.uint()? }
+            }
+            (2, "ping") => {
+                r.key("nonce")?;
+                Frame::Ping { nonce: r.uint()? }
+            }
+            (2, "pong") => {
+                r.key("nonce")?;
+                Frame::Pong { nonce: r.uint()? }
+            }
+            (5, "hello") => {
+                r.key("protocol")?;
+                let protocol = r.uint()?;
+                r.key("node_id")?;
+                let node_id = r.uint()?;
+                r.key("name")?;
+                let name = r.str()?.to_string();
+                r.key("listen_port")?;
+                // Out of range: serde words the error.
+                let listen_port = u16::try_from(r.uint()?).ok()?;
+                Frame::Hello {
+                    protocol,
+                    node_id,
+                    name,
+                    listen_port,
+                }
+            }
+            (1, "get_peers") => Frame::GetPeers,
+            (2, "peers") => {
+                r.key("peers")?;
+                let count = r.array_len()?;
+                // Each entry takes at least 13 bytes: a hostile count allocates nothing.
+                let mut peers = Vec::with_capacity(count.min(r.0.len() / 13));
+                for _ in 0..count {
+                    if r.byte()? != 0x82 {
+                        return None;
+                    }
+                    r.key("addr")?;
+                    let addr = r.str()?.to_string();
+                    r.key("name")?;
+                    let name = r.str()?.to_string();
+                    peers.push(PeerEntry { addr, name });
+                }
+                Frame::Peers { peers }
+            }
+            (2, "bye") => {
+                r.key("reason")?;
+                Frame::Bye {
+                    reason: r.str()?.to_string(),
+                }
+            }
+            _ => return None,
+        };
+        r.0.is_empty().then_some(frame)
+    }
+
+    struct Reader<'a>(&'a [u8]);
+
+    impl<'a> Reader<'a> {
+        fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+            if self.0.len() < n {
+                return None;
+            }
+            let (head, rest) = self.0.split_at(n);
+            self.0 = rest;
+            Some(head)
+        }
+
+        fn byte(&mut self) -> Option<u8> {
+            self.take(1).map(|b| b[0])
+        }
+
+        fn be(&mut self, n: usize) -> Option<u64> {
+            Some(
+                self.take(n)?
+                    .iter()
+                    .fold(0u64, |v, b| (v << 8) | u64::from(*b)),
+            )
+        }
+
+        /// An unsigned MessagePack integer (any width); `None` for anything else.
+        fn uint(&mut self) -> Option<u64> {
+            match self.byte()? {
+                v @ 0x00..=0x7f => Some(u64::from(v)),
+                0xcc => self.be(1),
+                0xcd => self.be(2),
+                0xce => self.be(4),
+                0xcf => self.be(8),
+                _ => None,
+            }
+        }
+
+        /// A MessagePack `str` holding valid UTF-8; `None` for anything else.
+        fn str(&mut self) -> Option<&'a str> {
+            let len = match self.byte()? {
+                m @ 0xa0..=0xbf => usize::from(m & 0x1f),
+                0xd9 => self.be(1)? as usize,
+                0xda => self.be(2)? as usize,
+                0xdb => self.be(4)? as usize,
+                _ => return None,
+            };
+            std::str::from_utf8(self.take(len)?).ok()
+        }
+
+        /// A MessagePack array header; `None` for anything else.
+        fn array_len(&mut self) -> Option<usize> {
+            match self.byte()? {
+                m @ 0x90..=0x9f => Some(usize::from(m & 0x0f)),
+                0xdc => Some(self.be(2)? as usize),
+                0xdd => Some(self.be(4)? as usize),
+                _ => None,
+            }
+        }
+
+        fn key(&mut self, want: &str) -> Option<()> {
+            (self.str()? == want).then_some(())
+        }
+    }
 }
 
 /// tokio-util codec for [`Frame`]s: the Session reads its socket through it.
@@ -193,9 +513,15 @@ impl Decoder for WireCodec {
             src.reserve(LENGTH_PREFIX + len - src.len());
             return Ok(None);
         }
-        src.advance(LENGTH_PREFIX);
-        let payload = src.split_to(len);
-        decode_payload(&payload).map(Some)
+        // Read in place, then consumed whatever the outcome.
+        let frame = decode_payload(&src[LENGTH_PREFIX..LENGTH_PREFIX + len]);
+        src.advance(LENGTH_PREFIX + len);
+        // The buffer's allocation is at least what is left plus the frame just consumed.
+        if src.is_empty() && src.capacity() + LENGTH_PREFIX + len > SHRINK_READ_ABOVE {
+            // The room a large frame needed is not kept for the connection's whole life.
+            *src = BytesMut::with_capacity(SHRUNK_READ_BYTES);
+        }
+        frame.map(Some)
     }
 }
 
@@ -322,6 +648,206 @@ mod tests {
             Err(WireError::TooLarge { .. })
         ));
         assert_eq!(&buf[..], b"kept", "a refused frame leaves no bytes behind");
+    }
+
+    /// Frames of every kind, at every integer, string and array width.
+    fn hot_frames() -> Vec<Frame> {
+        let ints = [
+            0,
+            1,
+            0x7f,
+            0x80,
+            0xff,
+            0x100,
+            0xffff,
+            0x1_0000,
+            0xffff_ffff,
+            0x1_0000_0000,
+            u64::MAX,
+        ];
+        let texts = [0, 1, 31, 32, 255, 256, 4096, MAX_TEXT_BYTES]
+            .into_iter()
+            .map(|n| "é".repeat(n / 2) + &"x".repeat(n % 2))
+            .chain(["", "ünï ✓ 🎉", "\u{0}\u{1b}[2J"].map(String::from));
+        let mut frames = Vec::new();
+        for (i, text) in texts.enumerate() {
+            frames.push(Frame::Chat {
+                id: ints[i % ints.len()],
+                text,
+                sent_at_ms: ints[(i + 3) % ints.len()],
+            });
+        }
+        for v in ints {
+            frames.extend([
+                Frame::Ack { id: v },
+                Frame::Ping { nonce: v },
+                Frame::Pong { nonce: v },
+                Frame::Hello {
+                    protocol: v,
+                    node_id: u64::MAX - v,
+                    name: "ünï".repeat((v % 40) as usize),
+                    listen_port: (v % 65536) as u16,
+                },
+                Frame::Bye {
+                    reason: "q".repeat((v % 300) as usize),
+                },
+            ]);
+        }
+        frames.push(Frame::GetPeers);
+        for n in [0, 1, 15, 16, 300, 1000] {
+            let peers = (0..n)
+                .map(|i| PeerEntry {
+                    addr: format!("10.0.{}.{}:{}", i / 256, i % 256, 1000 + i),
+                    name: "n".repeat(i % 40),
+                })
+                .collect();
+            frames.push(Frame::Peers { peers });
+        }
+        frames.push(Frame::Peers {
+            peers: vec![PeerEntry {
+                addr: "[::1]:9001".into(),
+                name: String::new(),
+            }],
+        });
+        frames
+    }
+
+    #[test]
+    fn fast_array_headers_match_rmp_serde_beyond_a_frame() {
+        // 65536 entries do not fit in a frame, but the header must still be serde's.
+        for n in [65535usize, 65536] {
+            let peers = vec![
+                PeerEntry {
+                    addr: String::new(),
+                    name: String::new()
+                };
+                n
+            ];
+            let frame = Frame::Peers { peers };
+            let mut fast = BytesMut::new();
+            assert!(fast::encode(&frame, &mut fast));
+            assert_eq!(&fast[..], &rmp_serde::to_vec_named(&frame).unwrap()[..]);
+        }
+    }
+
+    #[test]
+    fn fast_encoding_is_byte_for_byte_rmp_serde() {
+        for frame in hot_frames() {
+            let mut fast = BytesMut::new();
+            encode_frame_into(&frame, &mut fast).unwrap();
+            let payload = rmp_serde::to_vec_named(&frame).unwrap();
+            assert_eq!(&fast[4..], &payload[..], "{}", frame.kind());
+            assert_eq!(&fast[..4], &(payload.len() as u32).to_be_bytes());
+        }
+    }
+
+    #[test]
+    fn fast_decoding_agrees_with_serde() {
+        for frame in hot_frames() {
+            let payload = rmp_serde::to_vec_named(&frame).unwrap();
+            assert_eq!(fast::decode(&payload).as_ref(), Some(&frame));
+            let serde: Frame = rmp_serde::from_slice(&payload).unwrap();
+            assert_eq!(serde, frame);
+            // Cut short, or with a byte more: not the fast path's to judge.
+            assert!(fast::decode(&payload[..payload.len() - 1]).is_none());
+            let mut longer = payload.clone();
+            longer.push(0xc0);
+            assert!(fast::decode(&longer).is_none());
+            assert!(matches!(
+                decode_payload(&longer),
+                Err(WireError::TrailingBytes(1))
+            ));
+        }
+    }
+
+    #[test]
+    fn non_canonical_hot_frames_still_decode_through_serde() {
+        // Keys in another order, a signed integer, a bin text, an extra key: all valid.
+        let cases = [
+            serde_json::json!({"id": 7, "type": "ack"}),
+            serde_json::json!({"type": "ack", "id": 7, "extra": true}),
+            serde_json::json!({"type": "chat", "sent_at_ms": 1, "text": "hi", "id": 7}),
+        ];
+        for case in cases {
+            let payload = rmp_serde::to_vec_named(&case).unwrap();
+            assert!(fast::decode(&payload).is_none());
+            assert!(decode_payload(&payload).is_ok(), "{case}");
+        }
+        // ack with id as int8 (0xd0 0x07): serde accepts it, the fast path leaves it.
+        let signed = [
+            0x82, 0xa4, b't', b'y', b'p', b'e', 0xa3, b'a', b'c', b'k', 0xa2, b'i', b'd', 0xd0, 7,
+        ];
+        assert!(fast::decode(&signed).is_none());
+        assert_eq!(decode_payload(&signed).unwrap(), Frame::Ack { id: 7 });
+        // chat whose text is invalid UTF-8: refused by serde with its usual words.
+        let mut bad = vec![
+            0x84, 0xa4, b't', b'y', b'p', b'e', 0xa4, b'c', b'h', b'a', b't',
+        ];
+        bad.extend([
+            0xa2, b'i', b'd', 1, 0xa4, b't', b'e', b'x', b't', 0xa1, 0xff,
+        ]);
+        bad.extend([0xaa]);
+        bad.extend(b"sent_at_ms");
+        bad.push(1);
+        assert!(fast::decode(&bad).is_none());
+        let err = decode_payload(&bad).unwrap_err().to_string();
+        assert!(err.contains("expected a string"), "{err}");
+        // hello with listen_port out of range: serde's error, not a fast-path frame
+        let hello = rmp_serde::to_vec_named(&serde_json::json!({
+            "type": "hello", "protocol": 1, "node_id": 1, "name": "x", "listen_port": 70000
+        }))
+        .unwrap();
+        assert!(fast::decode(&hello).is_none());
+        let err = decode_payload(&hello).unwrap_err().to_string();
+        assert!(err.contains("expected u16"), "{err}");
+        // a peers entry with its keys the other way round, or an extra key: still valid
+        for entry in [
+            serde_json::json!({"name": "n", "addr": "1.2.3.4:5"}),
+            serde_json::json!({"addr": "1.2.3.4:5", "name": "n", "x": 1}),
+        ] {
+            let peers = rmp_serde::to_vec_named(&serde_json::json!({
+                "type": "peers", "peers": [entry]
+            }))
+            .unwrap();
+            assert!(fast::decode(&peers).is_none());
+            assert!(matches!(decode_payload(&peers), Ok(Frame::Peers { .. })));
+        }
+        // a peers frame announcing more entries than it holds
+        let mut short = vec![0x82, 0xa4, b't', b'y', b'p', b'e', 0xa5];
+        short.extend(b"peers");
+        short.push(0xa5);
+        short.extend(b"peers");
+        short.extend([0xdd, 0xff, 0xff, 0xff, 0xff]);
+        assert!(fast::decode(&short).is_none());
+        assert!(decode_payload(&short).is_err());
+        // a key twice is an error, never a fast-path frame
+        let twice = [
+            0x82, 0xa4, b't', b'y', b'p', b'e', 0xa3, b'a', b'c', b'k', 0xa4, b't', b'y', b'p',
+            b'e', 0xa3, b'a', b'c', b'k',
+        ];
+        assert!(fast::decode(&twice).is_none());
+        assert!(decode_payload(&twice).is_err());
+    }
+
+    #[test]
+    fn a_large_frame_leaves_no_large_read_buffer_behind() {
+        let peers = (0..1000)
+            .map(|i| PeerEntry {
+                addr: format!("10.0.{}.{}:9000", i / 256, i % 256),
+                name: format!("peer{i}"),
+            })
+            .collect();
+        let frame = Frame::Peers { peers };
+        let mut buf = BytesMut::with_capacity(8 * 1024);
+        encode_frame_into(&frame, &mut buf).unwrap();
+        assert!(buf.capacity() > SHRINK_READ_ABOVE);
+        assert_eq!(WireCodec.decode(&mut buf).unwrap(), Some(frame));
+        assert!(buf.is_empty() && buf.capacity() <= SHRUNK_READ_BYTES * 2);
+        // A buffer of ordinary size is left alone, as is one still holding bytes.
+        let mut buf = BytesMut::with_capacity(8 * 1024);
+        encode_frame_into(&Frame::Ack { id: 1 }, &mut buf).unwrap();
+        WireCodec.decode(&mut buf).unwrap();
+        assert!(buf.capacity() >= 8 * 1024 - 32);
     }
 
     #[test]
