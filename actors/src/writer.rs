@@ -1,22 +1,32 @@
 //! The sending half of a Session's socket: a queue of encoded frames, bounded in bytes, and a
 //! task that writes them, several frames per system call when they pile up.
 //!
+//! Frames are encoded straight into one buffer shared with the writing task, which takes
+//! everything queued at once and writes it: no allocation or copy per frame. Before writing,
+//! the task lets the other tasks of its thread run (a few times, while they keep adding
+//! frames), so that frames produced together leave in one write; a lone frame waits for two
+//! passes of the scheduler.
+//!
 //! Why not `actix::io::FramedWrite`: it buffers without bound and cannot say how full it is;
 //! a peer that stops reading must cost us a bounded amount of memory.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::future::poll_fn;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use futures::task::AtomicWaker;
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
-use tokio::sync::mpsc;
 
-use crate::wire::{encode_frame, Frame, WireError};
+use crate::wire::{encode_frame_into, Frame, WireError};
 
-/// Most bytes gathered into one write.
+/// Most bytes given to one write (and to one stall timeout).
 const BATCH_BYTES: usize = 64 * 1024;
+
+/// Scheduler passes the writing task waits at most for more frames before it writes.
+const MAX_YIELDS: usize = 16;
 
 /// Why a frame was not queued.
 #[derive(Debug)]
@@ -29,12 +39,39 @@ pub enum WriteRefused {
     Encode(WireError),
 }
 
+/// What the Session's handle and the writing task share.
+#[derive(Default)]
+struct Queue {
+    /// Frames encoded and not yet taken by the writing task.
+    pending: BytesMut,
+    /// Bytes taken by the writing task and not yet written.
+    writing: usize,
+    /// No more frames: the handle closed, or the writing task ended.
+    closed: bool,
+    /// The writing task still holds the socket (so its descriptor is open).
+    socket_held: bool,
+}
+
+struct Shared {
+    queue: Mutex<Queue>,
+    /// The socket's descriptor, for `reset`; valid while `socket_held`.
+    #[cfg(unix)]
+    fd: std::os::fd::RawFd,
+    /// The writing task, woken when frames arrive or the queue closes.
+    task: AtomicWaker,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        // A panic while holding the lock leaves plain bytes and counters: still usable.
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 /// Handle the Session keeps; dropping it (or `close`) lets the writer finish what is queued
 /// and then shut the socket's sending side.
 pub struct FrameWriter {
-    queue: Option<mpsc::UnboundedSender<Bytes>>,
-    /// Bytes queued and not yet written; shared with the writing task only.
-    queued: Arc<AtomicUsize>,
+    shared: Arc<Shared>,
     max_queued: usize,
 }
 
@@ -43,77 +80,290 @@ impl FrameWriter {
     /// write that makes no progress for `stall` ends the task (the peer is gone or stopped
     /// reading).
     pub fn spawn(half: OwnedWriteHalf, max_queued: usize, stall: Duration) -> Self {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let queued = Arc::new(AtomicUsize::new(0));
-        actix_rt::spawn(pump(rx, half, stall, queued.clone()));
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue {
+                socket_held: true,
+                ..Queue::default()
+            }),
+            #[cfg(unix)]
+            fd: std::os::fd::AsRawFd::as_raw_fd(half.as_ref()),
+            task: AtomicWaker::new(),
+        });
+        actix_rt::spawn(pump(shared.clone(), half, stall));
         FrameWriter {
-            queue: Some(tx),
-            queued,
+            shared,
             max_queued: max_queued.max(1),
         }
     }
 
     /// Queues a frame, unless the queue already holds `max_queued` bytes.
     pub fn send(&mut self, frame: &Frame) -> Result<(), WriteRefused> {
-        let bytes = encode_frame(frame).map_err(WriteRefused::Encode)?;
-        if self.queued.load(Ordering::Relaxed) + bytes.len() > self.max_queued {
+        let mut queue = self.shared.lock();
+        let before = queue.pending.len();
+        encode_frame_into(frame, &mut queue.pending).map_err(WriteRefused::Encode)?;
+        let queued = queue.pending.len() + queue.writing;
+        if queued > self.max_queued {
+            queue.pending.truncate(before);
             return Err(WriteRefused::QueueFull);
         }
-        self.send_bytes(bytes)
+        if queue.closed {
+            queue.pending.truncate(before);
+            return Err(WriteRefused::Closed);
+        }
+        drop(queue);
+        self.shared.task.wake();
+        Ok(())
     }
 
     /// Queues bytes whatever the queue holds: the last `bye`, or injected garbage.
     pub fn send_bytes(&mut self, bytes: Bytes) -> Result<(), WriteRefused> {
-        let queue = self.queue.as_ref().ok_or(WriteRefused::Closed)?;
-        let len = bytes.len();
-        self.queued.fetch_add(len, Ordering::Relaxed);
-        queue.send(bytes).map_err(|_| {
-            self.queued.fetch_sub(len, Ordering::Relaxed);
-            WriteRefused::Closed
-        })
+        let mut queue = self.shared.lock();
+        if queue.closed {
+            return Err(WriteRefused::Closed);
+        }
+        queue.pending.extend_from_slice(&bytes);
+        drop(queue);
+        self.shared.task.wake();
+        Ok(())
     }
 
     /// Bytes waiting to be written.
     pub fn queued_bytes(&self) -> usize {
-        self.queued.load(Ordering::Relaxed)
+        let queue = self.shared.lock();
+        queue.pending.len() + queue.writing
     }
 
     /// No more frames; what is queued is still written.
     pub fn close(&mut self) {
-        self.queue = None;
+        self.shared.lock().closed = true;
+        self.shared.task.wake();
+    }
+
+    /// Cuts the connection now, both ways: what is queued is dropped, no `bye`; the peer
+    /// sees the connection end, and reads on our side end too. (For the injected `Reset`
+    /// fault, without keeping a second descriptor per connection.)
+    pub fn reset(&mut self) {
+        let mut queue = self.shared.lock();
+        queue.closed = true;
+        queue.pending = BytesMut::new();
+        #[cfg(unix)]
+        if queue.socket_held {
+            // SAFETY: the writing task owns the socket and marks `socket_held` false, under
+            // this lock, before it lets go of it: the descriptor is open and is that socket.
+            // ManuallyDrop: borrowed only to shut it down, never closed here.
+            let socket = std::mem::ManuallyDrop::new(unsafe {
+                <std::net::TcpStream as std::os::fd::FromRawFd>::from_raw_fd(self.shared.fd)
+            });
+            let _ = socket.shutdown(std::net::Shutdown::Both);
+        }
+        drop(queue);
+        self.shared.task.wake();
     }
 }
 
-async fn pump(
-    mut queue: mpsc::UnboundedReceiver<Bytes>,
-    mut socket: OwnedWriteHalf,
-    stall: Duration,
-    queued: Arc<AtomicUsize>,
-) {
-    let mut batch = BytesMut::new();
-    while let Some(first) = queue.recv().await {
-        let written = if queue.is_empty() {
-            // One frame alone: write it without copying.
-            let len = first.len();
-            let result = actix_rt::time::timeout(stall, socket.write_all(&first)).await;
-            queued.fetch_sub(len, Ordering::Relaxed);
-            result
-        } else {
-            batch.clear();
-            batch.extend_from_slice(&first);
-            while batch.len() < BATCH_BYTES {
-                match queue.try_recv() {
-                    Ok(more) => batch.extend_from_slice(&more),
-                    Err(_) => break,
-                }
+impl Drop for FrameWriter {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+async fn pump(shared: Arc<Shared>, socket: OwnedWriteHalf, stall: Duration) {
+    let mut held = Held {
+        shared: shared.clone(),
+        socket,
+    };
+    let socket = &mut held.socket;
+    loop {
+        // Wait for frames, or for the end.
+        poll_fn(|cx| {
+            shared.task.register(cx.waker());
+            let queue = shared.lock();
+            if queue.pending.is_empty() && !queue.closed {
+                Poll::Pending
+            } else {
+                Poll::Ready(())
             }
-            let result = actix_rt::time::timeout(stall, socket.write_all(&batch)).await;
-            queued.fetch_sub(batch.len(), Ordering::Relaxed);
-            result
+        })
+        .await;
+        // Let this thread's other tasks add what they are about to: one write for all.
+        let mut seen = shared.lock().pending.len();
+        let mut unchanged = 0;
+        for _ in 0..MAX_YIELDS {
+            if seen >= BATCH_BYTES {
+                break;
+            }
+            tokio::task::yield_now().await;
+            let now = shared.lock().pending.len();
+            if now == seen {
+                // Nothing new: one more pass, since a producer may be a step behind.
+                unchanged += 1;
+                if unchanged == 2 {
+                    break;
+                }
+            } else {
+                unchanged = 0;
+            }
+            seen = now;
+        }
+        let batch = {
+            let mut queue = shared.lock();
+            if queue.pending.is_empty() {
+                // Closed, and everything written.
+                break;
+            }
+            let batch = queue.pending.split();
+            queue.writing = batch.len();
+            batch
         };
-        if !matches!(written, Ok(Ok(()))) {
+        let mut written = true;
+        for chunk in batch.chunks(BATCH_BYTES) {
+            if !matches!(
+                actix_rt::time::timeout(stall, socket.write_all(chunk)).await,
+                Ok(Ok(()))
+            ) {
+                written = false;
+                break;
+            }
+        }
+        drop(batch);
+        let mut queue = shared.lock();
+        queue.writing = 0;
+        if !written {
+            queue.closed = true;
+            queue.pending = BytesMut::new();
             return;
+        }
+        if queue.pending.is_empty() {
+            // Also lets go of the allocation `batch` was split from: a quiet connection
+            // holds no buffer at all.
+            queue.pending = BytesMut::new();
         }
     }
     let _ = actix_rt::time::timeout(stall, socket.shutdown()).await;
+}
+
+/// The writing task's socket: whenever it goes (the task ends or is dropped), `socket_held`
+/// turns false first, under the lock, so `reset` never touches a closed descriptor.
+struct Held {
+    shared: Arc<Shared>,
+    socket: OwnedWriteHalf,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.shared.lock().socket_held = false;
+        // `socket` is dropped (closed) after this.
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::WireCodec;
+    use futures::StreamExt;
+    use tokio::net::tcp::OwnedReadHalf;
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio_util::codec::FramedRead;
+
+    /// Our write half, our read half (kept open), and the peer's socket.
+    async fn pair() -> (OwnedWriteHalf, OwnedReadHalf, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (ours, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
+        let (read, write) = ours.unwrap().into_split();
+        (write, read, accepted.unwrap().0)
+    }
+
+    #[actix_rt::test]
+    async fn frames_arrive_in_order_and_close_shuts_the_socket() {
+        let (write, _keep, theirs) = pair().await;
+        let mut writer = FrameWriter::spawn(write, 1 << 20, Duration::from_secs(5));
+        for id in 0..1000 {
+            writer.send(&Frame::Ack { id }).unwrap();
+        }
+        writer.close();
+        assert!(matches!(
+            writer.send(&Frame::Ack { id: 0 }),
+            Err(WriteRefused::Closed)
+        ));
+        let mut frames = FramedRead::new(theirs, WireCodec);
+        for id in 0..1000 {
+            assert_eq!(frames.next().await.unwrap().unwrap(), Frame::Ack { id });
+        }
+        assert!(frames.next().await.is_none(), "socket shut after the queue");
+    }
+
+    #[actix_rt::test]
+    async fn dropping_the_handle_flushes_then_shuts() {
+        let (write, _keep, theirs) = pair().await;
+        let mut writer = FrameWriter::spawn(write, 1 << 20, Duration::from_secs(5));
+        writer.send(&Frame::Ping { nonce: 9 }).unwrap();
+        drop(writer);
+        let mut frames = FramedRead::new(theirs, WireCodec);
+        assert_eq!(
+            frames.next().await.unwrap().unwrap(),
+            Frame::Ping { nonce: 9 }
+        );
+        assert!(frames.next().await.is_none());
+    }
+
+    #[actix_rt::test]
+    async fn reset_cuts_the_connection_both_ways() {
+        let (write, mut ours, theirs) = pair().await;
+        let mut writer = FrameWriter::spawn(write, 1 << 20, Duration::from_secs(5));
+        writer.send(&Frame::Ping { nonce: 1 }).unwrap();
+        writer.reset();
+        assert!(matches!(
+            writer.send(&Frame::Ping { nonce: 2 }),
+            Err(WriteRefused::Closed)
+        ));
+        // Our reads end...
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(
+            Duration::from_secs(5),
+            tokio::io::AsyncReadExt::read(&mut ours, &mut byte),
+        )
+        .await
+        .expect("reads end at once");
+        assert!(matches!(read, Ok(0) | Err(_)));
+        // ...and so do the peer's, without the frame queued before the reset (the writing
+        // task had not run yet).
+        let mut frames = FramedRead::new(theirs, WireCodec);
+        let next = tokio::time::timeout(Duration::from_secs(5), frames.next())
+            .await
+            .expect("the peer sees the end");
+        assert!(matches!(next, None | Some(Err(_))), "{next:?}");
+        // After the writing task is gone, a reset touches nothing.
+        drop(frames);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        writer.reset();
+    }
+
+    #[actix_rt::test]
+    async fn a_peer_that_does_not_read_fills_the_bounded_queue() {
+        let (write, _keep, _theirs) = pair().await;
+        let mut writer = FrameWriter::spawn(write, 64 * 1024, Duration::from_secs(5));
+        let chat = Frame::Chat {
+            id: 1,
+            text: "x".repeat(1000),
+            sent_at_ms: 0,
+        };
+        let mut refused = None;
+        for _ in 0..100_000 {
+            match writer.send(&chat) {
+                Ok(()) => tokio::task::yield_now().await,
+                Err(err) => {
+                    refused = Some(err);
+                    break;
+                }
+            }
+        }
+        assert!(
+            matches!(refused, Some(WriteRefused::QueueFull)),
+            "{refused:?}"
+        );
+        assert!(writer.queued_bytes() <= 64 * 1024);
+        // Past the bound on purpose: the last bye.
+        writer.send_bytes(Bytes::from_static(b"bye")).unwrap();
+    }
 }
