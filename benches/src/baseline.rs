@@ -125,23 +125,49 @@ impl BaseNode {
         })
     }
 
-    /// Records `peer` and returns what to tell it: the peers it knows other than `peer`, the
-    /// most recently learned first, as many as fit in one frame. (The protocol says "every
-    /// peer"; no frame can hold more than 64 KiB of them, about 1,700 entries.)
-    fn register(&self, peer: SocketAddr, name: &str) -> Vec<PeerEntry> {
+    /// Adds the entries of a `peers` frame to the peers it knows (not itself, not twice).
+    pub fn learn(&self, peers: Vec<PeerEntry>) {
         let mut known = self.known.borrow_mut();
         let mut index = self.index.borrow_mut();
-        match index.get(&peer) {
-            Some(&at) => known[at].name = name.to_string(),
-            None => {
-                index.insert(peer, known.len());
-                known.push(PeerEntry {
-                    addr: peer.to_string(),
-                    name: name.to_string(),
-                });
+        for entry in peers {
+            let Ok(addr) = entry.addr.parse::<SocketAddr>() else {
+                continue;
+            };
+            if addr.port() == self.me.listen_port && addr.ip().is_loopback() {
+                continue;
+            }
+            if let std::collections::hash_map::Entry::Vacant(slot) = index.entry(addr) {
+                slot.insert(known.len());
+                known.push(entry);
             }
         }
-        let me = index.get(&peer).copied();
+    }
+
+    /// Records `peer` and returns what to tell it (see [`BaseNode::known_for`]).
+    fn register(&self, peer: SocketAddr, name: &str) -> Vec<PeerEntry> {
+        {
+            let mut known = self.known.borrow_mut();
+            let mut index = self.index.borrow_mut();
+            match index.get(&peer) {
+                Some(&at) => known[at].name = name.to_string(),
+                None => {
+                    index.insert(peer, known.len());
+                    known.push(PeerEntry {
+                        addr: peer.to_string(),
+                        name: name.to_string(),
+                    });
+                }
+            }
+        }
+        self.known_for(peer)
+    }
+
+    /// What to tell `peer`: the peers known other than `peer`, the most recently learned
+    /// first, as many as fit in one frame. (The protocol says "every peer"; no frame can hold
+    /// more than 64 KiB of them, about 1,700 entries.)
+    pub fn known_for(&self, peer: SocketAddr) -> Vec<PeerEntry> {
+        let known = self.known.borrow();
+        let me = self.index.borrow().get(&peer).copied();
         let mut room = PEERS_ROOM;
         known
             .iter()
@@ -357,9 +383,10 @@ fn handle(
             let peers = node.register(peer, &node.me.name);
             let _ = encode_frame_into(&Frame::Peers { peers }, out);
         }
+        Frame::Peers { peers } => node.learn(peers),
         Frame::Bye { .. } => return Next::Close,
         Frame::Hello { .. } => return Next::Refuse("second hello on one connection"),
-        Frame::Ack { .. } | Frame::Peers { .. } | Frame::Pong { .. } | Frame::Unknown => {}
+        Frame::Ack { .. } | Frame::Pong { .. } | Frame::Unknown => {}
     }
     Next::Continue
 }

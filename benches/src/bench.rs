@@ -120,6 +120,10 @@ fn header(s: &Settings) {
         sys::raise_fd_limit()
     );
     println!(
+        "load average (1 min) at start: {} — other work on this machine disturbs the figures",
+        load_average()
+    );
+    println!(
         "build: {}; every peer is its own OS process; each node process runs one \
          single-threaded runtime (actix system / tokio current_thread), over 127.0.0.1",
         if cfg!(debug_assertions) {
@@ -129,7 +133,8 @@ fn header(s: &Settings) {
         }
     );
     println!(
-        "settings: chat text {} B (chat frame {} B on the wire); stream {} msgs × {} trials, \
+        "settings: chat text {} B (chat frame {} B on the wire); stream {} msgs × {} trials \
+         (interleaved), \
          window {}; raw {} frames; request-response {} round trips; fan-out {:?} peers × {} \
          rounds; idle sessions {:?}; churn {} cycles over {} peers by {} workers; start-up {} runs",
         s.text_bytes,
@@ -172,9 +177,32 @@ fn run(s: Settings, only: &[String]) -> ExitCode {
 
     if wanted("stream") {
         progress("stream");
-        let ours = side(s.run_peerchat, || scenarios::stream_peerchat(&s));
-        let base = side(s.run_baseline, || scenarios::stream_baseline(&s));
-        let raw = side(s.run_baseline, || scenarios::stream_raw(&s));
+        // Trials interleaved (peerchat, baseline, raw, peerchat, ...), each on fresh
+        // processes, so that a change in the machine's speed hits every side alike.
+        let mut one = s.clone();
+        one.trials = 1;
+        let (mut ours, mut base, mut raw) = (Ok(Vec::new()), Ok(Vec::new()), Ok(Vec::new()));
+        for _ in 0..s.trials {
+            gather(
+                &mut ours,
+                side(s.run_peerchat, || scenarios::stream_peerchat(&one)),
+            );
+            gather(
+                &mut base,
+                side(s.run_baseline, || scenarios::stream_baseline(&one)),
+            );
+            gather(
+                &mut raw,
+                side(s.run_baseline, || scenarios::stream_raw(&one)),
+            );
+        }
+        let summary = |all: Res<Vec<f64>>| {
+            all.map(|all| scenarios::StreamResult {
+                per_second: report::median(&mut all.clone()),
+                all,
+            })
+        };
+        let (ours, base, raw) = (summary(ours), summary(base), summary(raw));
         for (who, r) in [("peerchat", &ours), ("baseline", &base), ("raw", &raw)] {
             if let Ok(r) = r {
                 let all: Vec<String> = r.all.iter().map(|v| format!("{v:.0}")).collect();
@@ -347,13 +375,34 @@ fn run(s: Settings, only: &[String]) -> ExitCode {
         "- ratio = peerchat / baseline. Targets from issue #4; targets in ms/µs/KiB are \
          peerchat's own figure."
     );
-    println!("total time {:.1} s", started.elapsed().as_secs_f64());
+    println!(
+        "total time {:.1} s; load average (1 min) at the end: {}",
+        started.elapsed().as_secs_f64(),
+        load_average()
+    );
     if errors > 0 {
         eprintln!("{errors} measurement(s) failed");
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// Adds one trial's figures to the others; the first failure is kept.
+fn gather(all: &mut Res<Vec<f64>>, trial: Res<scenarios::StreamResult>) {
+    match (all.as_mut(), trial) {
+        (Ok(all), Ok(trial)) => all.extend(trial.all),
+        (Ok(_), Err(err)) => *all = Err(err),
+        (Err(_), _) => {}
+    }
+}
+
+/// The 1-minute load average, to judge how quiet the machine was.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(String::from))
+        .unwrap_or_else(|| "?".into())
 }
 
 /// A side left out with `--side`.

@@ -113,6 +113,14 @@ impl ChildProc {
         Ok(ports)
     }
 
+    /// Descriptors the child has open, counted from outside (a child at its descriptor
+    /// limit cannot open /proc/self/fd to count them itself).
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
+            .map(|dir| dir.count())
+            .unwrap_or(0)
+    }
+
     /// Closes stdin (the child's signal to exit) and waits up to `limit`, then kills it.
     pub fn finish(mut self, limit: Duration) {
         self.stdin = None;

@@ -17,7 +17,7 @@ use peerchat_actors::{ConnectOutcome, EventStream, Node, NodeConfig, NodeEvent, 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, watch, Semaphore};
 
-use crate::baseline::{connect_raw, dial, now_ms, ClientConn, Identity};
+use crate::baseline::{connect_raw, dial, now_ms, BaseNode, ClientConn, Identity, Stats};
 use crate::child::ChildProc;
 use crate::report::{median, percentile};
 use crate::serve::local_runtime;
@@ -68,7 +68,7 @@ impl Settings {
                 trials: 1,
                 round_trips: 2_000,
                 fanout: vec![100],
-                fanout_rounds: 5,
+                fanout_rounds: 20,
                 idle: vec![1_000],
                 churn_ops: 1_000,
                 churn_peers: 64,
@@ -85,10 +85,10 @@ impl Settings {
                 stream_msgs: 200_000,
                 window: 1024,
                 raw_frames: 5_000_000,
-                trials: 3,
+                trials: 5,
                 round_trips: 20_000,
                 fanout: vec![100, 1_000],
-                fanout_rounds: 10,
+                fanout_rounds: 50,
                 idle: vec![1_000, 10_000],
                 churn_ops: 5_000,
                 churn_peers: 128,
@@ -563,6 +563,9 @@ pub fn fanout_peerchat(s: &Settings, peers: usize) -> Res<f64> {
         let mut rounds = Vec::new();
         for round in 0..=s.fanout_rounds {
             let start = Instant::now();
+            // One chat to every peer, in turn. (Issuing all the requests at once is slower
+            // with 1000 peers: the Registry takes them all before the first is written, so
+            // the receiving process starts later.)
             let mut waiting = HashSet::with_capacity(peers);
             for peer in &rig.peers {
                 waiting.insert(rig.node.send_chat(*peer, text.as_str()).await?);
@@ -701,7 +704,7 @@ pub fn idle_sessions(kind: &'static str, sessions: usize) -> Res<IdleResult> {
         let port = child.ready_ports(READY_WAIT).await?[0];
         tokio::time::sleep(Duration::from_millis(200)).await;
         let before_kib: u64 = child.ask("rss", "RSS", STEP_LIMIT).await?.parse()?;
-        let fds_before: usize = child.ask("fds", "FDS", STEP_LIMIT).await?.parse()?;
+        let fds_before = child.open_fds();
         let (done_tx, mut done) = mpsc::unbounded_channel::<Res<()>>();
         let (stop_tx, stop) = watch::channel(false);
         let gate = Rc::new(Semaphore::new(256));
@@ -723,7 +726,7 @@ pub fn idle_sessions(kind: &'static str, sessions: usize) -> Res<IdleResult> {
                 Ok(Some(Err(err))) => err.to_string(),
                 _ => "handshakes did not finish in time".to_string(),
             };
-            let fds = child.ask("fds", "FDS", STEP_LIMIT).await?;
+            let fds = child.open_fds();
             return fail(format!(
                 "{why} (after {opened} of {sessions} sessions; the {kind} process has {fds} \
                  descriptors open, limit {})",
@@ -734,7 +737,7 @@ pub fn idle_sessions(kind: &'static str, sessions: usize) -> Res<IdleResult> {
         // Let the last handshakes' transient buffers go.
         tokio::time::sleep(Duration::from_millis(1000)).await;
         let after_kib: u64 = child.ask("rss", "RSS", STEP_LIMIT).await?.parse()?;
-        let fds_after: usize = child.ask("fds", "FDS", STEP_LIMIT).await?.parse()?;
+        let fds_after = child.open_fds();
         let stats = child.ask("stats", "STATS", STEP_LIMIT).await?;
         let connected: usize = stats
             .split_whitespace()
@@ -915,16 +918,25 @@ pub fn churn_peerchat(s: &Settings) -> Res<ChurnResult> {
 }
 
 /// One baseline cycle: dial (hello both ways, our peers), bye, and let the connection
-/// linger in the background until the peer closes, as peerchat's Session does.
-async fn baseline_cycle(addr: SocketAddr, me: &Identity, known: Vec<PeerEntry>) -> Res<()> {
-    let mut conn = dial(addr, me, known).await?;
+/// linger in the background until the peer closes, as peerchat's Session does; a `peers`
+/// frame read meanwhile is learned, as the protocol asks.
+async fn baseline_cycle(addr: SocketAddr, me: &Rc<BaseNode>) -> Res<()> {
+    let known = me.known_for(addr);
+    let mut conn = dial(addr, &me.me, known).await?;
     conn.queue(&Frame::Bye {
         reason: "disconnected by user".into(),
     })?;
     conn.flush().await?;
     conn.writer.shutdown().await?;
+    let me = me.clone();
     tokio::task::spawn_local(async move {
-        let linger = async { while let Some(Ok(_)) = conn.reader.next().await {} };
+        let linger = async {
+            while let Some(Ok(frame)) = conn.reader.next().await {
+                if let Frame::Peers { peers } = frame {
+                    me.learn(peers);
+                }
+            }
+        };
         let _ = tokio::time::timeout(Duration::from_secs(1), linger).await;
     });
     Ok(())
@@ -935,8 +947,10 @@ pub fn churn_baseline(s: &Settings) -> Res<ChurnResult> {
     on_tokio(move || async move {
         let mut child = ChildProc::spawn_self(&serve_args("baseline", s.churn_peers))?;
         let ports = child.ready_ports(READY_WAIT).await?;
-        let me = Rc::new(sender_identity());
-        let known: Rc<Vec<PeerEntry>> = Rc::new(
+        // The measuring side is a baseline node too: it knows the peers it dials.
+        let (console, _) = mpsc::unbounded_channel();
+        let me = BaseNode::new(sender_identity(), Stats::new(), console);
+        me.learn(
             ports
                 .iter()
                 .enumerate()
@@ -948,18 +962,11 @@ pub fn churn_baseline(s: &Settings) -> Res<ChurnResult> {
         );
         let cycle = |ports: Vec<u16>, ops: usize| {
             let me = me.clone();
-            let known = known.clone();
             async move {
                 let (mut ok, mut failed, mut first_error) = (0usize, 0usize, None);
                 for j in 0..ops {
-                    let port = ports[j % ports.len()];
-                    let addr = localhost(port);
-                    let tell: Vec<PeerEntry> = known
-                        .iter()
-                        .filter(|e| e.addr != addr.to_string())
-                        .cloned()
-                        .collect();
-                    match baseline_cycle(addr, &me, tell).await {
+                    let addr = localhost(ports[j % ports.len()]);
+                    match baseline_cycle(addr, &me).await {
                         Ok(()) => ok += 1,
                         Err(err) => {
                             failed += 1;

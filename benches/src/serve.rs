@@ -2,7 +2,6 @@
 //! `READY <port>...` once listening, then obeys one command per stdin line:
 //!
 //! - `rss`: answers `RSS <KiB>` (this process's resident set);
-//! - `fds`: answers `FDS <n>` (descriptors this process has open);
 //! - `stats`: answers `STATS <connected> <disconnected> <refused> <chats>`;
 //! - `wait-ended <n>`: answers `DONE` once `disconnected + refused` reaches n;
 //! - `quit`, or the end of stdin: exits.
@@ -19,7 +18,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
 use crate::baseline::{self, BaseNode, Identity, Stats};
-use crate::sys::{fail, open_fds, random_id, rss_kib, Res};
+use crate::sys::{fail, random_id, rss_kib, Res};
 
 /// stdin lines, read by a thread and handed to the runtime.
 fn stdin_lines() -> mpsc::UnboundedReceiver<String> {
@@ -54,7 +53,6 @@ async fn control(stats: Rc<Stats>) -> Res<()> {
         let words: Vec<&str> = line.split_whitespace().collect();
         match words.as_slice() {
             ["rss"] => say(&format!("RSS {}", rss_kib()?))?,
-            ["fds"] => say(&format!("FDS {}", open_fds()))?,
             ["stats"] => say(&format!(
                 "STATS {} {} {} {}",
                 stats.connected.get(),

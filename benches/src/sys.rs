@@ -71,13 +71,6 @@ pub fn rss_kib() -> Res<u64> {
     fail("no VmRSS line in /proc/self/status")
 }
 
-/// Descriptors this process has open (entries of /proc/self/fd).
-pub fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .map(|dir| dir.count())
-        .unwrap_or(0)
-}
-
 /// The soft limit on open descriptors.
 pub fn fd_limit() -> u64 {
     let mut limit = libc::rlimit {
