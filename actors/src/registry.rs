@@ -15,13 +15,13 @@ use tokio::net::TcpStream;
 use crate::config::RetryPolicy;
 use crate::config::{LocalIdentity, NodeConfig, Timeouts};
 use crate::events::NodeEvent;
-use crate::faults::{ActorFault, ConnectionFault, Inject, InjectError};
+use crate::faults::{ConnectionFault, Inject, InjectError};
 use crate::peer::{MessageId, NodeId, PeerAddr, PeerInfo, SessionId};
 use crate::session::{human, Close, Deliver, Direction, RefreshPeers, Session, SessionTemplate};
 use crate::session::{InjectSessionFault, Reannounce};
 use crate::store::{HistoryEntry, QueuedChat, Recovered, Store};
 use crate::supervisor::{
-    fail, guarded, ChildFailed, ChildName, ChildRestarted, NodeSupervisor, SupervisedChild,
+    guarded, suffer, ChildFailed, ChildName, ChildRestarted, NodeSupervisor, SupervisedChild,
 };
 use crate::trace::{ask, tell, Role, Traced};
 use crate::wire::{PeerEntry, MAX_TEXT_BYTES};
@@ -1581,18 +1581,7 @@ impl Handler<Inject> for Registry {
     type Result = ();
 
     fn handle(&mut self, msg: Inject, ctx: &mut Context<Self>) {
-        guarded(
-            self,
-            ctx,
-            || (),
-            |act, ctx| match msg.0 {
-                ActorFault::Crash => fail(act, ctx, "crash (injected)".into()),
-                ActorFault::Panic => panic!("panic (injected)"),
-                ActorFault::Stall(how_long) => {
-                    ctx.wait(actix_rt::time::sleep(how_long).into_actor(act));
-                }
-            },
-        )
+        guarded(self, ctx, || (), |act, ctx| suffer(act, ctx, msg.0))
     }
 }
 

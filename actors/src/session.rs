@@ -150,7 +150,9 @@ impl Session {
             direction,
             remote,
             local,
-            reader: Some(FramedRead::new(read_half, WireCodec)),
+            // Small to start with (it grows for big frames): thousands of idle sessions
+            // must not cost 8 KiB of read buffer each.
+            reader: Some(FramedRead::with_capacity(read_half, WireCodec, 256)),
             writer,
             template,
             peer: None,

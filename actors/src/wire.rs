@@ -134,8 +134,16 @@ pub fn decode_payload(payload: &[u8]) -> Result<Frame, WireError> {
         _ => return Err(WireError::NotAMap),
     }
     let mut rest = payload;
-    let frame: Frame =
-        rmp_serde::from_read(&mut rest).map_err(|e| WireError::Malformed(e.to_string()))?;
+    let frame: Frame = rmp_serde::from_read(&mut rest).map_err(|e| {
+        let why = e.to_string();
+        // rmp-serde hands a string that is not UTF-8 on as bytes, which serde then
+        // refuses as "a byte array, expected a string": say what it means.
+        if why.contains("byte array, expected a string") {
+            WireError::Malformed("a string field is not valid UTF-8".into())
+        } else {
+            WireError::Malformed(why)
+        }
+    })?;
     if !rest.is_empty() {
         return Err(WireError::TrailingBytes(rest.len()));
     }
@@ -307,6 +315,14 @@ mod tests {
         // a map whose type is not a string
         let payload = rmp_serde::to_vec_named(&serde_json::json!({"type": 5})).unwrap();
         assert!(decode_payload(&payload).is_err());
+    }
+
+    #[test]
+    fn invalid_utf8_is_named_as_such() {
+        // {type: "chat", id: 1, text: <ff fe fd as a str>, sent_at_ms: 0}
+        let payload = b"\x84\xa4type\xa4chat\xa2id\x01\xa4text\xa3\xff\xfe\xfd\xaasent_at_ms\x00";
+        let err = decode_payload(payload).unwrap_err().to_string();
+        assert_eq!(err, "malformed frame: a string field is not valid UTF-8");
     }
 
     #[test]
