@@ -99,8 +99,6 @@ pub struct Session {
     peers_waiters: Vec<oneshot::Sender<()>>,
     /// Frames still to be discarded (injected fault).
     drop_next: u32,
-    /// A clone of the socket, to cut it at once (injected fault).
-    socket: std::net::TcpStream,
     /// Reports the end to the Registry when the actor is dropped, however it ends.
     death_watch: DeathWatch,
 }
@@ -122,10 +120,6 @@ impl Session {
         let local = stream.local_addr()?;
         // Chat is small interactive frames: latency matters more than packet count.
         stream.set_nodelay(true)?;
-        // A second handle on the same socket, kept only to cut it on an injected Reset.
-        let std_stream = stream.into_std()?;
-        let socket = std_stream.try_clone()?;
-        let stream = TcpStream::from_std(std_stream)?;
         let (read_half, write_half) = stream.into_split();
         let id = NEXT_SESSION_ID.fetch_add(1, Ordering::Relaxed);
         let writer = FrameWriter::spawn(
@@ -161,7 +155,6 @@ impl Session {
             closing: false,
             peers_waiters: Vec::new(),
             drop_next: 0,
-            socket,
             death_watch,
         };
         Ok((id, session.start()))
@@ -545,7 +538,9 @@ impl Handler<InjectSessionFault> for Session {
         tracing::warn!(session = self.id, remote = %self.remote, "injecting {:?}", msg.0);
         match msg.0 {
             ConnectionFault::Reset => {
-                let _ = self.socket.shutdown(std::net::Shutdown::Both);
+                // Nothing more is written, not even what is queued; the read half goes
+                // with the actor.
+                self.writer.abort();
                 self.close(ctx, "connection reset (injected)".into(), false);
             }
             ConnectionFault::Corrupt => {

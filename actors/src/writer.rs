@@ -33,6 +33,8 @@ pub enum WriteRefused {
 /// and then shut the socket's sending side.
 pub struct FrameWriter {
     queue: Option<mpsc::UnboundedSender<Bytes>>,
+    /// The writing task, to cut the connection at once (`abort`).
+    task: tokio::task::JoinHandle<()>,
     /// Bytes queued and not yet written; shared with the writing task only.
     queued: Arc<AtomicUsize>,
     max_queued: usize,
@@ -45,9 +47,10 @@ impl FrameWriter {
     pub fn spawn(half: OwnedWriteHalf, max_queued: usize, stall: Duration) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let queued = Arc::new(AtomicUsize::new(0));
-        actix_rt::spawn(pump(rx, half, stall, queued.clone()));
+        let task = actix_rt::spawn(pump(rx, half, stall, queued.clone()));
         FrameWriter {
             queue: Some(tx),
+            task,
             queued,
             max_queued: max_queued.max(1),
         }
@@ -76,6 +79,12 @@ impl FrameWriter {
     /// Bytes waiting to be written.
     pub fn queued_bytes(&self) -> usize {
         self.queued.load(Ordering::Relaxed)
+    }
+
+    /// Drops the socket's sending half at once, queued frames unsent (the Reset fault).
+    pub fn abort(&mut self) {
+        self.queue = None;
+        self.task.abort();
     }
 
     /// No more frames; what is queued is still written.
