@@ -8,7 +8,6 @@ use std::collections::{HashMap, VecDeque};
 use std::io::{self, BufRead, Write};
 use std::net::IpAddr;
 use std::pin::Pin;
-use std::time::Duration;
 
 use actix::prelude::*;
 use futures::channel::{mpsc, oneshot};
@@ -684,7 +683,7 @@ impl Console {
             self.screen.print(&format!("Quitting ({why})..."));
         }
         let node = self.node.clone();
-        let grace = Duration::from_secs(3);
+        let grace = self.node.quit_grace();
         ctx.spawn(
             async move { node.shutdown(grace).await }
                 .into_actor(self)

@@ -74,6 +74,8 @@ pub struct Node {
     registry: Addr<Registry>,
     listener: Addr<Listener>,
     supervisor: Addr<NodeSupervisor>,
+    /// How long quitting waits for acks in flight.
+    quit_grace: Duration,
     /// Who calls through this handle, for the trace (`Node`, or `Console` for its clone).
     caller: Role,
     /// Problems found reading the data directory (skipped lines), to show the user.
@@ -147,6 +149,7 @@ impl Node {
             listener,
             supervisor,
             caller: Role::Node,
+            quit_grace: config.timeouts.quit_grace,
             warnings,
             listen_addr,
             node_id: me.node_id,
@@ -174,6 +177,11 @@ impl Node {
             ip => ip,
         };
         PeerAddr::from_ip_port(ip, self.listen_addr.port())
+    }
+
+    /// How long a quit waits for acks of messages in flight (`Timeouts::quit_grace`).
+    pub fn quit_grace(&self) -> Duration {
+        self.quit_grace
     }
 
     /// What was wrong in the data directory when the node started (lines skipped).
