@@ -208,7 +208,7 @@ impl Node {
     pub fn events(&self) -> EventStream {
         let (tx, rx) = mpsc::unbounded();
         tell(
-            Role::Node,
+            self.caller,
             &self.registry,
             Subscribe(Subscriber::Channel(tx)),
         );
@@ -218,7 +218,7 @@ impl Node {
     /// Every event from now on, to an actor's mailbox (survives that actor's restarts).
     pub fn subscribe(&self, recipient: Recipient<NodeEvent>) {
         tell(
-            Role::Node,
+            self.caller,
             &self.registry,
             Subscribe(Subscriber::Actor(recipient)),
         );
@@ -255,14 +255,16 @@ impl Node {
                 return Err(InjectError::NoSuchActor(ChildName::Console))
             }
             Fault::Connection(peer, fault) => {
-                return self
-                    .registry
-                    .send(InjectConnection { peer, fault })
-                    .await
-                    .unwrap_or(Err(InjectError::NodeStopped))
+                return ask(
+                    self.caller,
+                    &self.registry,
+                    InjectConnection { peer, fault },
+                )
+                .await
+                .unwrap_or(Err(InjectError::NodeStopped))
             }
             Fault::ListenerGone => tell(
-                Role::Node,
+                self.caller,
                 &self.listener,
                 Retire {
                     reason: "listener gone (injected)".into(),
@@ -318,18 +320,18 @@ impl Node {
 
     /// Waits up to `grace` for acks in flight, says bye to everyone, stops the actors.
     pub async fn shutdown(&self, grace: Duration) -> ShutdownReport {
-        let report = self
-            .registry
-            .send(Shutdown { grace })
+        let report = ask(self.caller, &self.registry, Shutdown { grace })
             .await
             .unwrap_or_default();
         // Awaited: the port is free again when this returns.
-        let _ = self
-            .listener
-            .send(Retire {
+        let _ = ask(
+            self.caller,
+            &self.listener,
+            Retire {
                 reason: "node shut down".into(),
-            })
-            .await;
+            },
+        )
+        .await;
         report
     }
 }

@@ -1363,19 +1363,27 @@ impl Registry {
             if !kept {
                 act.fail_where(|_| true, "node quit before the ack arrived");
             }
+            // The connected peers' Sessions are told by `disconnect`; the others (replaced,
+            // still in their handshake, rejoining) are told below.
+            let told: HashSet<SessionId> = act
+                .peers
+                .values()
+                .filter_map(|record| record.session)
+                .collect();
             let connected: Vec<PeerAddr> = act.peers.keys().copied().collect();
             for peer in connected {
                 act.disconnect(peer, "quit");
             }
-            // Sessions that never registered are told too.
-            for live in act.sessions.values() {
-                tell(
-                    Role::Registry,
-                    &live.addr,
-                    Close {
-                        reason: "quit".into(),
-                    },
-                );
+            for (id, live) in act.sessions.iter().chain(act.rejoining.iter()) {
+                if !told.contains(id) {
+                    tell(
+                        Role::Registry,
+                        &live.addr,
+                        Close {
+                            reason: "quit".into(),
+                        },
+                    );
+                }
             }
             let (closed_tx, closed_rx) = oneshot::channel();
             act.no_sessions_waiters.push(closed_tx);

@@ -407,15 +407,17 @@ impl Session {
         let waiters = std::mem::take(&mut self.peers_waiters);
         // Answer RefreshPeers only after the Registry has taken the list in.
         ctx.wait(
-            self.template
-                .registry
-                .send(PeersLearned { from, peers })
-                .into_actor(self)
-                .map(move |_, _, _| {
-                    for waiter in waiters {
-                        let _ = waiter.send(());
-                    }
-                }),
+            ask(
+                Role::Session,
+                &self.template.registry,
+                PeersLearned { from, peers },
+            )
+            .into_actor(self)
+            .map(move |_, _, _| {
+                for waiter in waiters {
+                    let _ = waiter.send(());
+                }
+            }),
         );
     }
 }
@@ -568,9 +570,7 @@ impl Handler<Reannounce> for Session {
             rejoin: true,
         };
         ctx.wait(
-            self.template
-                .registry
-                .send(register)
+            ask(Role::Session, &self.template.registry, register)
                 .into_actor(self)
                 .map(|answer, act, ctx| match answer {
                     Ok(Ok(_)) => {}
