@@ -339,3 +339,39 @@ async fn a_chat_sent_just_before_a_disconnect_is_delivered_and_reported() {
         a.connect(b.peer_addr()).await.unwrap();
     }
 }
+
+#[actix_rt::test]
+async fn a_peers_frame_is_bounded_and_lists_connected_peers_first() {
+    use peerchat_actors::registry::PEERS_PER_FRAME;
+    use peerchat_actors::wire::{Frame, PeerEntry};
+    let (node, _events) = start("hub").await;
+    let (friend, _) = start("friend").await;
+    friend.connect(node.peer_addr()).await.unwrap();
+    // Teach the hub of many more peers than one frame lists.
+    let mut teacher = RawPeer::handshake(node.peer_addr(), 99, 40001).await;
+    let many: Vec<PeerEntry> = (0..PEERS_PER_FRAME as u16 + 100)
+        .map(|i| PeerEntry {
+            addr: format!("10.9.{}.{}:9000", i / 250, i % 250 + 1),
+            name: format!("p{i}"),
+        })
+        .collect();
+    teacher.send(&Frame::Peers { peers: many }).await;
+    teacher.send(&Frame::GetPeers).await;
+    let listed = loop {
+        match teacher.next().await {
+            Some(Frame::Peers { peers }) => break peers,
+            Some(_) => continue,
+            None => panic!("closed"),
+        }
+    };
+    assert_eq!(listed.len(), PEERS_PER_FRAME);
+    assert_eq!(
+        listed[0].addr,
+        friend.peer_addr().to_string(),
+        "connected first"
+    );
+    assert!(
+        listed.iter().all(|p| p.addr != "127.0.0.1:40001"),
+        "not itself"
+    );
+}

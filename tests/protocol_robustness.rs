@@ -35,7 +35,7 @@ fn problem_of(name: &str) -> &'static str {
         "map_without_type" => "`type`",
         "chat_missing_id" => "`id`",
         "hello_port_out_of_range" => "70000",
-        "chat_text_invalid_utf8" => "expected a string",
+        "chat_text_invalid_utf8" => "not valid UTF-8",
         other => panic!("reject vector {other:?} is new: say what its bye must mention"),
     }
 }

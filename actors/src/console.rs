@@ -8,19 +8,18 @@ use std::collections::{HashMap, VecDeque};
 use std::io::{self, BufRead, Write};
 use std::net::IpAddr;
 use std::pin::Pin;
-use std::time::Duration;
 
 use actix::prelude::*;
 use futures::channel::{mpsc, oneshot};
 use futures::{Stream, StreamExt};
 
 use crate::events::{NodeEvent, SupervisionStep};
-use crate::faults::{parse_fault, ActorFault, Fault};
+use crate::faults::{parse_fault, Fault};
 use crate::node::Node;
 use crate::peer::{parse_port, MessageId, PeerAddr, PeerInfo};
 use crate::registry::{ConnectAllReport, ConnectOutcome};
 use crate::store::HistoryEntry;
-use crate::supervisor::{fail, guarded, ChildFailed, ChildName, ChildRestarted, SupervisedChild};
+use crate::supervisor::{guarded, suffer, ChildFailed, ChildName, ChildRestarted, SupervisedChild};
 use crate::trace::{tell, Role, Traced};
 
 pub use look::{wrap, Look};
@@ -247,13 +246,7 @@ impl Console {
         match fault {
             Fault::Actor(ChildName::Console, fault) => {
                 self.done(Back::Prompt, "", ctx);
-                match fault {
-                    ActorFault::Crash => fail(self, ctx, "crash (injected)".into()),
-                    ActorFault::Panic => panic!("panic (injected)"),
-                    ActorFault::Stall(how_long) => {
-                        ctx.wait(actix_rt::time::sleep(how_long).into_actor(self));
-                    }
-                }
+                suffer(self, ctx, fault);
             }
             fault => self.run(
                 move |node| async move { node.inject(fault).await },
@@ -690,7 +683,7 @@ impl Console {
             self.screen.print(&format!("Quitting ({why})..."));
         }
         let node = self.node.clone();
-        let grace = Duration::from_secs(3);
+        let grace = self.node.quit_grace();
         ctx.spawn(
             async move { node.shutdown(grace).await }
                 .into_actor(self)

@@ -9,11 +9,11 @@ use std::time::Duration;
 use actix::prelude::*;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
-use crate::faults::{ActorFault, Inject};
+use crate::faults::Inject;
 use crate::registry::Retire;
 use crate::session::{Direction, Session, SessionTemplate};
 use crate::supervisor::{
-    fail, guarded, ChildFailed, ChildName, ChildRestarted, NodeSupervisor, SupervisedChild,
+    guarded, suffer, ChildFailed, ChildName, ChildRestarted, NodeSupervisor, SupervisedChild,
 };
 use crate::trace::{tell, Role, Traced};
 
@@ -170,18 +170,7 @@ impl Handler<Inject> for Listener {
     type Result = ();
 
     fn handle(&mut self, msg: Inject, ctx: &mut Context<Self>) {
-        guarded(
-            self,
-            ctx,
-            || (),
-            |act, ctx| match msg.0 {
-                ActorFault::Crash => fail(act, ctx, "crash (injected)".into()),
-                ActorFault::Panic => panic!("panic (injected)"),
-                ActorFault::Stall(how_long) => {
-                    ctx.wait(actix_rt::time::sleep(how_long).into_actor(act));
-                }
-            },
-        )
+        guarded(self, ctx, || (), |act, ctx| suffer(act, ctx, msg.0))
     }
 }
 

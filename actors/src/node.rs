@@ -74,6 +74,8 @@ pub struct Node {
     registry: Addr<Registry>,
     listener: Addr<Listener>,
     supervisor: Addr<NodeSupervisor>,
+    /// How long quitting waits for acks in flight.
+    quit_grace: Duration,
     /// Who calls through this handle, for the trace (`Node`, or `Console` for its clone).
     caller: Role,
     /// Problems found reading the data directory (skipped lines), to show the user.
@@ -147,6 +149,7 @@ impl Node {
             listener,
             supervisor,
             caller: Role::Node,
+            quit_grace: config.timeouts.quit_grace,
             warnings,
             listen_addr,
             node_id: me.node_id,
@@ -176,6 +179,11 @@ impl Node {
         PeerAddr::from_ip_port(ip, self.listen_addr.port())
     }
 
+    /// How long a quit waits for acks of messages in flight (`Timeouts::quit_grace`).
+    pub fn quit_grace(&self) -> Duration {
+        self.quit_grace
+    }
+
     /// What was wrong in the data directory when the node started (lines skipped).
     pub fn warnings(&self) -> &[String] {
         &self.warnings
@@ -200,7 +208,7 @@ impl Node {
     pub fn events(&self) -> EventStream {
         let (tx, rx) = mpsc::unbounded();
         tell(
-            Role::Node,
+            self.caller,
             &self.registry,
             Subscribe(Subscriber::Channel(tx)),
         );
@@ -210,7 +218,7 @@ impl Node {
     /// Every event from now on, to an actor's mailbox (survives that actor's restarts).
     pub fn subscribe(&self, recipient: Recipient<NodeEvent>) {
         tell(
-            Role::Node,
+            self.caller,
             &self.registry,
             Subscribe(Subscriber::Actor(recipient)),
         );
@@ -247,14 +255,16 @@ impl Node {
                 return Err(InjectError::NoSuchActor(ChildName::Console))
             }
             Fault::Connection(peer, fault) => {
-                return self
-                    .registry
-                    .send(InjectConnection { peer, fault })
-                    .await
-                    .unwrap_or(Err(InjectError::NodeStopped))
+                return ask(
+                    self.caller,
+                    &self.registry,
+                    InjectConnection { peer, fault },
+                )
+                .await
+                .unwrap_or(Err(InjectError::NodeStopped))
             }
             Fault::ListenerGone => tell(
-                Role::Node,
+                self.caller,
                 &self.listener,
                 Retire {
                     reason: "listener gone (injected)".into(),
@@ -310,18 +320,18 @@ impl Node {
 
     /// Waits up to `grace` for acks in flight, says bye to everyone, stops the actors.
     pub async fn shutdown(&self, grace: Duration) -> ShutdownReport {
-        let report = self
-            .registry
-            .send(Shutdown { grace })
+        let report = ask(self.caller, &self.registry, Shutdown { grace })
             .await
             .unwrap_or_default();
         // Awaited: the port is free again when this returns.
-        let _ = self
-            .listener
-            .send(Retire {
+        let _ = ask(
+            self.caller,
+            &self.listener,
+            Retire {
                 reason: "node shut down".into(),
-            })
-            .await;
+            },
+        )
+        .await;
         report
     }
 }

@@ -15,13 +15,13 @@ use tokio::net::TcpStream;
 use crate::config::RetryPolicy;
 use crate::config::{LocalIdentity, NodeConfig, Timeouts};
 use crate::events::NodeEvent;
-use crate::faults::{ActorFault, ConnectionFault, Inject, InjectError};
+use crate::faults::{ConnectionFault, Inject, InjectError};
 use crate::peer::{MessageId, NodeId, PeerAddr, PeerInfo, SessionId};
 use crate::session::{human, Close, Deliver, Direction, RefreshPeers, Session, SessionTemplate};
-use crate::session::{InjectSessionFault, Reannounce};
+use crate::session::{AckChat, InjectSessionFault, Reannounce};
 use crate::store::{HistoryEntry, QueuedChat, Recovered, Store};
 use crate::supervisor::{
-    fail, guarded, ChildFailed, ChildName, ChildRestarted, NodeSupervisor, SupervisedChild,
+    guarded, suffer, ChildFailed, ChildName, ChildRestarted, NodeSupervisor, SupervisedChild,
 };
 use crate::trace::{ask, tell, Role, Traced};
 use crate::wire::{PeerEntry, MAX_TEXT_BYTES};
@@ -129,16 +129,28 @@ pub struct SessionClosed {
     pub reason: String,
 }
 
-/// From a Session: a chat arrived. The reply means "handed to the console", and only then
-/// does the Session ack it.
-#[derive(Message, Debug)]
-#[rtype(result = "Result<(), RegistryFailed>")]
+/// From a Session: a chat arrived. Once it is handed to the console (or known as a repeat),
+/// the Registry tells `session` to ack it ([`AckChat`]).
+#[derive(Message)]
+#[rtype(result = "()")]
 pub struct IncomingChat {
+    pub session: Addr<Session>,
     pub from: PeerAddr,
     pub node_id: NodeId,
     pub id: MessageId,
     pub text: String,
     pub sent_at_ms: u64,
+}
+
+impl std::fmt::Debug for IncomingChat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IncomingChat")
+            .field("from", &self.from)
+            .field("node_id", &self.node_id)
+            .field("id", &self.id)
+            .field("text", &self.text)
+            .finish()
+    }
 }
 
 /// From a Session: the peer acked our chat `id`.
@@ -289,10 +301,6 @@ impl fmt::Display for SendError {
 
 impl std::error::Error for SendError {}
 
-/// The Registry failed while handling an incoming chat: it was not shown, so not acked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RegistryFailed;
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NotConnected(pub PeerAddr);
 
@@ -382,6 +390,9 @@ struct Redial {
     attempt: u32,
     timer: SpawnHandle,
 }
+
+/// Most entries in one `peers` frame (docs/protocol.md, section 6.2).
+pub const PEERS_PER_FRAME: usize = 256;
 
 /// Chats kept in memory for `/history`.
 const HISTORY_IN_MEMORY: usize = 1000;
@@ -718,13 +729,26 @@ impl Registry {
         true
     }
 
+    /// What a `peers` frame to `for_peer` lists: at most [`PEERS_PER_FRAME`] peers,
+    /// connected ones first. Bounded so that the frame always fits its 64 KiB limit and a
+    /// node with thousands of peers does not send each newcomer all of them.
     fn known_peers_for(&self, for_peer: PeerAddr) -> Vec<PeerEntry> {
         // A loopback address means nothing to a peer on another host.
         let remote_peer = !for_peer.ip().is_loopback();
-        self.peers
+        let worth_telling =
+            |addr: &PeerAddr| *addr != for_peer && !(remote_peer && addr.ip().is_loopback());
+        let connected = self
+            .peers
             .iter()
-            .filter(|(addr, _)| **addr != for_peer)
-            .filter(|(addr, _)| !(remote_peer && addr.ip().is_loopback()))
+            .filter(|(_, record)| record.session.is_some());
+        let others = self
+            .peers
+            .iter()
+            .filter(|(_, record)| record.session.is_none());
+        connected
+            .chain(others)
+            .filter(|(addr, _)| worth_telling(addr))
+            .take(PEERS_PER_FRAME)
             .map(|(addr, record)| PeerEntry {
                 addr: addr.to_string(),
                 name: record.name.clone().unwrap_or_default(),
@@ -1055,17 +1079,14 @@ impl Registry {
         }
     }
 
-    fn on_incoming_chat(
-        &mut self,
-        msg: IncomingChat,
-        _: &mut Context<Self>,
-    ) -> Result<(), RegistryFailed> {
+    fn on_incoming_chat(&mut self, msg: IncomingChat, _: &mut Context<Self>) {
         if let Some(record) = self.peers.get_mut(&msg.from) {
             record.last_seen = Some(SystemTime::now());
         }
+        let ack = AckChat { id: msg.id };
         if !self.seen.entry(msg.node_id).or_default().first_time(msg.id) {
             tracing::debug!(from = %msg.from, id = msg.id, "repeated chat acked again, not shown");
-            return Ok(());
+            return tell(Role::Registry, &msg.session, ack);
         }
         let name = self.name_of(&msg.from);
         // Recorded before it is shown: after a crash it is not shown again.
@@ -1086,7 +1107,8 @@ impl Registry {
             text: msg.text,
             sent_at_ms: msg.sent_at_ms,
         });
-        Ok(())
+        // Handed to the console: now, and only now, it is acked.
+        tell(Role::Registry, &msg.session, ack);
     }
 
     fn on_ack_received(&mut self, msg: AckReceived, _: &mut Context<Self>) {
@@ -1341,19 +1363,27 @@ impl Registry {
             if !kept {
                 act.fail_where(|_| true, "node quit before the ack arrived");
             }
+            // The connected peers' Sessions are told by `disconnect`; the others (replaced,
+            // still in their handshake, rejoining) are told below.
+            let told: HashSet<SessionId> = act
+                .peers
+                .values()
+                .filter_map(|record| record.session)
+                .collect();
             let connected: Vec<PeerAddr> = act.peers.keys().copied().collect();
             for peer in connected {
                 act.disconnect(peer, "quit");
             }
-            // Sessions that never registered are told too.
-            for live in act.sessions.values() {
-                tell(
-                    Role::Registry,
-                    &live.addr,
-                    Close {
-                        reason: "quit".into(),
-                    },
-                );
+            for (id, live) in act.sessions.iter().chain(act.rejoining.iter()) {
+                if !told.contains(id) {
+                    tell(
+                        Role::Registry,
+                        &live.addr,
+                        Close {
+                            reason: "quit".into(),
+                        },
+                    );
+                }
             }
             let (closed_tx, closed_rx) = oneshot::channel();
             act.no_sessions_waiters.push(closed_tx);
@@ -1399,15 +1429,10 @@ impl Handler<SessionClosed> for Registry {
 }
 
 impl Handler<IncomingChat> for Registry {
-    type Result = Result<(), RegistryFailed>;
+    type Result = ();
 
     fn handle(&mut self, msg: IncomingChat, ctx: &mut Context<Self>) -> Self::Result {
-        guarded(
-            self,
-            ctx,
-            || Err(RegistryFailed),
-            |act, ctx| act.on_incoming_chat(msg, ctx),
-        )
+        guarded(self, ctx, || (), |act, ctx| act.on_incoming_chat(msg, ctx))
     }
 }
 
@@ -1581,18 +1606,7 @@ impl Handler<Inject> for Registry {
     type Result = ();
 
     fn handle(&mut self, msg: Inject, ctx: &mut Context<Self>) {
-        guarded(
-            self,
-            ctx,
-            || (),
-            |act, ctx| match msg.0 {
-                ActorFault::Crash => fail(act, ctx, "crash (injected)".into()),
-                ActorFault::Panic => panic!("panic (injected)"),
-                ActorFault::Stall(how_long) => {
-                    ctx.wait(actix_rt::time::sleep(how_long).into_actor(act));
-                }
-            },
-        )
+        guarded(self, ctx, || (), |act, ctx| suffer(act, ctx, msg.0))
     }
 }
 

@@ -17,7 +17,7 @@ use crate::peer::{MessageId, NodeId, PeerAddr, SessionId};
 use crate::registry::{
     AckReceived, IncomingChat, KnownPeers, PeersLearned, Register, Registry, SessionClosed,
 };
-use crate::trace::{ask, tell, Role, Traced};
+use crate::trace::{ask, offer, tell, Role, Traced};
 use crate::wire::{encode_frame, Frame, PeerEntry, WireCodec, WireError, PROTOCOL_VERSION};
 use crate::writer::{FrameWriter, WriteRefused};
 
@@ -37,6 +37,14 @@ pub struct Deliver {
 #[rtype(result = "()")]
 pub struct Close {
     pub reason: String,
+}
+
+/// From the Registry: the chat `id` from this Session's peer was handed to the console (or
+/// was a repeat): ack it.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct AckChat {
+    pub id: MessageId,
 }
 
 /// From a restarted Registry: register again (it has forgotten the live sessions).
@@ -99,8 +107,10 @@ pub struct Session {
     peers_waiters: Vec<oneshot::Sender<()>>,
     /// Frames still to be discarded (injected fault).
     drop_next: u32,
-    /// A clone of the socket, to cut it at once (injected fault).
-    socket: std::net::TcpStream,
+    /// Chats handed to the Registry and not yet acked.
+    acks_pending: u32,
+    /// The peer said bye while acks were pending: close once they are sent.
+    bye_after_acks: Option<String>,
     /// Reports the end to the Registry when the actor is dropped, however it ends.
     death_watch: DeathWatch,
 }
@@ -122,10 +132,6 @@ impl Session {
         let local = stream.local_addr()?;
         // Chat is small interactive frames: latency matters more than packet count.
         stream.set_nodelay(true)?;
-        // A second handle on the same socket, kept only to cut it on an injected Reset.
-        let std_stream = stream.into_std()?;
-        let socket = std_stream.try_clone()?;
-        let stream = TcpStream::from_std(std_stream)?;
         let (read_half, write_half) = stream.into_split();
         let id = NEXT_SESSION_ID.fetch_add(1, Ordering::Relaxed);
         let writer = FrameWriter::spawn(
@@ -150,7 +156,9 @@ impl Session {
             direction,
             remote,
             local,
-            reader: Some(FramedRead::new(read_half, WireCodec)),
+            // Small to start with (it grows for big frames): thousands of idle sessions
+            // must not cost 8 KiB of read buffer each.
+            reader: Some(FramedRead::with_capacity(read_half, WireCodec, 256)),
             writer,
             template,
             peer: None,
@@ -159,7 +167,8 @@ impl Session {
             closing: false,
             peers_waiters: Vec::new(),
             drop_next: 0,
-            socket,
+            acks_pending: 0,
+            bye_after_acks: None,
             death_watch,
         };
         Ok((id, session.start()))
@@ -322,34 +331,19 @@ impl Session {
                 sent_at_ms,
             } => {
                 let incoming = IncomingChat {
+                    session: ctx.address(),
                     from,
                     node_id: established.node_id,
                     id,
                     text,
                     sent_at_ms,
                 };
-                // Ack only once the Registry has handed it to the console, and take the
-                // next frame only then: chats stay in order, and a bye that follows a chat
-                // is handled after that chat's ack is queued. (`wait`, not `spawn`: actix
-                // drops a queued request whose sender has gone, so the hand-off must not be
-                // abandoned halfway.)
-                ctx.wait(ask(Role::Session, registry, incoming).into_actor(self).map(
-                    move |handed, act, ctx| {
-                        if handed.is_ok() {
-                            act.send_frame(&Frame::Ack { id }, ctx);
-                        }
-                    },
-                ));
+                // The ack is sent when the Registry says the chat was handed to the console
+                // (AckChat); meanwhile the next frames are read.
+                self.acks_pending += 1;
+                self.hand_over(incoming, ctx);
             }
-            // Each frame waits for the Registry to take it before the next is read: a peer
-            // flooding us fills its own TCP window, not our memory.
-            Frame::Ack { id } => {
-                ctx.wait(
-                    ask(Role::Session, registry, AckReceived { from, id })
-                        .into_actor(self)
-                        .map(|_, _, _| ()),
-                );
-            }
+            Frame::Ack { id } => self.hand_over(AckReceived { from, id }, ctx),
             Frame::GetPeers => {
                 ctx.wait(
                     ask(Role::Session, registry, KnownPeers { for_peer: from })
@@ -366,7 +360,17 @@ impl Session {
             Frame::Pong { .. } => {}
             Frame::Bye { reason } => {
                 let reason = format!("peer said bye: {}", reason);
-                self.close(ctx, reason, false);
+                if self.acks_pending == 0 {
+                    return self.close(ctx, reason, false);
+                }
+                // Chats that came before the bye are still being handed over: their acks
+                // go out first (the peer lingers to read them), within a bound.
+                self.bye_after_acks = Some(reason);
+                ctx.run_later(LINGER, |act, ctx| {
+                    if let Some(reason) = act.bye_after_acks.take() {
+                        act.close(ctx, reason, false);
+                    }
+                });
             }
             Frame::Hello { .. } => self.close(ctx, "second hello on one connection".into(), true),
             Frame::Unknown => {
@@ -375,19 +379,45 @@ impl Session {
         }
     }
 
+    /// Passes a frame's message to the Registry in order, without waiting for it to be
+    /// handled. Only when the Registry's mailbox is full does the Session wait, and read no
+    /// more frames meanwhile: a flooding peer fills its own TCP window, not our memory.
+    fn hand_over<M>(&mut self, message: M, ctx: &mut Context<Self>)
+    where
+        Registry: Handler<M>,
+        M: Message + Send + std::fmt::Debug + 'static,
+        M::Result: Send,
+    {
+        match offer(Role::Session, &self.template.registry, message) {
+            Ok(()) => {}
+            Err(SendError::Full(message)) => ctx.wait(
+                self.template
+                    .registry
+                    .send(message)
+                    .into_actor(self)
+                    .map(|_, _, _| ()),
+            ),
+            Err(SendError::Closed(_)) => {
+                self.close(ctx, "node is shutting down".into(), true);
+            }
+        }
+    }
+
     fn on_peers(&mut self, from: PeerAddr, peers: Vec<PeerEntry>, ctx: &mut Context<Self>) {
         let waiters = std::mem::take(&mut self.peers_waiters);
         // Answer RefreshPeers only after the Registry has taken the list in.
         ctx.wait(
-            self.template
-                .registry
-                .send(PeersLearned { from, peers })
-                .into_actor(self)
-                .map(move |_, _, _| {
-                    for waiter in waiters {
-                        let _ = waiter.send(());
-                    }
-                }),
+            ask(
+                Role::Session,
+                &self.template.registry,
+                PeersLearned { from, peers },
+            )
+            .into_actor(self)
+            .map(move |_, _, _| {
+                for waiter in waiters {
+                    let _ = waiter.send(());
+                }
+            }),
         );
     }
 }
@@ -476,6 +506,9 @@ impl StreamHandler<Result<Frame, WireError>> for Session {
         if self.closing {
             return ctx.stop();
         }
+        if self.bye_after_acks.is_some() {
+            return; // The peer's half-close after its bye: our acks still go out.
+        }
         self.close(ctx, "connection closed by peer".into(), false);
     }
 }
@@ -490,6 +523,23 @@ impl Handler<Deliver> for Session {
             sent_at_ms: msg.sent_at_ms,
         };
         self.send_frame(&chat, ctx);
+    }
+}
+
+impl Handler<AckChat> for Session {
+    type Result = ();
+
+    fn handle(&mut self, msg: AckChat, ctx: &mut Context<Self>) {
+        self.acks_pending = self.acks_pending.saturating_sub(1);
+        if self.closing {
+            return;
+        }
+        self.send_frame(&Frame::Ack { id: msg.id }, ctx);
+        if self.acks_pending == 0 {
+            if let Some(reason) = self.bye_after_acks.take() {
+                self.close(ctx, reason, false);
+            }
+        }
     }
 }
 
@@ -520,9 +570,7 @@ impl Handler<Reannounce> for Session {
             rejoin: true,
         };
         ctx.wait(
-            self.template
-                .registry
-                .send(register)
+            ask(Role::Session, &self.template.registry, register)
                 .into_actor(self)
                 .map(|answer, act, ctx| match answer {
                     Ok(Ok(_)) => {}
@@ -543,7 +591,9 @@ impl Handler<InjectSessionFault> for Session {
         tracing::warn!(session = self.id, remote = %self.remote, "injecting {:?}", msg.0);
         match msg.0 {
             ConnectionFault::Reset => {
-                let _ = self.socket.shutdown(std::net::Shutdown::Both);
+                // Nothing more is written, not even what is queued, and the socket is shut
+                // both ways at once.
+                self.writer.reset();
                 self.close(ctx, "connection reset (injected)".into(), false);
             }
             ConnectionFault::Corrupt => {

@@ -17,6 +17,7 @@ use actix::prelude::*;
 use futures::channel::oneshot;
 
 use crate::events::{NodeEvent, SupervisionStep};
+use crate::faults::ActorFault;
 use crate::registry::{Publish, Registry, Retire};
 use crate::trace::{tell, Role, Traced};
 
@@ -288,6 +289,18 @@ pub fn guarded<A: SupervisedChild, R>(
         Err(payload) => {
             fail(act, ctx, format!("panic: {}", panic_message(&*payload)));
             on_panic()
+        }
+    }
+}
+
+/// Applies an injected fault to a supervised actor (call it inside [`guarded`]).
+pub fn suffer<A: SupervisedChild>(act: &mut A, ctx: &mut Context<A>, fault: ActorFault) {
+    match fault {
+        ActorFault::Crash => fail(act, ctx, "crash (injected)".into()),
+        ActorFault::Panic => panic!("panic (injected)"),
+        // `wait` holds back every other message of this actor, as a stuck handler would.
+        ActorFault::Stall(how_long) => {
+            ctx.wait(actix_rt::time::sleep(how_long).into_actor(act));
         }
     }
 }

@@ -183,6 +183,20 @@ where
     to.send(message)
 }
 
+/// `try_send`, traced: a full mailbox gives the message back, for the caller to wait.
+pub fn offer<A, M>(from: Role, to: &Addr<A>, message: M) -> Result<(), SendError<M>>
+where
+    A: Traced + Handler<M>,
+    A::Context: ToEnvelope<A, M>,
+    M: Message + Send + Debug + 'static,
+    M::Result: Send,
+{
+    if enabled(from, A::ROLE) {
+        record(from, A::ROLE, &message);
+    }
+    to.try_send(message)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -145,8 +145,16 @@ pub fn decode_payload(payload: &[u8]) -> Result<Frame, WireError> {
         _ => return Err(WireError::NotAMap),
     }
     let mut rest = payload;
-    let frame: Frame =
-        rmp_serde::from_read(&mut rest).map_err(|e| WireError::Malformed(e.to_string()))?;
+    let frame: Frame = rmp_serde::from_read(&mut rest).map_err(|e| {
+        let why = e.to_string();
+        // rmp-serde hands a string that is not UTF-8 on as bytes, which serde then
+        // refuses as "a byte array, expected a string": say what it means.
+        if why.contains("byte array, expected a string") {
+            WireError::Malformed("a string field is not valid UTF-8".into())
+        } else {
+            WireError::Malformed(why)
+        }
+    })?;
     if !rest.is_empty() {
         return Err(WireError::TrailingBytes(rest.len()));
     }
@@ -636,6 +644,14 @@ mod tests {
     }
 
     #[test]
+    fn invalid_utf8_is_named_as_such() {
+        // {type: "chat", id: 1, text: <ff fe fd as a str>, sent_at_ms: 0}
+        let payload = b"\x84\xa4type\xa4chat\xa2id\x01\xa4text\xa3\xff\xfe\xfd\xaasent_at_ms\x00";
+        let err = decode_payload(payload).unwrap_err().to_string();
+        assert_eq!(err, "malformed frame: a string field is not valid UTF-8");
+    }
+
+    #[test]
     fn refuses_to_encode_a_frame_over_the_limit() {
         let frame = Frame::Chat {
             id: 1,
@@ -779,7 +795,7 @@ mod tests {
         ];
         assert!(fast::decode(&signed).is_none());
         assert_eq!(decode_payload(&signed).unwrap(), Frame::Ack { id: 7 });
-        // chat whose text is invalid UTF-8: refused by serde with its usual words.
+        // chat whose text is invalid UTF-8: refused through serde, with a reason that says so.
         let mut bad = vec![
             0x84, 0xa4, b't', b'y', b'p', b'e', 0xa4, b'c', b'h', b'a', b't',
         ];
@@ -791,7 +807,7 @@ mod tests {
         bad.push(1);
         assert!(fast::decode(&bad).is_none());
         let err = decode_payload(&bad).unwrap_err().to_string();
-        assert!(err.contains("expected a string"), "{err}");
+        assert!(err.contains("not valid UTF-8"), "{err}");
         // hello with listen_port out of range: serde's error, not a fast-path frame
         let hello = rmp_serde::to_vec_named(&serde_json::json!({
             "type": "hello", "protocol": 1, "node_id": 1, "name": "x", "listen_port": 70000

@@ -14,13 +14,14 @@ mod child;
 mod report;
 mod scenarios;
 mod serve;
+mod supervision;
 mod sys;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use report::{Figure, Row, Target};
+use report::{median, percentile, Figure, Row, Target};
 use scenarios::Settings;
 use sys::Res;
 
@@ -28,13 +29,21 @@ const USAGE: &str = "\
 usage: peerchat-bench [--quick] [--only LIST] [--peerchat-bin PATH]
 
   --quick              smaller counts (under a minute); what CI runs
-  --only LIST          comma-separated scenarios: stream,rr,fanout,idle,churn,startup
+  --only LIST          comma-separated scenarios: stream,rr,fanout,idle,churn,supervision,startup
   --peerchat-bin PATH  the peerchat binary for the start-up scenario (default: built now)
   --text-bytes N       chat text size (default 100)
   --window N           chats in flight in the stream scenario (default 1024)
   --side SIDE          peerchat or baseline: run one side only (for profiling)";
 
-const SCENARIOS: [&str; 6] = ["stream", "rr", "fanout", "idle", "churn", "startup"];
+const SCENARIOS: [&str; 7] = [
+    "stream",
+    "rr",
+    "fanout",
+    "idle",
+    "churn",
+    "supervision",
+    "startup",
+];
 
 fn main() -> ExitCode {
     sys::raise_fd_limit();
@@ -338,19 +347,30 @@ fn run(s: Settings, only: &[String]) -> ExitCode {
             Target::RatioAtLeast(0.5),
         ));
     }
-    let not_yet = || Err("not measured yet: supervision (issue 7) not built".to_string());
-    rows.push(Row::new(
-        "supervision: Registry restart until serving",
-        not_yet(),
-        Err("-".into()),
-        Target::Below(1.0),
-    ));
-    rows.push(Row::new(
-        "supervision: Listener restart until serving",
-        not_yet(),
-        Err("-".into()),
-        Target::Below(10.0),
-    ));
+    if wanted("supervision") {
+        progress("supervision");
+        let rounds = if s.quick { 50 } else { 500 };
+        let mut restart = |actor: &str, target_ms: f64, samples: Res<Vec<f64>>| {
+            let figure = samples.map(|mut micros| {
+                let p50 = median(&mut micros);
+                let p99 = percentile(&mut micros, 99.0);
+                notes.push(format!(
+                    "supervision, {actor}: crash until serving again over {rounds} restarts: \
+                     p50 {p50:.0} µs, p99 {p99:.0} µs (no actor-less baseline: nothing restarts)"
+                ));
+                Figure::Micros(p50)
+            });
+            rows.push(Row::new(
+                format!("supervision: {actor} restart until serving (p50)"),
+                measured(&format!("supervision ({actor})"), figure),
+                Err("-".into()),
+                Target::Below(target_ms),
+            ));
+        };
+        // Targets in µs: Registry < 1 ms, Listener < 10 ms.
+        restart("Registry", 1000.0, supervision::registry_restart(rounds));
+        restart("Listener", 10_000.0, supervision::listener_restart(rounds));
+    }
     if wanted("startup") {
         progress("start-up");
         let timed = scenarios::peerchat_binary(s.peerchat_bin.as_deref())
