@@ -128,7 +128,10 @@ pub fn enabled(from: Role, to: Role) -> bool {
 /// Longest message description in a trace line.
 const MAX_DESCRIPTION: usize = 200;
 
-/// Writes one trace line (call only when [`enabled`]).
+/// Writes one trace line (call only when [`enabled`]). Kept out of line: the hot path is
+/// the check in [`tell`] and [`ask`], not this.
+#[cold]
+#[inline(never)]
 pub fn record(from: Role, to: Role, message: &dyn Debug) {
     let Some(sink) = SINK.get() else {
         return;
@@ -156,6 +159,7 @@ pub trait Traced: Actor {
 }
 
 /// `do_send`, traced.
+#[inline]
 pub fn tell<A, M>(from: Role, to: &Addr<A>, message: M)
 where
     A: Traced + Handler<M>,
@@ -170,6 +174,7 @@ where
 }
 
 /// `send` (a request with an answer), traced.
+#[inline]
 pub fn ask<A, M>(from: Role, to: &Addr<A>, message: M) -> Request<A, M>
 where
     A: Traced + Handler<M>,

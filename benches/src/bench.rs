@@ -16,6 +16,7 @@ mod scenarios;
 mod serve;
 mod supervision;
 mod sys;
+mod trace_cost;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -29,19 +30,20 @@ const USAGE: &str = "\
 usage: peerchat-bench [--quick] [--only LIST] [--peerchat-bin PATH]
 
   --quick              smaller counts (under a minute); what CI runs
-  --only LIST          comma-separated scenarios: stream,rr,fanout,idle,churn,supervision,startup
+  --only LIST          comma-separated scenarios: stream,rr,fanout,idle,churn,supervision,trace,startup
   --peerchat-bin PATH  the peerchat binary for the start-up scenario (default: built now)
   --text-bytes N       chat text size (default 100)
   --window N           chats in flight in the stream scenario (default 1024)
   --side SIDE          peerchat or baseline: run one side only (for profiling)";
 
-const SCENARIOS: [&str; 7] = [
+const SCENARIOS: [&str; 8] = [
     "stream",
     "rr",
     "fanout",
     "idle",
     "churn",
     "supervision",
+    "trace",
     "startup",
 ];
 
@@ -370,6 +372,33 @@ fn run(s: Settings, only: &[String]) -> ExitCode {
         // Targets in µs: Registry < 1 ms, Listener < 10 ms.
         restart("Registry", 1000.0, supervision::registry_restart(rounds));
         restart("Listener", 10_000.0, supervision::listener_restart(rounds));
+    }
+    if wanted("trace") {
+        progress("trace off");
+        let (messages, rounds) = if s.quick {
+            (200_000, 5)
+        } else {
+            (2_000_000, 9)
+        };
+        let timed = trace_cost::tell_vs_do_send(messages, rounds);
+        let (ours, base) = match timed {
+            Ok((traced, plain)) => {
+                notes.push(format!(
+                    "trace off: {messages} no-op messages per round, median of {rounds} \
+                     alternating rounds: {traced:.1} ns through trace::tell, {plain:.1} ns \
+                     through do_send"
+                ));
+                (Ok(Figure::Nanos(traced)), Ok(Figure::Nanos(plain)))
+            }
+            Err(err) => (Err(err), Err(sys::BoxError::from("see above"))),
+        };
+        rows.push(Row::new(
+            "trace off: a no-op message, trace::tell vs do_send",
+            measured("trace off", ours),
+            base.map_err(|_| "-".to_string()),
+            // Informational: the difference is a few ns, against microseconds per chat.
+            Target::None,
+        ));
     }
     if wanted("startup") {
         progress("start-up");

@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 pub enum Figure {
     PerSecond(f64, &'static str),
     Micros(f64),
+    Nanos(f64),
     Millis(f64),
     KiB(f64),
 }
@@ -14,7 +15,11 @@ pub enum Figure {
 impl Figure {
     pub fn value(&self) -> f64 {
         match *self {
-            Figure::PerSecond(v, _) | Figure::Micros(v) | Figure::Millis(v) | Figure::KiB(v) => v,
+            Figure::PerSecond(v, _)
+            | Figure::Micros(v)
+            | Figure::Nanos(v)
+            | Figure::Millis(v)
+            | Figure::KiB(v) => v,
         }
     }
 
@@ -22,6 +27,7 @@ impl Figure {
         match *self {
             Figure::PerSecond(v, unit) => format!("{} {unit}/s", group(v)),
             Figure::Micros(v) => format!("{v:.0} µs"),
+            Figure::Nanos(v) => format!("{v:.1} ns"),
             Figure::Millis(v) if v < 10.0 => format!("{v:.2} ms"),
             Figure::Millis(v) => format!("{v:.1} ms"),
             Figure::KiB(v) => format!("{v:.2} KiB"),
