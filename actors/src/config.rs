@@ -16,6 +16,7 @@ pub struct NodeConfig {
     pub bind: IpAddr,
     /// Port to listen on; 0 picks a free one.
     pub port: u16,
+    /// Timeouts of the handshake, heartbeat, connects, acks and quitting.
     pub timeouts: Timeouts,
     /// Bytes a Session may queue for a peer that reads slower than we write, before it
     /// disconnects that peer as too slow. Bounds memory per connection.
@@ -30,6 +31,7 @@ pub struct NodeConfig {
 }
 
 impl NodeConfig {
+    /// A node called `name` on 127.0.0.1, any free port, default timeouts: the usual start of a test.
     pub fn local(name: &str) -> Self {
         NodeConfig {
             name: name.to_string(),
@@ -81,9 +83,13 @@ impl Default for Timeouts {
 /// Who this node is, as every Session announces it in `hello`.
 #[derive(Debug, Clone)]
 pub struct LocalIdentity {
+    /// The random id announced in `hello` (kept in the data directory, if any).
     pub node_id: u64,
+    /// The name announced in `hello`.
     pub name: String,
+    /// The port this node listens on, announced in `hello`.
     pub listen_port: u16,
+    /// The interface this node listens on.
     pub bind: IpAddr,
 }
 
@@ -92,8 +98,11 @@ pub struct LocalIdentity {
 /// waited `give_up_after`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
+    /// Pause before the first reconnect attempt.
     pub first_backoff: Duration,
+    /// Longest pause between two attempts.
     pub max_backoff: Duration,
+    /// A chat waiting longer than this is reported failed.
     pub give_up_after: Duration,
 }
 

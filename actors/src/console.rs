@@ -24,6 +24,7 @@ use crate::trace::{tell, Role, Traced};
 
 pub use look::{wrap, Look};
 
+/// The standard menu, printed as it is.
 pub const MENU: &str = "\
 ***** Menu *****
 1. Send message
@@ -61,12 +62,14 @@ pub struct Notice(pub String);
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
 pub struct Quit {
+    /// Said in the quitting line (`Quitting (interrupted)...`).
     pub why: String,
 }
 
 /// How the console ended, for the process's exit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QuitReport {
+    /// Chats still without an ack when the node stopped.
     pub undelivered: usize,
 }
 
@@ -103,6 +106,7 @@ pub struct PlainScreen {
 }
 
 impl PlainScreen {
+    /// A plain screen writing to `out` (stdout in the binary).
     pub fn new(out: Box<dyn Write>) -> PlainScreen {
         PlainScreen {
             out,
@@ -165,8 +169,10 @@ enum Back {
     Prompt,
 }
 
+/// The user's lines, as the Console receives them.
 pub type InputStream = Pin<Box<dyn Stream<Item = InputLine>>>;
 
+/// The Console actor (see the module docs).
 pub struct Console {
     node: Node,
     /// Accept `!` fault commands (`--faults`).

@@ -17,53 +17,87 @@ use crate::supervisor::ChildName;
 pub enum NodeEvent {
     /// A handshake completed: this peer now has a live Session.
     PeerConnected {
+        /// The peer's address.
         peer: PeerAddr,
+        /// Its name, from its `hello`.
         name: String,
+        /// True if this node dialed it.
         outbound: bool,
     },
     /// The peer's Session ended (bye, error, timeout, user's choice); it stays known.
     PeerDisconnected {
+        /// The peer's address.
         peer: PeerAddr,
+        /// Its name.
         name: String,
+        /// Why the connection ended (bye reason, error, timeout, user).
         reason: String,
     },
     /// A `peers` frame told us of a peer we did not know.
-    PeerDiscovered { peer: PeerAddr, name: String },
+    PeerDiscovered {
+        /// Its address, as the `peers` frame gave it.
+        peer: PeerAddr,
+        /// Its name, as the `peers` frame gave it (may be empty).
+        name: String,
+    },
     /// A chat arrived and is shown for the first time (repeats are acked, not shown again).
     ChatReceived {
+        /// Who sent it.
         from: PeerAddr,
+        /// The sender's name.
         name: String,
+        /// The sender's id for this chat.
         id: MessageId,
+        /// The text, as sent (make it `visible` before printing).
         text: String,
+        /// When it was sent, by the sender's clock (ms since the Unix epoch).
         sent_at_ms: u64,
     },
     /// Our chat `id` to `to` was acked.
     Delivered {
+        /// The recipient.
         to: PeerAddr,
+        /// The chat's id, as `send_chat` returned it.
         id: MessageId,
+        /// The chat's text.
         text: String,
     },
     /// Chats to `to` wait: it cannot be reached now (`reason`); the next attempt is in
     /// `retry_in`.
     DeliveryDelayed {
+        /// The peer that cannot be reached.
         to: PeerAddr,
+        /// How many chats wait for it.
         waiting: usize,
+        /// Why the last attempt failed.
         reason: String,
+        /// When the next attempt is.
         retry_in: Duration,
     },
     /// Our chat `id` to `to` will not be delivered: the retry budget ran out.
     DeliveryFailed {
+        /// The recipient.
         to: PeerAddr,
+        /// The chat's id.
         id: MessageId,
+        /// The chat's text.
         text: String,
+        /// Why it was given up.
         reason: String,
     },
     /// A connection was refused or closed before its handshake, e.g. for a bad frame.
-    ConnectionRefused { remote: SocketAddr, reason: String },
+    ConnectionRefused {
+        /// The socket address the connection came from.
+        remote: SocketAddr,
+        /// Why it was refused or closed.
+        reason: String,
+    },
     /// A step of the supervision tree: an actor failed, is restarting, is back, or the
     /// node gave up.
     Supervision {
+        /// The actor the step is about.
         actor: ChildName,
+        /// What happened to it.
         step: SupervisionStep,
     },
 }
@@ -71,15 +105,21 @@ pub enum NodeEvent {
 /// What the supervisor did about a failed actor.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SupervisionStep {
+    /// The actor failed (stopped as a failure, or panicked).
     Failed {
+        /// Why.
         reason: String,
     },
+    /// It is being restarted.
     Restarting {
+        /// Restarts counted against the budget in the current window.
         restarts_in_window: usize,
     },
+    /// It serves again.
     Restarted,
     /// The restart budget is exhausted: the node shuts down.
     Escalated {
+        /// Why the node gives up.
         reason: String,
     },
 }
@@ -96,7 +136,9 @@ pub struct EventStream {
 /// A wait on the event stream ran out of time; says what it saw meanwhile.
 #[derive(Debug)]
 pub struct WaitTimedOut {
+    /// How long the wait lasted.
     pub waited: Duration,
+    /// The events that did not match, in order.
     pub seen: Vec<NodeEvent>,
 }
 

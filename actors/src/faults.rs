@@ -39,6 +39,7 @@ pub enum ConnectionFault {
 /// Any fault a node can be given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
+    /// A fault for one supervised actor.
     Actor(ChildName, ActorFault),
     /// Also a fault of the Session actor, routed through the Registry.
     Connection(PeerAddr, ConnectionFault),
@@ -55,8 +56,11 @@ pub struct Inject(pub ActorFault);
 /// Why a fault could not be injected.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InjectError {
+    /// No Session serves that peer.
     NotConnected(PeerAddr),
+    /// The node has no such actor (the Console is the binary's).
     NoSuchActor(ChildName),
+    /// The node has stopped.
     NodeStopped,
 }
 
@@ -128,6 +132,7 @@ pub fn parse_fault(text: &str) -> Result<Fault, String> {
     }
 }
 
+/// What the console prints for `!help` or a wrong fault command.
 pub const FAULT_HELP: &str = "fault commands: !crash ACTOR, !panic ACTOR, !stall ACTOR 2s \
 (ACTOR = registry, listener or console), !reset IP:PORT, !corrupt IP:PORT, \
 !stall-reads IP:PORT 2s, !drop IP:PORT N, !panic-session IP:PORT, !listener-gone";

@@ -20,6 +20,7 @@ use crate::trace::{tell, Role, Traced};
 /// How long to wait before trying again when the port cannot be bound after a restart.
 const REBIND_PAUSE: Duration = Duration::from_millis(100);
 
+/// The Listener actor (see the module docs).
 pub struct Listener {
     socket: Option<TcpListener>,
     local_addr: SocketAddr,

@@ -32,8 +32,20 @@ use crate::trace::{ask, tell, Role};
 /// Why a node did not start.
 #[derive(Debug)]
 pub enum StartError {
-    Bind { addr: SocketAddr, source: io::Error },
-    DataDir { dir: PathBuf, source: io::Error },
+    /// The listening socket could not be bound (e.g. the port is in use).
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The operating system's error.
+        source: io::Error,
+    },
+    /// The data directory could not be created, read or written.
+    DataDir {
+        /// The directory given with `--data-dir`.
+        dir: PathBuf,
+        /// The operating system's error.
+        source: io::Error,
+    },
 }
 
 impl fmt::Display for StartError {
@@ -196,10 +208,12 @@ impl Node {
             .map_err(|_| NodeStopped)
     }
 
+    /// This node's id, as announced in `hello`.
     pub fn node_id(&self) -> NodeId {
         self.node_id
     }
 
+    /// This node's name.
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -286,6 +300,7 @@ impl Node {
             .unwrap_or(Err(SendError::ShuttingDown))
     }
 
+    /// Connects to `to` (the handshake included); `AlreadyConnected` if it is.
     pub async fn connect(&self, to: PeerAddr) -> Result<ConnectOutcome, ConnectError> {
         ask(self.caller, &self.registry, Connect { to })
             .await
@@ -299,12 +314,14 @@ impl Node {
             .map_err(|_| NodeStopped)
     }
 
+    /// Every known peer: address, name, connected or not, chats waiting (menu 2).
     pub async fn peers(&self) -> Result<Vec<PeerInfo>, NodeStopped> {
         ask(self.caller, &self.registry, ListPeers)
             .await
             .map_err(|_| NodeStopped)
     }
 
+    /// Says `bye` to one peer (menu 5); it stays known.
     pub async fn disconnect(&self, peer: PeerAddr) -> Result<(), NotConnected> {
         ask(self.caller, &self.registry, Disconnect { peer })
             .await

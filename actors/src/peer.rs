@@ -42,18 +42,22 @@ impl PeerAddr {
         PeerAddr(SocketAddr::new(ip, addr.port()))
     }
 
+    /// The peer listening on `port` at `ip`.
     pub fn from_ip_port(ip: IpAddr, port: u16) -> Self {
         Self::new(SocketAddr::new(ip, port))
     }
 
+    /// As a socket address.
     pub fn socket_addr(&self) -> SocketAddr {
         self.0
     }
 
+    /// Its IP.
     pub fn ip(&self) -> IpAddr {
         self.0.ip()
     }
 
+    /// Its listening port.
     pub fn port(&self) -> u16 {
         self.0.port()
     }
@@ -126,9 +130,11 @@ pub fn parse_port(text: &str) -> Result<u16, BadPeerAddr> {
 /// What the Registry tells others about one peer (menu 2, `Node::peers`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerInfo {
+    /// Where it listens.
     pub addr: PeerAddr,
     /// The name from its `hello`, or the one another peer told us; `None` if never heard.
     pub name: Option<String>,
+    /// Whether a Session serves it now.
     pub connected: bool,
     /// When a frame from it was last handled (connect, chat, peers, ...).
     pub last_seen: Option<SystemTime>,

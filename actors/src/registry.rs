@@ -36,7 +36,9 @@ pub struct Subscribe(pub Subscriber);
 /// Where events go: a channel (tests, library users) or an actor's mailbox (the Console;
 /// a mailbox outlives the actor's restarts, a channel it had added as a stream would not).
 pub enum Subscriber {
+    /// Events sent into a channel (an `EventStream`).
     Channel(mpsc::UnboundedSender<NodeEvent>),
+    /// Events sent to an actor's mailbox.
     Actor(Recipient<NodeEvent>),
 }
 
@@ -75,6 +77,7 @@ pub struct Publish(pub NodeEvent);
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
 pub struct Retire {
+    /// Said in the `bye` to every peer.
     pub reason: String,
 }
 
@@ -82,7 +85,9 @@ pub struct Retire {
 #[derive(Message, Debug)]
 #[rtype(result = "Result<(), InjectError>")]
 pub struct InjectConnection {
+    /// The peer whose Session gets the fault.
     pub peer: PeerAddr,
+    /// The fault.
     pub fault: ConnectionFault,
 }
 
@@ -91,12 +96,19 @@ pub struct InjectConnection {
 #[derive(Message)]
 #[rtype(result = "Result<Vec<PeerEntry>, String>")]
 pub struct Register {
+    /// The registering Session's id.
     pub session_id: SessionId,
+    /// Its address, for the Registry's orders.
     pub session: Addr<Session>,
+    /// The peer's address (the dialed one, or remote IP and `listen_port`).
     pub peer: PeerAddr,
+    /// The address dialed, for a connection we opened.
     pub dialed: Option<PeerAddr>,
+    /// The peer's node id, from its `hello`.
     pub node_id: NodeId,
+    /// The peer's name, from its `hello`.
     pub name: String,
+    /// True if this node opened the connection.
     pub outbound: bool,
     /// Our own IP on this connection: an address of ours, so never a peer.
     pub local_ip: IpAddr,
@@ -120,12 +132,15 @@ impl std::fmt::Debug for Register {
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
 pub struct SessionClosed {
+    /// The Session that ended.
     pub session_id: SessionId,
+    /// The socket address at the other end.
     pub remote: SocketAddr,
     /// Set once the handshake completed.
     pub peer: Option<PeerAddr>,
     /// Set for connections we opened.
     pub dialed: Option<PeerAddr>,
+    /// Why it ended.
     pub reason: String,
 }
 
@@ -134,11 +149,17 @@ pub struct SessionClosed {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct IncomingChat {
+    /// The Session to tell `AckChat`.
     pub session: Addr<Session>,
+    /// The peer it came from.
     pub from: PeerAddr,
+    /// The peer's node id (de-duplication is by node id and chat id).
     pub node_id: NodeId,
+    /// The sender's id for it.
     pub id: MessageId,
+    /// The text.
     pub text: String,
+    /// When it was sent, by the sender's clock.
     pub sent_at_ms: u64,
 }
 
@@ -157,7 +178,9 @@ impl std::fmt::Debug for IncomingChat {
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
 pub struct AckReceived {
+    /// The peer that acked.
     pub from: PeerAddr,
+    /// The id it acked.
     pub id: MessageId,
 }
 
@@ -165,7 +188,9 @@ pub struct AckReceived {
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
 pub struct PeersLearned {
+    /// The peer that sent the frame.
     pub from: PeerAddr,
+    /// Its entries.
     pub peers: Vec<PeerEntry>,
 }
 
@@ -173,6 +198,7 @@ pub struct PeersLearned {
 #[derive(Message, Debug)]
 #[rtype(result = "Vec<PeerEntry>")]
 pub struct KnownPeers {
+    /// The peer the list is for (left out of it).
     pub for_peer: PeerAddr,
 }
 
@@ -181,7 +207,9 @@ pub struct KnownPeers {
 #[derive(Message, Debug)]
 #[rtype(result = "Result<MessageId, SendError>")]
 pub struct SendChat {
+    /// The recipient.
     pub to: PeerAddr,
+    /// The text.
     pub text: String,
 }
 
@@ -189,6 +217,7 @@ pub struct SendChat {
 #[derive(Message, Debug)]
 #[rtype(result = "Result<ConnectOutcome, ConnectError>")]
 pub struct Connect {
+    /// The peer to connect to.
     pub to: PeerAddr,
 }
 
@@ -201,6 +230,7 @@ pub struct ConnectAll;
 #[derive(Message, Debug)]
 #[rtype(result = "Vec<HistoryEntry>")]
 pub struct History {
+    /// How many entries, at most.
     pub limit: usize,
 }
 
@@ -213,6 +243,7 @@ pub struct ListPeers;
 #[derive(Message, Debug)]
 #[rtype(result = "Result<(), NotConnected>")]
 pub struct Disconnect {
+    /// The peer to say bye to.
     pub peer: PeerAddr,
 }
 
@@ -225,26 +256,35 @@ pub struct DisconnectAll;
 #[derive(Message, Debug)]
 #[rtype(result = "ShutdownReport")]
 pub struct Shutdown {
+    /// How long to wait for acks of chats in flight.
     pub grace: Duration,
 }
 
 // ---- answers and errors ----
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How a connect ended well.
 pub enum ConnectOutcome {
+    /// A new connection was made.
     Connected,
+    /// There was one already.
     AlreadyConnected,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// Why a connect failed.
 pub enum ConnectError {
     /// The address is this node's own.
     SelfAddress,
+    /// Nothing listens there.
     Refused,
+    /// No answer within the connect timeout.
     TimedOut(Duration),
+    /// Another network error (unreachable host, ...).
     Unreachable(String),
     /// TCP connected but the handshake failed (bad hello, duplicate, bye...).
     Handshake(String),
+    /// The node is quitting.
     ShuttingDown,
     /// The Registry failed while handling the request (it has been restarted).
     RegistryFailed,
@@ -272,11 +312,16 @@ impl fmt::Display for ConnectError {
 impl std::error::Error for ConnectError {}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// Why a chat was not accepted.
 pub enum SendError {
+    /// The address is this node's own.
     SelfAddress,
+    /// The text is over `MAX_TEXT_BYTES`.
     TooLong {
+        /// Its length in bytes.
         len: usize,
     },
+    /// The node is quitting.
     ShuttingDown,
     /// The Registry failed while taking the message: it was not queued.
     RegistryFailed,
@@ -302,6 +347,7 @@ impl fmt::Display for SendError {
 impl std::error::Error for SendError {}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// Disconnect of a peer that is not connected.
 pub struct NotConnected(pub PeerAddr);
 
 impl fmt::Display for NotConnected {
@@ -313,12 +359,16 @@ impl fmt::Display for NotConnected {
 impl std::error::Error for NotConnected {}
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// What menu 3 did.
 pub struct ConnectAllReport {
+    /// Peers that were connected already.
     pub already_connected: Vec<PeerAddr>,
+    /// Every dial and how it ended.
     pub attempts: Vec<(PeerAddr, Result<ConnectOutcome, ConnectError>)>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// What quitting left behind.
 pub struct ShutdownReport {
     /// Chats that were still without an ack when the node stopped.
     pub undelivered: usize,
@@ -397,6 +447,7 @@ pub const PEERS_PER_FRAME: usize = 256;
 /// Chats kept in memory for `/history`.
 const HISTORY_IN_MEMORY: usize = 1000;
 
+/// The Registry actor (see the module docs).
 pub struct Registry {
     me: LocalIdentity,
     timeouts: Timeouts,

@@ -27,8 +27,11 @@ use crate::writer::{FrameWriter, WriteRefused};
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
 pub struct Deliver {
+    /// The chat's id.
     pub id: MessageId,
+    /// Its text.
     pub text: String,
+    /// When it was typed (ms since the Unix epoch).
     pub sent_at_ms: u64,
 }
 
@@ -36,6 +39,7 @@ pub struct Deliver {
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
 pub struct Close {
+    /// Said in the `bye`.
     pub reason: String,
 }
 
@@ -44,6 +48,7 @@ pub struct Close {
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
 pub struct AckChat {
+    /// The chat to ack.
     pub id: MessageId,
 }
 
@@ -71,14 +76,20 @@ pub enum Direction {
     /// The peer connected to our Listener.
     Inbound,
     /// We connected to `dialed`.
-    Outbound { dialed: PeerAddr },
+    Outbound {
+        /// The address we dialed: the peer is known by it.
+        dialed: PeerAddr,
+    },
 }
 
 /// What every Session of a node shares: whom to report to and how to behave.
 #[derive(Clone)]
 pub struct SessionTemplate {
+    /// The Registry every Session reports to.
     pub registry: Addr<Registry>,
+    /// Who this node is, for `hello`.
     pub me: LocalIdentity,
+    /// Handshake and heartbeat timeouts.
     pub timeouts: Timeouts,
     /// Bytes a Session may queue for a slow reader before it disconnects it.
     pub write_buffer_bytes: usize,
@@ -92,6 +103,7 @@ struct Established {
     name: String,
 }
 
+/// The Session actor (see the module docs).
 pub struct Session {
     id: SessionId,
     direction: Direction,

@@ -23,10 +23,13 @@ use crate::peer::{MessageId, NodeId};
 /// One chat waiting for its ack, as written to `outbox.jsonl`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueuedChat {
+    /// The chat's id on the wire.
     pub id: MessageId,
     /// `IP:PORT` of the recipient.
     pub to: String,
+    /// Its text.
     pub text: String,
+    /// When it was typed (ms since the Unix epoch).
     pub sent_at_ms: u64,
 }
 
@@ -43,18 +46,28 @@ enum OutboxRecord {
 pub enum HistoryEntry {
     /// A chat we showed.
     In {
+        /// When it was shown (ms since the Unix epoch).
         at_ms: u64,
+        /// The sender's address.
         from: String,
+        /// The sender's name.
         name: String,
+        /// The sender's node id.
         node_id: NodeId,
+        /// The sender's id for the chat.
         id: MessageId,
+        /// Its text.
         text: String,
     },
     /// A chat we sent, recorded when its ack came.
     Out {
+        /// When its ack came (ms since the Unix epoch).
         at_ms: u64,
+        /// The recipient's address.
         to: String,
+        /// Our id for the chat.
         id: MessageId,
+        /// Its text.
         text: String,
     },
 }
@@ -71,11 +84,13 @@ pub struct Recovered {
     pub node_id: Option<NodeId>,
     /// Chats still waiting for their ack, oldest first.
     pub outbox: Vec<QueuedChat>,
+    /// The conversation, oldest first.
     pub history: Vec<HistoryEntry>,
     /// Lines that could not be read, as "file:line: why".
     pub warnings: Vec<String>,
 }
 
+/// The data directory's files (see the module docs); owned by the Registry.
 pub struct Store {
     dir: PathBuf,
     outbox: File,
@@ -144,6 +159,7 @@ impl Store {
         Ok((store, recovered))
     }
 
+    /// The data directory.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -156,10 +172,12 @@ impl Store {
         fs::rename(tmp, path)
     }
 
+    /// Records a chat accepted for sending.
     pub fn queued(&mut self, chat: &QueuedChat) -> io::Result<()> {
         write_line(&mut self.outbox, &OutboxRecord::Queued(chat.clone()))
     }
 
+    /// Records a chat's end: `delivered` or `failed: why`.
     pub fn done(&mut self, id: MessageId, outcome: &str) -> io::Result<()> {
         let record = OutboxRecord::Done {
             id,
@@ -168,6 +186,7 @@ impl Store {
         write_line(&mut self.outbox, &record)
     }
 
+    /// Appends a chat to the history.
     pub fn history(&mut self, entry: &HistoryEntry) -> io::Result<()> {
         write_line(&mut self.history, entry)
     }

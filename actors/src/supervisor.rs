@@ -24,8 +24,11 @@ use crate::trace::{tell, Role, Traced};
 /// The supervised children of a node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ChildName {
+    /// The Registry.
     Registry,
+    /// The Listener.
     Listener,
+    /// The Console (in the binary).
     Console,
 }
 
@@ -57,7 +60,9 @@ impl std::str::FromStr for ChildName {
 /// Restart intensity: more than `max_restarts` within `window` escalates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RestartPolicy {
+    /// Restarts allowed within `window`.
     pub max_restarts: usize,
+    /// The window restarts are counted in.
     pub window: Duration,
 }
 
@@ -73,6 +78,7 @@ impl Default for RestartPolicy {
 /// Why a node gave up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeFailure {
+    /// What went wrong, for the user.
     pub reason: String,
 }
 
@@ -90,7 +96,9 @@ impl std::error::Error for NodeFailure {}
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
 pub struct ChildFailed {
+    /// Which child.
     pub child: ChildName,
+    /// Why it failed.
     pub reason: String,
 }
 
@@ -98,6 +106,7 @@ pub struct ChildFailed {
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
 pub struct ChildRestarted {
+    /// Which child.
     pub child: ChildName,
 }
 
@@ -105,7 +114,9 @@ pub struct ChildRestarted {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Adopt {
+    /// The Registry, which publishes supervision events.
     pub registry: Addr<Registry>,
+    /// Children to retire when the node gives up.
     pub retire: Vec<Recipient<Retire>>,
 }
 
@@ -126,6 +137,7 @@ pub struct WatchFailure(pub oneshot::Sender<NodeFailure>);
 
 // ---- the actor ----
 
+/// The NodeSupervisor actor (see the module docs).
 pub struct NodeSupervisor {
     policy: RestartPolicy,
     restarts: VecDeque<Instant>,
@@ -136,6 +148,7 @@ pub struct NodeSupervisor {
 }
 
 impl NodeSupervisor {
+    /// A supervisor with this restart budget.
     pub fn new(policy: RestartPolicy) -> Self {
         NodeSupervisor {
             policy,
@@ -269,6 +282,7 @@ impl Handler<WatchFailure> for NodeSupervisor {
 /// A child of the NodeSupervisor: it remembers why it failed until its `restarting` hook
 /// reports it.
 pub trait SupervisedChild: Actor<Context = Context<Self>> + Supervised {
+    /// Which child this is, in reports.
     const NAME: ChildName;
 
     /// Where the reason of the current failure is kept.

@@ -21,15 +21,22 @@ use actix::prelude::*;
 /// a library user) calling the `Node` API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Role {
+    /// Code outside the actors calling the `Node` API.
     Node,
+    /// The Console.
     Console,
+    /// The Registry.
     Registry,
+    /// The Listener.
     Listener,
+    /// A Session.
     Session,
+    /// The NodeSupervisor.
     Supervisor,
 }
 
 impl Role {
+    /// Every role, for `--trace` without a list.
     pub const ALL: [Role; 6] = [
         Role::Node,
         Role::Console,
@@ -43,6 +50,7 @@ impl Role {
         1 << (self as u8)
     }
 
+    /// The name printed in trace lines.
     pub fn name(self) -> &'static str {
         match self {
             Role::Node => "Node",
@@ -120,6 +128,7 @@ pub fn disable() {
 }
 
 #[inline]
+/// Whether a message from `from` to `to` is traced now.
 pub fn enabled(from: Role, to: Role) -> bool {
     let filter = FILTER.load(Ordering::Relaxed);
     filter != 0 && filter & (from.bit() | to.bit()) != 0
@@ -155,6 +164,7 @@ pub fn record(from: Role, to: Role, message: &dyn Debug) {
 
 /// An actor with a role in the trace.
 pub trait Traced: Actor {
+    /// This actor's role in trace lines.
     const ROLE: Role;
 }
 

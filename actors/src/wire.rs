@@ -34,32 +34,49 @@ const SHRUNK_READ_BYTES: usize = 1024;
 pub enum Frame {
     /// First frame on every connection, from both sides.
     Hello {
+        /// The protocol version, 1.
         protocol: u64,
+        /// The sender's random node id.
         node_id: u64,
+        /// The sender's name.
         name: String,
+        /// The port the sender listens on.
         listen_port: u16,
     },
+    /// A chat message.
     Chat {
+        /// The sender's id for it, unique among its chats.
         id: u64,
+        /// The text (UTF-8).
         text: String,
+        /// When it was sent (ms since the Unix epoch).
         sent_at_ms: u64,
     },
     /// The chat with this id was handed to the receiver's console.
     Ack {
+        /// The id of the chat acked.
         id: u64,
     },
+    /// Asks for the peer's `peers`.
     GetPeers,
+    /// Peers the sender knows.
     Peers {
+        /// At most 256 entries.
         peers: Vec<PeerEntry>,
     },
+    /// Keepalive probe.
     Ping {
+        /// Echoed in the `pong`.
         nonce: u64,
     },
+    /// Answer to a `ping`.
     Pong {
+        /// The `ping`'s nonce.
         nonce: u64,
     },
     /// Sent just before closing the connection.
     Bye {
+        /// Why the connection closes.
         reason: String,
     },
     /// Any `type` this version does not know; receivers ignore it so that newer peers can
@@ -90,6 +107,7 @@ impl Frame {
 pub struct PeerEntry {
     /// `IP:PORT` (IPv6 as `[IP]:PORT`): where that peer listens.
     pub addr: String,
+    /// That peer's name (may be empty).
     pub name: String,
 }
 
@@ -97,7 +115,10 @@ pub struct PeerEntry {
 #[derive(Debug)]
 pub enum WireError {
     /// The length prefix announces more than [`MAX_PAYLOAD`] bytes.
-    TooLarge { len: usize },
+    TooLarge {
+        /// The announced payload length.
+        len: usize,
+    },
     /// The payload does not start with a MessagePack map.
     NotAMap,
     /// The map is not a frame: missing or mistyped field, invalid UTF-8, bad MessagePack.

@@ -31,14 +31,17 @@ pub struct Look {
 }
 
 impl Look {
+    /// No colour at all (pipes, `NO_COLOR`, `--color never`).
     pub fn plain() -> Look {
         Look { colour: false }
     }
 
+    /// ANSI colours (a terminal, `--color always`).
     pub fn coloured() -> Look {
         Look { colour: true }
     }
 
+    /// Whether this look colours anything.
     pub fn is_coloured(&self) -> bool {
         self.colour
     }
@@ -56,6 +59,7 @@ impl Look {
         self.paint(name_style(name), name)
     }
 
+    /// An address, in the address colour.
     pub fn addr(&self, addr: impl Display) -> String {
         self.paint(AnsiColor::BrightBlue.on_default(), addr)
     }
@@ -80,6 +84,7 @@ impl Look {
         self.paint(AnsiColor::Red.on_default().bold(), text)
     }
 
+    /// A heading (the menu's title), in bold.
     pub fn heading(&self, text: impl Display) -> String {
         self.paint(Style::new().bold(), text)
     }
@@ -97,7 +102,7 @@ fn name_style(name: &str) -> Style {
     colour.on_default().bold()
 }
 
-/// Wraps one line to `width` columns, continuation lines indented by [`HANG`]; nothing is
+/// Wraps one line to `width` columns, continuation lines indented under the time stamp; nothing is
 /// cut, over-long words are broken. ANSI styling does not count towards the width.
 /// Multi-line text (a listing) and narrow terminals are left alone.
 pub fn wrap(line: &str, width: Option<usize>) -> String {
