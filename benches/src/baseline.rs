@@ -17,6 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::BytesMut;
 use futures::{FutureExt, StreamExt};
+use peerchat_actors::registry::PEERS_PER_FRAME;
 use peerchat_actors::wire::{
     encode_frame_into, Frame, PeerEntry, WireCodec, MAX_PAYLOAD, PROTOCOL_VERSION,
 };
@@ -163,8 +164,9 @@ impl BaseNode {
     }
 
     /// What to tell `peer`: the peers known other than `peer`, the most recently learned
-    /// first, as many as fit in one frame. (The protocol says "every peer"; no frame can hold
-    /// more than 64 KiB of them, about 1,700 entries.)
+    /// first, at most `PEERS_PER_FRAME` (256, docs/protocol.md section 6.2) and never more
+    /// than fit in one frame. (The baseline keeps no connected/not-connected state, so
+    /// "connected ones first" becomes "most recent first".)
     pub fn known_for(&self, peer: SocketAddr) -> Vec<PeerEntry> {
         let known = self.known.borrow();
         let me = self.index.borrow().get(&peer).copied();
@@ -174,6 +176,7 @@ impl BaseNode {
             .enumerate()
             .rev()
             .filter(|(at, _)| Some(*at) != me)
+            .take(PEERS_PER_FRAME)
             .map_while(|(_, entry)| {
                 // fixmap, two keys, two str headers of at most 2 bytes, the strings.
                 let size = 1 + 5 + 5 + 4 + entry.addr.len() + entry.name.len();

@@ -1032,6 +1032,10 @@ pub fn peerchat_binary(explicit: Option<&Path>) -> Res<PathBuf> {
         .args(["build", "--quiet", "-p", "peerchat", "--bin", "peerchat"])
         .arg("--manifest-path")
         .arg(&manifest);
+    // Into the target directory this executable is in (<target>/release/peerchat-bench).
+    if let Some(target) = dir.parent() {
+        build.arg("--target-dir").arg(target);
+    }
     if release {
         build.arg("--release");
     }
