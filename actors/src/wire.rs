@@ -22,10 +22,24 @@ pub const MAX_TEXT_BYTES: usize = MAX_PAYLOAD - 64;
 
 const LENGTH_PREFIX: usize = 4;
 
-/// A read buffer larger than this (tokio-util starts one at 8 KiB and grows it for large
-/// frames) is replaced by a small one once everything in it has been decoded.
-const SHRINK_READ_ABOVE: usize = 16 * 1024;
+/// Read-buffer sizing, done by the decoder since only it sees the buffer between reads.
+/// tokio-util grows a read buffer only when it is full *and* nothing consumed can be
+/// reclaimed, so a small buffer (good for idle connections) would stay small under a stream
+/// and cost one read per frame. The decoder grows it instead when the last read filled it
+/// (more is probably waiting), up to `GROW_READ_UNTIL`, and shrinks an emptied buffer above
+/// `SHRINK_READ_ABOVE` back to `SHRUNK_READ_BYTES`, so a quiet connection holds little.
+const GROW_READ_BY: usize = 8 * 1024;
+const GROW_READ_UNTIL: usize = 64 * 1024;
+const SHRINK_READ_ABOVE: usize = 4 * 1024;
 const SHRUNK_READ_BYTES: usize = 1024;
+
+/// Called when the decoder needs more bytes: if the last read filled the buffer (no room was
+/// left unfilled; consuming frames lowers length and capacity alike), make room for more.
+fn grow_if_filled(src: &mut BytesMut) {
+    if src.capacity() == src.len() && src.capacity() < GROW_READ_UNTIL {
+        src.reserve(GROW_READ_BY);
+    }
+}
 
 /// One frame of the protocol. Field order is the order of docs/protocol.md, and it is the
 /// order of the keys on the wire.
@@ -529,6 +543,7 @@ impl Decoder for WireCodec {
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, WireError> {
         if src.len() < LENGTH_PREFIX {
+            grow_if_filled(src);
             return Ok(None);
         }
         let mut prefix = [0u8; LENGTH_PREFIX];
@@ -539,6 +554,7 @@ impl Decoder for WireCodec {
             return Err(WireError::TooLarge { len });
         }
         if src.len() < LENGTH_PREFIX + len {
+            grow_if_filled(src);
             src.reserve(LENGTH_PREFIX + len - src.len());
             return Ok(None);
         }
@@ -880,11 +896,42 @@ mod tests {
         assert!(buf.capacity() > SHRINK_READ_ABOVE);
         assert_eq!(WireCodec.decode(&mut buf).unwrap(), Some(frame));
         assert!(buf.is_empty() && buf.capacity() <= SHRUNK_READ_BYTES * 2);
-        // A buffer of ordinary size is left alone, as is one still holding bytes.
+        // tokio-util's default 8 KiB, emptied: shrunk too. A small one is left alone.
         let mut buf = BytesMut::with_capacity(8 * 1024);
         encode_frame_into(&Frame::Ack { id: 1 }, &mut buf).unwrap();
         WireCodec.decode(&mut buf).unwrap();
-        assert!(buf.capacity() >= 8 * 1024 - 32);
+        assert!(buf.capacity() <= SHRUNK_READ_BYTES * 2);
+        let mut buf = BytesMut::with_capacity(2 * 1024);
+        encode_frame_into(&Frame::Ack { id: 1 }, &mut buf).unwrap();
+        WireCodec.decode(&mut buf).unwrap();
+        assert!(buf.capacity() >= 2 * 1024 - 32, "{}", buf.capacity());
+    }
+
+    #[test]
+    fn a_small_read_buffer_grows_when_reads_fill_it() {
+        // A 256-byte buffer filled by one read: a frame and a half of a stream.
+        let chat = encode_frame(&Frame::Chat {
+            id: 1,
+            text: "x".repeat(150),
+            sent_at_ms: 0,
+        })
+        .unwrap();
+        let mut buf = BytesMut::with_capacity(256);
+        while buf.len() < buf.capacity() {
+            let room = buf.capacity() - buf.len();
+            buf.extend_from_slice(&chat[..room.min(chat.len())]);
+        }
+        assert!(WireCodec.decode(&mut buf).unwrap().is_some());
+        assert!(WireCodec.decode(&mut buf).unwrap().is_none());
+        assert!(
+            buf.capacity() - buf.len() >= GROW_READ_BY,
+            "room for a real read"
+        );
+        // A read that left room unfilled: no growth.
+        let mut buf = BytesMut::with_capacity(256);
+        buf.extend_from_slice(&chat[..100]);
+        assert!(WireCodec.decode(&mut buf).unwrap().is_none());
+        assert!(buf.capacity() < 1024);
     }
 
     #[test]
