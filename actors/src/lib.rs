@@ -12,7 +12,11 @@
 //!   and Console are restarted when they fail (a panic included), Sessions are temporary.
 //!
 //! [`Node`] starts a node's actors and is the API that tests, the binary and the Console use.
-//! The repository's `docs/` is a small book on the design (start at `docs/README.md`).
+//! The repository's `docs/` is a small book on the design (start at `docs/README.md`);
+//! `docs/actors.md` lists every message each actor handles and sends.
+//!
+//! Every message between actors can be printed as it passes, one line each: the binary's
+//! `--trace`, or [`trace::enable`] from a test or a program (see [`trace`]).
 //!
 //! # Example
 //!
