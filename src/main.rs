@@ -170,11 +170,17 @@ fn main() -> ExitCode {
     }
     let system = actix_rt::System::new();
     // The input threads may still be blocked reading; the process ends anyway.
-    match cli.command.take() {
+    let code = match cli.command.take() {
         Some(Command::Send { to, text }) => system.block_on(send(cli, to, text.join(" "))),
         None => system.block_on(chat(cli)),
-    }
+    };
+    // The trace is written by a thread of its own: let it finish the last lines.
+    trace::flush(TRACE_FLUSH_LIMIT);
+    code
 }
+
+/// How long an exiting process waits for the trace writer.
+const TRACE_FLUSH_LIMIT: Duration = Duration::from_secs(2);
 
 /// The actors `--trace` follows (one value, so that clap keeps the list whole).
 #[derive(Debug, Clone)]
@@ -359,6 +365,7 @@ async fn run_chat(cli: Cli, mut io: Io, restore: Option<impl Fn() + 'static>) ->
                 if let Some(restore) = restore {
                     restore();
                 }
+                trace::flush(TRACE_FLUSH_LIMIT);
                 std::process::exit(130);
             }
         }

@@ -942,7 +942,7 @@ fn history_listing(entries: &[HistoryEntry], look: &Look) -> String {
                 "  {} {} ({}): {}",
                 look.dim(time(*at_ms)),
                 look.name(&visible(name)),
-                visible(from),
+                from,
                 visible(text)
             ),
             HistoryEntry::Out {
@@ -950,7 +950,7 @@ fn history_listing(entries: &[HistoryEntry], look: &Look) -> String {
             } => format!(
                 "  {} you to {}: {}",
                 look.dim(time(*at_ms)),
-                visible(to),
+                to,
                 visible(text)
             ),
         })

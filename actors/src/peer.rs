@@ -75,6 +75,20 @@ impl From<SocketAddr> for PeerAddr {
     }
 }
 
+/// Stored as its text, `IP:PORT` (history.jsonl, docs/storage.md).
+impl serde::Serialize for PeerAddr {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for PeerAddr {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <String as serde::Deserialize>::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// Why a text could not be read as a peer address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BadPeerAddr(pub String);

@@ -18,7 +18,7 @@ use crate::events::NodeEvent;
 use crate::faults::{ConnectionFault, Inject, InjectError};
 use crate::peer::{MessageId, NodeId, PeerAddr, PeerInfo, SessionId};
 use crate::session::{human, Close, Deliver, Direction, RefreshPeers, Session, SessionTemplate};
-use crate::session::{AckChat, InjectSessionFault, Reannounce};
+use crate::session::{AckChats, Chat, InjectSessionFault, Reannounce};
 use crate::store::{HistoryEntry, QueuedChat, Recovered, Store};
 use crate::supervisor::{
     guarded, suffer, ChildFailed, ChildName, ChildRestarted, NodeSupervisor, SupervisedChild,
@@ -53,14 +53,14 @@ impl std::fmt::Debug for Subscriber {
 
 impl Subscriber {
     /// Delivers the event; false if the subscriber is gone.
-    fn deliver(&self, event: &NodeEvent) -> bool {
+    fn deliver(&self, event: NodeEvent) -> bool {
         match self {
-            Subscriber::Channel(tx) => tx.unbounded_send(event.clone()).is_ok(),
+            Subscriber::Channel(tx) => tx.unbounded_send(event).is_ok(),
             Subscriber::Actor(recipient) => {
                 if crate::trace::enabled(Role::Registry, Role::Console) {
-                    crate::trace::record(Role::Registry, Role::Console, event);
+                    crate::trace::record(Role::Registry, Role::Console, &event);
                 }
-                recipient.do_send(event.clone());
+                recipient.do_send(event);
                 recipient.connected()
             }
         }
@@ -144,44 +144,40 @@ pub struct SessionClosed {
     pub reason: String,
 }
 
-/// From a Session: a chat arrived. Once it is handed to the console (or known as a repeat),
-/// the Registry tells `session` to ack it ([`AckChat`]).
+/// From a Session: chats arrived, in this order (every `chat` frame the Session read in one
+/// turn). Once they are handed to the console (or known as repeats), the Registry tells
+/// `session` to ack them ([`AckChats`]).
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct IncomingChat {
-    /// The Session to tell `AckChat`.
+pub struct IncomingChats {
+    /// The Session to tell `AckChats`.
     pub session: Addr<Session>,
-    /// The peer it came from.
+    /// The peer they came from.
     pub from: PeerAddr,
     /// The peer's node id (de-duplication is by node id and chat id).
     pub node_id: NodeId,
-    /// The sender's id for it.
-    pub id: MessageId,
-    /// The text.
-    pub text: String,
-    /// When it was sent, by the sender's clock.
-    pub sent_at_ms: u64,
+    /// The chats, oldest first.
+    pub chats: Vec<Chat>,
 }
 
-impl std::fmt::Debug for IncomingChat {
+impl std::fmt::Debug for IncomingChats {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IncomingChat")
+        f.debug_struct("IncomingChats")
             .field("from", &self.from)
             .field("node_id", &self.node_id)
-            .field("id", &self.id)
-            .field("text", &self.text)
+            .field("chats", &self.chats)
             .finish()
     }
 }
 
-/// From a Session: the peer acked our chat `id`.
+/// From a Session: the peer acked these chats of ours (every `ack` frame read in one turn).
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
-pub struct AckReceived {
+pub struct AcksReceived {
     /// The peer that acked.
     pub from: PeerAddr,
-    /// The id it acked.
-    pub id: MessageId,
+    /// The ids it acked.
+    pub ids: Vec<MessageId>,
 }
 
 /// From a Session: the peer's `peers` frame.
@@ -486,6 +482,8 @@ pub struct Registry {
     store: Option<Store>,
     /// The last chats shown or delivered, oldest first.
     history: VecDeque<HistoryEntry>,
+    /// Chats accepted in this turn, and the Session each goes to (see `deliver_soon`).
+    to_deliver: Vec<(MessageId, SessionId)>,
 }
 
 impl Registry {
@@ -525,6 +523,7 @@ impl Registry {
             redials: HashMap::new(),
             store,
             history: VecDeque::new(),
+            to_deliver: Vec::new(),
         };
         registry.recover(recovered);
         registry
@@ -583,8 +582,19 @@ impl Registry {
 
     fn emit(&mut self, event: NodeEvent) {
         tracing::debug!(?event, "event");
-        self.subscribers
-            .retain(|subscriber| subscriber.deliver(&event));
+        // A copy for each subscriber but the last, which gets the event itself.
+        let last = self.subscribers.len().saturating_sub(1);
+        let mut index = 0;
+        let mut event = Some(event);
+        self.subscribers.retain(|subscriber| {
+            let copy = if index == last {
+                event.take()
+            } else {
+                event.clone()
+            };
+            index += 1;
+            copy.is_some_and(|event| subscriber.deliver(event))
+        });
     }
 
     fn is_self(&self, addr: &PeerAddr) -> bool {
@@ -729,11 +739,13 @@ impl Registry {
         }
     }
 
-    /// Hands every outbox entry for `peer` that is not on a live Session to `session`.
+    /// Hands every outbox entry for `peer` that is not on a live Session to `session`, in one
+    /// `Deliver`.
     fn flush_outbox(&mut self, peer: PeerAddr, session: SessionId) {
         let Some(live) = self.sessions.get(&session) else {
             return;
         };
+        let mut chats = Vec::new();
         for (id, out) in self.outbox.iter_mut() {
             let on_live = out
                 .on_session
@@ -741,15 +753,52 @@ impl Registry {
             if out.to == peer && !on_live {
                 out.on_session = Some(session);
                 out.handed_at = Some(Instant::now());
-                tell(
-                    Role::Registry,
-                    &live.addr,
-                    Deliver {
-                        id: *id,
-                        text: out.text.clone(),
-                        sent_at_ms: out.sent_at_ms,
-                    },
-                );
+                chats.push(Chat {
+                    id: *id,
+                    text: out.text.clone(),
+                    sent_at_ms: out.sent_at_ms,
+                });
+            }
+        }
+        if !chats.is_empty() {
+            tell(Role::Registry, &live.addr, Deliver { chats });
+        }
+    }
+
+    /// Chat `id`, accepted in this turn, goes to `session` in one `Deliver` with every other
+    /// chat accepted for it before the Registry's mailbox runs dry: one mailbox hop per batch.
+    fn deliver_soon(&mut self, id: MessageId, session: SessionId, ctx: &mut Context<Self>) {
+        if self.to_deliver.is_empty() {
+            // A spawned future runs once the messages waiting in the mailbox are handled.
+            ctx.spawn(fut::ready(()).map(|_, act: &mut Self, _| act.deliver_accepted()));
+        }
+        self.to_deliver.push((id, session));
+    }
+
+    /// Sends the chats `deliver_soon` collected, one `Deliver` per Session, each in order.
+    fn deliver_accepted(&mut self) {
+        let mut batches: Vec<(SessionId, Vec<Chat>)> = Vec::new();
+        for (id, session) in std::mem::take(&mut self.to_deliver) {
+            // Failed, acked or moved to another Session meanwhile: nothing to send here.
+            let Some(out) = self.outbox.get(&id) else {
+                continue;
+            };
+            if out.on_session != Some(session) {
+                continue;
+            }
+            let chat = Chat {
+                id,
+                text: out.text.clone(),
+                sent_at_ms: out.sent_at_ms,
+            };
+            match batches.iter_mut().find(|(s, _)| *s == session) {
+                Some((_, chats)) => chats.push(chat),
+                None => batches.push((session, vec![chat])),
+            }
+        }
+        for (session, chats) in batches {
+            if let Some(live) = self.sessions.get(&session) {
+                tell(Role::Registry, &live.addr, Deliver { chats });
             }
         }
     }
@@ -914,6 +963,14 @@ impl Supervised for Registry {
             },
         );
         self.incarnation += 1;
+        // Accepted but never handed to a Session (the flush died with the old context):
+        // they go out when their Session rejoins.
+        for (id, _) in std::mem::take(&mut self.to_deliver) {
+            if let Some(out) = self.outbox.get_mut(&id) {
+                out.on_session = None;
+                out.handed_at = None;
+            }
+        }
         for record in self.peers.values_mut() {
             record.session = None;
         }
@@ -1130,65 +1187,71 @@ impl Registry {
         }
     }
 
-    fn on_incoming_chat(&mut self, msg: IncomingChat, _: &mut Context<Self>) {
+    fn on_incoming_chats(&mut self, msg: IncomingChats, _: &mut Context<Self>) {
         if let Some(record) = self.peers.get_mut(&msg.from) {
             record.last_seen = Some(SystemTime::now());
-        }
-        let ack = AckChat { id: msg.id };
-        if !self.seen.entry(msg.node_id).or_default().first_time(msg.id) {
-            tracing::debug!(from = %msg.from, id = msg.id, "repeated chat acked again, not shown");
-            return tell(Role::Registry, &msg.session, ack);
         }
         let name = self.name_of(&msg.from);
-        // Recorded before it is shown: after a crash it is not shown again.
-        let entry = HistoryEntry::In {
-            at_ms: now_ms(),
-            from: msg.from.to_string(),
-            name: name.clone(),
-            node_id: msg.node_id,
-            id: msg.id,
-            text: msg.text.clone(),
-        };
-        self.persist(|store| store.history(&entry));
-        self.remember(entry);
-        self.emit(NodeEvent::ChatReceived {
-            from: msg.from,
-            name,
-            id: msg.id,
-            text: msg.text,
-            sent_at_ms: msg.sent_at_ms,
-        });
-        // Handed to the console: now, and only now, it is acked.
-        tell(Role::Registry, &msg.session, ack);
+        let at_ms = now_ms();
+        let mut acks = Vec::with_capacity(msg.chats.len());
+        for chat in msg.chats {
+            acks.push(chat.id);
+            let seen = self.seen.entry(msg.node_id).or_default();
+            if !seen.first_time(chat.id) {
+                tracing::debug!(from = %msg.from, id = chat.id, "repeated chat acked again, not shown");
+                continue;
+            }
+            // Recorded before it is shown: after a crash it is not shown again.
+            let entry = HistoryEntry::In {
+                at_ms,
+                from: msg.from,
+                name: name.clone(),
+                node_id: msg.node_id,
+                id: chat.id,
+                text: chat.text.clone(),
+            };
+            self.persist(|store| store.history(&entry));
+            self.remember(entry);
+            self.emit(NodeEvent::ChatReceived {
+                from: msg.from,
+                name: name.clone(),
+                id: chat.id,
+                text: chat.text,
+                sent_at_ms: chat.sent_at_ms,
+            });
+        }
+        // Handed to the console: now, and only now, they are acked.
+        tell(Role::Registry, &msg.session, AckChats { ids: acks });
     }
 
-    fn on_ack_received(&mut self, msg: AckReceived, _: &mut Context<Self>) {
+    fn on_acks_received(&mut self, msg: AcksReceived, _: &mut Context<Self>) {
         if let Some(record) = self.peers.get_mut(&msg.from) {
             record.last_seen = Some(SystemTime::now());
         }
-        let ours = self
-            .outbox
-            .get(&msg.id)
-            .is_some_and(|out| out.to == msg.from);
-        if let Some(out) = ours.then(|| self.outbox.remove(&msg.id)).flatten() {
+        let at_ms = now_ms();
+        for id in msg.ids {
+            let ours = self.outbox.get(&id).is_some_and(|out| out.to == msg.from);
+            let Some(out) = ours.then(|| self.outbox.remove(&id)).flatten() else {
+                continue; // A repeat, or not for a chat of ours: nothing to do.
+            };
             let entry = HistoryEntry::Out {
-                at_ms: now_ms(),
-                to: out.to.to_string(),
-                id: msg.id,
+                at_ms,
+                to: out.to,
+                id,
                 text: out.text.clone(),
             };
             self.persist(|store| {
-                store.done(msg.id, "delivered")?;
+                store.done(id, "delivered")?;
                 store.history(&entry)
             });
             self.remember(entry);
             self.emit(NodeEvent::Delivered {
                 to: msg.from,
-                id: msg.id,
+                id,
                 text: out.text,
             });
-            self.check_outbox_empty();
         }
+        self.check_outbox_empty();
     }
 
     fn on_peers_learned(&mut self, msg: PeersLearned, _: &mut Context<Self>) {
@@ -1252,42 +1315,32 @@ impl Registry {
         let id = self.next_message_id;
         let sent_at_ms = now_ms();
         // On disk before anyone is told it was accepted.
-        let queued = QueuedChat {
-            id,
-            to: msg.to.to_string(),
-            text: msg.text.clone(),
-            sent_at_ms,
-        };
-        self.persist(|store| store.queued(&queued));
+        if self.store.is_some() {
+            let queued = QueuedChat {
+                id,
+                to: msg.to.to_string(),
+                text: msg.text.clone(),
+                sent_at_ms,
+            };
+            self.persist(|store| store.queued(&queued));
+        }
+        let session = self.session_for(&msg.to).map(|(session, _)| session);
+        let now = Instant::now();
         self.outbox.insert(
             id,
             Outgoing {
                 to: msg.to,
                 text: msg.text,
                 sent_at_ms,
-                on_session: None,
-                handed_at: None,
-                queued_at: Instant::now(),
+                on_session: session,
+                handed_at: session.map(|_| now),
+                queued_at: now,
                 last_error: None,
             },
         );
-        match self.session_for(&msg.to) {
-            Some((session, live)) => {
-                // Only this chat: the others for this peer are already on the session.
-                tell(
-                    Role::Registry,
-                    &live.addr,
-                    Deliver {
-                        id,
-                        text: queued.text,
-                        sent_at_ms,
-                    },
-                );
-                if let Some(out) = self.outbox.get_mut(&id) {
-                    out.on_session = Some(session);
-                    out.handed_at = Some(Instant::now());
-                }
-            }
+        match session {
+            // Only this chat: the others for this peer are already on the session.
+            Some(session) => self.deliver_soon(id, session, ctx),
             // Its Session is rejoining a restarted Registry: the chat goes out when it has.
             None if self.rejoining.values().any(|live| live.peer == msg.to) => {}
             // A reconnect is scheduled: the chat waits for it with the others.
@@ -1479,19 +1532,19 @@ impl Handler<SessionClosed> for Registry {
     }
 }
 
-impl Handler<IncomingChat> for Registry {
+impl Handler<IncomingChats> for Registry {
     type Result = ();
 
-    fn handle(&mut self, msg: IncomingChat, ctx: &mut Context<Self>) -> Self::Result {
-        guarded(self, ctx, || (), |act, ctx| act.on_incoming_chat(msg, ctx))
+    fn handle(&mut self, msg: IncomingChats, ctx: &mut Context<Self>) -> Self::Result {
+        guarded(self, ctx, || (), |act, ctx| act.on_incoming_chats(msg, ctx))
     }
 }
 
-impl Handler<AckReceived> for Registry {
+impl Handler<AcksReceived> for Registry {
     type Result = ();
 
-    fn handle(&mut self, msg: AckReceived, ctx: &mut Context<Self>) -> Self::Result {
-        guarded(self, ctx, || (), |act, ctx| act.on_ack_received(msg, ctx))
+    fn handle(&mut self, msg: AcksReceived, ctx: &mut Context<Self>) -> Self::Result {
+        guarded(self, ctx, || (), |act, ctx| act.on_acks_received(msg, ctx))
     }
 }
 

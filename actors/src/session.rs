@@ -15,7 +15,7 @@ use crate::config::{LocalIdentity, Timeouts};
 use crate::faults::ConnectionFault;
 use crate::peer::{MessageId, NodeId, PeerAddr, SessionId};
 use crate::registry::{
-    AckReceived, IncomingChat, KnownPeers, PeersLearned, Register, Registry, SessionClosed,
+    AcksReceived, IncomingChats, KnownPeers, PeersLearned, Register, Registry, SessionClosed,
 };
 use crate::trace::{ask, offer, tell, Role, Traced};
 use crate::wire::{encode_frame, Frame, PeerEntry, WireCodec, WireError, PROTOCOL_VERSION};
@@ -23,16 +23,25 @@ use crate::writer::{FrameWriter, WriteRefused};
 
 // ---- messages a Session handles ----
 
-/// Send this chat to the peer (from the Registry's outbox).
-#[derive(Message, Debug)]
-#[rtype(result = "()")]
-pub struct Deliver {
-    /// The chat's id.
+/// One chat as it travels between a Session and the Registry: what a `chat` frame carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chat {
+    /// The sender's id for it.
     pub id: MessageId,
     /// Its text.
     pub text: String,
-    /// When it was typed (ms since the Unix epoch).
+    /// When it was typed (ms since the Unix epoch, by the sender's clock).
     pub sent_at_ms: u64,
+}
+
+/// Send these chats to the peer, in this order (from the Registry's outbox). One message
+/// carries every chat the Registry queued for this peer in one turn: a mailbox hop per
+/// batch, not per chat.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct Deliver {
+    /// Oldest first.
+    pub chats: Vec<Chat>,
 }
 
 /// Say `bye` with this reason and close the connection.
@@ -43,13 +52,13 @@ pub struct Close {
     pub reason: String,
 }
 
-/// From the Registry: the chat `id` from this Session's peer was handed to the console (or
-/// was a repeat): ack it.
+/// From the Registry: these chats from this Session's peer were handed to the console (or
+/// were repeats): ack them.
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
-pub struct AckChat {
-    /// The chat to ack.
-    pub id: MessageId,
+pub struct AckChats {
+    /// The chats to ack, in the order they came.
+    pub ids: Vec<MessageId>,
 }
 
 /// From a restarted Registry: register again (it has forgotten the live sessions).
@@ -123,12 +132,21 @@ pub struct Session {
     acks_pending: u32,
     /// The peer said bye while acks were pending: close once they are sent.
     bye_after_acks: Option<String>,
+    /// Chats read and not yet handed to the Registry (see [`Session::flush_inbound`]).
+    inbound_chats: Vec<Chat>,
+    /// Acks read and not yet handed to the Registry.
+    inbound_acks: Vec<MessageId>,
+    /// A flush of the two above is scheduled.
+    flush_scheduled: bool,
     /// Reports the end to the Registry when the actor is dropped, however it ends.
     death_watch: DeathWatch,
 }
 
 /// How long a Session we close keeps reading acks after its bye.
 const LINGER: Duration = Duration::from_millis(1000);
+
+/// Most chats and acks handed to the Registry in one message.
+const MAX_BATCH: usize = 256;
 
 static NEXT_SESSION_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -181,6 +199,9 @@ impl Session {
             drop_next: 0,
             acks_pending: 0,
             bye_after_acks: None,
+            inbound_chats: Vec::new(),
+            inbound_acks: Vec::new(),
+            flush_scheduled: false,
             death_watch,
         };
         Ok((id, session.start()))
@@ -234,6 +255,8 @@ impl Session {
         if self.closing {
             return;
         }
+        // What the peer sent before whatever ends the session still counts.
+        self.flush_inbound(ctx);
         self.closing = true;
         if say_bye {
             // Past the queue limit if need be: the bye is what tells the peer why.
@@ -342,20 +365,20 @@ impl Session {
                 text,
                 sent_at_ms,
             } => {
-                let incoming = IncomingChat {
-                    session: ctx.address(),
-                    from,
-                    node_id: established.node_id,
+                // The ack is sent when the Registry says the chat was handed to the console
+                // (AckChats); meanwhile the next frames are read.
+                self.acks_pending += 1;
+                self.inbound_chats.push(Chat {
                     id,
                     text,
                     sent_at_ms,
-                };
-                // The ack is sent when the Registry says the chat was handed to the console
-                // (AckChat); meanwhile the next frames are read.
-                self.acks_pending += 1;
-                self.hand_over(incoming, ctx);
+                });
+                self.schedule_flush(ctx);
             }
-            Frame::Ack { id } => self.hand_over(AckReceived { from, id }, ctx),
+            Frame::Ack { id } => {
+                self.inbound_acks.push(id);
+                self.schedule_flush(ctx);
+            }
             Frame::GetPeers => {
                 ctx.wait(
                     ask(Role::Session, registry, KnownPeers { for_peer: from })
@@ -391,7 +414,62 @@ impl Session {
         }
     }
 
-    /// Passes a frame's message to the Registry in order, without waiting for it to be
+    /// Chats and acks are handed to the Registry in batches: every one read from the socket
+    /// in this turn of the actor goes in one message. A message per frame would make the
+    /// Registry's mailbox, not the network, the limit (docs/performance.md). The flush runs
+    /// once the frames that are ready have been read, or at once when a batch is full.
+    fn schedule_flush(&mut self, ctx: &mut Context<Self>) {
+        if self.inbound_chats.len() + self.inbound_acks.len() >= MAX_BATCH {
+            return self.flush_inbound(ctx);
+        }
+        if !self.flush_scheduled {
+            self.flush_scheduled = true;
+            // A spawned future runs after the stream has handed over what it has read.
+            ctx.spawn(fut::ready(()).map(|_, act: &mut Self, ctx| act.flush_inbound(ctx)));
+        }
+    }
+
+    /// Hands the chats and acks read so far to the Registry.
+    fn flush_inbound(&mut self, ctx: &mut Context<Self>) {
+        self.flush_scheduled = false;
+        let Some(peer) = self.peer.as_ref() else {
+            return;
+        };
+        let (from, node_id) = (peer.peer, peer.node_id);
+        if !self.inbound_chats.is_empty() {
+            let chats = IncomingChats {
+                session: ctx.address(),
+                from,
+                node_id,
+                chats: std::mem::take(&mut self.inbound_chats),
+            };
+            self.hand_over(chats, ctx);
+        }
+        if !self.inbound_acks.is_empty() {
+            let ids = std::mem::take(&mut self.inbound_acks);
+            self.hand_over(AcksReceived { from, ids }, ctx);
+        }
+    }
+
+    /// After our bye, or as the actor stops: whatever was read goes to the Registry without
+    /// waiting (there is no more reading to hold back).
+    fn flush_lingering(&mut self) {
+        self.flush_scheduled = false;
+        let Some(peer) = self.peer.as_ref() else {
+            return;
+        };
+        let from = peer.peer;
+        if !self.inbound_acks.is_empty() {
+            let ids = std::mem::take(&mut self.inbound_acks);
+            tell(
+                Role::Session,
+                &self.template.registry,
+                AcksReceived { from, ids },
+            );
+        }
+    }
+
+    /// Passes a message to the Registry in order, without waiting for it to be
     /// handled. Only when the Registry's mailbox is full does the Session wait, and read no
     /// more frames meanwhile: a flooding peer fills its own TCP window, not our memory.
     fn hand_over<M>(&mut self, message: M, ctx: &mut Context<Self>)
@@ -470,6 +548,7 @@ impl Actor for Session {
     }
 
     fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        self.flush_lingering();
         self.writer.close();
         if self.death_watch.reason.is_none() {
             // Every orderly end goes through `close`, which gives a reason: none means a crash.
@@ -488,22 +567,22 @@ impl StreamHandler<Result<Frame, WireError>> for Session {
         if self.closing {
             // Lingering after our bye: only acks still matter.
             match (item, &self.peer) {
-                (Ok(Frame::Ack { id }), Some(peer)) => {
-                    tell(
-                        Role::Session,
-                        &self.template.registry,
-                        AckReceived {
-                            from: peer.peer,
-                            id,
-                        },
-                    );
+                (Ok(Frame::Ack { id }), Some(_)) => {
+                    self.inbound_acks.push(id);
+                    if !self.flush_scheduled {
+                        self.flush_scheduled = true;
+                        ctx.spawn(fut::ready(()).map(|_, act: &mut Self, _| act.flush_lingering()));
+                    }
                 }
                 (Ok(Frame::Bye { .. }) | Err(_), _) => ctx.stop(),
                 _ => {}
             }
             return;
         }
-        self.last_heard = Instant::now();
+        if !self.flush_scheduled {
+            // The frames of one batch are read in one turn: one clock reading for them all.
+            self.last_heard = Instant::now();
+        }
         match item {
             Ok(frame) => self.on_frame(frame, ctx),
             Err(WireError::Io(err)) => self.close(ctx, format!("connection error: {err}"), false),
@@ -529,24 +608,32 @@ impl Handler<Deliver> for Session {
     type Result = ();
 
     fn handle(&mut self, msg: Deliver, ctx: &mut Context<Self>) {
-        let chat = Frame::Chat {
-            id: msg.id,
-            text: msg.text,
-            sent_at_ms: msg.sent_at_ms,
-        };
-        self.send_frame(&chat, ctx);
+        for chat in msg.chats {
+            if self.closing {
+                return; // Still in the Registry's outbox: it goes out on the next connection.
+            }
+            let frame = Frame::Chat {
+                id: chat.id,
+                text: chat.text,
+                sent_at_ms: chat.sent_at_ms,
+            };
+            self.send_frame(&frame, ctx);
+        }
     }
 }
 
-impl Handler<AckChat> for Session {
+impl Handler<AckChats> for Session {
     type Result = ();
 
-    fn handle(&mut self, msg: AckChat, ctx: &mut Context<Self>) {
-        self.acks_pending = self.acks_pending.saturating_sub(1);
-        if self.closing {
-            return;
+    fn handle(&mut self, msg: AckChats, ctx: &mut Context<Self>) {
+        let count = u32::try_from(msg.ids.len()).unwrap_or(u32::MAX);
+        self.acks_pending = self.acks_pending.saturating_sub(count);
+        for id in msg.ids {
+            if self.closing {
+                return;
+            }
+            self.send_frame(&Frame::Ack { id }, ctx);
         }
-        self.send_frame(&Frame::Ack { id: msg.id }, ctx);
         if self.acks_pending == 0 {
             if let Some(reason) = self.bye_after_acks.take() {
                 self.close(ctx, reason, false);

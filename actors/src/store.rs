@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::peer::{MessageId, NodeId};
+use crate::peer::{MessageId, NodeId, PeerAddr};
 
 /// One chat waiting for its ack, as written to `outbox.jsonl`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,7 +49,7 @@ pub enum HistoryEntry {
         /// When it was shown (ms since the Unix epoch).
         at_ms: u64,
         /// The sender's address.
-        from: String,
+        from: PeerAddr,
         /// The sender's name.
         name: String,
         /// The sender's node id.
@@ -64,7 +64,7 @@ pub enum HistoryEntry {
         /// When its ack came (ms since the Unix epoch).
         at_ms: u64,
         /// The recipient's address.
-        to: String,
+        to: PeerAddr,
         /// Our id for the chat.
         id: MessageId,
         /// Its text.

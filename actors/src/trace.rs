@@ -96,20 +96,35 @@ pub fn parse_roles(text: &str) -> Result<Vec<Role>, String> {
 /// Actors whose messages are traced: a line is written when its sender or its receiver is
 /// among them. 0 = tracing off.
 static FILTER: AtomicU8 = AtomicU8::new(0);
-static SINK: OnceLock<mpsc::Sender<String>> = OnceLock::new();
+static SINK: OnceLock<mpsc::Sender<ToWriter>> = OnceLock::new();
+
+/// What the trace writer thread is sent.
+enum ToWriter {
+    /// A line to write.
+    Line(String),
+    /// Answer once every line before this one is written (see [`flush`]).
+    Flush(mpsc::SyncSender<()>),
+}
 
 /// Turns tracing on for messages from or to `roles`, written to `out` by a thread of its
 /// own. Can be called once per process; later calls only change the filter.
 pub fn enable(roles: &[Role], out: Box<dyn Write + Send>) {
     let _ = SINK.get_or_init(|| {
-        let (tx, rx) = mpsc::channel::<String>();
+        let (tx, rx) = mpsc::channel::<ToWriter>();
         let mut out = out;
         let spawned = std::thread::Builder::new()
             .name("trace".into())
             .spawn(move || {
-                for line in rx {
-                    if writeln!(out, "{line}").and_then(|_| out.flush()).is_err() {
-                        break;
+                for item in rx {
+                    match item {
+                        ToWriter::Line(line) => {
+                            if writeln!(out, "{line}").and_then(|_| out.flush()).is_err() {
+                                break;
+                            }
+                        }
+                        ToWriter::Flush(done) => {
+                            let _ = done.send(());
+                        }
                     }
                 }
             });
@@ -120,6 +135,18 @@ pub fn enable(roles: &[Role], out: Box<dyn Write + Send>) {
     });
     let mask = roles.iter().fold(0u8, |mask, role| mask | role.bit());
     FILTER.store(mask, Ordering::Relaxed);
+}
+
+/// Waits (at most `limit`) until every line recorded so far is written: a process that
+/// exits right after its last message would otherwise lose the end of its trace.
+pub fn flush(limit: std::time::Duration) {
+    let Some(sink) = SINK.get() else {
+        return;
+    };
+    let (done_tx, done_rx) = mpsc::sync_channel(1);
+    if sink.send(ToWriter::Flush(done_tx)).is_ok() {
+        let _ = done_rx.recv_timeout(limit);
+    }
 }
 
 /// Turns tracing off.
@@ -155,11 +182,11 @@ pub fn record(from: Role, to: Role, message: &dyn Debug) {
         description.push('…');
     }
     let time = chrono::Local::now().format("%H:%M:%S%.6f");
-    let _ = sink.send(format!(
+    let _ = sink.send(ToWriter::Line(format!(
         "{time}  {:<10} → {:<10}  {description}",
         from.name(),
         to.name()
-    ));
+    )));
 }
 
 /// An actor with a role in the trace.

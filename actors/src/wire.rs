@@ -397,8 +397,8 @@ mod fast {
             _ => return None,
         };
         r.key("type")?;
-        let frame = match (entries, r.str()?) {
-            (4, "chat") => {
+        let frame = match (entries, r.str_bytes()?) {
+            (4, b"chat") => {
                 r.key("id")?;
                 let id = r.uint()?;
                 r.key("text")?;
@@ -411,19 +411,19 @@ mod fast {
                     sent_at_ms,
                 }
             }
-            (2, "ack") => {
+            (2, b"ack") => {
                 r.key("id")?;
                 Frame::Ack { id: r.uint()? }
             }
-            (2, "ping") => {
+            (2, b"ping") => {
                 r.key("nonce")?;
                 Frame::Ping { nonce: r.uint()? }
             }
-            (2, "pong") => {
+            (2, b"pong") => {
                 r.key("nonce")?;
                 Frame::Pong { nonce: r.uint()? }
             }
-            (5, "hello") => {
+            (5, b"hello") => {
                 r.key("protocol")?;
                 let protocol = r.uint()?;
                 r.key("node_id")?;
@@ -440,8 +440,8 @@ mod fast {
                     listen_port,
                 }
             }
-            (1, "get_peers") => Frame::GetPeers,
-            (2, "peers") => {
+            (1, b"get_peers") => Frame::GetPeers,
+            (2, b"peers") => {
                 r.key("peers")?;
                 let count = r.array_len()?;
                 // Each entry takes at least 13 bytes: a hostile count allocates nothing.
@@ -458,7 +458,7 @@ mod fast {
                 }
                 Frame::Peers { peers }
             }
-            (2, "bye") => {
+            (2, b"bye") => {
                 r.key("reason")?;
                 Frame::Bye {
                     reason: r.str()?.to_string(),
@@ -507,6 +507,12 @@ mod fast {
 
         /// A MessagePack `str` holding valid UTF-8; `None` for anything else.
         fn str(&mut self) -> Option<&'a str> {
+            std::str::from_utf8(self.str_bytes()?).ok()
+        }
+
+        /// A MessagePack string's bytes, not checked for UTF-8 (for comparing with a
+        /// known ASCII name).
+        fn str_bytes(&mut self) -> Option<&'a [u8]> {
             let len = match self.byte()? {
                 m @ 0xa0..=0xbf => usize::from(m & 0x1f),
                 0xd9 => self.be(1)? as usize,
@@ -514,7 +520,7 @@ mod fast {
                 0xdb => self.be(4)? as usize,
                 _ => return None,
             };
-            std::str::from_utf8(self.take(len)?).ok()
+            self.take(len)
         }
 
         /// A MessagePack array header; `None` for anything else.
@@ -528,7 +534,7 @@ mod fast {
         }
 
         fn key(&mut self, want: &str) -> Option<()> {
-            (self.str()? == want).then_some(())
+            (self.str_bytes()? == want.as_bytes()).then_some(())
         }
     }
 }

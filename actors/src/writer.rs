@@ -2,10 +2,11 @@
 //! task that writes them, several frames per system call when they pile up.
 //!
 //! Frames are encoded straight into one buffer shared with the writing task, which takes
-//! everything queued at once and writes it: no allocation or copy per frame. Before writing,
-//! the task lets the other tasks of its thread run (a few times, while they keep adding
-//! frames), so that frames produced together leave in one write; a lone frame waits for two
-//! passes of the scheduler.
+//! everything queued at once and writes it: no allocation or copy per frame. The task runs
+//! after the actor that queued the frames has finished its turn, so the frames of one turn
+//! (a `Deliver` or an `AckChats` carries many) leave in one write. It does not wait for more:
+//! holding frames back to fill bigger writes made the two ends of a stream take turns
+//! instead of working at once (docs/performance.md).
 //!
 //! Why not `actix::io::FramedWrite`: it buffers without bound and cannot say how full it is;
 //! a peer that stops reading must cost us a bounded amount of memory.
@@ -24,9 +25,6 @@ use crate::wire::{encode_frame_into, Frame, WireError};
 
 /// Most bytes given to one write (and to one stall timeout).
 const BATCH_BYTES: usize = 64 * 1024;
-
-/// Scheduler passes the writing task waits at most for more frames before it writes.
-const MAX_YIELDS: usize = 16;
 
 /// Why a frame was not queued.
 #[derive(Debug)]
@@ -185,26 +183,6 @@ async fn pump(shared: Arc<Shared>, socket: OwnedWriteHalf, stall: Duration) {
             }
         })
         .await;
-        // Let this thread's other tasks add what they are about to: one write for all.
-        let mut seen = shared.lock().pending.len();
-        let mut unchanged = 0;
-        for _ in 0..MAX_YIELDS {
-            if seen >= BATCH_BYTES {
-                break;
-            }
-            tokio::task::yield_now().await;
-            let now = shared.lock().pending.len();
-            if now == seen {
-                // Nothing new: one more pass, since a producer may be a step behind.
-                unchanged += 1;
-                if unchanged == 2 {
-                    break;
-                }
-            } else {
-                unchanged = 0;
-            }
-            seen = now;
-        }
         let batch = {
             let mut queue = shared.lock();
             if queue.pending.is_empty() {
