@@ -3,6 +3,7 @@
 //! terminal.rs on a terminal, plain lines on a pipe), runs the one-shot `send` command, and
 //! turns the end into an exit code.
 
+mod send_lines;
 mod terminal;
 
 use std::io::{self, IsTerminal, Write};
@@ -124,12 +125,14 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Send one message and exit: 0 once the peer acknowledged it, 1 if it was not
-    /// delivered, 2 for a usage error.
+    /// delivered, 2 for a usage error. With `-` for the text, every line of standard input
+    /// is a message: 0 once all are acknowledged.
     Send {
         /// The peer to send to.
         #[arg(value_name = "IP:PORT")]
         to: PeerAddr,
-        /// The text; several words are joined with spaces.
+        /// The text; several words are joined with spaces. `-`: one message per line of
+        /// standard input, in order.
         #[arg(value_name = "TEXT", required = true, num_args = 1.., trailing_var_arg = true, allow_hyphen_values = true)]
         text: Vec<String>,
     },
@@ -505,15 +508,35 @@ async fn send(cli: Cli, to: PeerAddr, text: String) -> ExitCode {
     };
     // Subscribed before sending, so the outcome cannot pass unseen.
     let mut events = node.events();
-    let (code, report) = match node.send_chat(to, text).await {
+    // The node reports a failed attempt after the connect timeout, a lost message after the
+    // ack timeout; this bound is only a safety net.
+    let limit = cli.connect_timeout + cli.ack_timeout + Duration::from_secs(2);
+    let (code, report) = if text == "-" {
+        let outcome = send_lines::send_stdin_lines(&node, &mut events, to, limit).await;
+        (outcome.code, outcome.report)
+    } else {
+        send_one(&node, &mut events, to, text, limit).await
+    };
+    let _ = writeln!(io::stderr(), "{report}");
+    // Nothing waits for an ack any more: this only says bye and closes the port.
+    node.shutdown(Duration::from_secs(1)).await;
+    ExitCode::from(code)
+}
+
+/// One message: its exit code and report.
+async fn send_one(
+    node: &Node,
+    events: &mut peerchat_actors::EventStream,
+    to: PeerAddr,
+    text: String,
+    limit: Duration,
+) -> (u8, String) {
+    match node.send_chat(to, text).await {
         Err(err) => (
             1,
             format!("error: cannot send to {to}: {}", visible(&err.to_string())),
         ),
         Ok(id) => {
-            // The node reports a failed attempt after the connect timeout, a lost
-            // message after the ack timeout; this bound is only a safety net.
-            let limit = cli.connect_timeout + cli.ack_timeout + Duration::from_secs(2);
             let outcome = events
                 .wait_for(limit, |event| match event {
                     NodeEvent::Delivered { id: i, .. } if *i == id => Some(Ok(())),
@@ -543,11 +566,7 @@ async fn send(cli: Cli, to: PeerAddr, text: String) -> ExitCode {
                 ),
             }
         }
-    };
-    let _ = writeln!(io::stderr(), "{report}");
-    // Nothing waits for an ack any more: this only says bye and closes the port.
-    node.shutdown(Duration::from_secs(1)).await;
-    ExitCode::from(code)
+    }
 }
 
 fn fail(why: &str) -> ExitCode {

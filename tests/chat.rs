@@ -375,3 +375,39 @@ async fn a_peers_frame_is_bounded_and_lists_connected_peers_first() {
         "not itself"
     );
 }
+
+#[actix_rt::test]
+async fn send_chats_sends_many_in_order_in_one_request_or_none() {
+    let (a, mut a_ev) = start("a").await;
+    let (b, mut b_ev) = start("b").await;
+    // Before the connection exists, then while it does: both batches arrive whole, in order.
+    let first = a
+        .send_chats(b.peer_addr(), (0..300).map(|i| format!("m{i}")))
+        .await
+        .unwrap();
+    let second = a
+        .send_chats(b.peer_addr(), (300..600).map(|i| format!("m{i}")))
+        .await
+        .unwrap();
+    let ids: Vec<u64> = first.iter().chain(&second).copied().collect();
+    assert_eq!(ids.len(), 600);
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids in order");
+    for i in 0..600 {
+        assert_eq!(received(&mut b_ev).await.1, format!("m{i}"));
+    }
+    for id in ids {
+        delivered(&mut a_ev, id).await;
+    }
+
+    // One text too long: nothing of the batch is accepted.
+    let too_long = "x".repeat(peerchat_actors::wire::MAX_TEXT_BYTES + 1);
+    let refused = a
+        .send_chats(b.peer_addr(), ["would be first".to_string(), too_long])
+        .await;
+    assert!(
+        matches!(refused, Err(SendError::TooLong { .. })),
+        "{refused:?}"
+    );
+    a.send_chat(b.peer_addr(), "after").await.unwrap();
+    assert_eq!(received(&mut b_ev).await.1, "after");
+}

@@ -10,13 +10,29 @@ use common::process::{Peerchat, PROCESS_WAIT};
 
 /// Runs `peerchat ARGS` to its end (bounded) with no stdin.
 fn peerchat(args: &[&str]) -> Output {
+    peerchat_with_input(args, None)
+}
+
+/// Runs `peerchat ARGS` to its end (bounded), with `input` as its stdin if given.
+fn peerchat_with_input(args: &[&str], input: Option<Vec<u8>>) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_peerchat"))
         .args(args)
-        .stdin(Stdio::null())
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("peerchat starts");
+    if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
+        // A thread: the child reads no faster than its peer acks.
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let _ = stdin.write_all(&input);
+        });
+    }
     let until = Instant::now() + PROCESS_WAIT;
     loop {
         if child.try_wait().expect("try_wait").is_some() {
@@ -70,6 +86,65 @@ fn a_delivered_message_exits_0() {
     // It said bye rather than vanish.
     bob.expect("disconnected from carol");
     bob.expect("peer said bye");
+}
+
+#[test]
+fn dash_sends_every_line_of_standard_input_in_order() {
+    let (mut bob, bob_port) = Peerchat::start_named("bob", &[]);
+    let to = format!("127.0.0.1:{bob_port}");
+    let mut input = String::new();
+    for i in 1..=2000 {
+        input.push_str(&format!("line {i}\n"));
+        if i == 1000 {
+            input.push_str("\n   \r\n"); // blank lines are skipped
+        }
+    }
+    input.push_str("crlf and no final newline\r");
+    let out = peerchat_with_input(
+        &["send", "--name", "erin", "--bind", "127.0.0.1", &to, "-"],
+        Some(input.into_bytes()),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("delivered 2001 messages to {to}")),
+        "{}",
+        stderr(&out)
+    );
+    bob.expect("): crlf and no final newline");
+    let shown = bob.stdout_so_far().to_string();
+    let mut from = 0;
+    for i in 1..=2000 {
+        let line = format!("): line {i}\n");
+        match shown[from..].find(&line) {
+            Some(at) => from += at + line.len(),
+            None => panic!("line {i} missing or out of order"),
+        }
+    }
+    assert_eq!(shown.matches("): line 1\n").count(), 1, "shown twice");
+}
+
+#[test]
+fn dash_stops_at_a_line_too_long_exit_1() {
+    let (_bob, bob_port) = Peerchat::start_named("bob", &[]);
+    let mut input = b"fine\n".to_vec();
+    input.extend(std::iter::repeat_n(b'x', 70_000));
+    input.push(b'\n');
+    let out = peerchat_with_input(
+        &[
+            "send",
+            "--bind",
+            "127.0.0.1",
+            &format!("127.0.0.1:{bob_port}"),
+            "-",
+        ],
+        Some(input),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("error: line 2 is too long (70000 bytes"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

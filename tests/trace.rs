@@ -49,11 +49,12 @@ async fn the_trace_shows_each_message_between_actors_and_can_be_filtered() {
         &mut all,
         &[
             "Node       → Registry    SendChat { to: ",
-            "Registry   → Session     Deliver { id: ",
+            "Registry   → Session     Deliver { chats: [Chat { id: ",
             "Session    → Registry    Register { session: ",
-            "Session    → Registry    IncomingChat { from: ",
+            "Session    → Registry    IncomingChats { from: ",
             "text: \"traced\"",
-            "Session    → Registry    AckReceived { from: ",
+            "Registry   → Session     AckChats { ids: [",
+            "Session    → Registry    AcksReceived { from: ",
         ],
     );
     // One line per message, with a timestamp first.

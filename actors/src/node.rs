@@ -21,8 +21,8 @@ use crate::peer::{MessageId, NodeId, PeerAddr, PeerInfo};
 use crate::registry::History;
 use crate::registry::{
     Connect, ConnectAll, ConnectAllReport, ConnectError, ConnectOutcome, Disconnect, DisconnectAll,
-    InjectConnection, ListPeers, NotConnected, Registry, Retire, SendChat, SendError, Shutdown,
-    ShutdownReport, Subscribe, Subscriber,
+    InjectConnection, ListPeers, NotConnected, Registry, Retire, SendChat, SendChats, SendError,
+    Shutdown, ShutdownReport, Subscribe, Subscriber,
 };
 use crate::session::SessionTemplate;
 use crate::store::{HistoryEntry, Recovered, Store};
@@ -296,6 +296,20 @@ impl Node {
     ) -> Result<MessageId, SendError> {
         let text = text.into();
         ask(self.caller, &self.registry, SendChat { to, text })
+            .await
+            .unwrap_or(Err(SendError::ShuttingDown))
+    }
+
+    /// Queues several chats to one peer, in order, in one request: all are accepted (their ids
+    /// come back in the same order) or none is. Cheaper than a `send_chat` per text when
+    /// many are ready at once.
+    pub async fn send_chats<T: Into<String>>(
+        &self,
+        to: PeerAddr,
+        texts: impl IntoIterator<Item = T>,
+    ) -> Result<Vec<MessageId>, SendError> {
+        let texts = texts.into_iter().map(Into::into).collect();
+        ask(self.caller, &self.registry, SendChats { to, texts })
             .await
             .unwrap_or(Err(SendError::ShuttingDown))
     }

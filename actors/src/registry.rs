@@ -209,6 +209,18 @@ pub struct SendChat {
     pub text: String,
 }
 
+/// Send several chats to one peer, in this order: one message and one answer for them all
+/// (`peerchat send` with text from standard input, or a program streaming chats). All are
+/// accepted or, if one cannot be, none.
+#[derive(Message, Debug)]
+#[rtype(result = "Result<Vec<MessageId>, SendError>")]
+pub struct SendChats {
+    /// The recipient.
+    pub to: PeerAddr,
+    /// The texts, oldest first.
+    pub texts: Vec<String>,
+}
+
 /// Connect to a peer (resolves when the handshake is done or has failed).
 #[derive(Message, Debug)]
 #[rtype(result = "Result<ConnectOutcome, ConnectError>")]
@@ -1300,17 +1312,43 @@ impl Registry {
         msg: SendChat,
         ctx: &mut Context<Self>,
     ) -> Result<MessageId, SendError> {
+        self.check_sendable(&msg.to, std::slice::from_ref(&msg.text))?;
+        let id = self.accept(msg.to, msg.text, ctx);
+        self.route_accepted(msg.to, ctx);
+        Ok(id)
+    }
+
+    fn on_send_chats(
+        &mut self,
+        msg: SendChats,
+        ctx: &mut Context<Self>,
+    ) -> Result<Vec<MessageId>, SendError> {
+        self.check_sendable(&msg.to, &msg.texts)?;
+        let ids = msg
+            .texts
+            .into_iter()
+            .map(|text| self.accept(msg.to, text, ctx))
+            .collect();
+        self.route_accepted(msg.to, ctx);
+        Ok(ids)
+    }
+
+    /// Whether chats with these texts can be sent to `to` now.
+    fn check_sendable(&self, to: &PeerAddr, texts: &[String]) -> Result<(), SendError> {
         if self.draining {
             return Err(SendError::ShuttingDown);
         }
-        if self.is_self(&msg.to) {
+        if self.is_self(to) {
             return Err(SendError::SelfAddress);
         }
-        if msg.text.len() > MAX_TEXT_BYTES {
-            return Err(SendError::TooLong {
-                len: msg.text.len(),
-            });
+        match texts.iter().find(|text| text.len() > MAX_TEXT_BYTES) {
+            Some(text) => Err(SendError::TooLong { len: text.len() }),
+            None => Ok(()),
         }
+    }
+
+    /// Puts a chat in the outbox (and on disk) and, if its peer is connected, on the way.
+    fn accept(&mut self, to: PeerAddr, text: String, ctx: &mut Context<Self>) -> MessageId {
         self.next_message_id += 1;
         let id = self.next_message_id;
         let sent_at_ms = now_ms();
@@ -1318,19 +1356,19 @@ impl Registry {
         if self.store.is_some() {
             let queued = QueuedChat {
                 id,
-                to: msg.to.to_string(),
-                text: msg.text.clone(),
+                to: to.to_string(),
+                text: text.clone(),
                 sent_at_ms,
             };
             self.persist(|store| store.queued(&queued));
         }
-        let session = self.session_for(&msg.to).map(|(session, _)| session);
+        let session = self.session_for(&to).map(|(session, _)| session);
         let now = Instant::now();
         self.outbox.insert(
             id,
             Outgoing {
-                to: msg.to,
-                text: msg.text,
+                to,
+                text,
                 sent_at_ms,
                 on_session: session,
                 handed_at: session.map(|_| now),
@@ -1338,16 +1376,24 @@ impl Registry {
                 last_error: None,
             },
         );
-        match session {
+        if let Some(session) = session {
             // Only this chat: the others for this peer are already on the session.
-            Some(session) => self.deliver_soon(id, session, ctx),
-            // Its Session is rejoining a restarted Registry: the chat goes out when it has.
-            None if self.rejoining.values().any(|live| live.peer == msg.to) => {}
-            // A reconnect is scheduled: the chat waits for it with the others.
-            None if self.redials.contains_key(&msg.to) => {}
-            None => self.dial(msg.to, None, ctx),
+            self.deliver_soon(id, session, ctx);
         }
-        Ok(id)
+        id
+    }
+
+    /// After accepting chats for `to`: if it has no Session, get it one.
+    fn route_accepted(&mut self, to: PeerAddr, ctx: &mut Context<Self>) {
+        if self.session_for(&to).is_some()
+            // Its Session is rejoining a restarted Registry: the chats go out when it has.
+            || self.rejoining.values().any(|live| live.peer == to)
+            // A reconnect is scheduled: the chats wait for it with the others.
+            || self.redials.contains_key(&to)
+        {
+            return;
+        }
+        self.dial(to, None, ctx);
     }
 
     fn on_connect(
@@ -1578,6 +1624,19 @@ impl Handler<SendChat> for Registry {
             ctx,
             || Err(SendError::RegistryFailed),
             |act, ctx| act.on_send_chat(msg, ctx),
+        )
+    }
+}
+
+impl Handler<SendChats> for Registry {
+    type Result = Result<Vec<MessageId>, SendError>;
+
+    fn handle(&mut self, msg: SendChats, ctx: &mut Context<Self>) -> Self::Result {
+        guarded(
+            self,
+            ctx,
+            || Err(SendError::RegistryFailed),
+            |act, ctx| act.on_send_chats(msg, ctx),
         )
     }
 }
