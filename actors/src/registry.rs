@@ -2,7 +2,7 @@
 //! one), the outbox of chats waiting for an ack, and the record of chats already shown.
 //! Sessions report to it; the Console and `Node` ask it; it dials peers and emits NodeEvents.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -416,10 +416,15 @@ struct Outgoing {
     last_error: Option<String>,
 }
 
-/// Chat ids already shown from one sender, to show a resent chat once. Bounded.
+/// Chat ids already shown from one sender, to show a resent chat once. Bounded: the last
+/// `SEEN_PER_SENDER` are remembered.
+///
+/// A B-tree, not a hash set: a sender's ids grow one by one, so the new id and the oldest
+/// one are at the two ends of the tree, which stay in the CPU cache. A hash set scatters
+/// consecutive ids over a megabyte and paid a cache miss for each (docs/performance.md).
 #[derive(Default)]
 struct SeenChats {
-    ids: HashSet<MessageId>,
+    ids: BTreeSet<MessageId>,
     order: VecDeque<MessageId>,
 }
 
@@ -462,7 +467,9 @@ pub struct Registry {
     write_buffer_bytes: usize,
     peers: BTreeMap<PeerAddr, PeerRecord>,
     sessions: HashMap<SessionId, LiveSession>,
-    outbox: BTreeMap<MessageId, Outgoing>,
+    /// Boxed: the B-tree shifts its entries when the oldest is removed (the usual ack), and
+    /// a pointer is cheaper to shift than the whole record.
+    outbox: BTreeMap<MessageId, Box<Outgoing>>,
     next_message_id: MessageId,
     seen: HashMap<NodeId, SeenChats>,
     /// Dials in progress, with whoever waits for their outcome.
@@ -556,7 +563,7 @@ impl Registry {
             self.peers.entry(to).or_default();
             self.outbox.insert(
                 chat.id,
-                Outgoing {
+                Box::new(Outgoing {
                     to,
                     text: chat.text,
                     sent_at_ms: chat.sent_at_ms,
@@ -564,7 +571,7 @@ impl Registry {
                     handed_at: None,
                     queued_at: now,
                     last_error: None,
-                },
+                }),
             );
         }
         for entry in recovered.history {
@@ -1366,7 +1373,7 @@ impl Registry {
         let now = Instant::now();
         self.outbox.insert(
             id,
-            Outgoing {
+            Box::new(Outgoing {
                 to,
                 text,
                 sent_at_ms,
@@ -1374,7 +1381,7 @@ impl Registry {
                 handed_at: session.map(|_| now),
                 queued_at: now,
                 last_error: None,
-            },
+            }),
         );
         if let Some(session) = session {
             // Only this chat: the others for this peer are already on the session.
