@@ -195,10 +195,7 @@ async fn pump(shared: Arc<Shared>, socket: OwnedWriteHalf, stall: Duration) {
         };
         let mut written = true;
         for chunk in batch.chunks(BATCH_BYTES) {
-            if !matches!(
-                actix_rt::time::timeout(stall, socket.write_all(chunk)).await,
-                Ok(Ok(()))
-            ) {
+            if write_chunk(socket, chunk, stall).await.is_err() {
                 written = false;
                 break;
             }
@@ -218,6 +215,36 @@ async fn pump(shared: Arc<Shared>, socket: OwnedWriteHalf, stall: Duration) {
         }
     }
     let _ = actix_rt::time::timeout(stall, socket.shutdown()).await;
+}
+
+/// Writes all of `chunk`, failing if the socket accepts nothing for `stall`. The socket is
+/// tried first without a timer: it usually takes everything at once, and arming a timer for
+/// every write cost more than the write's own bookkeeping when frames go out one by one.
+async fn write_chunk(
+    socket: &mut OwnedWriteHalf,
+    mut chunk: &[u8],
+    stall: Duration,
+) -> std::io::Result<()> {
+    // Since the last progress, if the socket refused bytes.
+    let mut deadline = None;
+    while !chunk.is_empty() {
+        match socket.try_write(chunk) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                chunk = &chunk[n..];
+                deadline = None;
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
+                let until = *deadline.get_or_insert_with(|| tokio::time::Instant::now() + stall);
+                match tokio::time::timeout_at(until, socket.writable()).await {
+                    Ok(ready) => ready?,
+                    Err(_) => return Err(std::io::ErrorKind::TimedOut.into()),
+                }
+            }
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(())
 }
 
 /// The writing task's socket: whenever it goes (the task ends or is dropped), `socket_held`

@@ -196,15 +196,15 @@ fn run(s: Settings, only: &[String]) -> ExitCode {
         for _ in 0..s.trials {
             gather(
                 &mut ours,
-                side(s.run_peerchat, || scenarios::stream_peerchat(&one)),
+                side(s.run_peerchat, || scenarios::stream_peerchat(&one)).map(|r| r.all),
             );
             gather(
                 &mut base,
-                side(s.run_baseline, || scenarios::stream_baseline(&one)),
+                side(s.run_baseline, || scenarios::stream_baseline(&one)).map(|r| r.all),
             );
             gather(
                 &mut raw,
-                side(s.run_baseline, || scenarios::stream_raw(&one)),
+                side(s.run_baseline, || scenarios::stream_raw(&one)).map(|r| r.all),
             );
         }
         let summary = |all: Res<Vec<f64>>| {
@@ -276,10 +276,36 @@ fn run(s: Settings, only: &[String]) -> ExitCode {
     if wanted("fanout") {
         for &peers in &s.fanout {
             progress(&format!("fan-out to {peers}"));
-            let ours =
-                side(s.run_peerchat, || scenarios::fanout_peerchat(&s, peers)).map(Figure::Millis);
-            let base =
-                side(s.run_baseline, || scenarios::fanout_baseline(&s, peers)).map(Figure::Millis);
+            // Trials interleaved too (peerchat, baseline, peerchat, ...), on fresh processes,
+            // with the rounds shared out between them: the machine's speed drifts between
+            // one side's rounds and the other's.
+            let trials = s.trials.clamp(1, 3);
+            let mut one = s.clone();
+            one.fanout_rounds = (s.fanout_rounds / trials).max(1);
+            let (mut ours, mut base) = (Ok(Vec::new()), Ok(Vec::new()));
+            for _ in 0..trials {
+                gather(
+                    &mut ours,
+                    side(s.run_peerchat, || scenarios::fanout_peerchat(&one, peers))
+                        .map(|m| vec![m]),
+                );
+                gather(
+                    &mut base,
+                    side(s.run_baseline, || scenarios::fanout_baseline(&one, peers))
+                        .map(|m| vec![m]),
+                );
+            }
+            for (who, all) in [("peerchat", &ours), ("baseline", &base)] {
+                if let Ok(all) = all {
+                    let all: Vec<String> = all.iter().map(|v| format!("{v:.2}")).collect();
+                    notes.push(format!(
+                        "fan-out to {peers}, median per trial, {who}: [{}] ms",
+                        all.join(", ")
+                    ));
+                }
+            }
+            let ours = ours.map(|mut all| Figure::Millis(report::median(&mut all)));
+            let base = base.map(|mut all| Figure::Millis(report::median(&mut all)));
             rows.push(Row::new(
                 format!("fan-out to {peers} peers: time until all acked"),
                 measured(&format!("fan-out {peers} (peerchat)"), ours),
@@ -438,9 +464,9 @@ fn run(s: Settings, only: &[String]) -> ExitCode {
 }
 
 /// Adds one trial's figures to the others; the first failure is kept.
-fn gather(all: &mut Res<Vec<f64>>, trial: Res<scenarios::StreamResult>) {
+fn gather(all: &mut Res<Vec<f64>>, trial: Res<Vec<f64>>) {
     match (all.as_mut(), trial) {
-        (Ok(all), Ok(trial)) => all.extend(trial.all),
+        (Ok(all), Ok(trial)) => all.extend(trial),
         (Ok(_), Err(err)) => *all = Err(err),
         (Err(_), _) => {}
     }
