@@ -396,6 +396,10 @@ async fn run_chat(cli: Cli, mut io: Io, restore: Option<impl Fn() + 'static>) ->
     match select(quit_rx, Box::pin(failed)).await {
         Either::Left(_) => ExitCode::SUCCESS,
         Either::Right((failure, _)) => {
+            // The Registry was retired and said bye to every peer; let those byes leave
+            // before the process does (bounded: the node is failing).
+            let goodbyes = node.shutdown(Duration::ZERO);
+            let _ = actix_rt::time::timeout(Duration::from_secs(2), goodbyes).await;
             if let Some(restore) = restore_on_failure {
                 restore();
             }

@@ -88,11 +88,16 @@ fn a_console_panic_restarts_the_console_and_the_chat_goes_on() {
 
 #[test]
 fn a_registry_restart_storm_ends_the_process_with_a_clear_error_and_code_3() {
-    let (mut node, _) = Peerchat::start_named("n", &["--faults", "--max-restarts", "2"]);
+    let (mut node, port) = Peerchat::start_named("n", &["--faults", "--max-restarts", "2"]);
+    let (mut peer, _) = Peerchat::start_named("o", &[]);
+    peer.type_lines(&["1", &format!("127.0.0.1:{port}"), "still there?"]);
+    node.expect("still there?");
     node.type_lines(&["!panic registry", "!panic registry", "!panic registry"]);
     node.expect_stderr("error: node failed: 3 restarts within 10s (limit 2)");
     let status = node.wait();
     assert_eq!(status.code(), Some(3));
+    // The peer was told why, before the process went.
+    peer.expect("peer said bye: node failed");
 }
 
 #[test]

@@ -153,7 +153,7 @@ impl Node {
             &supervisor,
             Adopt {
                 registry: registry.clone(),
-                retire: vec![registry.clone().recipient(), listener.clone().recipient()],
+                listener: listener.clone(),
             },
         );
         Ok(Node {

@@ -18,6 +18,7 @@ use futures::channel::oneshot;
 
 use crate::events::{NodeEvent, SupervisionStep};
 use crate::faults::ActorFault;
+use crate::listener::Listener;
 use crate::registry::{Publish, Registry, Retire};
 use crate::trace::{tell, Role, Traced};
 
@@ -110,23 +111,20 @@ pub struct ChildRestarted {
     pub child: ChildName,
 }
 
-/// Tell the supervisor which Registry to publish through and to retire on escalation.
+/// Tell the supervisor its children: the Registry publishes supervision events, and both
+/// are retired when the node gives up.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Adopt {
-    /// The Registry, which publishes supervision events.
+    /// The Registry.
     pub registry: Addr<Registry>,
-    /// Children to retire when the node gives up.
-    pub retire: Vec<Recipient<Retire>>,
+    /// The Listener.
+    pub listener: Addr<Listener>,
 }
 
 impl fmt::Debug for Adopt {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "Adopt {{ registry, retire: {} children }}",
-            self.retire.len()
-        )
+        f.write_str("Adopt { registry, listener }")
     }
 }
 
@@ -142,7 +140,7 @@ pub struct NodeSupervisor {
     policy: RestartPolicy,
     restarts: VecDeque<Instant>,
     registry: Option<Addr<Registry>>,
-    retire: Vec<Recipient<Retire>>,
+    listener: Option<Addr<Listener>>,
     failure: Option<NodeFailure>,
     watchers: Vec<oneshot::Sender<NodeFailure>>,
 }
@@ -154,7 +152,7 @@ impl NodeSupervisor {
             policy,
             restarts: VecDeque::new(),
             registry: None,
-            retire: Vec::new(),
+            listener: None,
             failure: None,
             watchers: Vec::new(),
         }
@@ -184,7 +182,7 @@ impl Handler<Adopt> for NodeSupervisor {
 
     fn handle(&mut self, msg: Adopt, _: &mut Context<Self>) {
         self.registry = Some(msg.registry);
-        self.retire = msg.retire;
+        self.listener = Some(msg.listener);
     }
 }
 
@@ -228,17 +226,14 @@ impl Handler<ChildFailed> for NodeSupervisor {
                 },
             );
             let failure = NodeFailure { reason };
-            for child in &self.retire {
-                let retire = Retire {
-                    reason: "node failed".into(),
-                };
-                // A Recipient does not say whose it is: traced as "to Registry/Listener".
-                if crate::trace::enabled(Role::Supervisor, Role::Registry) {
-                    crate::trace::record(Role::Supervisor, Role::Registry, &retire);
-                }
-                child.do_send(Retire {
-                    reason: "node failed".into(),
-                });
+            let retire = || Retire {
+                reason: "node failed".into(),
+            };
+            if let Some(registry) = &self.registry {
+                tell(Role::Supervisor, registry, retire());
+            }
+            if let Some(listener) = &self.listener {
+                tell(Role::Supervisor, listener, retire());
             }
             for watcher in self.watchers.drain(..) {
                 let _ = watcher.send(failure.clone());
