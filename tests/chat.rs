@@ -411,3 +411,54 @@ async fn send_chats_sends_many_in_order_in_one_request_or_none() {
     a.send_chat(b.peer_addr(), "after").await.unwrap();
     assert_eq!(received(&mut b_ev).await.1, "after");
 }
+
+#[actix_rt::test]
+async fn a_burst_of_chats_in_one_write_is_shown_once_each_in_order_and_all_acked() {
+    use peerchat_actors::wire::{encode_frame, Frame};
+    let (node, mut events) = start("node").await;
+    let mut raw = RawPeer::handshake(node.peer_addr(), 4242, 40002).await;
+    // 1000 chats in one write: the Session hands them over in batches (at most 256 each).
+    // One is repeated right after itself, and a ping sits in the middle.
+    let mut burst = Vec::new();
+    for i in 0..1000u64 {
+        let chat = Frame::Chat {
+            id: 1000 + i,
+            text: format!("c{i}"),
+            sent_at_ms: 0,
+        };
+        let chat = encode_frame(&chat).unwrap();
+        burst.extend_from_slice(&chat);
+        if i == 500 {
+            burst.extend_from_slice(&chat);
+        }
+        if i == 700 {
+            burst.extend_from_slice(&encode_frame(&Frame::Ping { nonce: 7 }).unwrap());
+        }
+    }
+    raw.send_bytes(burst).await;
+    for i in 0..1000 {
+        assert_eq!(received(&mut events).await.1, format!("c{i}"));
+    }
+    // Every chat acked in the order it came, the repeat once more; the ping answered.
+    let mut expected: Vec<u64> = (1000..2000).collect();
+    expected.insert(501, 1500);
+    let (mut acks, mut pong) = (Vec::new(), false);
+    while acks.len() < expected.len() {
+        match raw.next().await {
+            Some(Frame::Ack { id }) => acks.push(id),
+            Some(Frame::Pong { nonce: 7 }) => pong = true,
+            Some(_) => {}
+            None => panic!("closed after {} acks", acks.len()),
+        }
+    }
+    assert_eq!(acks, expected);
+    assert!(pong, "no pong");
+    // The repeat was not shown: the next chat shown is the next one sent.
+    raw.send(&Frame::Chat {
+        id: 5000,
+        text: "after".into(),
+        sent_at_ms: 0,
+    })
+    .await;
+    assert_eq!(received(&mut events).await.1, "after");
+}
