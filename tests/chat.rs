@@ -237,12 +237,8 @@ async fn sending_to_a_peer_nobody_listens_on_is_retried_then_fails_clearly() {
     config.retry.give_up_after = std::time::Duration::from_millis(800);
     let (a, mut a_ev) = start_with(config).await;
     // Bind then drop a socket to get a port where nothing listens.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let nowhere: peerchat_actors::PeerAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let refusing = RefusingPort::new();
+    let nowhere: peerchat_actors::PeerAddr = refusing.addr().parse().unwrap();
     assert_eq!(a.connect(nowhere).await, Err(ConnectError::Refused));
     let id = a.send_chat(nowhere, "anyone?").await.unwrap();
     // First it says the message waits ...

@@ -3,6 +3,7 @@
 mod common;
 
 use common::process::Peerchat;
+use common::RefusingPort;
 
 #[test]
 fn two_processes_chat_through_the_menu() {
@@ -111,11 +112,8 @@ fn wrong_menu_input_is_explained_and_the_menu_comes_back() {
 #[test]
 fn an_unreachable_peer_is_a_clear_failure_not_a_crash() {
     let (mut node, _) = Peerchat::start_named("n", &["--give-up-after", "1s"]);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let refusing = RefusingPort::new();
+    let port = refusing.port;
     node.type_lines(&["1", &format!("127.0.0.1:{port}"), "anyone?"]);
     node.expect(&format!(
         "127.0.0.1:{port} unreachable (connection refused (is a peer listening there?)): 1 message(s) waiting, retrying in"
@@ -225,11 +223,8 @@ fn a_hostile_peers_escape_sequences_are_shown_inert() {
 
 #[test]
 fn quitting_with_undelivered_messages_warns_and_counts_them() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let refusing = RefusingPort::new();
+    let port = refusing.port;
     let to = format!("127.0.0.1:{port}");
     let (mut node, _) = Peerchat::start_named("n", &[]);
     node.type_lines(&["1", &to, "one", "1", &to, "two"]);

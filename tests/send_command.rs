@@ -52,7 +52,7 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-/// A port on 127.0.0.1 where nothing listens (it was free a moment ago).
+/// A port on 127.0.0.1 that was free a moment ago (for a node to bind).
 fn closed_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -171,7 +171,8 @@ fn options_after_the_subcommand_apply_to_it() {
 
 #[test]
 fn nothing_listening_is_a_clear_failure_exit_1() {
-    let port = closed_port();
+    let refusing = common::RefusingPort::new();
+    let port = refusing.port;
     let out = peerchat(&["send", &format!("127.0.0.1:{port}"), "anyone?"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let err = stderr(&out);

@@ -195,6 +195,37 @@ pub fn temp_dir(tag: &str) -> std::path::PathBuf {
     dir
 }
 
+/// A port on 127.0.0.1 where connections are refused for as long as this lives: a TCP socket
+/// bound to it that never listens. A port merely found free could be taken meanwhile by a
+/// node of a test running alongside, and a chat meant for nobody would be delivered.
+pub struct RefusingPort {
+    _socket: socket2::Socket,
+    pub port: u16,
+}
+
+impl RefusingPort {
+    pub fn new() -> RefusingPort {
+        use socket2::{Domain, Socket, Type};
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("a socket");
+        let any: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+        socket.bind(&any.into()).expect("bind 127.0.0.1:0");
+        let port = socket
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .expect("a bound address")
+            .port();
+        RefusingPort {
+            _socket: socket,
+            port,
+        }
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
 /// A port on 127.0.0.1 where nothing listens right now (for a peer that starts later).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
