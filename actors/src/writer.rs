@@ -10,15 +10,21 @@
 //!
 //! Why not `actix::io::FramedWrite`: it buffers without bound and cannot say how full it is;
 //! a peer that stops reading must cost us a bounded amount of memory.
+//!
+//! The socket's sending half lives in the state the handle and the task share, not in the
+//! task: every socket call used here takes `&self`, so `reset` can shut the socket down while
+//! the task is in the middle of a write, without `unsafe` and without a second descriptor per
+//! connection (10,000 idle sessions must fit in the descriptor limit).
 
 use std::future::poll_fn;
+use std::net::Shutdown;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures::task::AtomicWaker;
-use tokio::io::AsyncWriteExt;
+use socket2::SockRef;
 use tokio::net::tcp::OwnedWriteHalf;
 
 use crate::wire::{encode_frame_into, Frame, WireError};
@@ -46,15 +52,12 @@ struct Queue {
     writing: usize,
     /// No more frames: the handle closed, or the writing task ended.
     closed: bool,
-    /// The writing task still holds the socket (so its descriptor is open).
-    socket_held: bool,
 }
 
 struct Shared {
     queue: Mutex<Queue>,
-    /// The socket's descriptor, for `reset`; valid while `socket_held`.
-    #[cfg(unix)]
-    fd: std::os::fd::RawFd,
+    /// Written by the task only; shut down by `reset` too, hence here and not in the task.
+    socket: OwnedWriteHalf,
     /// The writing task, woken when frames arrive or the queue closes.
     task: AtomicWaker,
 }
@@ -63,6 +66,11 @@ impl Shared {
     fn lock(&self) -> MutexGuard<'_, Queue> {
         // A panic while holding the lock leaves plain bytes and counters: still usable.
         self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn shutdown(&self, how: Shutdown) {
+        // Fails only if the socket is already shut or gone: either way, it is cut.
+        let _ = SockRef::from(self.socket.as_ref()).shutdown(how);
     }
 }
 
@@ -79,15 +87,11 @@ impl FrameWriter {
     /// reading).
     pub fn spawn(half: OwnedWriteHalf, max_queued: usize, stall: Duration) -> Self {
         let shared = Arc::new(Shared {
-            queue: Mutex::new(Queue {
-                socket_held: true,
-                ..Queue::default()
-            }),
-            #[cfg(unix)]
-            fd: std::os::fd::AsRawFd::as_raw_fd(half.as_ref()),
+            queue: Mutex::default(),
+            socket: half,
             task: AtomicWaker::new(),
         });
-        actix_rt::spawn(pump(shared.clone(), half, stall));
+        actix_rt::spawn(pump(shared.clone(), stall));
         FrameWriter {
             shared,
             max_queued: max_queued.max(1),
@@ -144,17 +148,9 @@ impl FrameWriter {
         let mut queue = self.shared.lock();
         queue.closed = true;
         queue.pending = BytesMut::new();
-        #[cfg(unix)]
-        if queue.socket_held {
-            // SAFETY: the writing task owns the socket and marks `socket_held` false, under
-            // this lock, before it lets go of it: the descriptor is open and is that socket.
-            // ManuallyDrop: borrowed only to shut it down, never closed here.
-            let socket = std::mem::ManuallyDrop::new(unsafe {
-                <std::net::TcpStream as std::os::fd::FromRawFd>::from_raw_fd(self.shared.fd)
-            });
-            let _ = socket.shutdown(std::net::Shutdown::Both);
-        }
         drop(queue);
+        // A write the task has under way fails at once, and the task ends.
+        self.shared.shutdown(Shutdown::Both);
         self.shared.task.wake();
     }
 }
@@ -165,12 +161,9 @@ impl Drop for FrameWriter {
     }
 }
 
-async fn pump(shared: Arc<Shared>, socket: OwnedWriteHalf, stall: Duration) {
-    let mut held = Held {
-        shared: shared.clone(),
-        socket,
-    };
-    let socket = &mut held.socket;
+async fn pump(shared: Arc<Shared>, stall: Duration) {
+    let _end = Ending(shared.clone());
+    let socket = &shared.socket;
     loop {
         // Wait for frames, or for the end.
         poll_fn(|cx| {
@@ -186,7 +179,8 @@ async fn pump(shared: Arc<Shared>, socket: OwnedWriteHalf, stall: Duration) {
         let batch = {
             let mut queue = shared.lock();
             if queue.pending.is_empty() {
-                // Closed, and everything written.
+                // Closed, and everything written: `_end` shuts the sending side, so the peer
+                // reads all of it and then the end of the stream.
                 break;
             }
             let batch = queue.pending.split();
@@ -214,14 +208,13 @@ async fn pump(shared: Arc<Shared>, socket: OwnedWriteHalf, stall: Duration) {
             queue.pending = BytesMut::new();
         }
     }
-    let _ = actix_rt::time::timeout(stall, socket.shutdown()).await;
 }
 
 /// Writes all of `chunk`, failing if the socket accepts nothing for `stall`. The socket is
 /// tried first without a timer: it usually takes everything at once, and arming a timer for
 /// every write cost more than the write's own bookkeeping when frames go out one by one.
 async fn write_chunk(
-    socket: &mut OwnedWriteHalf,
+    socket: &OwnedWriteHalf,
     mut chunk: &[u8],
     stall: Duration,
 ) -> std::io::Result<()> {
@@ -247,17 +240,19 @@ async fn write_chunk(
     Ok(())
 }
 
-/// The writing task's socket: whenever it goes (the task ends or is dropped), `socket_held`
-/// turns false first, under the lock, so `reset` never touches a closed descriptor.
-struct Held {
-    shared: Arc<Shared>,
-    socket: OwnedWriteHalf,
-}
+/// However the writing task ends (all written after `close`, a failed or stalled write, or
+/// dropped with its runtime), nothing more is queued and the peer sees our sending side end.
+/// The socket is closed only once the handle is gone too (a Session lingers after its bye to
+/// read acks), so the end of the stream cannot wait for that.
+struct Ending(Arc<Shared>);
 
-impl Drop for Held {
+impl Drop for Ending {
     fn drop(&mut self) {
-        self.shared.lock().socket_held = false;
-        // `socket` is dropped (closed) after this.
+        let mut queue = self.0.lock();
+        queue.closed = true;
+        queue.pending = BytesMut::new();
+        drop(queue);
+        self.0.shutdown(Shutdown::Write);
     }
 }
 
@@ -342,6 +337,32 @@ mod tests {
         drop(frames);
         tokio::time::sleep(Duration::from_millis(50)).await;
         writer.reset();
+    }
+
+    #[actix_rt::test]
+    async fn reset_ends_a_write_stuck_on_a_peer_that_does_not_read() {
+        let (write, _keep, _theirs) = pair().await;
+        let mut writer = FrameWriter::spawn(write, 64 << 20, Duration::from_secs(60));
+        let chat = Frame::Chat {
+            id: 1,
+            text: "x".repeat(60_000),
+            sent_at_ms: 0,
+        };
+        // More than the socket buffers hold: the writing task waits for the peer to read.
+        for _ in 0..1000 {
+            writer.send(&chat).unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(writer.queued_bytes() > 0);
+        writer.reset();
+        // The task is not left waiting out its stall timeout: its write fails and it ends.
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while writer.queued_bytes() > 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("the writing task ends at once");
     }
 
     #[actix_rt::test]
