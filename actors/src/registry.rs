@@ -416,6 +416,17 @@ struct Outgoing {
     last_error: Option<String>,
 }
 
+impl Outgoing {
+    /// The chat as a Session sends it (the outbox keeps its copy for resends).
+    fn chat(&self, id: MessageId) -> Chat {
+        Chat {
+            id,
+            text: self.text.clone(),
+            sent_at_ms: self.sent_at_ms,
+        }
+    }
+}
+
 /// Chat ids already shown from one sender, to show a resent chat once. Bounded: the last
 /// `SEEN_PER_SENDER` are remembered.
 ///
@@ -772,11 +783,7 @@ impl Registry {
             if out.to == peer && !on_live {
                 out.on_session = Some(session);
                 out.handed_at = Some(Instant::now());
-                chats.push(Chat {
-                    id: *id,
-                    text: out.text.clone(),
-                    sent_at_ms: out.sent_at_ms,
-                });
+                chats.push(out.chat(*id));
             }
         }
         if !chats.is_empty() {
@@ -805,11 +812,7 @@ impl Registry {
             if out.on_session != Some(session) {
                 continue;
             }
-            let chat = Chat {
-                id,
-                text: out.text.clone(),
-                sent_at_ms: out.sent_at_ms,
-            };
+            let chat = out.chat(id);
             match batches.iter_mut().find(|(s, _)| *s == session) {
                 Some((_, chats)) => chats.push(chat),
                 None => batches.push((session, vec![chat])),

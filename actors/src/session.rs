@@ -446,13 +446,21 @@ impl Session {
             self.hand_over(chats, ctx);
         }
         if !self.inbound_acks.is_empty() {
-            let ids = std::mem::take(&mut self.inbound_acks);
-            self.hand_over(AcksReceived { from, ids }, ctx);
+            let acks = AcksReceived {
+                from,
+                ids: std::mem::take(&mut self.inbound_acks),
+            };
+            if self.closing {
+                // Lingering after our bye: no more reading to hold back.
+                tell(Role::Session, &self.template.registry, acks);
+            } else {
+                self.hand_over(acks, ctx);
+            }
         }
     }
 
-    /// After our bye, or as the actor stops: whatever was read goes to the Registry without
-    /// waiting (there is no more reading to hold back).
+    /// As the actor stops: acks read in its last turn go to the Registry without waiting.
+    /// (Chats read then are not acked, so their sender sends them again.)
     fn flush_lingering(&mut self) {
         self.flush_scheduled = false;
         let Some(peer) = self.peer.as_ref() else {
@@ -569,10 +577,7 @@ impl StreamHandler<Result<Frame, WireError>> for Session {
             match (item, &self.peer) {
                 (Ok(Frame::Ack { id }), Some(_)) => {
                     self.inbound_acks.push(id);
-                    if !self.flush_scheduled {
-                        self.flush_scheduled = true;
-                        ctx.spawn(fut::ready(()).map(|_, act: &mut Self, _| act.flush_lingering()));
-                    }
+                    self.schedule_flush(ctx);
                 }
                 (Ok(Frame::Bye { .. }) | Err(_), _) => ctx.stop(),
                 _ => {}
