@@ -11,18 +11,9 @@ use common::proxy::Proxy;
 use common::*;
 use peerchat_actors::faults::{ConnectionFault, Fault};
 use peerchat_actors::store::HistoryEntry;
-use peerchat_actors::{EventStream, MessageId, Node, NodeConfig, NodeEvent, PeerAddr};
+use peerchat_actors::{EventStream, MessageId, Node, NodeEvent, PeerAddr};
 
 const COUNT: usize = 1000;
-
-fn quick(name: &str) -> NodeConfig {
-    let mut config = NodeConfig::local(name);
-    config.timeouts.ping_interval = Duration::from_millis(200);
-    config.timeouts.idle = Duration::from_secs(1);
-    config.retry.first_backoff = Duration::from_millis(20);
-    config.retry.max_backoff = Duration::from_millis(200);
-    config
-}
 
 async fn send_all(from: &Node, to: PeerAddr, count: usize) -> Vec<(MessageId, String)> {
     let mut sent = Vec::with_capacity(count);
@@ -75,8 +66,8 @@ fn texts(sent: &[(MessageId, String)]) -> Vec<String> {
 
 #[actix_rt::test]
 async fn acks_lost_then_the_connection_reset_resends_and_shows_once() {
-    let (a, mut a_ev) = start_with(quick("a")).await;
-    let (b, mut b_ev) = start_with(quick("b")).await;
+    let (a, mut a_ev) = start_with(fast_config("a")).await;
+    let (b, mut b_ev) = start_with(fast_config("b")).await;
     let proxy = Proxy::start(b.peer_addr()).await;
     let first = send_all(&a, proxy.addr(), COUNT / 2).await;
     let mut seen = shown(&mut b_ev, COUNT / 2).await;
@@ -107,10 +98,10 @@ async fn acks_lost_then_the_connection_reset_resends_and_shows_once() {
 async fn a_receiver_that_restarts_mid_stream_shows_everything_once() {
     let dir = temp_dir("receiver");
     let port = free_port();
-    let mut b_config = quick("b");
+    let mut b_config = fast_config("b");
     b_config.port = port;
     b_config.data_dir = Some(dir.clone());
-    let (a, mut a_ev) = start_with(quick("a")).await;
+    let (a, mut a_ev) = start_with(fast_config("a")).await;
     let (b, mut b_ev) = start_with(b_config.clone()).await;
     let b_addr = b.peer_addr();
     let mut sent = send_all(&a, b_addr, COUNT / 2).await;
@@ -154,7 +145,7 @@ async fn a_persistent_outbox_delivers_after_the_sender_restarts() {
     let dir = temp_dir("sender");
     let port = free_port();
     let b_addr: PeerAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let mut a_config = quick("a");
+    let mut a_config = fast_config("a");
     a_config.data_dir = Some(dir.clone());
     let (a, mut a_ev) = start_with(a_config.clone()).await;
     let sent = send_all(&a, b_addr, COUNT).await;
@@ -171,7 +162,7 @@ async fn a_persistent_outbox_delivers_after_the_sender_restarts() {
     assert!(report.kept);
 
     // B starts; A starts again from its data directory and delivers.
-    let mut b_config = quick("b");
+    let mut b_config = fast_config("b");
     b_config.port = port;
     let (_b, mut b_ev) = start_with(b_config).await;
     let (a2, mut a2_ev) = start_with(a_config).await;
@@ -182,7 +173,7 @@ async fn a_persistent_outbox_delivers_after_the_sender_restarts() {
     // And once delivered they are not sent again on the next start.
     a2.shutdown(Duration::from_secs(1)).await;
     let (a3, _) = start_with({
-        let mut c = quick("a");
+        let mut c = fast_config("a");
         c.data_dir = Some(dir.clone());
         c
     })
@@ -194,7 +185,7 @@ async fn a_persistent_outbox_delivers_after_the_sender_restarts() {
 
 #[actix_rt::test]
 async fn a_dropped_frame_is_resent_after_the_ack_timeout() {
-    let mut a_config = quick("a");
+    let mut a_config = fast_config("a");
     a_config.timeouts.ack = Duration::from_millis(300);
     let (a, mut a_ev) = start_with(a_config).await;
     let (b, mut b_ev) = start("b").await;
@@ -215,7 +206,7 @@ async fn a_dropped_frame_is_resent_after_the_ack_timeout() {
 #[actix_rt::test]
 async fn history_keeps_the_conversation_in_order() {
     let dir = temp_dir("history");
-    let mut a_config = quick("a");
+    let mut a_config = fast_config("a");
     a_config.data_dir = Some(dir.clone());
     let (a, mut a_ev) = start_with(a_config.clone()).await;
     let (b, mut b_ev) = start("b").await;

@@ -10,18 +10,7 @@ use std::time::Duration;
 
 use common::proxy::Proxy;
 use common::*;
-use peerchat_actors::{EventStream, MessageId, Node, NodeConfig, NodeEvent, PeerAddr};
-
-/// Quick heartbeats so that a silent link is noticed within a test's patience.
-fn brisk(name: &str) -> NodeConfig {
-    let mut config = NodeConfig::local(name);
-    config.timeouts.ping_interval = Duration::from_millis(100);
-    config.timeouts.idle = Duration::from_millis(600);
-    config.timeouts.ack = Duration::from_secs(5);
-    config.retry.first_backoff = Duration::from_millis(50);
-    config.retry.max_backoff = Duration::from_millis(300);
-    config
-}
+use peerchat_actors::{EventStream, MessageId, Node, NodeEvent, PeerAddr};
 
 /// What became of a batch of messages, from both ends.
 #[derive(Default, Debug)]
@@ -127,8 +116,8 @@ async fn latency_slows_but_loses_and_repeats_nothing_and_keeps_order() {
 
 #[actix_rt::test]
 async fn a_reset_connection_is_noticed_and_every_message_is_accounted_for() {
-    let (a, mut a_ev) = start_with(brisk("a")).await;
-    let (b, mut b_ev) = start_with(brisk("b")).await;
+    let (a, mut a_ev) = start_with(fast_config("a")).await;
+    let (b, mut b_ev) = start_with(fast_config("b")).await;
     let proxy = Proxy::start(b.peer_addr()).await;
     let mut ids = send_batch(&a, proxy.addr(), "before ", 100).await;
     proxy.cut_all();
@@ -139,8 +128,8 @@ async fn a_reset_connection_is_noticed_and_every_message_is_accounted_for() {
 
 #[actix_rt::test]
 async fn a_black_hole_is_noticed_by_the_heartbeat() {
-    let (a, mut a_ev) = start_with(brisk("a")).await;
-    let (b, mut b_ev) = start_with(brisk("b")).await;
+    let (a, mut a_ev) = start_with(fast_config("a")).await;
+    let (b, mut b_ev) = start_with(fast_config("b")).await;
     let proxy = Proxy::start(b.peer_addr()).await;
     a.connect(proxy.addr()).await.unwrap();
     proxy.set_black_hole(true);
@@ -159,8 +148,8 @@ async fn a_black_hole_is_noticed_by_the_heartbeat() {
 
 #[actix_rt::test]
 async fn a_truncated_frame_is_noticed_on_both_sides() {
-    let (a, mut a_ev) = start_with(brisk("a")).await;
-    let (b, mut b_ev) = start_with(brisk("b")).await;
+    let (a, mut a_ev) = start_with(fast_config("a")).await;
+    let (b, mut b_ev) = start_with(fast_config("b")).await;
     let proxy = Proxy::start(b.peer_addr()).await;
     a.connect(proxy.addr()).await.unwrap();
     connected(&mut b_ev, a.peer_addr()).await;

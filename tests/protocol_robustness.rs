@@ -183,13 +183,6 @@ async fn still_serves(node: &Node, node_id: u64, port: u16) {
     chat_acked(&mut raw, 1, "still there?").await;
 }
 
-fn short_keepalive(name: &str) -> NodeConfig {
-    let mut config = NodeConfig::local(name);
-    config.timeouts.ping_interval = Duration::from_millis(100);
-    config.timeouts.idle = Duration::from_millis(400);
-    config
-}
-
 // ---- bad frames after the handshake ----
 
 #[actix_rt::test]
@@ -563,7 +556,7 @@ async fn a_huge_length_prefix_gets_bye_and_the_node_keeps_serving() {
 
 #[actix_rt::test]
 async fn a_silent_peer_is_pinged_then_dropped_with_a_timeout() {
-    let (node, mut events) = start_with(short_keepalive("node")).await;
+    let (node, mut events) = start_with(fast_config("node")).await;
     let peer = loopback(3001);
     let mut raw = RawPeer::handshake(node.peer_addr(), 7, peer.port()).await;
     let mut pings = 0;
@@ -581,14 +574,14 @@ async fn a_silent_peer_is_pinged_then_dropped_with_a_timeout() {
     );
     assert!(pings >= 1, "no ping before the timeout");
     assert!(reason.contains("timeout"), "{reason}");
-    assert_eq!(reason, "timeout: nothing heard for 400ms");
+    assert_eq!(reason, "timeout: nothing heard for 600ms");
     assert_eq!(disconnected(&mut events, peer).await, reason);
 }
 
 #[actix_rt::test]
 async fn nodes_that_answer_pings_stay_connected() {
-    let (a, mut a_ev) = start_with(short_keepalive("a")).await;
-    let (b, mut b_ev) = start_with(short_keepalive("b")).await;
+    let (a, mut a_ev) = start_with(fast_config("a")).await;
+    let (b, mut b_ev) = start_with(fast_config("b")).await;
     a.connect(b.peer_addr()).await.unwrap();
     connected(&mut b_ev, a.peer_addr()).await;
     // The thing under test: silence much longer than the idle timeout (400 ms).
