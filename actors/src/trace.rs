@@ -239,6 +239,19 @@ where
     to.try_send(message)
 }
 
+/// `do_send` to a `Recipient`, traced. A recipient does not know its actor's role, so the
+/// caller names it: a child reporting to its supervisor through a `SupervisorLink`.
+pub fn tell_recipient<M>(from: Role, to: Role, recipient: &Recipient<M>, message: M)
+where
+    M: Message + Send + Debug + 'static,
+    M::Result: Send,
+{
+    if enabled(from, to) {
+        record(from, to, &message);
+    }
+    recipient.do_send(message);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
