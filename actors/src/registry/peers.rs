@@ -229,14 +229,9 @@ impl<S> PeerTable<S> {
         name: String,
     ) -> Admission<S> {
         let mut replaced = None;
-        if let Some(rival) = self.rival_of(&live) {
-            let verdict = match self.sessions.get(&rival) {
-                Some(existing) => {
-                    settle_duplicate(self.me, connection(existing), connection(&live))
-                }
-                None => Verdict::Replace("replaced"),
-            };
-            let Verdict::Replace(reason) = verdict else {
+        if let Some((rival, existing)) = self.rival_of(&live) {
+            let Verdict::Replace(reason) = settle_duplicate(self.me, existing, connection(&live))
+            else {
                 return Admission::Duplicate;
             };
             replaced = self.detach(rival).map(|old| (rival, old, reason));
@@ -257,13 +252,17 @@ impl<S> PeerTable<S> {
     }
 
     /// A current Session to the same node or the same address as `newcomer`.
-    fn rival_of(&self, newcomer: &LiveSession<S>) -> Option<SessionId> {
+    fn rival_of(&self, newcomer: &LiveSession<S>) -> Option<(SessionId, Connection)> {
+        let serving = |id: SessionId, live: &LiveSession<S>| {
+            self.peers
+                .get(&live.peer)
+                .is_some_and(|record| record.session == Some(id))
+        };
         self.sessions
             .iter()
             .filter(|(_, live)| live.node_id == newcomer.node_id || live.peer == newcomer.peer)
-            .map(|(id, live)| (*id, live.peer))
-            .find(|(id, peer)| self.peers.get(peer).is_some_and(|r| r.session == Some(*id)))
-            .map(|(id, _)| id)
+            .find(|(id, live)| serving(**id, live))
+            .map(|(id, live)| (*id, connection(live)))
     }
 
     /// Forgets Session `id`; its peer, if it served it, is disconnected.

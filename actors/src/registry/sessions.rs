@@ -56,7 +56,7 @@ impl fmt::Debug for Register {
             .field("session", &self.session_id)
             .field("peer", &self.peer)
             .field("name", &self.name)
-            .field("direction", &self.direction)
+            .field("outbound", &self.dialed().is_some())
             .field("rejoin", &self.rejoin)
             .finish()
     }
