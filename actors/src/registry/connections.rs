@@ -189,6 +189,13 @@ impl Registry {
         for to in self.dialer.dialing() {
             self.open_connection(to, ctx);
         }
+        // So did the redial timers: those peers are dialed now (a failure plans anew).
+        for to in self.dialer.forget_redials() {
+            let waiting = self.outbox.waiting(&to) > 0;
+            if waiting && !self.peers.is_rejoining(&to) && !self.draining() {
+                self.dial(to, None, ctx);
+            }
+        }
     }
 }
 

@@ -105,6 +105,12 @@ impl<T> Dialer<T> {
         (pause, previous.map(|r| r.timer))
     }
 
+    /// Forgets every planned redial (their timers died with a restarted Registry's context);
+    /// answers the peers they were for.
+    pub(crate) fn forget_redials(&mut self) -> Vec<PeerAddr> {
+        self.redials.drain().map(|(to, _)| to).collect()
+    }
+
     /// `to` is connected: no more redials. Answers the timer to cancel.
     pub(crate) fn cancel_redial(&mut self, to: &PeerAddr) -> Option<T> {
         self.redials.remove(to).map(|r| r.timer)
@@ -209,5 +215,7 @@ mod tests {
         // Connected, then lost again: the backoff starts over.
         let (again, old) = dialer.plan_redial(peer(1), 2000, &mut next);
         assert_eq!((again, old), (Duration::from_millis(100), None));
+        assert_eq!(dialer.forget_redials(), vec![peer(1)]);
+        assert!(!dialer.redial_planned(&peer(1)));
     }
 }

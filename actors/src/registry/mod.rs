@@ -218,15 +218,14 @@ impl Actor for Registry {
 ///
 /// Kept: the records whose loss would lose messages or knowledge: the peer table's peers,
 /// the outbox, the inbox (shown chats, history), the subscribers, the store, the phase, the
-/// message id counter, the dials' waiters and the redial plans.
+/// message id counter, the dials' waiters.
 ///
 /// Rebuilt: the links to live Sessions, which are asked to register again (`Reannounce`;
 /// until they do they are "rejoining"); the dials, whose futures died with the old context
-/// and are started again (`after_restart`); chats accepted in the failed turn but never
-/// handed over, which go out when their Session has rejoined.
-///
-/// Not rebuilt (as before this split): a redial plan's timer dies with the old context, so
-/// that peer is dialed again only when asked (`Connect`) or when its chats give up.
+/// and are started again (`after_restart`); the redials planned, whose timers died too: those
+/// peers are dialed at once (the backoff starts over); chats accepted in the failed turn but
+/// never handed over, which go out when their Session has rejoined. The outbox's deadlines
+/// are instants, not timers: the new incarnation's tick finds them as they were.
 impl Supervised for Registry {
     fn restarting(&mut self, _: &mut Context<Self>) {
         let reason = self.failure.take().unwrap_or_else(|| "stopped".to_string());
