@@ -94,8 +94,8 @@ pub struct LocalIdentity {
 }
 
 /// Reconnecting to a peer that has chats waiting: exponential backoff with jitter, from
-/// `first_backoff` doubling up to `max_backoff`; a chat is reported failed once it has
-/// waited `give_up_after`.
+/// `first_backoff` doubling up to `max_backoff` (`registry::dialer::backoff`); a chat is
+/// reported failed once it has waited `give_up_after`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
     /// Pause before the first reconnect attempt.
@@ -113,19 +113,5 @@ impl Default for RetryPolicy {
             max_backoff: Duration::from_secs(10),
             give_up_after: Duration::from_secs(120),
         }
-    }
-}
-
-impl RetryPolicy {
-    /// The pause before reconnect attempt `attempt` (0 = first): doubling, capped, and
-    /// spread by ±20 % so that many nodes that lost the same peer do not call it together.
-    pub fn backoff(&self, attempt: u32, jitter_seed: u64) -> Duration {
-        let doubled = self
-            .first_backoff
-            .saturating_mul(1u32 << attempt.min(20))
-            .min(self.max_backoff);
-        // seed -> factor in [0.8, 1.2)
-        let spread = (jitter_seed % 4001) as f64 / 10000.0 + 0.8;
-        doubled.mul_f64(spread).max(Duration::from_millis(1))
     }
 }

@@ -67,6 +67,7 @@ pub mod config;
 pub mod console;
 pub mod events;
 pub mod faults;
+pub mod helpers;
 pub mod listener;
 pub mod node;
 pub mod peer;

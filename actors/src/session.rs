@@ -1,6 +1,10 @@
 //! Session: owns one TCP connection to one peer, inbound or outbound.
 //! It runs the handshake, turns frames into messages for the Registry and the Registry's
 //! orders into frames, pings a quiet peer, and always tells the Registry when it ends.
+//!
+//! This file is the actor's shell: its state (`State`: handshake, established, lingering),
+//! starting, closing, the heartbeat and the death watch. The handshake is in
+//! `session/handshake.rs`, the traffic after it in `session/frames.rs`.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,71 +17,20 @@ use tokio_util::codec::FramedRead;
 
 use crate::config::{LocalIdentity, Timeouts};
 use crate::faults::ConnectionFault;
-use crate::peer::{MessageId, NodeId, PeerAddr, SessionId};
-use crate::registry::{
-    AcksReceived, IncomingChats, KnownPeers, PeersLearned, Register, Registry, SessionClosed,
-};
-use crate::trace::{ask, offer, tell, Role, Traced};
-use crate::wire::{encode_frame, Frame, PeerEntry, WireCodec, WireError, PROTOCOL_VERSION};
+use crate::helpers::human;
+use crate::peer::{MessageId, PeerAddr, SessionId};
+use crate::registry::{Registry, SessionClosed};
+use crate::trace::{tell, Role, Traced};
+use crate::wire::{encode_frame, Frame, WireCodec, WireError, PROTOCOL_VERSION};
 use crate::writer::{FrameWriter, WriteRefused};
 
-// ---- messages a Session handles ----
+mod frames;
+mod handshake;
 
-/// One chat as it travels between a Session and the Registry: what a `chat` frame carries.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Chat {
-    /// The sender's id for it.
-    pub id: MessageId,
-    /// Its text.
-    pub text: String,
-    /// When it was typed (ms since the Unix epoch, by the sender's clock).
-    pub sent_at_ms: u64,
-}
+pub use frames::{AckChats, Chat, Deliver, RefreshPeers};
+pub use handshake::Reannounce;
 
-/// Send these chats to the peer, in this order (from the Registry's outbox). One message
-/// carries every chat the Registry queued for this peer in one turn: a mailbox hop per
-/// batch, not per chat.
-#[derive(Message, Debug)]
-#[rtype(result = "()")]
-pub struct Deliver {
-    /// Oldest first.
-    pub chats: Vec<Chat>,
-}
-
-/// Say `bye` with this reason and close the connection.
-#[derive(Message, Debug)]
-#[rtype(result = "()")]
-pub struct Close {
-    /// Said in the `bye`.
-    pub reason: String,
-}
-
-/// From the Registry: these chats from this Session's peer were handed to the console (or
-/// were repeats): ack them.
-#[derive(Message, Debug)]
-#[rtype(result = "()")]
-pub struct AckChats {
-    /// The chats to ack, in the order they came.
-    pub ids: Vec<MessageId>,
-}
-
-/// From a restarted Registry: register again (it has forgotten the live sessions).
-#[derive(Message, Debug)]
-#[rtype(result = "()")]
-pub struct Reannounce;
-
-/// Inject a connection fault (see [`crate::faults`]).
-#[derive(Message, Debug)]
-#[rtype(result = "()")]
-pub struct InjectSessionFault(pub ConnectionFault);
-
-/// Ask the peer for its peers (`get_peers`); resolves when its `peers` answer has been
-/// passed to the Registry.
-#[derive(Message, Debug)]
-#[rtype(result = "()")]
-pub struct RefreshPeers;
-
-// ---- the actor ----
+use handshake::Established;
 
 /// Which side opened the connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,12 +57,43 @@ pub struct SessionTemplate {
     pub write_buffer_bytes: usize,
 }
 
-/// The peer, once its `hello` is accepted by the Registry.
-#[derive(Debug, Clone)]
-struct Established {
-    peer: PeerAddr,
-    node_id: NodeId,
-    name: String,
+/// Where a Session is in its life; it only moves forward.
+enum State {
+    /// Waiting for the peer's `hello` and the Registry's answer.
+    Handshake,
+    /// The Registry accepted the peer: frames flow both ways.
+    Established(Established),
+    /// Closing: nothing more is sent and only acks are read, for a moment (`LINGER`). The
+    /// peer is kept, if it was established, for the acks still handed to the Registry.
+    Lingering(Option<Established>),
+}
+
+impl State {
+    fn peer(&self) -> Option<&Established> {
+        match self {
+            State::Established(peer) | State::Lingering(Some(peer)) => Some(peer),
+            State::Handshake | State::Lingering(None) => None,
+        }
+    }
+
+    fn is_lingering(&self) -> bool {
+        matches!(self, State::Lingering(_))
+    }
+
+    /// Moves to `Lingering`; false if it was already there.
+    fn linger(&mut self) -> bool {
+        match std::mem::replace(self, State::Lingering(None)) {
+            State::Handshake => true,
+            State::Established(peer) => {
+                *self = State::Lingering(Some(peer));
+                true
+            }
+            lingering => {
+                *self = lingering;
+                false
+            }
+        }
+    }
 }
 
 /// The Session actor (see the module docs).
@@ -121,10 +105,9 @@ pub struct Session {
     template: SessionTemplate,
     reader: Option<FramedRead<tokio::net::tcp::OwnedReadHalf, WireCodec>>,
     writer: FrameWriter,
-    peer: Option<Established>,
+    state: State,
     last_heard: Instant,
     next_nonce: u64,
-    closing: bool,
     peers_waiters: Vec<oneshot::Sender<()>>,
     /// Frames still to be discarded (injected fault).
     drop_next: u32,
@@ -132,7 +115,7 @@ pub struct Session {
     acks_pending: u32,
     /// The peer said bye while acks were pending: close once they are sent.
     bye_after_acks: Option<String>,
-    /// Chats read and not yet handed to the Registry (see [`Session::flush_inbound`]).
+    /// Chats read and not yet handed to the Registry (see `Session::flush_inbound`).
     inbound_chats: Vec<Chat>,
     /// Acks read and not yet handed to the Registry.
     inbound_acks: Vec<MessageId>,
@@ -144,9 +127,6 @@ pub struct Session {
 
 /// How long a Session we close keeps reading acks after its bye.
 const LINGER: Duration = Duration::from_millis(1000);
-
-/// Most chats and acks handed to the Registry in one message.
-const MAX_BATCH: usize = 256;
 
 static NEXT_SESSION_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -191,10 +171,9 @@ impl Session {
             reader: Some(FramedRead::with_capacity(read_half, WireCodec, 256)),
             writer,
             template,
-            peer: None,
+            state: State::Handshake,
             last_heard: Instant::now(),
             next_nonce: 1,
-            closing: false,
             peers_waiters: Vec::new(),
             drop_next: 0,
             acks_pending: 0,
@@ -236,15 +215,10 @@ impl Session {
     /// on their way are read for a moment (`LINGER`) so that a chat delivered just before the
     /// bye is not reported as lost.
     fn close_gracefully(&mut self, ctx: &mut Context<Self>, reason: String) {
-        if self.closing {
+        if !self.state.linger() {
             return;
         }
-        self.closing = true;
-        if let Ok(bye) = encode_frame(&Frame::Bye {
-            reason: reason.clone(),
-        }) {
-            let _ = self.writer.send_bytes(bye);
-        }
+        self.say_bye(&reason);
         self.writer.close();
         self.death_watch.reason = Some(reason);
         ctx.run_later(LINGER, |_, ctx| ctx.stop());
@@ -252,24 +226,29 @@ impl Session {
 
     /// Ends the session now: `bye` (if `say_bye`) and close. The reason goes to the Registry.
     fn close(&mut self, ctx: &mut Context<Self>, reason: String, say_bye: bool) {
-        if self.closing {
+        if self.state.is_lingering() {
             return;
         }
         // What the peer sent before whatever ends the session still counts.
         self.flush_inbound(ctx);
-        self.closing = true;
+        self.state.linger();
         if say_bye {
-            // Past the queue limit if need be: the bye is what tells the peer why.
-            if let Ok(bye) = encode_frame(&Frame::Bye {
-                reason: reason.clone(),
-            }) {
-                let _ = self.writer.send_bytes(bye);
-            }
+            self.say_bye(&reason);
         }
         tracing::debug!(session = self.id, remote = %self.remote, "closing: {reason}");
         self.death_watch.reason = Some(reason);
         self.writer.close();
         ctx.stop();
+    }
+
+    /// Past the queue limit if need be: the bye is what tells the peer why.
+    fn say_bye(&mut self, reason: &str) {
+        let bye = Frame::Bye {
+            reason: reason.to_string(),
+        };
+        if let Ok(bye) = encode_frame(&bye) {
+            let _ = self.writer.send_bytes(bye);
+        }
     }
 
     fn heartbeat(&mut self, ctx: &mut Context<Self>) {
@@ -278,245 +257,11 @@ impl Session {
         if quiet >= timeouts.idle {
             let reason = format!("timeout: nothing heard for {}", human(timeouts.idle));
             self.close(ctx, reason, true);
-        } else if quiet >= timeouts.ping_interval && self.peer.is_some() {
+        } else if quiet >= timeouts.ping_interval && self.state.peer().is_some() {
             let nonce = self.next_nonce;
             self.next_nonce += 1;
             self.send_frame(&Frame::Ping { nonce }, ctx);
         }
-    }
-
-    fn on_hello(
-        &mut self,
-        protocol: u64,
-        node_id: NodeId,
-        name: String,
-        listen_port: u16,
-        ctx: &mut Context<Self>,
-    ) {
-        if protocol != PROTOCOL_VERSION {
-            let reason =
-                format!("unsupported protocol {protocol} (this node speaks {PROTOCOL_VERSION})");
-            return self.close(ctx, reason, true);
-        }
-        if listen_port == 0 {
-            return self.close(ctx, "hello with listen_port 0".into(), true);
-        }
-        // The peer is known by the address we reached it at, or else by the IP its
-        // connection comes from and the port it says it listens on.
-        let peer = match self.direction {
-            Direction::Outbound { dialed } => dialed,
-            Direction::Inbound => PeerAddr::from_ip_port(self.remote.ip(), listen_port),
-        };
-        let dialed = match self.direction {
-            Direction::Outbound { dialed } => Some(dialed),
-            Direction::Inbound => None,
-        };
-        let register = Register {
-            session_id: self.id,
-            session: ctx.address(),
-            peer,
-            dialed,
-            node_id,
-            name: name.clone(),
-            outbound: dialed.is_some(),
-            local_ip: self.local.ip(),
-            rejoin: false,
-        };
-        // Wait: nothing else from this peer is handled until the Registry has decided.
-        ctx.wait(
-            ask(Role::Session, &self.template.registry, register)
-                .into_actor(self)
-                .map(move |answer, act, ctx| match answer {
-                    Ok(Ok(known)) => {
-                        act.peer = Some(Established {
-                            peer,
-                            node_id,
-                            name,
-                        });
-                        act.death_watch.peer = Some(peer);
-                        act.send_frame(&Frame::Peers { peers: known }, ctx);
-                    }
-                    Ok(Err(refusal)) => act.close(ctx, refusal, true),
-                    Err(_) => act.close(ctx, "node is shutting down".into(), true),
-                }),
-        );
-    }
-
-    fn on_frame(&mut self, frame: Frame, ctx: &mut Context<Self>) {
-        let Some(established) = self.peer.clone() else {
-            return match frame {
-                Frame::Hello {
-                    protocol,
-                    node_id,
-                    name,
-                    listen_port,
-                } => self.on_hello(protocol, node_id, name, listen_port, ctx),
-                other => {
-                    let reason = format!("expected hello as first frame, got {}", other.kind());
-                    self.close(ctx, reason, true)
-                }
-            };
-        };
-        let from = established.peer;
-        let registry = &self.template.registry;
-        match frame {
-            Frame::Chat {
-                id,
-                text,
-                sent_at_ms,
-            } => {
-                // The ack is sent when the Registry says the chat was handed to the console
-                // (AckChats); meanwhile the next frames are read.
-                self.acks_pending += 1;
-                self.inbound_chats.push(Chat {
-                    id,
-                    text,
-                    sent_at_ms,
-                });
-                self.schedule_flush(ctx);
-            }
-            Frame::Ack { id } => {
-                self.inbound_acks.push(id);
-                self.schedule_flush(ctx);
-            }
-            Frame::GetPeers => {
-                ctx.wait(
-                    ask(Role::Session, registry, KnownPeers { for_peer: from })
-                        .into_actor(self)
-                        .map(|known, act, ctx| {
-                            if let Ok(peers) = known {
-                                act.send_frame(&Frame::Peers { peers }, ctx);
-                            }
-                        }),
-                );
-            }
-            Frame::Peers { peers } => self.on_peers(from, peers, ctx),
-            Frame::Ping { nonce } => self.send_frame(&Frame::Pong { nonce }, ctx),
-            Frame::Pong { .. } => {}
-            Frame::Bye { reason } => {
-                let reason = format!("peer said bye: {}", reason);
-                if self.acks_pending == 0 {
-                    return self.close(ctx, reason, false);
-                }
-                // Chats that came before the bye are still being handed over: their acks
-                // go out first (the peer lingers to read them), within a bound.
-                self.bye_after_acks = Some(reason);
-                ctx.run_later(LINGER, |act, ctx| {
-                    if let Some(reason) = act.bye_after_acks.take() {
-                        act.close(ctx, reason, false);
-                    }
-                });
-            }
-            Frame::Hello { .. } => self.close(ctx, "second hello on one connection".into(), true),
-            Frame::Unknown => {
-                tracing::debug!(session = self.id, "ignoring a frame of unknown type");
-            }
-        }
-    }
-
-    /// Chats and acks are handed to the Registry in batches: every one read from the socket
-    /// in this turn of the actor goes in one message. A message per frame would make the
-    /// Registry's mailbox, not the network, the limit (docs/performance.md). The flush runs
-    /// once the frames that are ready have been read, or at once when a batch is full.
-    fn schedule_flush(&mut self, ctx: &mut Context<Self>) {
-        if self.inbound_chats.len() + self.inbound_acks.len() >= MAX_BATCH {
-            return self.flush_inbound(ctx);
-        }
-        if !self.flush_scheduled {
-            self.flush_scheduled = true;
-            // A spawned future runs after the stream has handed over what it has read.
-            ctx.spawn(fut::ready(()).map(|_, act: &mut Self, ctx| act.flush_inbound(ctx)));
-        }
-    }
-
-    /// Hands the chats and acks read so far to the Registry.
-    fn flush_inbound(&mut self, ctx: &mut Context<Self>) {
-        self.flush_scheduled = false;
-        let Some(peer) = self.peer.as_ref() else {
-            return;
-        };
-        let (from, node_id) = (peer.peer, peer.node_id);
-        if !self.inbound_chats.is_empty() {
-            let chats = IncomingChats {
-                session: ctx.address(),
-                from,
-                node_id,
-                chats: std::mem::take(&mut self.inbound_chats),
-            };
-            self.hand_over(chats, ctx);
-        }
-        if !self.inbound_acks.is_empty() {
-            let acks = AcksReceived {
-                from,
-                ids: std::mem::take(&mut self.inbound_acks),
-            };
-            if self.closing {
-                // Lingering after our bye: no more reading to hold back.
-                tell(Role::Session, &self.template.registry, acks);
-            } else {
-                self.hand_over(acks, ctx);
-            }
-        }
-    }
-
-    /// As the actor stops: acks read in its last turn go to the Registry without waiting.
-    /// (Chats read then are not acked, so their sender sends them again.)
-    fn flush_lingering(&mut self) {
-        self.flush_scheduled = false;
-        let Some(peer) = self.peer.as_ref() else {
-            return;
-        };
-        let from = peer.peer;
-        if !self.inbound_acks.is_empty() {
-            let ids = std::mem::take(&mut self.inbound_acks);
-            tell(
-                Role::Session,
-                &self.template.registry,
-                AcksReceived { from, ids },
-            );
-        }
-    }
-
-    /// Passes a message to the Registry in order, without waiting for it to be
-    /// handled. Only when the Registry's mailbox is full does the Session wait, and read no
-    /// more frames meanwhile: a flooding peer fills its own TCP window, not our memory.
-    fn hand_over<M>(&mut self, message: M, ctx: &mut Context<Self>)
-    where
-        Registry: Handler<M>,
-        M: Message + Send + std::fmt::Debug + 'static,
-        M::Result: Send,
-    {
-        match offer(Role::Session, &self.template.registry, message) {
-            Ok(()) => {}
-            Err(SendError::Full(message)) => ctx.wait(
-                self.template
-                    .registry
-                    .send(message)
-                    .into_actor(self)
-                    .map(|_, _, _| ()),
-            ),
-            Err(SendError::Closed(_)) => {
-                self.close(ctx, "node is shutting down".into(), true);
-            }
-        }
-    }
-
-    fn on_peers(&mut self, from: PeerAddr, peers: Vec<PeerEntry>, ctx: &mut Context<Self>) {
-        let waiters = std::mem::take(&mut self.peers_waiters);
-        // Answer RefreshPeers only after the Registry has taken the list in.
-        ctx.wait(
-            ask(
-                Role::Session,
-                &self.template.registry,
-                PeersLearned { from, peers },
-            )
-            .into_actor(self)
-            .map(move |_, _, _| {
-                for waiter in waiters {
-                    let _ = waiter.send(());
-                }
-            }),
-        );
     }
 }
 
@@ -541,7 +286,7 @@ impl Actor for Session {
         self.send_frame(&hello, ctx);
         let hello_timeout = self.template.timeouts.hello;
         ctx.run_later(hello_timeout, move |act, ctx| {
-            if act.peer.is_none() {
+            if act.state.peer().is_none() {
                 let reason = format!("no hello within {}", human(hello_timeout));
                 act.close(ctx, reason, true);
             }
@@ -572,9 +317,9 @@ impl StreamHandler<Result<Frame, WireError>> for Session {
             tracing::info!(session = self.id, "dropped a frame (injected fault)");
             return;
         }
-        if self.closing {
+        if self.state.is_lingering() {
             // Lingering after our bye: only acks still matter.
-            match (item, &self.peer) {
+            match (item, self.state.peer()) {
                 (Ok(Frame::Ack { id }), Some(_)) => {
                     self.inbound_acks.push(id);
                     self.schedule_flush(ctx);
@@ -599,7 +344,7 @@ impl StreamHandler<Result<Frame, WireError>> for Session {
     }
 
     fn finished(&mut self, ctx: &mut Context<Self>) {
-        if self.closing {
+        if self.state.is_lingering() {
             return ctx.stop();
         }
         if self.bye_after_acks.is_some() {
@@ -609,42 +354,12 @@ impl StreamHandler<Result<Frame, WireError>> for Session {
     }
 }
 
-impl Handler<Deliver> for Session {
-    type Result = ();
-
-    fn handle(&mut self, msg: Deliver, ctx: &mut Context<Self>) {
-        for chat in msg.chats {
-            if self.closing {
-                return; // Still in the Registry's outbox: it goes out on the next connection.
-            }
-            let frame = Frame::Chat {
-                id: chat.id,
-                text: chat.text,
-                sent_at_ms: chat.sent_at_ms,
-            };
-            self.send_frame(&frame, ctx);
-        }
-    }
-}
-
-impl Handler<AckChats> for Session {
-    type Result = ();
-
-    fn handle(&mut self, msg: AckChats, ctx: &mut Context<Self>) {
-        let count = u32::try_from(msg.ids.len()).unwrap_or(u32::MAX);
-        self.acks_pending = self.acks_pending.saturating_sub(count);
-        for id in msg.ids {
-            if self.closing {
-                return;
-            }
-            self.send_frame(&Frame::Ack { id }, ctx);
-        }
-        if self.acks_pending == 0 {
-            if let Some(reason) = self.bye_after_acks.take() {
-                self.close(ctx, reason, false);
-            }
-        }
-    }
+/// Say `bye` with this reason and close the connection.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct Close {
+    /// Said in the `bye`.
+    pub reason: String,
 }
 
 impl Handler<Close> for Session {
@@ -655,38 +370,10 @@ impl Handler<Close> for Session {
     }
 }
 
-impl Handler<Reannounce> for Session {
-    type Result = ();
-
-    fn handle(&mut self, _: Reannounce, ctx: &mut Context<Self>) {
-        let Some(established) = self.peer.clone() else {
-            return; // Still in its handshake: it registers when that completes.
-        };
-        let register = Register {
-            session_id: self.id,
-            session: ctx.address(),
-            peer: established.peer,
-            dialed: None,
-            node_id: established.node_id,
-            name: established.name,
-            outbound: matches!(self.direction, Direction::Outbound { .. }),
-            local_ip: self.local.ip(),
-            rejoin: true,
-        };
-        ctx.wait(
-            ask(Role::Session, &self.template.registry, register)
-                .into_actor(self)
-                .map(|answer, act, ctx| match answer {
-                    Ok(Ok(_)) => {}
-                    Ok(Err(refusal)) => act.close(ctx, refusal, true),
-                    // The Registry failed again before answering: its next incarnation
-                    // asks again. Only a Registry gone for good ends the session.
-                    Err(_) if act.template.registry.connected() => {}
-                    Err(_) => act.close(ctx, "node is shutting down".into(), true),
-                }),
-        );
-    }
-}
+/// Inject a connection fault (see [`crate::faults`]).
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct InjectSessionFault(pub ConnectionFault);
 
 impl Handler<InjectSessionFault> for Session {
     type Result = ();
@@ -710,19 +397,6 @@ impl Handler<InjectSessionFault> for Session {
             ConnectionFault::DropNext(n) => self.drop_next += n,
             ConnectionFault::Panic => panic!("session panic (injected)"),
         }
-    }
-}
-
-impl Handler<RefreshPeers> for Session {
-    type Result = ResponseFuture<()>;
-
-    fn handle(&mut self, _: RefreshPeers, ctx: &mut Context<Self>) -> Self::Result {
-        let (tx, rx) = oneshot::channel();
-        self.peers_waiters.push(tx);
-        self.send_frame(&Frame::GetPeers, ctx);
-        Box::pin(async move {
-            let _ = rx.await;
-        })
     }
 }
 
@@ -755,14 +429,5 @@ impl Drop for DeathWatch {
                 reason,
             },
         );
-    }
-}
-
-/// "5s", "500ms": durations as people write them.
-pub fn human(d: Duration) -> String {
-    if d.subsec_millis() == 0 {
-        format!("{}s", d.as_secs())
-    } else {
-        format!("{}ms", d.as_millis())
     }
 }

@@ -1,0 +1,415 @@
+//! Chats through the Registry, in the order they travel: the Console's `SendChat` is accepted
+//! into the outbox and handed to the peer's Session (`Deliver`); the peer's `IncomingChats`
+//! are shown (a `NodeEvent`) and acked (`AckChats`); its `AcksReceived` end our chats'
+//! journey. The tick sends unacked chats again and gives up old ones.
+
+use std::fmt;
+use std::time::Instant;
+
+use actix::prelude::*;
+
+use super::Registry;
+use crate::events::NodeEvent;
+use crate::helpers::now_ms;
+use crate::peer::{MessageId, NodeId, PeerAddr, SessionId};
+use crate::session::{AckChats, Chat, Deliver, Session};
+use crate::store::{HistoryEntry, QueuedChat};
+use crate::supervisor::guarded;
+use crate::trace::{tell, Role};
+use crate::wire::MAX_TEXT_BYTES;
+
+/// Send a chat; connects first if needed. The id comes back at once, the outcome later as
+/// `Delivered` or `DeliveryFailed`.
+#[derive(Message, Debug)]
+#[rtype(result = "Result<MessageId, SendError>")]
+pub struct SendChat {
+    /// The recipient.
+    pub to: PeerAddr,
+    /// The text.
+    pub text: String,
+}
+
+/// Send several chats to one peer, in this order: one message and one answer for them all
+/// (`peerchat send` with text from standard input, or a program streaming chats). All are
+/// accepted or, if one cannot be, none.
+#[derive(Message, Debug)]
+#[rtype(result = "Result<Vec<MessageId>, SendError>")]
+pub struct SendChats {
+    /// The recipient.
+    pub to: PeerAddr,
+    /// The texts, oldest first.
+    pub texts: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+/// Why a chat was not accepted.
+pub enum SendError {
+    /// The address is this node's own.
+    SelfAddress,
+    /// The text is over `MAX_TEXT_BYTES`.
+    TooLong {
+        /// Its length in bytes.
+        len: usize,
+    },
+    /// The node is quitting.
+    ShuttingDown,
+    /// The Registry failed while taking the message: it was not queued.
+    RegistryFailed,
+}
+
+impl fmt::Display for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SendError::SelfAddress => write!(f, "that address is this node itself"),
+            SendError::TooLong { len } => write!(
+                f,
+                "message is {len} bytes; the limit is {MAX_TEXT_BYTES} bytes"
+            ),
+            SendError::ShuttingDown => write!(f, "node is shutting down"),
+            SendError::RegistryFailed => write!(
+                f,
+                "the registry failed taking this message (it was restarted); it was not sent"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for SendError {}
+
+impl Handler<SendChat> for Registry {
+    type Result = Result<MessageId, SendError>;
+
+    fn handle(&mut self, msg: SendChat, ctx: &mut Context<Self>) -> Self::Result {
+        guarded(
+            self,
+            ctx,
+            || Err(SendError::RegistryFailed),
+            |act, ctx| act.on_send_chat(msg, ctx),
+        )
+    }
+}
+
+impl Handler<SendChats> for Registry {
+    type Result = Result<Vec<MessageId>, SendError>;
+
+    fn handle(&mut self, msg: SendChats, ctx: &mut Context<Self>) -> Self::Result {
+        guarded(
+            self,
+            ctx,
+            || Err(SendError::RegistryFailed),
+            |act, ctx| act.on_send_chats(msg, ctx),
+        )
+    }
+}
+
+impl Registry {
+    fn on_send_chat(
+        &mut self,
+        msg: SendChat,
+        ctx: &mut Context<Self>,
+    ) -> Result<MessageId, SendError> {
+        self.check_sendable(&msg.to, std::slice::from_ref(&msg.text))?;
+        let id = self.accept(msg.to, msg.text, ctx);
+        self.route_accepted(msg.to, ctx);
+        Ok(id)
+    }
+
+    fn on_send_chats(
+        &mut self,
+        msg: SendChats,
+        ctx: &mut Context<Self>,
+    ) -> Result<Vec<MessageId>, SendError> {
+        self.check_sendable(&msg.to, &msg.texts)?;
+        let ids = msg
+            .texts
+            .into_iter()
+            .map(|text| self.accept(msg.to, text, ctx))
+            .collect();
+        self.route_accepted(msg.to, ctx);
+        Ok(ids)
+    }
+
+    /// Whether chats with these texts can be sent to `to` now.
+    fn check_sendable(&self, to: &PeerAddr, texts: &[String]) -> Result<(), SendError> {
+        if self.draining() {
+            return Err(SendError::ShuttingDown);
+        }
+        if self.peers.is_self(to) {
+            return Err(SendError::SelfAddress);
+        }
+        match texts.iter().find(|text| text.len() > MAX_TEXT_BYTES) {
+            Some(text) => Err(SendError::TooLong { len: text.len() }),
+            None => Ok(()),
+        }
+    }
+
+    /// Puts a chat in the outbox (and on disk) and, if its peer is connected, on the way.
+    fn accept(&mut self, to: PeerAddr, text: String, ctx: &mut Context<Self>) -> MessageId {
+        self.next_message_id += 1;
+        let id = self.next_message_id;
+        let sent_at_ms = now_ms();
+        // On disk before anyone is told it was accepted.
+        if self.store.is_some() {
+            let queued = QueuedChat {
+                id,
+                to: to.to_string(),
+                text: text.clone(),
+                sent_at_ms,
+            };
+            self.persist(|store| store.queued(&queued));
+        }
+        let now = Instant::now();
+        self.outbox.insert(id, to, text, sent_at_ms, now);
+        if let Some((session, _)) = self.peers.session_for(&to) {
+            // Only this chat: the others for this peer are already on the session.
+            self.outbox.hand(id, session, now);
+            self.deliver_soon(id, session, ctx);
+        }
+        id
+    }
+
+    /// After accepting chats for `to`: if it has no Session, get it one.
+    fn route_accepted(&mut self, to: PeerAddr, ctx: &mut Context<Self>) {
+        if self.peers.session_for(&to).is_some()
+            // Its Session is rejoining a restarted Registry: the chats go out when it has.
+            || self.peers.is_rejoining(&to)
+            // A reconnect is scheduled: the chats wait for it with the others.
+            || self.dialer.redial_planned(&to)
+        {
+            return;
+        }
+        self.dial(to, None, ctx);
+    }
+
+    /// Chat `id`, accepted in this turn, goes to `session` in one `Deliver` with every other
+    /// chat accepted for it before the Registry's mailbox runs dry: one mailbox hop per batch.
+    fn deliver_soon(&mut self, id: MessageId, session: SessionId, ctx: &mut Context<Self>) {
+        if self.to_deliver.is_empty() {
+            // A spawned future runs once the messages waiting in the mailbox are handled.
+            ctx.spawn(fut::ready(()).map(|_, act: &mut Self, _| act.deliver_accepted()));
+        }
+        self.to_deliver.push((id, session));
+    }
+
+    /// Sends the chats `deliver_soon` collected, one `Deliver` per Session, each in order.
+    fn deliver_accepted(&mut self) {
+        let mut batches: Vec<(SessionId, Vec<Chat>)> = Vec::new();
+        for (id, session) in std::mem::take(&mut self.to_deliver) {
+            // Failed, acked or moved to another Session meanwhile: nothing to send here.
+            let Some(out) = self.outbox.get(id) else {
+                continue;
+            };
+            if out.on_session != Some(session) {
+                continue;
+            }
+            let chat = out.chat(id);
+            match batches.iter_mut().find(|(s, _)| *s == session) {
+                Some((_, chats)) => chats.push(chat),
+                None => batches.push((session, vec![chat])),
+            }
+        }
+        for (session, chats) in batches {
+            if let Some(live) = self.peers.session(session) {
+                tell(Role::Registry, &live.handle, Deliver { chats });
+            }
+        }
+    }
+
+    /// Hands every outbox entry for `peer` that is not on a live Session to `session`, in one
+    /// `Deliver`.
+    pub(super) fn flush_outbox(&mut self, peer: PeerAddr, session: SessionId) {
+        let Some(live) = self.peers.session(session) else {
+            return;
+        };
+        let peers = &self.peers;
+        let chats = self
+            .outbox
+            .hand_waiting(&peer, session, Instant::now(), |s| peers.is_live(s));
+        if !chats.is_empty() {
+            tell(Role::Registry, &live.handle, Deliver { chats });
+        }
+    }
+
+    /// Runs every tick: a chat without an ack for the ack timeout is handed to its Session
+    /// again; a chat that waited longer than the retry budget is given up.
+    pub(super) fn check_outbox(&mut self) {
+        let now = Instant::now();
+        for (id, out, reason) in self.outbox.give_up_due(now) {
+            self.report_failed(id, out.to, out.text, reason);
+        }
+        self.check_outbox_empty();
+        for peer in self.outbox.ack_due(now) {
+            if let Some((session, _)) = self.peers.session_for(&peer) {
+                self.flush_outbox(peer, session);
+            }
+        }
+    }
+
+    /// Reports every outbox entry for `peer` (all, if `None`) as failed and drops it.
+    pub(super) fn fail_waiting(&mut self, peer: Option<&PeerAddr>, reason: &str) {
+        let failed = match peer {
+            Some(peer) => self.outbox.remove_peer(peer),
+            None => self.outbox.remove_all(),
+        };
+        for (id, out) in failed {
+            self.report_failed(id, out.to, out.text, reason.to_string());
+        }
+        self.check_outbox_empty();
+    }
+
+    fn report_failed(&mut self, id: MessageId, to: PeerAddr, text: String, reason: String) {
+        self.persist(|store| store.done(id, &format!("failed: {reason}")));
+        self.emit(NodeEvent::DeliveryFailed {
+            to,
+            id,
+            text,
+            reason,
+        });
+    }
+
+    pub(super) fn check_outbox_empty(&mut self) {
+        if self.outbox.is_empty() {
+            for waiter in self.outbox_empty_waiters.drain(..) {
+                let _ = waiter.send(());
+            }
+        }
+    }
+}
+
+/// From a Session: chats arrived, in this order (every `chat` frame the Session read in one
+/// turn). Once they are handed to the console (or known as repeats), the Registry tells
+/// `session` to ack them ([`AckChats`]).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct IncomingChats {
+    /// The Session to tell `AckChats`.
+    pub session: Addr<Session>,
+    /// The peer they came from.
+    pub from: PeerAddr,
+    /// The peer's node id (de-duplication is by node id and chat id).
+    pub node_id: NodeId,
+    /// The chats, oldest first.
+    pub chats: Vec<Chat>,
+}
+
+impl fmt::Debug for IncomingChats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IncomingChats")
+            .field("from", &self.from)
+            .field("node_id", &self.node_id)
+            .field("chats", &self.chats)
+            .finish()
+    }
+}
+
+impl Handler<IncomingChats> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: IncomingChats, ctx: &mut Context<Self>) -> Self::Result {
+        guarded(self, ctx, || (), |act, _| act.on_incoming_chats(msg))
+    }
+}
+
+impl Registry {
+    fn on_incoming_chats(&mut self, msg: IncomingChats) {
+        self.peers.touch(&msg.from);
+        let name = self.peers.name_of(&msg.from);
+        let at_ms = now_ms();
+        let mut acks = Vec::with_capacity(msg.chats.len());
+        for chat in msg.chats {
+            acks.push(chat.id);
+            if !self.inbox.first_time(msg.node_id, chat.id) {
+                tracing::debug!(from = %msg.from, id = chat.id, "repeated chat acked again, not shown");
+                continue;
+            }
+            // Recorded before it is shown: after a crash it is not shown again.
+            let entry = HistoryEntry::In {
+                at_ms,
+                from: msg.from,
+                name: name.clone(),
+                node_id: msg.node_id,
+                id: chat.id,
+                text: chat.text.clone(),
+            };
+            self.persist(|store| store.history(&entry));
+            self.inbox.remember(entry);
+            self.emit(NodeEvent::ChatReceived {
+                from: msg.from,
+                name: name.clone(),
+                id: chat.id,
+                text: chat.text,
+                sent_at_ms: chat.sent_at_ms,
+            });
+        }
+        // Handed to the console: now, and only now, they are acked.
+        tell(Role::Registry, &msg.session, AckChats { ids: acks });
+    }
+}
+
+/// From a Session: the peer acked these chats of ours (every `ack` frame read in one turn).
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct AcksReceived {
+    /// The peer that acked.
+    pub from: PeerAddr,
+    /// The ids it acked.
+    pub ids: Vec<MessageId>,
+}
+
+impl Handler<AcksReceived> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: AcksReceived, ctx: &mut Context<Self>) -> Self::Result {
+        guarded(self, ctx, || (), |act, _| act.on_acks_received(msg))
+    }
+}
+
+impl Registry {
+    fn on_acks_received(&mut self, msg: AcksReceived) {
+        self.peers.touch(&msg.from);
+        let at_ms = now_ms();
+        for id in msg.ids {
+            let Some(out) = self.outbox.take_acked(id, &msg.from) else {
+                continue; // A repeat, or not for a chat of ours: nothing to do.
+            };
+            let entry = HistoryEntry::Out {
+                at_ms,
+                to: out.to,
+                id,
+                text: out.text.clone(),
+            };
+            self.persist(|store| {
+                store.done(id, "delivered")?;
+                store.history(&entry)
+            });
+            self.inbox.remember(entry);
+            self.emit(NodeEvent::Delivered {
+                to: msg.from,
+                id,
+                text: out.text,
+            });
+        }
+        self.check_outbox_empty();
+    }
+}
+
+/// The last `limit` chats shown or delivered, oldest first.
+#[derive(Message, Debug)]
+#[rtype(result = "Vec<HistoryEntry>")]
+pub struct History {
+    /// How many entries, at most.
+    pub limit: usize,
+}
+
+impl Handler<History> for Registry {
+    type Result = MessageResult<History>;
+
+    fn handle(&mut self, msg: History, ctx: &mut Context<Self>) -> Self::Result {
+        guarded(
+            self,
+            ctx,
+            || MessageResult(Vec::new()),
+            |act, _| MessageResult(act.inbox.recent(msg.limit)),
+        )
+    }
+}

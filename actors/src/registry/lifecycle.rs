@@ -1,0 +1,214 @@
+//! The Registry's life with the rest of the node: subscribers of its events (`Subscribe`,
+//! `Publish`), quitting (`Shutdown`) and giving up (`Retire`), and injected faults (`Inject`,
+//! `InjectConnection`). The phase moves forward here only.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use actix::prelude::*;
+use futures::channel::{mpsc, oneshot};
+
+use super::{Phase, Registry};
+use crate::events::NodeEvent;
+use crate::faults::{ConnectionFault, Inject, InjectError};
+use crate::peer::{PeerAddr, SessionId};
+use crate::session::{Close, InjectSessionFault};
+use crate::supervisor::{guarded, suffer};
+use crate::trace::{tell, Role};
+
+/// Send every future [`NodeEvent`] to this subscriber.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct Subscribe(pub Subscriber);
+
+/// Where events go: a channel (tests, library users) or an actor's mailbox (the Console;
+/// a mailbox outlives the actor's restarts, a channel it had added as a stream would not).
+pub enum Subscriber {
+    /// Events sent into a channel (an `EventStream`).
+    Channel(mpsc::UnboundedSender<NodeEvent>),
+    /// Events sent to an actor's mailbox.
+    Actor(Recipient<NodeEvent>),
+}
+
+impl std::fmt::Debug for Subscriber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Subscriber::Channel(_) => "Channel",
+            Subscriber::Actor(_) => "Actor",
+        })
+    }
+}
+
+impl Subscriber {
+    /// Delivers the event; false if the subscriber is gone.
+    pub(super) fn deliver(&self, event: NodeEvent) -> bool {
+        match self {
+            Subscriber::Channel(tx) => tx.unbounded_send(event).is_ok(),
+            Subscriber::Actor(recipient) => {
+                if crate::trace::enabled(Role::Registry, Role::Console) {
+                    crate::trace::record(Role::Registry, Role::Console, &event);
+                }
+                recipient.do_send(event);
+                recipient.connected()
+            }
+        }
+    }
+}
+
+impl Handler<Subscribe> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: Subscribe, ctx: &mut Context<Self>) -> Self::Result {
+        guarded(self, ctx, || (), |act, _| act.subscribers.push(msg.0))
+    }
+}
+
+/// From the NodeSupervisor: publish this event to the subscribers.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct Publish(pub NodeEvent);
+
+impl Handler<Publish> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: Publish, _: &mut Context<Self>) {
+        self.emit(msg.0);
+    }
+}
+
+/// Quit: wait up to `grace` for acks in flight, then bye to everyone.
+#[derive(Message, Debug)]
+#[rtype(result = "ShutdownReport")]
+pub struct Shutdown {
+    /// How long to wait for acks of chats in flight.
+    pub grace: Duration,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// What quitting left behind.
+pub struct ShutdownReport {
+    /// Chats that were still without an ack when the node stopped.
+    pub undelivered: usize,
+    /// They are kept in the data directory and sent at the next start.
+    pub kept: bool,
+}
+
+impl Handler<Shutdown> for Registry {
+    type Result = ResponseActFuture<Self, ShutdownReport>;
+
+    fn handle(&mut self, msg: Shutdown, ctx: &mut Context<Self>) -> Self::Result {
+        guarded(
+            self,
+            ctx,
+            || -> Self::Result { Box::pin(actix::fut::ready(ShutdownReport::default())) },
+            |act, _| act.on_shutdown(msg),
+        )
+    }
+}
+
+impl Registry {
+    fn on_shutdown(&mut self, msg: Shutdown) -> ResponseActFuture<Self, ShutdownReport> {
+        self.phase = self.phase.max(Phase::Draining);
+        let (acked_tx, acked_rx) = oneshot::channel();
+        self.outbox_empty_waiters.push(acked_tx);
+        self.check_outbox_empty();
+        let drained = actix_rt::time::timeout(msg.grace, acked_rx);
+        Box::pin(drained.into_actor(self).then(|_, act, _| {
+            act.phase = act.phase.max(Phase::Closing);
+            let undelivered = act.outbox.len();
+            // With a data directory they stay in the outbox file for the next start.
+            let kept = act.store.is_some();
+            if !kept {
+                act.fail_waiting(None, "node quit before the ack arrived");
+            }
+            act.close_all("quit");
+            let (closed_tx, closed_rx) = oneshot::channel();
+            act.no_sessions_waiters.push(closed_tx);
+            act.no_sessions_left();
+            actix_rt::time::timeout(Duration::from_secs(2), closed_rx)
+                .into_actor(act)
+                .map(move |_, _, _| ShutdownReport { undelivered, kept })
+        }))
+    }
+
+    /// Bye to every connected peer (reported as disconnected) and to every other Session
+    /// (replaced, still in their handshake, rejoining).
+    fn close_all(&mut self, reason: &str) {
+        let connected = self.peers.connected();
+        let told: HashSet<SessionId> = connected
+            .iter()
+            .filter_map(|peer| self.peers.session_for(peer).map(|(id, _)| id))
+            .collect();
+        for peer in connected {
+            self.disconnect(peer, reason);
+        }
+        for (id, live) in self.peers.all_sessions() {
+            if !told.contains(id) {
+                let close = Close {
+                    reason: reason.to_string(),
+                };
+                tell(Role::Registry, &live.handle, close);
+            }
+        }
+    }
+}
+
+/// From the NodeSupervisor when the node gives up: close every connection and refuse all
+/// further work.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct Retire {
+    /// Said in the `bye` to every peer.
+    pub reason: String,
+}
+
+impl Handler<Retire> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: Retire, _: &mut Context<Self>) {
+        self.phase = Phase::Retired;
+        self.close_all(&msg.reason);
+        if self.store.is_none() {
+            self.fail_waiting(None, &msg.reason);
+        }
+    }
+}
+
+impl Handler<Inject> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: Inject, ctx: &mut Context<Self>) {
+        guarded(self, ctx, || (), |act, ctx| suffer(act, ctx, msg.0))
+    }
+}
+
+/// Inject a connection fault into the Session serving `peer`.
+#[derive(Message, Debug)]
+#[rtype(result = "Result<(), InjectError>")]
+pub struct InjectConnection {
+    /// The peer whose Session gets the fault.
+    pub peer: PeerAddr,
+    /// The fault.
+    pub fault: ConnectionFault,
+}
+
+impl Handler<InjectConnection> for Registry {
+    type Result = Result<(), InjectError>;
+
+    fn handle(&mut self, msg: InjectConnection, ctx: &mut Context<Self>) -> Self::Result {
+        let peer = msg.peer;
+        guarded(
+            self,
+            ctx,
+            move || Err(InjectError::NotConnected(peer)),
+            |act, _| {
+                let (_, live) = act
+                    .peers
+                    .session_for(&msg.peer)
+                    .ok_or(InjectError::NotConnected(msg.peer))?;
+                tell(Role::Registry, &live.handle, InjectSessionFault(msg.fault));
+                Ok(())
+            },
+        )
+    }
+}

@@ -1,0 +1,255 @@
+//! Registry: owns the peer set (every peer this node knows, which Session serves each connected
+//! one), the outbox of chats waiting for an ack, and the record of chats already shown.
+//! Sessions report to it; the Console and `Node` ask it; it dials peers and emits NodeEvents.
+//!
+//! This file is the actor's shell: its state, its lifecycle and what survives a restart. The
+//! logic lives in plain structs beside it ([`outbox`], [`dialer`], [`peers`], [`inbox`]), and
+//! each message sits with its handler: chats in `chats.rs`, Sessions registering and ending in
+//! `sessions.rs`, connecting and disconnecting in `connections.rs`, subscribers, quitting and
+//! faults in `lifecycle.rs`.
+
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use futures::channel::oneshot;
+
+use crate::config::{LocalIdentity, NodeConfig, Timeouts};
+use crate::events::NodeEvent;
+use crate::helpers::now_ms;
+use crate::peer::{MessageId, PeerAddr, SessionId};
+use crate::session::{Session, SessionTemplate};
+use crate::store::{Recovered, Store};
+use crate::supervisor::{ChildFailed, ChildName, ChildRestarted, NodeSupervisor, SupervisedChild};
+use crate::trace::{tell, Role, Traced};
+
+mod chats;
+mod connections;
+pub mod dialer;
+pub mod inbox;
+mod lifecycle;
+pub mod outbox;
+pub mod peers;
+mod sessions;
+
+pub use chats::{AcksReceived, History, IncomingChats, SendChat, SendChats, SendError};
+pub use connections::{
+    Connect, ConnectAll, ConnectAllReport, ConnectError, ConnectOutcome, Disconnect, DisconnectAll,
+    ListPeers, NotConnected,
+};
+pub use lifecycle::{
+    InjectConnection, Publish, Retire, Shutdown, ShutdownReport, Subscribe, Subscriber,
+};
+pub use peers::{PeerKey, PEERS_PER_FRAME};
+pub use sessions::{KnownPeers, PeersLearned, Register, SessionClosed};
+
+use dialer::Dialer;
+use inbox::Inbox;
+use outbox::Outbox;
+use peers::PeerTable;
+
+/// Where the node is in its life; it only moves forward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Phase {
+    /// Taking chats, dials and connections.
+    Running,
+    /// Quitting: no new chats or dials, but chats in flight may still finish.
+    Draining,
+    /// Quitting, grace over: no new Sessions either.
+    Closing,
+    /// The node gave up after too many failures: everything is refused.
+    Retired,
+}
+
+/// The Registry actor (see the module docs).
+pub struct Registry {
+    me: LocalIdentity,
+    timeouts: Timeouts,
+    write_buffer_bytes: usize,
+    supervisor: Addr<NodeSupervisor>,
+    phase: Phase,
+    peers: PeerTable<Addr<Session>>,
+    outbox: Outbox,
+    next_message_id: MessageId,
+    inbox: Inbox,
+    dialer: Dialer,
+    subscribers: Vec<Subscriber>,
+    /// The data directory's files, if the node has one.
+    store: Option<Store>,
+    /// Chats accepted in this turn, and the Session each goes to (see `deliver_soon`).
+    to_deliver: Vec<(MessageId, SessionId)>,
+    outbox_empty_waiters: Vec<oneshot::Sender<()>>,
+    no_sessions_waiters: Vec<oneshot::Sender<()>>,
+    /// Why the current incarnation failed, until `restarting` reports it.
+    failure: Option<String>,
+    /// How many times this Registry has been restarted.
+    incarnation: u32,
+}
+
+impl Registry {
+    /// A Registry for `me`; `store` and `recovered` come from the data directory, if any:
+    /// its pending chats are queued again and its history marks chats already shown.
+    pub fn new(
+        me: LocalIdentity,
+        config: &NodeConfig,
+        supervisor: Addr<NodeSupervisor>,
+        store: Option<Store>,
+        recovered: Recovered,
+    ) -> Self {
+        let mut registry = Registry {
+            peers: PeerTable::new(me.node_id, me.listen_port, me.bind),
+            me,
+            timeouts: config.timeouts,
+            write_buffer_bytes: config.write_buffer_bytes,
+            supervisor,
+            phase: Phase::Running,
+            outbox: Outbox::new(config.timeouts.ack, config.retry.give_up_after),
+            // Ids from a clock: a restarted node does not reuse the ids of its last run.
+            next_message_id: now_ms().saturating_mul(1000),
+            inbox: Inbox::new(),
+            dialer: Dialer::new(config.retry),
+            subscribers: Vec::new(),
+            store,
+            to_deliver: Vec::new(),
+            outbox_empty_waiters: Vec::new(),
+            no_sessions_waiters: Vec::new(),
+            failure: None,
+            incarnation: 0,
+        };
+        registry.recover(recovered);
+        registry
+    }
+
+    fn recover(&mut self, recovered: Recovered) {
+        let now = Instant::now();
+        let mut outbox = recovered.outbox;
+        // The outbox keeps each peer's chats in id order.
+        outbox.sort_by_key(|chat| chat.id);
+        for chat in outbox {
+            let Ok(to) = chat.to.parse::<PeerAddr>() else {
+                tracing::warn!(
+                    "outbox entry {} has a bad address {:?}; dropped",
+                    chat.id,
+                    chat.to
+                );
+                continue;
+            };
+            self.next_message_id = self.next_message_id.max(chat.id);
+            self.peers.know(to);
+            self.outbox
+                .insert(chat.id, to, chat.text, chat.sent_at_ms, now);
+        }
+        self.inbox.recover(recovered.history);
+    }
+
+    /// Writes to the data directory; a full disk or a removed directory is reported, and
+    /// the node goes on in memory.
+    fn persist(&mut self, write: impl FnOnce(&mut Store) -> std::io::Result<()>) {
+        if let Some(store) = self.store.as_mut() {
+            if let Err(err) = write(store) {
+                tracing::error!("cannot write to {}: {err}", store.dir().display());
+            }
+        }
+    }
+
+    fn emit(&mut self, event: NodeEvent) {
+        tracing::debug!(?event, "event");
+        // A copy for each subscriber but the last, which gets the event itself.
+        let last = self.subscribers.len().saturating_sub(1);
+        let mut index = 0;
+        let mut event = Some(event);
+        self.subscribers.retain(|subscriber| {
+            let copy = if index == last {
+                event.take()
+            } else {
+                event.clone()
+            };
+            index += 1;
+            copy.is_some_and(|event| subscriber.deliver(event))
+        });
+    }
+
+    /// Quitting or retired: no new chats or dials.
+    fn draining(&self) -> bool {
+        self.phase >= Phase::Draining
+    }
+
+    fn template(&self, ctx: &Context<Self>) -> SessionTemplate {
+        SessionTemplate {
+            registry: ctx.address(),
+            me: self.me.clone(),
+            timeouts: self.timeouts,
+            write_buffer_bytes: self.write_buffer_bytes,
+        }
+    }
+
+    fn no_sessions_left(&mut self) {
+        if !self.peers.has_sessions() {
+            for waiter in self.no_sessions_waiters.drain(..) {
+                let _ = waiter.send(());
+            }
+        }
+    }
+}
+
+impl Actor for Registry {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // Peers can flood us with frames; a bounded mailbox makes their Sessions wait.
+        ctx.set_mailbox_capacity(1024);
+        ctx.run_interval(Duration::from_millis(250), |act, _| act.check_outbox());
+        if self.incarnation == 0 {
+            // Chats recovered from the data directory go out as soon as their peers answer.
+            for to in self.outbox.peers() {
+                self.dial(to, None, ctx);
+            }
+        } else {
+            self.after_restart(ctx);
+            let restarted = ChildRestarted {
+                child: ChildName::Registry,
+            };
+            tell(Role::Registry, &self.supervisor, restarted);
+        }
+    }
+}
+
+/// What survives a restart, and what is rebuilt. A restart keeps this struct and runs
+/// `restarting`, then `started` in a new context.
+///
+/// Kept: the records whose loss would lose messages or knowledge: the peer table's peers,
+/// the outbox, the inbox (shown chats, history), the subscribers, the store, the phase, the
+/// message id counter, the dials' waiters.
+///
+/// Rebuilt: the links to live Sessions, which are asked to register again (`Reannounce`;
+/// until they do they are "rejoining"); the dials, whose futures died with the old context
+/// and are started again (`after_restart`); the redials planned, whose timers died too: those
+/// peers are dialed at once (the backoff starts over); chats accepted in the failed turn but
+/// never handed over, which go out when their Session has rejoined. The outbox's deadlines
+/// are instants, not timers: the new incarnation's tick finds them as they were.
+impl Supervised for Registry {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        let reason = self.failure.take().unwrap_or_else(|| "stopped".to_string());
+        let failed = ChildFailed {
+            child: ChildName::Registry,
+            reason,
+        };
+        tell(Role::Registry, &self.supervisor, failed);
+        self.incarnation += 1;
+        for (id, _) in std::mem::take(&mut self.to_deliver) {
+            self.outbox.unhand(id);
+        }
+        self.peers.restart();
+    }
+}
+
+impl Traced for Registry {
+    const ROLE: Role = Role::Registry;
+}
+
+impl SupervisedChild for Registry {
+    const NAME: ChildName = ChildName::Registry;
+
+    fn failure(&mut self) -> &mut Option<String> {
+        &mut self.failure
+    }
+}

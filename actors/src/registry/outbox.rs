@@ -1,0 +1,447 @@
+//! Outbox: the chats this node accepted and that wait for an ack, kept per peer in the order
+//! they were accepted, with two deadline indexes: when an unacked chat is sent again, and when
+//! a chat is given up. A plain struct owned by the Registry (which also writes it to the Store).
+//!
+//! Like mini-redis's `Db`, expiry looks at the front of a `BTreeSet<(Instant, MessageId)>`
+//! only: the 250 ms tick costs nothing when nothing is due, however long the outbox.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use crate::helpers::human;
+use crate::peer::{MessageId, SessionId};
+use crate::registry::peers::PeerKey;
+use crate::session::Chat;
+
+/// One chat waiting for its ack.
+#[derive(Debug)]
+pub(crate) struct Outgoing {
+    /// The recipient.
+    pub(crate) to: PeerKey,
+    pub(crate) text: String,
+    pub(crate) sent_at_ms: u64,
+    /// The Session it was handed to; `None` while waiting for a connection.
+    pub(crate) on_session: Option<SessionId>,
+    /// Why the last attempt to reach its peer failed.
+    pub(crate) last_error: Option<String>,
+    /// Handed to a Session and no ack by then: hand it again. In `Outbox::ack_due` too.
+    ack_due: Option<Instant>,
+    /// Still waiting then: give up. In `Outbox::give_up_due` too.
+    give_up_due: Option<Instant>,
+}
+
+impl Outgoing {
+    /// The chat as a Session sends it (the outbox keeps its copy for resends).
+    pub(crate) fn chat(&self, id: MessageId) -> Chat {
+        Chat {
+            id,
+            text: self.text.clone(),
+            sent_at_ms: self.sent_at_ms,
+        }
+    }
+}
+
+/// Every chat waiting for an ack (see the module docs).
+pub(crate) struct Outbox {
+    /// Boxed: the B-tree shifts its entries when the oldest is removed (the usual ack), and
+    /// a pointer is cheaper to shift than the whole record.
+    chats: BTreeMap<MessageId, Box<Outgoing>>,
+    /// Each peer's chats; ids grow, so id order is the order they were accepted.
+    by_peer: HashMap<PeerKey, BTreeSet<MessageId>>,
+    ack_due: BTreeSet<(Instant, MessageId)>,
+    give_up_due: BTreeSet<(Instant, MessageId)>,
+    ack_timeout: Duration,
+    give_up_after: Duration,
+}
+
+impl Outbox {
+    /// An empty outbox: a chat handed to a Session is handed again after `ack_timeout`
+    /// without an ack, and given up `give_up_after` after it was accepted.
+    pub(crate) fn new(ack_timeout: Duration, give_up_after: Duration) -> Self {
+        Outbox {
+            chats: BTreeMap::new(),
+            by_peer: HashMap::new(),
+            ack_due: BTreeSet::new(),
+            give_up_due: BTreeSet::new(),
+            ack_timeout,
+            give_up_after,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.chats.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.chats.is_empty()
+    }
+
+    pub(crate) fn get(&self, id: MessageId) -> Option<&Outgoing> {
+        self.chats.get(&id).map(|out| &**out)
+    }
+
+    /// How many chats wait for `peer`.
+    pub(crate) fn waiting(&self, peer: &PeerKey) -> usize {
+        self.by_peer.get(peer).map_or(0, BTreeSet::len)
+    }
+
+    /// The peers that have chats waiting.
+    pub(crate) fn peers(&self) -> Vec<PeerKey> {
+        self.by_peer.keys().copied().collect()
+    }
+
+    /// Accepts a chat for `to`, not yet on any Session.
+    pub(crate) fn insert(
+        &mut self,
+        id: MessageId,
+        to: PeerKey,
+        text: String,
+        sent_at_ms: u64,
+        now: Instant,
+    ) {
+        let give_up_due = now.checked_add(self.give_up_after);
+        if let Some(due) = give_up_due {
+            self.give_up_due.insert((due, id));
+        }
+        self.by_peer.entry(to).or_default().insert(id);
+        let out = Outgoing {
+            to,
+            text,
+            sent_at_ms,
+            on_session: None,
+            last_error: None,
+            ack_due: None,
+            give_up_due,
+        };
+        if let Some(old) = self.chats.insert(id, Box::new(out)) {
+            // Ids are unique; should one come twice, the first copy's indexes go.
+            self.unindex(id, &old);
+        }
+    }
+
+    /// Chat `id` is handed to `session` now: without an ack in time it is handed again.
+    pub(crate) fn hand(&mut self, id: MessageId, session: SessionId, now: Instant) {
+        if let Some(out) = self.chats.get_mut(&id) {
+            out.on_session = Some(session);
+            let due = now.checked_add(self.ack_timeout);
+            set_due(&mut self.ack_due, &mut out.ack_due, due, id);
+        }
+    }
+
+    /// Chat `id` is on no Session any more (its Session ended or never got it).
+    pub(crate) fn unhand(&mut self, id: MessageId) {
+        if let Some(out) = self.chats.get_mut(&id) {
+            out.on_session = None;
+            set_due(&mut self.ack_due, &mut out.ack_due, None, id);
+        }
+    }
+
+    /// Chats for `peer` that were on `session`, which is gone, wait for another one.
+    pub(crate) fn unhand_session(&mut self, peer: &PeerKey, session: SessionId) {
+        for id in self.ids_of(peer) {
+            if self
+                .get(id)
+                .is_some_and(|out| out.on_session == Some(session))
+            {
+                self.unhand(id);
+            }
+        }
+    }
+
+    /// Hands every chat for `peer` that is on no live Session to `session`, and returns them
+    /// oldest first (for one `Deliver`).
+    pub(crate) fn hand_waiting(
+        &mut self,
+        peer: &PeerKey,
+        session: SessionId,
+        now: Instant,
+        is_live: impl Fn(SessionId) -> bool,
+    ) -> Vec<Chat> {
+        let mut chats = Vec::new();
+        for id in self.ids_of(peer) {
+            let Some(out) = self.chats.get(&id) else {
+                continue;
+            };
+            let on_live = out.on_session.is_some_and(|s| s == session || is_live(s));
+            if !on_live {
+                chats.push(out.chat(id));
+                self.hand(id, session, now);
+            }
+        }
+        chats
+    }
+
+    /// Every chat for `peer` failed its last attempt for `reason`; answers how many wait.
+    pub(crate) fn note_error(&mut self, peer: &PeerKey, reason: &str) -> usize {
+        let ids = self.ids_of(peer);
+        for id in &ids {
+            if let Some(out) = self.chats.get_mut(id) {
+                out.last_error = Some(reason.to_string());
+            }
+        }
+        ids.len()
+    }
+
+    /// Removes chat `id` if it is for `from`: the ack of a chat of ours.
+    pub(crate) fn take_acked(&mut self, id: MessageId, from: &PeerKey) -> Option<Box<Outgoing>> {
+        if self.get(id)?.to != *from {
+            return None; // Not a chat we sent there: an ack does not come from elsewhere.
+        }
+        self.remove(id)
+    }
+
+    pub(crate) fn remove(&mut self, id: MessageId) -> Option<Box<Outgoing>> {
+        let out = self.chats.remove(&id)?;
+        self.unindex(id, &out);
+        Some(out)
+    }
+
+    /// Removes every chat for `peer`, oldest first.
+    pub(crate) fn remove_peer(&mut self, peer: &PeerKey) -> Vec<(MessageId, Box<Outgoing>)> {
+        self.ids_of(peer)
+            .into_iter()
+            .filter_map(|id| Some((id, self.remove(id)?)))
+            .collect()
+    }
+
+    /// Removes every chat, oldest first.
+    pub(crate) fn remove_all(&mut self) -> Vec<(MessageId, Box<Outgoing>)> {
+        self.by_peer.clear();
+        self.ack_due.clear();
+        self.give_up_due.clear();
+        std::mem::take(&mut self.chats).into_iter().collect()
+    }
+
+    /// Removes the chats that have waited too long, with the reason to report.
+    pub(crate) fn give_up_due(&mut self, now: Instant) -> Vec<(MessageId, Box<Outgoing>, String)> {
+        let mut given_up = Vec::new();
+        while let Some(&(due, id)) = self.give_up_due.first() {
+            if due > now {
+                break;
+            }
+            if let Some(out) = self.remove(id) {
+                let why = out.last_error.as_deref().unwrap_or("no ack");
+                let reason = format!("gave up after {}: {why}", human(self.give_up_after));
+                given_up.push((id, out, reason));
+            }
+        }
+        given_up
+    }
+
+    /// Chats handed to a Session whose ack is overdue come off it; answers their peers (each
+    /// once), whose Session, if they still have one, gets them again.
+    pub(crate) fn ack_due(&mut self, now: Instant) -> Vec<PeerKey> {
+        let mut stale = BTreeSet::new();
+        let why = format!("no ack within {}", human(self.ack_timeout));
+        while let Some(&(due, id)) = self.ack_due.first() {
+            if due > now {
+                break;
+            }
+            self.unhand(id);
+            if let Some(out) = self.chats.get_mut(&id) {
+                out.last_error = Some(why.clone());
+                stale.insert(out.to);
+            }
+        }
+        stale.into_iter().collect()
+    }
+
+    fn ids_of(&self, peer: &PeerKey) -> Vec<MessageId> {
+        self.by_peer
+            .get(peer)
+            .map(|ids| ids.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
+    fn unindex(&mut self, id: MessageId, out: &Outgoing) {
+        if let Some(ids) = self.by_peer.get_mut(&out.to) {
+            ids.remove(&id);
+            if ids.is_empty() {
+                self.by_peer.remove(&out.to);
+            }
+        }
+        if let Some(due) = out.ack_due {
+            self.ack_due.remove(&(due, id));
+        }
+        if let Some(due) = out.give_up_due {
+            self.give_up_due.remove(&(due, id));
+        }
+    }
+}
+
+/// Moves chat `id`'s entry in a deadline index from `slot`'s old deadline to `due`.
+fn set_due(
+    index: &mut BTreeSet<(Instant, MessageId)>,
+    slot: &mut Option<Instant>,
+    due: Option<Instant>,
+    id: MessageId,
+) {
+    if let Some(old) = slot.take() {
+        index.remove(&(old, id));
+    }
+    if let Some(due) = due {
+        index.insert((due, id));
+    }
+    *slot = due;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::peer::PeerAddr;
+
+    const ACK: Duration = Duration::from_secs(5);
+    const GIVE_UP: Duration = Duration::from_secs(60);
+
+    fn peer(port: u16) -> PeerKey {
+        PeerAddr::from_ip_port([127, 0, 0, 1].into(), port)
+    }
+
+    fn outbox_with(chats: &[(MessageId, PeerKey)], now: Instant) -> Outbox {
+        let mut outbox = Outbox::new(ACK, GIVE_UP);
+        for (id, to) in chats {
+            outbox.insert(*id, *to, format!("chat {id}"), 0, now);
+        }
+        outbox
+    }
+
+    fn ids(chats: &[Chat]) -> Vec<MessageId> {
+        chats.iter().map(|chat| chat.id).collect()
+    }
+
+    #[test]
+    fn each_peer_gets_its_own_chats_in_the_order_accepted() {
+        let now = Instant::now();
+        let (a, b) = (peer(1), peer(2));
+        let mut outbox = outbox_with(&[(1, a), (2, b), (3, a), (4, a), (5, b)], now);
+        assert_eq!(outbox.waiting(&a), 3);
+        assert_eq!(ids(&outbox.hand_waiting(&a, 10, now, |_| false)), [1, 3, 4]);
+        assert_eq!(ids(&outbox.hand_waiting(&b, 11, now, |_| false)), [2, 5]);
+        assert_eq!(outbox.get(3).and_then(|out| out.on_session), Some(10));
+    }
+
+    #[test]
+    fn chats_on_a_live_session_are_not_handed_twice() {
+        let now = Instant::now();
+        let a = peer(1);
+        let mut outbox = outbox_with(&[(1, a), (2, a)], now);
+        outbox.hand(1, 10, now);
+        // 1 is on Session 10, which is live: only 2 goes to Session 11.
+        assert_eq!(ids(&outbox.hand_waiting(&a, 11, now, |s| s == 10)), [2]);
+        // Session 10 ended: 1 goes too, and 2 stays where it is.
+        outbox.unhand_session(&a, 10);
+        assert_eq!(ids(&outbox.hand_waiting(&a, 11, now, |_| false)), [1]);
+    }
+
+    #[test]
+    fn an_ack_removes_the_chat_only_from_its_recipient() {
+        let now = Instant::now();
+        let (a, b) = (peer(1), peer(2));
+        let mut outbox = outbox_with(&[(1, a), (2, b)], now);
+        assert!(outbox.take_acked(1, &b).is_none(), "b cannot ack a's chat");
+        assert_eq!(
+            outbox.take_acked(1, &a).map(|out| out.text),
+            Some("chat 1".into())
+        );
+        assert!(
+            outbox.take_acked(1, &a).is_none(),
+            "a repeated ack is nothing"
+        );
+        assert_eq!(outbox.len(), 1);
+        assert_eq!(outbox.waiting(&a), 0);
+        assert_eq!(outbox.peers(), vec![b]);
+    }
+
+    #[test]
+    fn a_chat_without_an_ack_in_time_comes_off_its_session() {
+        let now = Instant::now();
+        let a = peer(1);
+        let mut outbox = outbox_with(&[(1, a), (2, a)], now);
+        outbox.hand(1, 10, now);
+        outbox.hand(2, 10, now + Duration::from_secs(1));
+        assert!(outbox
+            .ack_due(now + ACK - Duration::from_millis(1))
+            .is_empty());
+        assert_eq!(outbox.ack_due(now + ACK), vec![a]);
+        let first = outbox.get(1).unwrap();
+        assert_eq!(first.on_session, None);
+        assert_eq!(first.last_error.as_deref(), Some("no ack within 5s"));
+        assert_eq!(
+            outbox.get(2).unwrap().on_session,
+            Some(10),
+            "2 is not due yet"
+        );
+        // Handed again, it gets a new deadline: nothing is due twice.
+        assert_eq!(ids(&outbox.hand_waiting(&a, 10, now + ACK, |_| true)), [1]);
+        assert_eq!(outbox.ack_due(now + ACK + Duration::from_secs(1)), vec![a]);
+        assert!(outbox
+            .ack_due(now + ACK + Duration::from_secs(2))
+            .is_empty());
+    }
+
+    #[test]
+    fn an_acked_or_unhanded_chat_has_no_ack_deadline() {
+        let now = Instant::now();
+        let a = peer(1);
+        let mut outbox = outbox_with(&[(1, a), (2, a)], now);
+        outbox.hand(1, 10, now);
+        outbox.hand(2, 10, now);
+        outbox.take_acked(1, &a);
+        outbox.unhand(2);
+        assert!(outbox.ack_due(now + ACK * 2).is_empty());
+        assert_eq!(outbox.get(2).unwrap().last_error, None);
+    }
+
+    #[test]
+    fn chats_are_given_up_when_their_budget_is_spent_with_the_last_error() {
+        let now = Instant::now();
+        let (a, b) = (peer(1), peer(2));
+        let mut outbox = outbox_with(&[(1, a)], now);
+        outbox.insert(2, b, "later".into(), 0, now + Duration::from_secs(10));
+        assert_eq!(outbox.note_error(&a, "connection refused"), 1);
+        assert!(outbox
+            .give_up_due(now + GIVE_UP - Duration::from_millis(1))
+            .is_empty());
+        let given_up = outbox.give_up_due(now + GIVE_UP);
+        assert_eq!(given_up.len(), 1);
+        assert_eq!(given_up[0].0, 1);
+        assert_eq!(given_up[0].2, "gave up after 60s: connection refused");
+        assert_eq!(outbox.len(), 1);
+        let later = outbox.give_up_due(now + GIVE_UP + Duration::from_secs(10));
+        assert_eq!(later[0].2, "gave up after 60s: no ack");
+        assert!(outbox.is_empty());
+        assert!(outbox.peers().is_empty());
+    }
+
+    #[test]
+    fn huge_timeouts_mean_never_not_a_panic() {
+        let now = Instant::now();
+        let mut outbox = Outbox::new(Duration::MAX, Duration::MAX);
+        outbox.insert(1, peer(1), "x".into(), 0, now);
+        outbox.hand(1, 10, now);
+        assert!(outbox.ack_due(now + Duration::from_secs(3600)).is_empty());
+        assert!(outbox
+            .give_up_due(now + Duration::from_secs(3600))
+            .is_empty());
+        assert_eq!(outbox.len(), 1);
+    }
+
+    #[test]
+    fn removing_a_peer_takes_only_its_chats_oldest_first() {
+        let now = Instant::now();
+        let (a, b) = (peer(1), peer(2));
+        let mut outbox = outbox_with(&[(1, a), (2, b), (3, a)], now);
+        let removed: Vec<MessageId> = outbox
+            .remove_peer(&a)
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        assert_eq!(removed, [1, 3]);
+        assert_eq!(outbox.len(), 1);
+        assert!(outbox
+            .give_up_due(now + GIVE_UP)
+            .iter()
+            .all(|(id, _, _)| *id == 2));
+        assert!(outbox.remove_all().is_empty());
+    }
+}

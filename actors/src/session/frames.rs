@@ -1,0 +1,271 @@
+//! A Session's traffic once the handshake is done: frames from the peer become batched
+//! messages to the Registry (`IncomingChats`, `AcksReceived`, `PeersLearned`), and the
+//! Registry's orders (`Deliver`, `AckChats`, `RefreshPeers`) become frames to the peer.
+
+use actix::prelude::*;
+use futures::channel::oneshot;
+
+use super::{Session, State, LINGER};
+use crate::peer::{MessageId, PeerAddr};
+use crate::registry::{AcksReceived, IncomingChats, KnownPeers, PeersLearned, Registry};
+use crate::trace::{ask, offer, tell, Role};
+use crate::wire::{Frame, PeerEntry};
+
+/// Most chats and acks handed to the Registry in one message.
+const MAX_BATCH: usize = 256;
+
+/// One chat as it travels between a Session and the Registry: what a `chat` frame carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chat {
+    /// The sender's id for it.
+    pub id: MessageId,
+    /// Its text.
+    pub text: String,
+    /// When it was typed (ms since the Unix epoch, by the sender's clock).
+    pub sent_at_ms: u64,
+}
+
+impl Session {
+    /// A frame from an established peer.
+    pub(super) fn on_frame(&mut self, frame: Frame, ctx: &mut Context<Self>) {
+        let from = match &self.state {
+            State::Established(established) => established.peer,
+            State::Handshake => return self.on_first_frame(frame, ctx),
+            State::Lingering(_) => return,
+        };
+        match frame {
+            Frame::Chat {
+                id,
+                text,
+                sent_at_ms,
+            } => {
+                // The ack is sent when the Registry says the chat was handed to the console
+                // (AckChats); meanwhile the next frames are read.
+                self.acks_pending += 1;
+                let chat = Chat {
+                    id,
+                    text,
+                    sent_at_ms,
+                };
+                self.inbound_chats.push(chat);
+                self.schedule_flush(ctx);
+            }
+            Frame::Ack { id } => {
+                self.inbound_acks.push(id);
+                self.schedule_flush(ctx);
+            }
+            Frame::GetPeers => self.answer_get_peers(from, ctx),
+            Frame::Peers { peers } => self.on_peers(from, peers, ctx),
+            Frame::Ping { nonce } => self.send_frame(&Frame::Pong { nonce }, ctx),
+            Frame::Pong { .. } => {}
+            Frame::Bye { reason } => self.on_bye(reason, ctx),
+            Frame::Hello { .. } => self.close(ctx, "second hello on one connection".into(), true),
+            Frame::Unknown => {
+                tracing::debug!(session = self.id, "ignoring a frame of unknown type");
+            }
+        }
+    }
+
+    fn on_bye(&mut self, reason: String, ctx: &mut Context<Self>) {
+        let reason = format!("peer said bye: {}", reason);
+        if self.acks_pending == 0 {
+            return self.close(ctx, reason, false);
+        }
+        // Chats that came before the bye are still being handed over: their acks go out
+        // first (the peer lingers to read them), within a bound.
+        self.bye_after_acks = Some(reason);
+        ctx.run_later(LINGER, |act, ctx| {
+            if let Some(reason) = act.bye_after_acks.take() {
+                act.close(ctx, reason, false);
+            }
+        });
+    }
+
+    /// Chats and acks are handed to the Registry in batches: every one read from the socket
+    /// in this turn of the actor goes in one message. A message per frame would make the
+    /// Registry's mailbox, not the network, the limit (docs/performance.md). The flush runs
+    /// once the frames that are ready have been read, or at once when a batch is full.
+    pub(super) fn schedule_flush(&mut self, ctx: &mut Context<Self>) {
+        if self.inbound_chats.len() + self.inbound_acks.len() >= MAX_BATCH {
+            return self.flush_inbound(ctx);
+        }
+        if !self.flush_scheduled {
+            self.flush_scheduled = true;
+            // A spawned future runs after the stream has handed over what it has read.
+            ctx.spawn(fut::ready(()).map(|_, act: &mut Self, ctx| act.flush_inbound(ctx)));
+        }
+    }
+
+    /// Hands the chats and acks read so far to the Registry.
+    pub(super) fn flush_inbound(&mut self, ctx: &mut Context<Self>) {
+        self.flush_scheduled = false;
+        let Some(peer) = self.state.peer() else {
+            return;
+        };
+        let (from, node_id) = (peer.peer, peer.node_id);
+        if !self.inbound_chats.is_empty() {
+            let chats = IncomingChats {
+                session: ctx.address(),
+                from,
+                node_id,
+                chats: std::mem::take(&mut self.inbound_chats),
+            };
+            self.hand_over(chats, ctx);
+        }
+        if !self.inbound_acks.is_empty() {
+            let acks = AcksReceived {
+                from,
+                ids: std::mem::take(&mut self.inbound_acks),
+            };
+            if self.state.is_lingering() {
+                // Lingering after our bye: no more reading to hold back.
+                tell(Role::Session, &self.template.registry, acks);
+            } else {
+                self.hand_over(acks, ctx);
+            }
+        }
+    }
+
+    /// As the actor stops: acks read in its last turn go to the Registry without waiting.
+    /// (Chats read then are not acked, so their sender sends them again.)
+    pub(super) fn flush_lingering(&mut self) {
+        self.flush_scheduled = false;
+        let Some(peer) = self.state.peer() else {
+            return;
+        };
+        let from = peer.peer;
+        if !self.inbound_acks.is_empty() {
+            let ids = std::mem::take(&mut self.inbound_acks);
+            let acks = AcksReceived { from, ids };
+            tell(Role::Session, &self.template.registry, acks);
+        }
+    }
+
+    /// Passes a message to the Registry in order, without waiting for it to be
+    /// handled. Only when the Registry's mailbox is full does the Session wait, and read no
+    /// more frames meanwhile: a flooding peer fills its own TCP window, not our memory.
+    fn hand_over<M>(&mut self, message: M, ctx: &mut Context<Self>)
+    where
+        Registry: Handler<M>,
+        M: Message + Send + std::fmt::Debug + 'static,
+        M::Result: Send,
+    {
+        match offer(Role::Session, &self.template.registry, message) {
+            Ok(()) => {}
+            Err(SendError::Full(message)) => ctx.wait(
+                self.template
+                    .registry
+                    .send(message)
+                    .into_actor(self)
+                    .map(|_, _, _| ()),
+            ),
+            Err(SendError::Closed(_)) => {
+                self.close(ctx, "node is shutting down".into(), true);
+            }
+        }
+    }
+
+    fn answer_get_peers(&mut self, from: PeerAddr, ctx: &mut Context<Self>) {
+        let known = ask(
+            Role::Session,
+            &self.template.registry,
+            KnownPeers { for_peer: from },
+        );
+        ctx.wait(known.into_actor(self).map(|known, act, ctx| {
+            if let Ok(peers) = known {
+                act.send_frame(&Frame::Peers { peers }, ctx);
+            }
+        }));
+    }
+
+    fn on_peers(&mut self, from: PeerAddr, peers: Vec<PeerEntry>, ctx: &mut Context<Self>) {
+        let waiters = std::mem::take(&mut self.peers_waiters);
+        // Answer RefreshPeers only after the Registry has taken the list in.
+        let learned = ask(
+            Role::Session,
+            &self.template.registry,
+            PeersLearned { from, peers },
+        );
+        ctx.wait(learned.into_actor(self).map(move |_, _, _| {
+            for waiter in waiters {
+                let _ = waiter.send(());
+            }
+        }));
+    }
+}
+
+/// Send these chats to the peer, in this order (from the Registry's outbox). One message
+/// carries every chat the Registry queued for this peer in one turn: a mailbox hop per
+/// batch, not per chat.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct Deliver {
+    /// Oldest first.
+    pub chats: Vec<Chat>,
+}
+
+impl Handler<Deliver> for Session {
+    type Result = ();
+
+    fn handle(&mut self, msg: Deliver, ctx: &mut Context<Self>) {
+        for chat in msg.chats {
+            if self.state.is_lingering() {
+                return; // Still in the Registry's outbox: it goes out on the next connection.
+            }
+            let frame = Frame::Chat {
+                id: chat.id,
+                text: chat.text,
+                sent_at_ms: chat.sent_at_ms,
+            };
+            self.send_frame(&frame, ctx);
+        }
+    }
+}
+
+/// From the Registry: these chats from this Session's peer were handed to the console (or
+/// were repeats): ack them.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct AckChats {
+    /// The chats to ack, in the order they came.
+    pub ids: Vec<MessageId>,
+}
+
+impl Handler<AckChats> for Session {
+    type Result = ();
+
+    fn handle(&mut self, msg: AckChats, ctx: &mut Context<Self>) {
+        let count = u32::try_from(msg.ids.len()).unwrap_or(u32::MAX);
+        self.acks_pending = self.acks_pending.saturating_sub(count);
+        for id in msg.ids {
+            if self.state.is_lingering() {
+                return;
+            }
+            self.send_frame(&Frame::Ack { id }, ctx);
+        }
+        if self.acks_pending == 0 {
+            if let Some(reason) = self.bye_after_acks.take() {
+                self.close(ctx, reason, false);
+            }
+        }
+    }
+}
+
+/// Ask the peer for its peers (`get_peers`); resolves when its `peers` answer has been
+/// passed to the Registry.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct RefreshPeers;
+
+impl Handler<RefreshPeers> for Session {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: RefreshPeers, ctx: &mut Context<Self>) -> Self::Result {
+        let (tx, rx) = oneshot::channel();
+        self.peers_waiters.push(tx);
+        self.send_frame(&Frame::GetPeers, ctx);
+        Box::pin(async move {
+            let _ = rx.await;
+        })
+    }
+}
