@@ -20,9 +20,10 @@ use futures::StreamExt;
 
 use peerchat_actors::config::RetryPolicy;
 use peerchat_actors::console::{
-    stdin_lines, visible, Console, InputLine, Look, Notice, PlainScreen, Quit, Screen,
+    stdin_lines, Console, InputLine, Look, Notice, PlainScreen, Quit, Screen,
 };
 use peerchat_actors::faults::parse_duration;
+use peerchat_actors::helpers::visible;
 use peerchat_actors::supervisor::RestartPolicy;
 use peerchat_actors::trace::{self, Role};
 use peerchat_actors::{Node, NodeConfig, NodeEvent, PeerAddr, Timeouts};
