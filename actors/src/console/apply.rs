@@ -11,6 +11,7 @@ use super::render::{self, Outcome, Status, SHORTCUTS};
 use super::Console;
 use crate::faults::Fault;
 use crate::helpers::visible;
+use crate::peer::PeerAddr;
 use crate::supervisor::{suffer, ChildName};
 
 impl Console {
@@ -32,14 +33,7 @@ impl Console {
         let node = self.node.clone();
         match command {
             Command::Menu => self.show_menu(ctx),
-            Command::Send { to, text } => {
-                let shown = visible(&text);
-                let sending = async move {
-                    let result = node.send_chat(to, text).await.map_err(said);
-                    Outcome::Sent { to, shown, result }
-                };
-                self.run(back, sending, ctx)
-            }
+            Command::Send { to, text } => self.send(to, text, back, ctx),
             Command::ListPeers => {
                 let listing = async move { Outcome::Peers(node.peers().await.map_err(said)) };
                 self.run(back, listing, ctx)
@@ -91,6 +85,18 @@ impl Console {
             Command::Fault(fault) => self.inject(fault, back, ctx),
             Command::Quit => self.quit("bye".into(), ctx),
         }
+    }
+
+    /// A chat: queued by the Registry, which answers its id at once; the ack comes later as
+    /// an event.
+    fn send(&mut self, to: PeerAddr, text: String, back: Back, ctx: &mut Context<Self>) {
+        let node = self.node.clone();
+        let shown = visible(&text);
+        let sending = async move {
+            let result = node.send_chat(to, text).await.map_err(said);
+            Outcome::Sent { to, shown, result }
+        };
+        self.run(back, sending, ctx)
     }
 
     /// The status line above the menu on a terminal.
