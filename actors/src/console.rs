@@ -1,7 +1,6 @@
-//! Console: owns what the user sees and types: the open question, lines typed while a command
-//! runs, the chats it sent, who wrote last. It asks the Registry through its [`Node`] handle,
-//! hears the node's events, and prints through a [`Screen`]. Each line goes parse
-//! (command.rs) → apply (apply.rs) → render (render.rs).
+//! Console: owns what the user sees and types (the open question, lines typed while a command
+//! runs, the chats it sent, who wrote last); asks the Registry through its [`Node`] handle and
+//! prints the node's events on a [`Screen`]. A line goes command.rs → apply.rs → render.rs.
 
 mod apply;
 mod command;
