@@ -10,6 +10,7 @@ use std::io::{self, IsTerminal, Write};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::rc::Rc;
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -20,9 +21,10 @@ use futures::StreamExt;
 
 use peerchat_actors::config::RetryPolicy;
 use peerchat_actors::console::{
-    stdin_lines, visible, Console, InputLine, Look, Notice, PlainScreen, Quit, Screen,
+    stdin_lines, Console, InputLine, Look, Notice, PlainScreen, Quit, QuitReport, Screen,
 };
 use peerchat_actors::faults::parse_duration;
+use peerchat_actors::helpers::visible;
 use peerchat_actors::supervisor::RestartPolicy;
 use peerchat_actors::trace::{self, Role};
 use peerchat_actors::{Node, NodeConfig, NodeEvent, PeerAddr, Timeouts};
@@ -277,35 +279,9 @@ async fn chat(cli: Cli) -> ExitCode {
 }
 
 async fn run_chat(cli: Cli, mut io: Io, restore: Option<impl Fn() + 'static>) -> ExitCode {
-    let look = cli.color.look();
-    let name = match cli.name.clone() {
-        Some(name) => match check_name(&name) {
-            Ok(name) => name,
-            Err(why) => return fail(&why),
-        },
-        None => match ask(&mut io, "Your name: ", check_name).await {
-            Ok(name) => name,
-            Err(Unanswered::Interrupted) => return ExitCode::from(130),
-            Err(Unanswered::Ended) => {
-                return fail("standard input ended before a name was given (use --name)")
-            }
-        },
-    };
-    let port = match cli.port {
-        Some(port) => port,
-        None => match ask(&mut io, "Port to listen on (0 = any free port): ", |t| {
-            t.trim()
-                .parse::<u16>()
-                .map_err(|_| format!("'{}' is not a port number (0-65535)", visible(t.trim())))
-        })
-        .await
-        {
-            Ok(port) => port,
-            Err(Unanswered::Interrupted) => return ExitCode::from(130),
-            Err(Unanswered::Ended) => {
-                return fail("standard input ended before a port was given (use --port)")
-            }
-        },
+    let (name, port) = match ask_name_and_port(&cli, &mut io).await {
+        Ok(answers) => answers,
+        Err(code) => return code,
     };
     let node = match Node::start(node_config(&cli, name, port)).await {
         Ok(node) => node,
@@ -315,25 +291,63 @@ async fn run_chat(cli: Cli, mut io: Io, restore: Option<impl Fn() + 'static>) ->
         let _ = writeln!(io::stderr(), "warning: {}", visible(warning));
     }
     let Io {
-        mut screen,
+        screen,
         input,
-        mut interrupts,
+        interrupts,
         interrupt_tx,
     } = io;
+    let (quit_tx, quit_rx) = oneshot::channel();
+    let console = start_console(&cli, &node, screen, input, quit_tx);
+    connect_at_start(&node, &console, cli.peers);
+    // Restoring the terminal is needed both on a second Ctrl-C and on a node failure.
+    let restore: Option<Rc<dyn Fn()>> = restore.map(|restore| Rc::new(restore) as Rc<dyn Fn()>);
+    forward_sigint(interrupt_tx);
+    quit_on_interrupts(&console, interrupts, restore.clone());
+    quit_on_sigterm(&console);
+    wait_for_the_end(&node, quit_rx, restore).await
+}
+
+/// The name and port from the command line, or else asked on standard input.
+async fn ask_name_and_port(cli: &Cli, io: &mut Io) -> Result<(String, u16), ExitCode> {
+    let name = match cli.name.as_deref() {
+        Some(name) => check_name(name).map_err(|why| fail(&why))?,
+        None => ask(io, "Your name: ", check_name)
+            .await
+            .map_err(|why| unanswered(why, "a name was given (use --name)"))?,
+    };
+    let port = match cli.port {
+        Some(port) => port,
+        None => ask(io, "Port to listen on (0 = any free port): ", check_port)
+            .await
+            .map_err(|why| unanswered(why, "a port was given (use --port)"))?,
+    };
+    Ok((name, port))
+}
+
+/// Prints where the node listens and starts its Console, supervised like the Registry and
+/// the Listener: a failure restarts it with the same mailbox.
+fn start_console(
+    cli: &Cli,
+    node: &Node,
+    mut screen: Box<dyn Screen>,
+    input: mpsc::UnboundedReceiver<InputLine>,
+    on_quit: oneshot::Sender<QuitReport>,
+) -> Addr<Console> {
+    let look = cli.color.look();
     screen.print(&format!(
         "{} listening on {} (node id {:016x})",
         look.name(&visible(node.name())),
         look.addr(node.listen_addr()),
         node.node_id()
     ));
-
-    let (quit_tx, quit_rx) = oneshot::channel();
     let console =
-        Console::new(node.clone(), Box::pin(input), screen, look, quit_tx).with_faults(cli.faults);
-    // Supervised like the Registry and the Listener: a failure restarts it, same mailbox.
-    let console = Supervisor::start(move |_| console);
+        Console::new(node.clone(), Box::pin(input), screen, look, on_quit).with_faults(cli.faults);
+    Supervisor::start(move |_| console)
+}
 
-    for peer in cli.peers {
+/// `--peer`: dial each one; a failure is a line on the Console, not the end.
+fn connect_at_start(node: &Node, console: &Addr<Console>, peers: Vec<PeerAddr>) {
+    for peer in peers {
         let node = node.clone();
         let console = console.clone();
         actix_rt::spawn(async move {
@@ -345,9 +359,10 @@ async fn run_chat(cli: Cli, mut io: Io, restore: Option<impl Fn() + 'static>) ->
             }
         });
     }
+}
 
-    // SIGINT joins Ctrl-C typed at the editor's prompt: the first quits like menu 0, a
-    // second one does not wait for the goodbyes.
+/// SIGINT joins Ctrl-C typed at the editor's prompt.
+fn forward_sigint(interrupt_tx: mpsc::UnboundedSender<()>) {
     actix_rt::spawn(async move {
         while tokio::signal::ctrl_c().await.is_ok() {
             if interrupt_tx.unbounded_send(()).is_err() {
@@ -355,13 +370,18 @@ async fn run_chat(cli: Cli, mut io: Io, restore: Option<impl Fn() + 'static>) ->
             }
         }
     });
-    // Restoring the terminal is needed both on a second Ctrl-C and on a node failure.
-    let restore = restore.map(std::rc::Rc::new);
-    let restore_on_failure = restore.clone();
-    let interrupted = console.clone();
+}
+
+/// The first Ctrl-C quits like menu 0; a second one does not wait for the goodbyes.
+fn quit_on_interrupts(
+    console: &Addr<Console>,
+    mut interrupts: mpsc::UnboundedReceiver<()>,
+    restore: Option<Rc<dyn Fn()>>,
+) {
+    let console = console.clone();
     actix_rt::spawn(async move {
         if interrupts.next().await.is_some() {
-            interrupted.do_send(Quit {
+            console.do_send(Quit {
                 why: "interrupted".into(),
             });
             if interrupts.next().await.is_some() {
@@ -373,34 +393,46 @@ async fn run_chat(cli: Cli, mut io: Io, restore: Option<impl Fn() + 'static>) ->
             }
         }
     });
+}
+
+/// SIGTERM quits like menu 0.
+fn quit_on_sigterm(console: &Addr<Console>) {
     #[cfg(unix)]
     {
-        let terminate = console.clone();
+        let console = console.clone();
         actix_rt::spawn(async move {
             use tokio::signal::unix::{signal, SignalKind};
             if let Ok(mut term) = signal(SignalKind::terminate()) {
                 if term.recv().await.is_some() {
-                    terminate.do_send(Quit {
+                    console.do_send(Quit {
                         why: "terminated".into(),
                     });
                 }
             }
         });
     }
+    #[cfg(not(unix))]
+    let _ = console;
+}
 
-    // The end: the user quits, or the node gives up (its restart budget ran out).
+/// The end: the user quits (exit 0), or the node gives up, its restart budget spent (exit 3).
+async fn wait_for_the_end(
+    node: &Node,
+    quit: oneshot::Receiver<QuitReport>,
+    restore: Option<Rc<dyn Fn()>>,
+) -> ExitCode {
     let failed = {
         let node = node.clone();
         async move { node.failed().await }
     };
-    match select(quit_rx, Box::pin(failed)).await {
+    match select(quit, Box::pin(failed)).await {
         Either::Left(_) => ExitCode::SUCCESS,
         Either::Right((failure, _)) => {
             // The Registry was retired and said bye to every peer; let those byes leave
             // before the process does (bounded: the node is failing).
             let goodbyes = node.shutdown(Duration::ZERO);
             let _ = actix_rt::time::timeout(Duration::from_secs(2), goodbyes).await;
-            if let Some(restore) = restore_on_failure {
+            if let Some(restore) = restore {
                 restore();
             }
             let _ = writeln!(
@@ -417,6 +449,15 @@ async fn run_chat(cli: Cli, mut io: Io, restore: Option<impl Fn() + 'static>) ->
 enum Unanswered {
     Ended,
     Interrupted,
+}
+
+/// The exit for a start-up question left unanswered: 130 for Ctrl-C, a usage error for the
+/// end of input before `what`.
+fn unanswered(why: Unanswered, what: &str) -> ExitCode {
+    match why {
+        Unanswered::Interrupted => ExitCode::from(130),
+        Unanswered::Ended => fail(&format!("standard input ended before {what}")),
+    }
 }
 
 /// Asks until the answer is valid.
@@ -457,6 +498,12 @@ fn check_name(text: &str) -> Result<String, String> {
         return Err("The name cannot contain control characters.".into());
     }
     Ok(name.to_string())
+}
+
+fn check_port(text: &str) -> Result<u16, String> {
+    text.trim()
+        .parse::<u16>()
+        .map_err(|_| format!("'{}' is not a port number (0-65535)", visible(text.trim())))
 }
 
 fn node_config(cli: &Cli, name: String, port: u16) -> NodeConfig {

@@ -61,9 +61,6 @@
 #![warn(missing_docs)]
 
 pub mod config;
-// The Console is being reworked; its docs are its owner's to finish (every item is documented
-// today, the lint is relaxed here so that work in progress keeps the build clean).
-#[allow(missing_docs)]
 pub mod console;
 pub mod events;
 pub mod faults;

@@ -32,12 +32,12 @@ pub struct Look {
 
 impl Look {
     /// No colour at all (pipes, `NO_COLOR`, `--color never`).
-    pub fn plain() -> Look {
+    pub const fn plain() -> Look {
         Look { colour: false }
     }
 
     /// ANSI colours (a terminal, `--color always`).
-    pub fn coloured() -> Look {
+    pub const fn coloured() -> Look {
         Look { colour: true }
     }
 

@@ -1,0 +1,189 @@
+//! Applying what a line meant: each [`Command`] becomes one request to the Registry through
+//! the Console's `Node` handle ([`Console::run`]); what comes back, an [`Outcome`], is
+//! remembered where the Console needs it and printed as render.rs says.
+
+use std::future::Future;
+
+use actix::prelude::*;
+
+use super::command::{Back, Command, Parsed, Prompt};
+use super::render::{self, Outcome, Status, SHORTCUTS};
+use super::Console;
+use crate::faults::Fault;
+use crate::helpers::visible;
+use crate::peer::PeerAddr;
+use crate::supervisor::{suffer, ChildName};
+
+impl Console {
+    /// Does what one parsed line asks: run a command, ask the next question, or say why the
+    /// line was not understood.
+    pub(super) fn apply(&mut self, parsed: Parsed, ctx: &mut Context<Self>) {
+        match parsed {
+            Parsed::Run(command, back) => self.apply_command(command, back, ctx),
+            Parsed::Ask(prompt) => self.ask(prompt),
+            Parsed::Wrong(why, back) => {
+                let line = self.look.bad(why);
+                self.done(back, &line, ctx)
+            }
+            Parsed::Cancelled(why, back) => self.done(back, why, ctx),
+        }
+    }
+
+    fn apply_command(&mut self, command: Command, back: Back, ctx: &mut Context<Self>) {
+        let node = self.node.clone();
+        match command {
+            Command::Menu => self.show_menu(ctx),
+            Command::Send { to, text } => self.send(to, text, back, ctx),
+            Command::ListPeers => {
+                let listing = async move { Outcome::Peers(node.peers().await.map_err(said)) };
+                self.run(back, listing, ctx)
+            }
+            Command::ConnectAll => {
+                self.screen
+                    .print("Asking connected peers for their peers...");
+                let connecting =
+                    async move { Outcome::ConnectedAll(node.connect_all().await.map_err(said)) };
+                self.run(back, connecting, ctx)
+            }
+            Command::Connect(peer) => {
+                let connecting = async move {
+                    let result = node.connect(peer).await.map_err(said);
+                    Outcome::Connected { peer, result }
+                };
+                self.run(back, connecting, ctx)
+            }
+            Command::DisconnectAll => {
+                let disconnecting = async move {
+                    Outcome::DisconnectedAll(node.disconnect_all().await.map_err(said))
+                };
+                self.run(back, disconnecting, ctx)
+            }
+            Command::ChooseDisconnect => {
+                let listing = async move {
+                    let peers = node.peers().await.unwrap_or_default();
+                    Outcome::ToDisconnect(peers.into_iter().filter(|p| p.connected).collect())
+                };
+                self.run(back, listing, ctx)
+            }
+            Command::Disconnect(peer) => {
+                let disconnecting = async move {
+                    let result = node.disconnect(peer).await.map_err(said);
+                    Outcome::Disconnected { peer, result }
+                };
+                self.run(back, disconnecting, ctx)
+            }
+            Command::History(limit) => {
+                let history =
+                    async move { Outcome::History(node.history(limit).await.map_err(said)) };
+                self.run(back, history, ctx)
+            }
+            Command::Status => {
+                let status = self.status();
+                self.run(back, async move { Outcome::Status(status.await) }, ctx)
+            }
+            Command::Help => self.done(back, SHORTCUTS, ctx),
+            Command::Fault(fault) => self.inject(fault, back, ctx),
+            Command::Quit => self.quit("bye".into(), ctx),
+        }
+    }
+
+    /// A chat: queued by the Registry, which answers its id at once; the ack comes later as
+    /// an event.
+    fn send(&mut self, to: PeerAddr, text: String, back: Back, ctx: &mut Context<Self>) {
+        let node = self.node.clone();
+        let shown = visible(&text);
+        let sending = async move {
+            let result = node.send_chat(to, text).await.map_err(said);
+            Outcome::Sent { to, shown, result }
+        };
+        self.run(back, sending, ctx)
+    }
+
+    /// The status line above the menu on a terminal.
+    pub(super) fn ask_menu_status(&mut self, ctx: &mut Context<Self>) {
+        let status = self.status();
+        self.run(Back::Menu, async move { Outcome::Menu(status.await) }, ctx)
+    }
+
+    /// This node and its peers, for the status line.
+    fn status(&self) -> impl Future<Output = Result<Status, String>> + 'static {
+        let node = self.node.clone();
+        let name = self.node.name().to_string();
+        let addr = self.node.listen_addr();
+        async move {
+            let peers = node.peers().await.map_err(said)?;
+            Ok(Status { name, addr, peers })
+        }
+    }
+
+    /// A `!` fault: the Console's own applied here, the others sent to the node.
+    fn inject(&mut self, fault: Fault, back: Back, ctx: &mut Context<Self>) {
+        let line = self.look.warn(format!("Injecting {fault:?}"));
+        self.screen.print(&line);
+        match fault {
+            Fault::Actor(ChildName::Console, fault) => {
+                self.done(back, "", ctx);
+                suffer(self, ctx, fault);
+            }
+            fault => {
+                let node = self.node.clone();
+                let injecting =
+                    async move { Outcome::Injected(node.inject(fault).await.map_err(said)) };
+                self.run(back, injecting, ctx)
+            }
+        }
+    }
+
+    /// Runs one request to the node; input typed meanwhile waits, events still print. When
+    /// the answer comes, [`Console::finish`] prints it and the waiting input runs.
+    fn run(
+        &mut self,
+        back: Back,
+        request: impl Future<Output = Outcome> + 'static,
+        ctx: &mut Context<Self>,
+    ) {
+        self.busy = true;
+        ctx.spawn(request.into_actor(self).map(move |outcome, console, ctx| {
+            console.busy = false;
+            console.finish(outcome, back, ctx);
+            console.drain_queue(ctx);
+        }));
+    }
+
+    /// What a request brought back: remembered where it matters, printed, and then back to
+    /// the menu (or its prompt), or on to the next question.
+    fn finish(&mut self, outcome: Outcome, back: Back, ctx: &mut Context<Self>) {
+        let text = render::outcome(&outcome, &self.look, self.screen.width());
+        match outcome {
+            Outcome::Menu(status) => {
+                if self.quitting {
+                    return;
+                }
+                if status.is_ok() {
+                    self.screen.print(&text);
+                }
+                self.screen.print(&render::menu(&self.look));
+                return self.show_prompt();
+            }
+            Outcome::Sent {
+                to,
+                shown,
+                result: Ok(id),
+            } => {
+                self.sent.insert(id, (to, shown));
+            }
+            Outcome::ToDisconnect(connected) if !connected.is_empty() => {
+                self.screen.print(&text);
+                let connected = connected.iter().map(|p| p.addr).collect();
+                return self.ask(Prompt::DisconnectWhich { connected });
+            }
+            _ => {}
+        }
+        self.done(back, &text, ctx)
+    }
+}
+
+/// An error as the node words it.
+fn said(err: impl ToString) -> String {
+    err.to_string()
+}

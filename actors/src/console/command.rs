@@ -1,0 +1,550 @@
+//! What the user typed, understood: [`parse`] turns one line, read at one [`Prompt`], into a
+//! [`Command`] to run, the next question to ask, or the reason it was not understood. Pure:
+//! no actor, no node, no output; the Console applies the result (apply.rs).
+
+use std::net::IpAddr;
+
+use crate::faults::{parse_fault, Fault};
+use crate::helpers::visible;
+use crate::peer::{parse_port, PeerAddr};
+
+/// What the next input line answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Prompt {
+    /// "Choose an option": a menu number, a `/` shortcut or a `!` fault command.
+    Menu,
+    /// Menu 1, first question: the recipient's IP, or IP:PORT.
+    SendTo,
+    /// Menu 1, when only an IP was given: its port.
+    SendPort {
+        /// The IP given.
+        ip: IpAddr,
+    },
+    /// Menu 1, last question: the text to send.
+    SendText {
+        /// The recipient.
+        to: PeerAddr,
+    },
+    /// Menu 5: which connected peer to disconnect, by its number in the list shown.
+    DisconnectWhich {
+        /// The list shown, in order (number 1 is the first).
+        connected: Vec<PeerAddr>,
+    },
+}
+
+impl Prompt {
+    /// The question, as the user sees it.
+    pub fn text(&self) -> &'static str {
+        match self {
+            Prompt::Menu => "Choose an option: ",
+            Prompt::SendTo => "Recipient IP (or IP:PORT): ",
+            Prompt::SendPort { .. } => "Recipient port: ",
+            Prompt::SendText { .. } => "Message: ",
+            Prompt::DisconnectWhich { .. } => "Peer to disconnect (number or IP:PORT): ",
+        }
+    }
+}
+
+/// Where a command returns when it is done: menu choices show the menu again, shortcuts
+/// (for people who chat a lot) only the prompt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Back {
+    /// The whole menu, then its prompt.
+    Menu,
+    /// Only the menu's prompt.
+    Prompt,
+}
+
+/// Something the user asked the Console to do, addresses already checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Show the menu again (an empty line at the menu).
+    Menu,
+    /// Send a chat (menu 1, `/msg`, `/r`); the text as typed.
+    Send {
+        /// The recipient.
+        to: PeerAddr,
+        /// The text, spaces kept.
+        text: String,
+    },
+    /// List the known peers (menu 2, `/peers`).
+    ListPeers,
+    /// Ask for peers' peers and connect to all (menu 3, `/connect`).
+    ConnectAll,
+    /// Connect to one peer (`/connect IP:PORT`).
+    Connect(PeerAddr),
+    /// Disconnect from every peer (menu 4).
+    DisconnectAll,
+    /// List the connected peers and ask which one to disconnect (menu 5).
+    ChooseDisconnect,
+    /// Disconnect from one peer (menu 5's answer).
+    Disconnect(PeerAddr),
+    /// The last N messages (`/history [N]`).
+    History(usize),
+    /// Name, address, peers, messages waiting (`/status`).
+    Status,
+    /// The list of shortcuts (`/help`).
+    Help,
+    /// A fault to inject (`!crash registry`, ...; needs `--faults`).
+    Fault(Fault),
+    /// Quit (menu 0, `/quit`).
+    Quit,
+}
+
+/// What one line leads to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Parsed {
+    /// Run this command, then go back.
+    Run(Command, Back),
+    /// Ask this next: the following line answers it.
+    Ask(Prompt),
+    /// Not understood: say why (shown as an error), then go back.
+    Wrong(String, Back),
+    /// Understood, but there is nothing to do: say so, then go back.
+    Cancelled(&'static str, Back),
+}
+
+/// What the parser needs to know besides the line.
+#[derive(Debug, Clone, Default)]
+pub struct Known {
+    /// Who wrote to us last, for `/r`.
+    pub last_sender: Option<PeerAddr>,
+    /// Whether `!` fault commands are accepted (`--faults`).
+    pub faults: bool,
+}
+
+/// What `line` means as the answer to `prompt`.
+pub fn parse(prompt: Prompt, line: &str, known: &Known) -> Parsed {
+    let answer = line.trim();
+    match prompt {
+        Prompt::Menu if answer.starts_with('/') => shortcut(answer, known),
+        Prompt::Menu if answer.starts_with('!') => fault(answer, known),
+        Prompt::Menu => menu_choice(answer),
+        Prompt::SendTo => recipient(answer),
+        Prompt::SendPort { ip } => match parse_port(answer) {
+            Ok(port) => Parsed::Ask(Prompt::SendText {
+                to: PeerAddr::from_ip_port(ip, port),
+            }),
+            Err(err) => Parsed::Wrong(visible(&err.to_string()), Back::Menu),
+        },
+        Prompt::SendText { to } => {
+            // Keep the text as typed (spaces included), minus the line end.
+            let text = line.trim_end_matches(['\r', '\n']);
+            if text.trim().is_empty() {
+                return Parsed::Cancelled("Empty message, nothing sent.", Back::Menu);
+            }
+            let text = text.to_string();
+            Parsed::Run(Command::Send { to, text }, Back::Menu)
+        }
+        Prompt::DisconnectWhich { connected } => peer_to_disconnect(answer, &connected),
+    }
+}
+
+/// A line at the menu prompt that is not a shortcut.
+fn menu_choice(choice: &str) -> Parsed {
+    let command = match choice {
+        "" => Command::Menu,
+        "1" => return Parsed::Ask(Prompt::SendTo),
+        "2" => Command::ListPeers,
+        "3" => Command::ConnectAll,
+        "4" => Command::DisconnectAll,
+        "5" => Command::ChooseDisconnect,
+        "0" => Command::Quit,
+        other => {
+            let why = format!(
+                "'{}' is not a menu option: type a number from 0 to 5.",
+                visible(other)
+            );
+            return Parsed::Wrong(why, Back::Menu);
+        }
+    };
+    Parsed::Run(command, Back::Menu)
+}
+
+/// Menu 1's first answer: IP:PORT, or an IP whose port is asked next.
+fn recipient(answer: &str) -> Parsed {
+    if let Ok(to) = answer.parse::<PeerAddr>() {
+        return Parsed::Ask(Prompt::SendText { to });
+    }
+    match answer.parse::<IpAddr>() {
+        Ok(ip) => Parsed::Ask(Prompt::SendPort { ip }),
+        Err(_) => Parsed::Wrong(
+            format!(
+                "'{}' is not an IP address or IP:PORT (e.g. 127.0.0.1:9000)",
+                visible(answer)
+            ),
+            Back::Menu,
+        ),
+    }
+}
+
+/// Menu 5's answer: a number from the list shown, or an address.
+fn peer_to_disconnect(answer: &str, connected: &[PeerAddr]) -> Parsed {
+    let chosen = match answer.parse::<usize>() {
+        Ok(n) if (1..=connected.len()).contains(&n) => Some(connected[n - 1]),
+        Ok(_) => None,
+        Err(_) => answer.parse::<PeerAddr>().ok(),
+    };
+    match chosen {
+        Some(peer) => Parsed::Run(Command::Disconnect(peer), Back::Menu),
+        None => Parsed::Wrong(
+            format!(
+                "'{}' is not a number from the list or an IP:PORT.",
+                visible(answer)
+            ),
+            Back::Menu,
+        ),
+    }
+}
+
+/// A line starting with `/` at the menu prompt.
+fn shortcut(line: &str, known: &Known) -> Parsed {
+    let (name, rest) = split_word(line);
+    let usage = |why: &str| Parsed::Wrong(why.to_string(), Back::Prompt);
+    let command = match name {
+        "/msg" | "/m" => {
+            let (to, text) = split_word(rest);
+            if to.is_empty() || text.trim().is_empty() {
+                return usage("Usage: /msg IP:PORT text");
+            }
+            match to.parse::<PeerAddr>() {
+                Ok(to) => Command::Send {
+                    to,
+                    text: text.to_string(),
+                },
+                Err(err) => return usage(&visible(&err.to_string())),
+            }
+        }
+        "/r" | "/reply" => match known.last_sender {
+            None => return usage("No one has written to you yet: use /msg IP:PORT text."),
+            Some(to) if rest.trim().is_empty() => {
+                return usage(&format!("Usage: /r text (replies to {to})"))
+            }
+            Some(to) => Command::Send {
+                to,
+                text: rest.to_string(),
+            },
+        },
+        "/peers" => Command::ListPeers,
+        "/connect" if rest.is_empty() => Command::ConnectAll,
+        "/connect" => match rest.parse::<PeerAddr>() {
+            Ok(peer) => Command::Connect(peer),
+            Err(err) => return usage(&visible(&err.to_string())),
+        },
+        "/history" => match rest.trim() {
+            "" => Command::History(20),
+            n => match n.parse::<usize>() {
+                Ok(limit) => Command::History(limit),
+                Err(_) => {
+                    let why = format!("Usage: /history [N] ('{}' is not a number)", visible(n));
+                    return usage(&why);
+                }
+            },
+        },
+        "/status" => Command::Status,
+        "/help" | "/?" | "/h" => Command::Help,
+        "/quit" | "/q" | "/exit" => Command::Quit,
+        other => {
+            let why = format!(
+                "'{}' is not a shortcut: type /help for the list.",
+                visible(other)
+            );
+            return usage(&why);
+        }
+    };
+    Parsed::Run(command, Back::Prompt)
+}
+
+/// A line starting with `!` at the menu prompt: a fault to inject, if allowed.
+fn fault(line: &str, known: &Known) -> Parsed {
+    if !known.faults {
+        let why = "Fault commands (!...) need peerchat to be started with --faults.";
+        return Parsed::Wrong(why.into(), Back::Prompt);
+    }
+    match parse_fault(line.trim_start_matches('!')) {
+        Ok(fault) => Parsed::Run(Command::Fault(fault), Back::Prompt),
+        Err(why) => Parsed::Wrong(visible(&why), Back::Prompt),
+    }
+}
+
+/// The first word of `text` and the rest after the spaces that follow it (kept as typed).
+fn split_word(text: &str) -> (&str, &str) {
+    let text = text.trim_start();
+    match text.find(char::is_whitespace) {
+        Some(at) => (&text[..at], text[at..].trim_start()),
+        None => (text, ""),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::faults::ActorFault;
+    use crate::supervisor::ChildName;
+
+    fn addr(text: &str) -> PeerAddr {
+        text.parse().unwrap()
+    }
+
+    fn at_menu(line: &str) -> Parsed {
+        parse(Prompt::Menu, line, &Known::default())
+    }
+
+    fn run(command: Command, back: Back) -> Parsed {
+        Parsed::Run(command, back)
+    }
+
+    fn wrong(why: &str, back: Back) -> Parsed {
+        Parsed::Wrong(why.into(), back)
+    }
+
+    #[test]
+    fn menu_numbers_run_commands_and_come_back_to_the_menu() {
+        assert_eq!(at_menu(""), run(Command::Menu, Back::Menu));
+        assert_eq!(at_menu("  "), run(Command::Menu, Back::Menu));
+        assert_eq!(at_menu("1"), Parsed::Ask(Prompt::SendTo));
+        assert_eq!(at_menu("2"), run(Command::ListPeers, Back::Menu));
+        assert_eq!(at_menu(" 3 "), run(Command::ConnectAll, Back::Menu));
+        assert_eq!(at_menu("4"), run(Command::DisconnectAll, Back::Menu));
+        assert_eq!(at_menu("5"), run(Command::ChooseDisconnect, Back::Menu));
+        assert_eq!(at_menu("0"), run(Command::Quit, Back::Menu));
+    }
+
+    #[test]
+    fn a_wrong_menu_choice_is_explained_safely() {
+        let why = "'6' is not a menu option: type a number from 0 to 5.";
+        assert_eq!(at_menu("6"), wrong(why, Back::Menu));
+        let why = "'hello everyone' is not a menu option: type a number from 0 to 5.";
+        assert_eq!(at_menu("hello everyone"), wrong(why, Back::Menu));
+        let why = "'\\u{1b}[2J' is not a menu option: type a number from 0 to 5.";
+        assert_eq!(at_menu("\u{1b}[2J"), wrong(why, Back::Menu));
+    }
+
+    #[test]
+    fn menu_1_asks_recipient_then_port_then_text() {
+        let known = Known::default();
+        let bob = addr("127.0.0.1:9001");
+        assert_eq!(
+            parse(Prompt::SendTo, "127.0.0.1:9001", &known),
+            Parsed::Ask(Prompt::SendText { to: bob })
+        );
+        assert_eq!(
+            parse(Prompt::SendTo, "localhost:9001", &known),
+            Parsed::Ask(Prompt::SendText { to: bob })
+        );
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        assert_eq!(
+            parse(Prompt::SendTo, " 127.0.0.1 ", &known),
+            Parsed::Ask(Prompt::SendPort { ip })
+        );
+        assert_eq!(
+            parse(Prompt::SendPort { ip }, "9001", &known),
+            Parsed::Ask(Prompt::SendText { to: bob })
+        );
+        assert_eq!(
+            parse(Prompt::SendText { to: bob }, "  hi  bob  \r", &known),
+            run(
+                Command::Send {
+                    to: bob,
+                    text: "  hi  bob  ".into()
+                },
+                Back::Menu
+            )
+        );
+    }
+
+    #[test]
+    fn menu_1_wrong_answers_go_back_to_the_menu() {
+        let known = Known::default();
+        assert_eq!(
+            parse(Prompt::SendTo, "999.1.1.1", &known),
+            wrong(
+                "'999.1.1.1' is not an IP address or IP:PORT (e.g. 127.0.0.1:9000)",
+                Back::Menu
+            )
+        );
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        assert_eq!(
+            parse(Prompt::SendPort { ip }, "x", &known),
+            wrong("'x' is not a port number (1-65535)", Back::Menu)
+        );
+        assert_eq!(
+            parse(Prompt::SendPort { ip }, "0", &known),
+            wrong("port 0 is not a port a peer can listen on", Back::Menu)
+        );
+        let to = addr("127.0.0.1:9001");
+        assert_eq!(
+            parse(Prompt::SendText { to }, "   ", &known),
+            Parsed::Cancelled("Empty message, nothing sent.", Back::Menu)
+        );
+    }
+
+    #[test]
+    fn menu_5_takes_a_number_from_the_list_or_an_address() {
+        let known = Known::default();
+        let (a, b) = (addr("127.0.0.1:9001"), addr("127.0.0.1:9002"));
+        let which = || Prompt::DisconnectWhich {
+            connected: vec![a, b],
+        };
+        assert_eq!(
+            parse(which(), "2", &known),
+            run(Command::Disconnect(b), Back::Menu)
+        );
+        assert_eq!(
+            parse(which(), "127.0.0.1:9001", &known),
+            run(Command::Disconnect(a), Back::Menu)
+        );
+        // An address not in the list is the Registry's to refuse.
+        let c = addr("127.0.0.1:9003");
+        assert_eq!(
+            parse(which(), "127.0.0.1:9003", &known),
+            run(Command::Disconnect(c), Back::Menu)
+        );
+        for bad in ["0", "3", "", "bob"] {
+            let why = format!("'{bad}' is not a number from the list or an IP:PORT.");
+            assert_eq!(parse(which(), bad, &known), wrong(&why, Back::Menu));
+        }
+    }
+
+    #[test]
+    fn every_shortcut_runs_its_command_and_comes_back_to_the_prompt() {
+        let bob = addr("127.0.0.1:9001");
+        let send = |text: &str| Command::Send {
+            to: bob,
+            text: text.into(),
+        };
+        let cases = [
+            ("/msg 127.0.0.1:9001  hi  there", send("hi  there")),
+            ("/m 127.0.0.1:9001 hi", send("hi")),
+            ("/msg 127.0.0.1:9001 /quit", send("/quit")),
+            ("/peers", Command::ListPeers),
+            ("/connect", Command::ConnectAll),
+            ("/connect 127.0.0.1:9001", Command::Connect(bob)),
+            ("/history", Command::History(20)),
+            ("/history 5", Command::History(5)),
+            ("/status", Command::Status),
+            ("/help", Command::Help),
+            ("/?", Command::Help),
+            ("/h", Command::Help),
+            ("/quit", Command::Quit),
+            ("/q", Command::Quit),
+            ("/exit", Command::Quit),
+        ];
+        for (line, command) in cases {
+            assert_eq!(at_menu(line), run(command, Back::Prompt), "{line}");
+        }
+    }
+
+    #[test]
+    fn reply_goes_to_whoever_wrote_last() {
+        let alice = addr("127.0.0.1:9000");
+        let known = Known {
+            last_sender: Some(alice),
+            faults: false,
+        };
+        let reply = Command::Send {
+            to: alice,
+            text: "hi  alice".into(),
+        };
+        assert_eq!(
+            parse(Prompt::Menu, "/r hi  alice", &known),
+            run(reply.clone(), Back::Prompt)
+        );
+        assert_eq!(
+            parse(Prompt::Menu, "/reply hi  alice", &known),
+            run(reply, Back::Prompt)
+        );
+        assert_eq!(
+            parse(Prompt::Menu, "/r", &known),
+            wrong("Usage: /r text (replies to 127.0.0.1:9000)", Back::Prompt)
+        );
+        assert_eq!(
+            at_menu("/r hi"),
+            wrong(
+                "No one has written to you yet: use /msg IP:PORT text.",
+                Back::Prompt
+            )
+        );
+    }
+
+    #[test]
+    fn wrong_shortcuts_are_explained() {
+        let cases = [
+            (
+                "/bogus",
+                "'/bogus' is not a shortcut: type /help for the list.",
+            ),
+            (
+                "/\u{1b}[2J",
+                "'/\\u{1b}[2J' is not a shortcut: type /help for the list.",
+            ),
+            ("/msg", "Usage: /msg IP:PORT text"),
+            ("/msg 127.0.0.1:9001", "Usage: /msg IP:PORT text"),
+            (
+                "/msg nowhere hi",
+                "'nowhere' is not an address of the form IP:PORT (e.g. 127.0.0.1:9000)",
+            ),
+            (
+                "/connect x",
+                "'x' is not an address of the form IP:PORT (e.g. 127.0.0.1:9000)",
+            ),
+            ("/history x", "Usage: /history [N] ('x' is not a number)"),
+            ("/history -1", "Usage: /history [N] ('-1' is not a number)"),
+        ];
+        for (line, why) in cases {
+            assert_eq!(at_menu(line), wrong(why, Back::Prompt), "{line}");
+        }
+    }
+
+    #[test]
+    fn faults_need_the_flag_and_a_known_fault() {
+        assert_eq!(
+            at_menu("!crash registry"),
+            wrong(
+                "Fault commands (!...) need peerchat to be started with --faults.",
+                Back::Prompt
+            )
+        );
+        let known = Known {
+            last_sender: None,
+            faults: true,
+        };
+        assert_eq!(
+            parse(Prompt::Menu, "!crash registry", &known),
+            run(
+                Command::Fault(Fault::Actor(ChildName::Registry, ActorFault::Crash)),
+                Back::Prompt
+            )
+        );
+        assert_eq!(
+            parse(Prompt::Menu, "!stall listener 2s", &known),
+            run(
+                Command::Fault(Fault::Actor(
+                    ChildName::Listener,
+                    ActorFault::Stall(Duration::from_secs(2))
+                )),
+                Back::Prompt
+            )
+        );
+        assert!(matches!(
+            parse(Prompt::Menu, "!bogus", &known),
+            Parsed::Wrong(_, Back::Prompt)
+        ));
+    }
+
+    #[test]
+    fn shortcuts_split_into_command_and_text_as_typed() {
+        assert_eq!(
+            split_word("/msg 1.2.3.4:5  hi  there "),
+            ("/msg", "1.2.3.4:5  hi  there ")
+        );
+        assert_eq!(
+            split_word("1.2.3.4:5  hi  there "),
+            ("1.2.3.4:5", "hi  there ")
+        );
+        assert_eq!(split_word("/peers"), ("/peers", ""));
+        assert_eq!(split_word(""), ("", ""));
+    }
+}

@@ -1,0 +1,370 @@
+//! What the Console prints, as text: the menu, node events, listings and what each command
+//! brought back ([`Outcome`]). Pure: everything it needs comes in as arguments, every text
+//! from a peer goes through `visible`, and colour comes from the [`Look`].
+
+use std::net::SocketAddr;
+
+use super::look::{wrap, Look};
+use crate::events::{NodeEvent, SupervisionStep};
+use crate::helpers::visible;
+use crate::peer::{MessageId, PeerAddr, PeerInfo};
+use crate::store::HistoryEntry;
+use crate::{ConnectAllReport, ConnectOutcome};
+
+/// The standard menu, printed as it is.
+pub const MENU: &str = "\
+***** Menu *****
+1. Send message
+2. Query active peers
+3. Connect to active peers
+4. Disconnect from all peers
+5. Disconnect from a peer
+0. Quit";
+
+/// What `/help` prints.
+pub const SHORTCUTS: &str = "\
+Shortcuts (type them at \"Choose an option:\"):
+  /msg IP:PORT text    send text to a peer (also /m)
+  /r text              reply to the peer who wrote to you last
+  /peers               list known peers, like 2
+  /connect [IP:PORT]   connect to one peer, or to all known peers like 3
+  /status              your name and address, connected peers, messages waiting
+  /history [N]         the last N messages shown or delivered (default 20)
+  /help                this list
+  /quit                quit, like 0 (also /q)";
+
+/// What one command's trip to the node brought back. Errors are the node's own words.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The peers, for the status line above the menu on a terminal.
+    Menu(Result<Status, String>),
+    /// A chat was queued (or not).
+    Sent {
+        /// The recipient.
+        to: PeerAddr,
+        /// The text, made `visible`.
+        shown: String,
+        /// Its id, to match the ack later.
+        result: Result<MessageId, String>,
+    },
+    /// Every known peer (menu 2, `/peers`).
+    Peers(Result<Vec<PeerInfo>, String>),
+    /// Menu 3, `/connect`.
+    ConnectedAll(Result<ConnectAllReport, String>),
+    /// `/connect IP:PORT`.
+    Connected {
+        /// The peer.
+        peer: PeerAddr,
+        /// How it went.
+        result: Result<ConnectOutcome, String>,
+    },
+    /// Menu 4: how many peers were disconnected.
+    DisconnectedAll(Result<usize, String>),
+    /// Menu 5's list: the connected peers, to choose one from.
+    ToDisconnect(Vec<PeerInfo>),
+    /// Menu 5's answer.
+    Disconnected {
+        /// The peer.
+        peer: PeerAddr,
+        /// How it went.
+        result: Result<(), String>,
+    },
+    /// `/history`, oldest first.
+    History(Result<Vec<HistoryEntry>, String>),
+    /// `/status`.
+    Status(Result<Status, String>),
+    /// A `!` fault was injected (or not).
+    Injected(Result<(), String>),
+}
+
+/// Who and where this node is, and its peers: the status line.
+#[derive(Debug, Clone)]
+pub struct Status {
+    /// This node's name.
+    pub name: String,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its known peers.
+    pub peers: Vec<PeerInfo>,
+}
+
+/// What an outcome says to the user, wrapped to `width` where it holds a typed text.
+pub fn outcome(outcome: &Outcome, look: &Look, width: Option<usize>) -> String {
+    match outcome {
+        Outcome::Menu(status) => status
+            .as_ref()
+            .map(|status| status_line(status, look))
+            .unwrap_or_default(),
+        Outcome::Sent { to, shown, result } => match result {
+            Ok(_) => wrap(&format!("Sending to {}: {shown}", look.addr(to)), width),
+            Err(err) => look.bad(format!("Cannot send to {to}: {}.", visible(err))),
+        },
+        Outcome::Peers(peers) => match peers {
+            Ok(peers) => peer_listing(peers, false, look),
+            Err(err) => look.bad(err),
+        },
+        Outcome::ConnectedAll(report) => match report {
+            Ok(report) => connect_all_listing(report, look),
+            Err(err) => look.bad(err),
+        },
+        Outcome::Connected { peer, result } => match result {
+            Ok(ConnectOutcome::Connected) => {
+                format!("{} {}.", look.good("Connected to"), look.addr(peer))
+            }
+            Ok(ConnectOutcome::AlreadyConnected) => {
+                format!("Already connected to {}.", look.addr(peer))
+            }
+            Err(err) => look.bad(format!("Cannot connect to {peer}: {}.", visible(err))),
+        },
+        Outcome::DisconnectedAll(count) => match count {
+            Ok(0) => "Not connected to any peer.".to_string(),
+            Ok(n) => format!("{} {n} peer(s).", look.warn("Disconnected from")),
+            Err(err) => look.bad(err),
+        },
+        Outcome::ToDisconnect(connected) if connected.is_empty() => {
+            "Not connected to any peer.".to_string()
+        }
+        Outcome::ToDisconnect(connected) => peer_listing(connected, true, look),
+        Outcome::Disconnected { peer, result } => match result {
+            Ok(()) => format!("{} {}.", look.warn("Disconnected from"), look.addr(peer)),
+            Err(err) => look.bad(format!("{}.", visible(err))),
+        },
+        Outcome::History(history) => match history {
+            Ok(entries) if entries.is_empty() => "No messages yet.".into(),
+            Ok(entries) => history_listing(entries, look),
+            Err(err) => look.bad(err),
+        },
+        Outcome::Status(status) => match status {
+            Ok(status) => status_line(status, look),
+            Err(err) => look.bad(err),
+        },
+        Outcome::Injected(result) => match result {
+            Ok(()) => "Injected.".to_string(),
+            Err(err) => look.bad(format!("Cannot inject: {err}")),
+        },
+    }
+}
+
+/// The menu on a terminal: its title in bold.
+pub fn menu(look: &Look) -> String {
+    match MENU.split_once('\n') {
+        Some((title, items)) => format!("{}\n{items}", look.heading(title)),
+        None => MENU.to_string(),
+    }
+}
+
+/// One line for an event, stamped with the wall-clock `time` (`HH:MM:SS`).
+pub fn event(event: &NodeEvent, look: &Look, time: &str) -> String {
+    let time = look.dim(format!("[{time}]"));
+    let who = |name: &str, addr: &PeerAddr| {
+        format!("{} ({})", look.name(&visible(name)), look.addr(addr))
+    };
+    match event {
+        NodeEvent::ChatReceived {
+            from, name, text, ..
+        } => format!("{time} {}: {}", who(name, from), visible(text)),
+        NodeEvent::Delivered { to, text, .. } => {
+            let what = look.good("delivered");
+            format!("{time} {what} to {}: {}", look.addr(to), visible(text))
+        }
+        NodeEvent::DeliveryDelayed {
+            to,
+            waiting,
+            reason,
+            retry_in,
+        } => format!(
+            "{time} {} {} ({}): {waiting} message(s) waiting, retrying in {:.1}s",
+            look.addr(to),
+            look.bad("unreachable"),
+            visible(reason),
+            retry_in.as_secs_f64()
+        ),
+        NodeEvent::DeliveryFailed {
+            to, text, reason, ..
+        } => format!(
+            "{time} {} to {} ({}): {}",
+            look.bad("failed to deliver"),
+            look.addr(to),
+            visible(text),
+            visible(reason)
+        ),
+        NodeEvent::PeerConnected { peer, name, .. } => {
+            format!("{time} {} {}", look.good("connected to"), who(name, peer))
+        }
+        NodeEvent::PeerDisconnected { peer, name, reason } => format!(
+            "{time} {} {}: {}",
+            look.warn("disconnected from"),
+            who(name, peer),
+            visible(reason)
+        ),
+        NodeEvent::PeerDiscovered { peer, name } => {
+            format!("{time} learned of peer {}", who(name, peer))
+        }
+        NodeEvent::ConnectionRefused { remote, reason } => format!(
+            "{time} {} from {}: {}",
+            look.warn("refused a connection"),
+            look.addr(remote),
+            visible(reason)
+        ),
+        NodeEvent::Supervision { actor, step } => {
+            format!("{time} supervisor: {actor} {}", supervision_text(step))
+        }
+    }
+}
+
+fn supervision_text(step: &SupervisionStep) -> String {
+    match step {
+        SupervisionStep::Failed { reason } => format!("failed: {}", visible(reason)),
+        SupervisionStep::Restarting { restarts_in_window } => {
+            format!("restarting (restart {restarts_in_window} in the current window)")
+        }
+        SupervisionStep::Restarted => "restarted".into(),
+        SupervisionStep::Escalated { reason } => {
+            format!("failed too often, node gives up: {}", visible(reason))
+        }
+    }
+}
+
+/// One line: who and where we are, how many peers are connected, how many of our messages
+/// wait for an ack.
+pub fn status_line(status: &Status, look: &Look) -> String {
+    let peers = &status.peers;
+    let connected = peers.iter().filter(|p| p.connected).count();
+    let waiting: usize = peers.iter().map(|p| p.waiting).sum();
+    format!(
+        "{} {} at {} | connected peers: {} ({} known) | messages waiting: {}",
+        look.heading("Status:"),
+        look.name(&visible(&status.name)),
+        look.addr(status.addr),
+        if connected > 0 {
+            look.good(connected)
+        } else {
+            look.warn(connected)
+        },
+        peers.len(),
+        if waiting > 0 {
+            look.warn(waiting)
+        } else {
+            waiting.to_string()
+        },
+    )
+}
+
+/// Menu 2 and `/peers` (every known peer), or menu 5's list (`connected_only`).
+fn peer_listing(peers: &[PeerInfo], connected_only: bool, look: &Look) -> String {
+    if peers.is_empty() {
+        return "No known peers yet.".into();
+    }
+    let mut text = String::from(if connected_only {
+        "Connected peers:"
+    } else {
+        "Known peers:"
+    });
+    for (n, peer) in peers.iter().enumerate() {
+        let name = match peer.name.as_deref() {
+            Some(name) => look.name(&visible(name)),
+            None => "?".into(),
+        };
+        let state = if peer.connected {
+            look.good("connected")
+        } else {
+            look.warn("not connected")
+        };
+        let waiting = match peer.waiting {
+            0 => String::new(),
+            n => format!(", {n} message(s) waiting"),
+        };
+        text.push_str(&format!(
+            "\n  {}. {}  {name}  {state}{waiting}",
+            n + 1,
+            look.addr(peer.addr),
+        ));
+    }
+    text
+}
+
+fn connect_all_listing(report: &ConnectAllReport, look: &Look) -> String {
+    if report.attempts.is_empty() && report.already_connected.is_empty() {
+        return "No known peers to connect to.".into();
+    }
+    let mut lines = Vec::new();
+    for (peer, result) in &report.attempts {
+        let peer = look.addr(peer);
+        lines.push(match result {
+            Ok(ConnectOutcome::Connected) => format!("  {peer}: {}", look.good("connected")),
+            Ok(ConnectOutcome::AlreadyConnected) => format!("  {peer}: already connected"),
+            Err(err) => format!(
+                "  {peer}: {}",
+                look.bad(format!("failed: {}", visible(&err.to_string())))
+            ),
+        });
+    }
+    for peer in &report.already_connected {
+        lines.push(format!("  {}: already connected", look.addr(peer)));
+    }
+    format!("Connect to active peers:\n{}", lines.join("\n"))
+}
+
+/// `/history`: one line per message, oldest first, in local time.
+fn history_listing(entries: &[HistoryEntry], look: &Look) -> String {
+    let time = |at_ms: u64| {
+        chrono::DateTime::from_timestamp_millis(at_ms as i64)
+            .map(|t| {
+                t.with_timezone(&chrono::Local)
+                    .format("%Y-%m-%d %H:%M:%S")
+                    .to_string()
+            })
+            .unwrap_or_default()
+    };
+    let lines: Vec<String> = entries
+        .iter()
+        .map(|entry| match entry {
+            HistoryEntry::In {
+                at_ms,
+                from,
+                name,
+                text,
+                ..
+            } => format!(
+                "  {} {} ({}): {}",
+                look.dim(time(*at_ms)),
+                look.name(&visible(name)),
+                from,
+                visible(text)
+            ),
+            HistoryEntry::Out {
+                at_ms, to, text, ..
+            } => format!(
+                "  {} you to {}: {}",
+                look.dim(time(*at_ms)),
+                to,
+                visible(text)
+            ),
+        })
+        .collect();
+    format!("History:\n{}", lines.join("\n"))
+}
+
+/// The first line of quitting: why, and how many messages still wait for an ack.
+pub fn quitting(why: &str, waiting: usize) -> String {
+    if waiting > 0 {
+        format!("Quitting ({why}): waiting for {waiting} message(s) to be acknowledged...")
+    } else {
+        format!("Quitting ({why})...")
+    }
+}
+
+/// The warning after quitting with messages not delivered, if any were left.
+pub fn undelivered(undelivered: usize, kept: bool, look: &Look) -> Option<String> {
+    match (undelivered, kept) {
+        (0, _) => None,
+        (n, true) => Some(look.bad(format!(
+            "Warning: {n} message(s) not delivered yet; they are kept in the data directory \
+             and sent at the next start."
+        ))),
+        (n, false) => Some(look.bad(format!("Warning: {n} message(s) were not delivered."))),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,146 @@
+//! The Console's device: a [`Screen`] to print to and ask on (the plain line protocol here,
+//! the binary's line editor on a terminal) and standard input as a stream of lines.
+
+use std::io::{self, BufRead, Write};
+use std::pin::Pin;
+
+use futures::channel::mpsc;
+use futures::Stream;
+
+use super::InputLine;
+
+/// The user's lines, as the Console receives them.
+pub type InputStream = Pin<Box<dyn Stream<Item = InputLine>>>;
+
+/// The Console's output. The Console decides what to print and when it is ready for the next
+/// line; a Screen decides how that looks on its device.
+pub trait Screen {
+    /// Prints `text` (one line, or several joined by `\n`) above the line being typed.
+    fn print(&mut self, text: &str);
+    /// The Console is ready for the next input line, the answer to `prompt`. Called again
+    /// after each print while the same question is open.
+    fn prompt(&mut self, prompt: &str);
+    /// A line arrived: the open question is answered.
+    fn answered(&mut self);
+    /// The Console is quitting: no more questions; what is printed now ends the session.
+    fn close(&mut self) {}
+    /// Columns to wrap long lines at; `None` keeps every line whole, for scripts.
+    fn width(&self) -> Option<usize> {
+        None
+    }
+    /// A person at a terminal: the status line comes with the menu.
+    fn interactive(&self) -> bool {
+        false
+    }
+}
+
+/// The plain line protocol for pipes and scripts: every prompt is written as text, and a
+/// line printed while a prompt is open starts on a line of its own.
+pub struct PlainScreen {
+    out: Box<dyn Write>,
+    /// A prompt is out without its line end: the next print must end that line first.
+    prompt_open: bool,
+}
+
+impl PlainScreen {
+    /// A plain screen writing to `out` (stdout in the binary).
+    pub fn new(out: Box<dyn Write>) -> PlainScreen {
+        PlainScreen {
+            out,
+            prompt_open: false,
+        }
+    }
+}
+
+impl Screen for PlainScreen {
+    fn print(&mut self, text: &str) {
+        if self.prompt_open {
+            let _ = writeln!(self.out);
+            self.prompt_open = false;
+        }
+        let _ = writeln!(self.out, "{text}");
+        let _ = self.out.flush();
+    }
+
+    fn prompt(&mut self, prompt: &str) {
+        let _ = write!(self.out, "{prompt}");
+        let _ = self.out.flush();
+        self.prompt_open = true;
+    }
+
+    fn answered(&mut self) {
+        // The user's Enter ended the prompt's line.
+        self.prompt_open = false;
+    }
+}
+
+/// Standard input as a stream of lines, read on a thread of its own (reading a terminal
+/// blocks). Invalid UTF-8 is replaced, not fatal. The stream ends at end of input.
+pub fn stdin_lines() -> mpsc::UnboundedReceiver<InputLine> {
+    let (tx, rx) = mpsc::unbounded();
+    let spawned = std::thread::Builder::new()
+        .name("stdin".into())
+        .spawn(move || {
+            let stdin = io::stdin();
+            let mut reader = stdin.lock();
+            let mut buf = Vec::new();
+            loop {
+                buf.clear();
+                match reader.read_until(b'\n', &mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        while matches!(buf.last(), Some(b'\n' | b'\r')) {
+                            buf.pop();
+                        }
+                        let line = String::from_utf8_lossy(&buf).into_owned();
+                        if tx.unbounded_send(InputLine(line)).is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+    if let Err(err) = spawned {
+        tracing::error!("cannot read standard input: {err}");
+    }
+    rx
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    use super::*;
+
+    /// A writer the test can read back.
+    #[derive(Clone, Default)]
+    struct Shared(Rc<RefCell<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.borrow_mut().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_line_printed_under_an_open_prompt_starts_a_line_of_its_own() {
+        let out = Shared::default();
+        let mut screen = PlainScreen::new(Box::new(out.clone()));
+        screen.prompt("Choose an option: ");
+        screen.print("[10:00:00] bob (127.0.0.1:9): hi");
+        screen.prompt("Choose an option: ");
+        screen.answered();
+        screen.print("Known peers:");
+        let text = String::from_utf8(out.0.borrow().clone()).unwrap();
+        assert_eq!(
+            text,
+            "Choose an option: \n[10:00:00] bob (127.0.0.1:9): hi\n\
+             Choose an option: Known peers:\n"
+        );
+    }
+}
