@@ -19,13 +19,13 @@ use futures::channel::{mpsc, oneshot};
 use futures::future::{select, Either};
 use futures::StreamExt;
 
+use peerchat_actors::config::RestartPolicy;
 use peerchat_actors::config::RetryPolicy;
 use peerchat_actors::console::{
     stdin_lines, Console, InputLine, Look, Notice, PlainScreen, Quit, QuitReport, Screen,
 };
 use peerchat_actors::faults::parse_duration;
 use peerchat_actors::helpers::visible;
-use peerchat_actors::supervisor::RestartPolicy;
 use peerchat_actors::trace::{self, Role};
 use peerchat_actors::{Node, NodeConfig, NodeEvent, PeerAddr, Timeouts};
 

@@ -9,9 +9,9 @@ use std::time::Duration;
 use common::process::Peerchat;
 use common::*;
 use futures::{SinkExt, StreamExt};
+use peerchat_actors::child::ChildName;
 use peerchat_actors::events::SupervisionStep;
 use peerchat_actors::faults::{ActorFault, Fault};
-use peerchat_actors::supervisor::ChildName;
 use peerchat_actors::wire::{encode_frame, Frame};
 use peerchat_actors::NodeEvent;
 

@@ -7,9 +7,10 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use common::*;
+use peerchat_actors::child::ChildName;
+use peerchat_actors::config::RestartPolicy;
 use peerchat_actors::events::SupervisionStep;
 use peerchat_actors::faults::{ActorFault, ConnectionFault, Fault};
-use peerchat_actors::supervisor::{ChildName, RestartPolicy};
 use peerchat_actors::{EventStream, Node, NodeConfig, NodeEvent, PeerAddr};
 
 async fn restarted(events: &mut EventStream, actor: ChildName) {

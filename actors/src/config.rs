@@ -4,8 +4,6 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::supervisor::RestartPolicy;
-
 /// Everything [`crate::Node::start`] needs. `NodeConfig::local("alice")` is a node on
 /// 127.0.0.1 with a free port and the default timeouts, the usual start for a test.
 #[derive(Debug, Clone)]
@@ -112,6 +110,24 @@ impl Default for RetryPolicy {
             first_backoff: Duration::from_millis(250),
             max_backoff: Duration::from_secs(10),
             give_up_after: Duration::from_secs(120),
+        }
+    }
+}
+
+/// Restart intensity: more than `max_restarts` within `window` escalates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RestartPolicy {
+    /// Restarts allowed within `window`.
+    pub max_restarts: usize,
+    /// The window restarts are counted in.
+    pub window: Duration,
+}
+
+impl Default for RestartPolicy {
+    fn default() -> Self {
+        RestartPolicy {
+            max_restarts: 10,
+            window: Duration::from_secs(10),
         }
     }
 }

@@ -14,11 +14,13 @@ use actix::prelude::*;
 use futures::channel::oneshot;
 use futures::StreamExt;
 
+use crate::child::ChildName;
 use crate::events::NodeEvent;
+use crate::guarded_handler;
 use crate::node::Node;
 use crate::peer::{MessageId, PeerAddr};
-use crate::supervisor::{guarded, ChildFailed, ChildName, ChildRestarted, SupervisedChild};
-use crate::trace::{tell, Role, Traced};
+use crate::supervision::{SupervisedChild, SupervisorLink};
+use crate::trace::{Role, Traced};
 use command::{parse, Back, Known, Prompt};
 
 pub use look::{wrap, Look};
@@ -35,6 +37,8 @@ pub struct QuitReport {
 /// The Console actor (see the module docs).
 pub struct Console {
     node: Node,
+    /// Where its failures and restarts are reported (the node's supervisor).
+    supervisor: SupervisorLink,
     /// Why the current incarnation failed, until `restarting` reports it.
     failure: Option<String>,
     /// How many times this Console has been restarted.
@@ -69,6 +73,7 @@ impl Console {
         Console {
             // Its requests show as "Console → Registry" in the trace.
             node: node.acting_as(Role::Console),
+            supervisor: SupervisorLink::to(&node.supervisor()),
             failure: None,
             incarnation: 0,
             screen,
@@ -204,14 +209,7 @@ impl Actor for Console {
                 });
             }
         } else {
-            let supervisor = self.node.supervisor();
-            tell(
-                Role::Console,
-                &supervisor,
-                ChildRestarted {
-                    child: ChildName::Console,
-                },
-            );
+            self.report_restart();
         }
         if !self.quitting {
             self.show_menu(ctx);
@@ -225,16 +223,7 @@ impl Actor for Console {
 impl Supervised for Console {
     fn restarting(&mut self, _: &mut Context<Self>) {
         self.incarnation += 1;
-        let reason = self.failure.take().unwrap_or_else(|| "stopped".to_string());
-        let supervisor = self.node.supervisor();
-        tell(
-            Role::Console,
-            &supervisor,
-            ChildFailed {
-                child: ChildName::Console,
-                reason,
-            },
-        );
+        self.report_failure();
         self.prompt = Prompt::Menu;
         self.busy = false;
     }
@@ -245,6 +234,10 @@ impl SupervisedChild for Console {
 
     fn failure(&mut self) -> &mut Option<String> {
         &mut self.failure
+    }
+
+    fn supervisor(&self) -> &SupervisorLink {
+        &self.supervisor
     }
 }
 
@@ -259,18 +252,8 @@ impl Traced for Console {
 #[rtype(result = "()")]
 pub struct InputLine(pub String);
 
-impl Handler<InputLine> for Console {
-    type Result = ();
-
-    fn handle(&mut self, line: InputLine, ctx: &mut Context<Self>) {
-        guarded(
-            self,
-            ctx,
-            || (),
-            |console, ctx| console.on_line(line.0, ctx),
-        )
-    }
-}
+guarded_handler!(Console, InputLine, |console, line, ctx| console
+    .on_line(line.0, ctx));
 
 impl Console {
     /// One line typed: understood at the open question, then applied. Lines typed while a
@@ -295,32 +278,21 @@ impl Console {
 #[rtype(result = "()")]
 pub struct InputEnded;
 
-impl Handler<InputEnded> for Console {
-    type Result = ();
+// End of input quits, once the commands already typed have run.
+guarded_handler!(Console, InputEnded, |console, _, ctx| console
+    .input_ended(ctx));
 
-    fn handle(&mut self, _: InputEnded, ctx: &mut Context<Self>) {
-        guarded(
-            self,
-            ctx,
-            || (),
-            |console, ctx| {
-                // End of input quits, once the commands already typed have run.
-                console.input_open = false;
-                if !console.busy {
-                    console.drain_queue(ctx);
-                }
-            },
-        )
+impl Console {
+    fn input_ended(&mut self, ctx: &mut Context<Self>) {
+        self.input_open = false;
+        if !self.busy {
+            self.drain_queue(ctx);
+        }
     }
 }
 
-impl Handler<NodeEvent> for Console {
-    type Result = ();
-
-    fn handle(&mut self, event: NodeEvent, ctx: &mut Context<Self>) {
-        guarded(self, ctx, || (), |console, _| console.on_event(event))
-    }
-}
+guarded_handler!(Console, NodeEvent, |console, event, _| console
+    .on_event(event));
 
 impl Console {
     /// An event: remembered where it answers something (who wrote last, which chat an ack
@@ -344,13 +316,7 @@ impl Console {
 #[rtype(result = "()")]
 pub struct Notice(pub String);
 
-impl Handler<Notice> for Console {
-    type Result = ();
-
-    fn handle(&mut self, msg: Notice, _: &mut Context<Self>) {
-        self.say_long(&msg.0);
-    }
-}
+guarded_handler!(Console, Notice, |console, msg, _| console.say_long(&msg.0));
 
 /// Quit as if the user chose 0 (Ctrl-C, SIGTERM).
 #[derive(Message, Debug)]
@@ -360,10 +326,5 @@ pub struct Quit {
     pub why: String,
 }
 
-impl Handler<Quit> for Console {
-    type Result = ();
-
-    fn handle(&mut self, msg: Quit, ctx: &mut Context<Self>) {
-        self.quit(msg.why, ctx);
-    }
-}
+guarded_handler!(Console, Quit, |console, msg, ctx| console
+    .quit(msg.why, ctx));

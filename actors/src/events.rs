@@ -9,8 +9,8 @@ use std::time::Duration;
 use futures::channel::mpsc;
 use futures::{Stream, StreamExt};
 
+use crate::child::ChildName;
 use crate::peer::{MessageId, PeerAddr};
-use crate::supervisor::ChildName;
 
 /// One thing that happened on a node. The Registry sends these to every subscriber.
 #[derive(Debug, Clone, PartialEq, Eq)]

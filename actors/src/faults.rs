@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
+use crate::child::ChildName;
 use crate::peer::PeerAddr;
-use crate::supervisor::ChildName;
 
 /// A fault for one actor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -60,6 +60,7 @@
 
 #![warn(missing_docs)]
 
+pub mod child;
 pub mod config;
 pub mod console;
 pub mod events;
@@ -71,6 +72,7 @@ pub mod peer;
 pub mod registry;
 pub mod session;
 pub mod store;
+pub mod supervision;
 pub mod supervisor;
 pub mod trace;
 pub mod wire;

@@ -9,13 +9,12 @@ use std::time::Duration;
 use actix::prelude::*;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
+use crate::child::ChildName;
 use crate::faults::Inject;
-use crate::registry::Retire;
+use crate::guarded_handler;
 use crate::session::{Direction, Session, SessionTemplate};
-use crate::supervisor::{
-    guarded, suffer, ChildFailed, ChildName, ChildRestarted, NodeSupervisor, SupervisedChild,
-};
-use crate::trace::{tell, Role, Traced};
+use crate::supervision::{guarded, suffer, Retire, SupervisedChild, SupervisorLink};
+use crate::trace::{Role, Traced};
 
 /// How long to wait before trying again when the port cannot be bound after a restart.
 const REBIND_PAUSE: Duration = Duration::from_millis(100);
@@ -25,7 +24,7 @@ pub struct Listener {
     socket: Option<TcpListener>,
     local_addr: SocketAddr,
     template: SessionTemplate,
-    supervisor: Addr<NodeSupervisor>,
+    supervisor: SupervisorLink,
     failure: Option<String>,
     incarnation: u32,
     /// The port is closed for good (node failed, or the ListenerGone fault).
@@ -52,7 +51,7 @@ impl Listener {
     pub fn new(
         socket: TcpListener,
         template: SessionTemplate,
-        supervisor: Addr<NodeSupervisor>,
+        supervisor: SupervisorLink,
     ) -> io::Result<Self> {
         let local_addr = socket.local_addr()?;
         Ok(Listener {
@@ -80,13 +79,7 @@ impl Listener {
         match bind(self.local_addr) {
             Ok(socket) => {
                 self.accept_from(socket, ctx);
-                tell(
-                    Role::Listener,
-                    &self.supervisor,
-                    ChildRestarted {
-                        child: ChildName::Listener,
-                    },
-                );
+                self.report_restart();
             }
             Err(err) => {
                 tracing::warn!("cannot bind {} again: {err}; retrying", self.local_addr);
@@ -113,16 +106,9 @@ impl Actor for Listener {
 impl Supervised for Listener {
     fn restarting(&mut self, _: &mut Context<Self>) {
         self.incarnation += 1;
-        let reason = self.failure.take().unwrap_or_else(|| "stopped".to_string());
+        // Retiring stops the Listener on purpose: not a failure to report.
         if !self.retired {
-            tell(
-                Role::Listener,
-                &self.supervisor,
-                ChildFailed {
-                    child: ChildName::Listener,
-                    reason,
-                },
-            );
+            self.report_failure();
         }
     }
 }
@@ -136,6 +122,10 @@ impl SupervisedChild for Listener {
 
     fn failure(&mut self) -> &mut Option<String> {
         &mut self.failure
+    }
+
+    fn supervisor(&self) -> &SupervisorLink {
+        &self.supervisor
     }
 }
 
@@ -167,23 +157,18 @@ impl StreamHandler<io::Result<(TcpStream, SocketAddr)>> for Listener {
     }
 }
 
-impl Handler<Inject> for Listener {
-    type Result = ();
+guarded_handler!(Listener, Inject, |act, msg, ctx| suffer(act, ctx, msg.0));
 
-    fn handle(&mut self, msg: Inject, ctx: &mut Context<Self>) {
-        guarded(self, ctx, || (), |act, ctx| suffer(act, ctx, msg.0))
-    }
-}
+// `Retire` closes the port for good: node shutdown, node failure, or the ListenerGone fault.
+guarded_handler!(Listener, Retire, |act, msg, ctx| act
+    .retire(&msg.reason, ctx));
 
-/// Closes the port for good: node shutdown, node failure, or the ListenerGone fault.
-impl Handler<Retire> for Listener {
-    type Result = ();
-
-    fn handle(&mut self, msg: Retire, ctx: &mut Context<Self>) {
-        tracing::info!("closing {}: {}", self.local_addr, msg.reason);
+impl Listener {
+    fn retire(&mut self, reason: &str, ctx: &mut Context<Self>) {
+        tracing::info!("closing {}: {reason}", self.local_addr);
         self.retired = true;
         // Stopping drops the accept stream and with it the socket; the restart that follows
-        // finds `retired` and binds nothing.
+        // finds `retired`, reports no failure and binds nothing.
         ctx.stop();
     }
 }

@@ -12,6 +12,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use futures::channel::{mpsc, oneshot};
 
+use crate::child::ChildName;
 use crate::config::{LocalIdentity, NodeConfig};
 use crate::events::EventStream;
 use crate::events::NodeEvent;
@@ -21,12 +22,14 @@ use crate::peer::{MessageId, NodeId, PeerAddr, PeerInfo};
 use crate::registry::History;
 use crate::registry::{
     Connect, ConnectAll, ConnectAllReport, ConnectError, ConnectOutcome, Disconnect, DisconnectAll,
-    InjectConnection, ListPeers, NotConnected, Registry, Retire, SendChat, SendChats, SendError,
-    Shutdown, ShutdownReport, Subscribe, Subscriber,
+    InjectConnection, ListPeers, NotConnected, Registry, SendChat, SendChats, SendError, Shutdown,
+    ShutdownReport, Subscribe, Subscriber,
 };
 use crate::session::SessionTemplate;
 use crate::store::{HistoryEntry, Recovered, Store};
-use crate::supervisor::{Adopt, ChildName, NodeFailure, NodeSupervisor, WatchFailure};
+use crate::supervision::Retire;
+use crate::supervision::SupervisorLink;
+use crate::supervisor::{Adopt, NodeFailure, NodeSupervisor, WatchFailure};
 use crate::trace::{ask, tell, Role};
 
 /// Why a node did not start.
@@ -136,8 +139,8 @@ impl Node {
         // The supervision tree: the root first, then its children, which report to it.
         let supervisor = NodeSupervisor::new(config.restarts).start();
         let registry = {
-            let (me, config, supervisor) = (me.clone(), config.clone(), supervisor.clone());
-            Supervisor::start(move |_| Registry::new(me, &config, supervisor, store, recovered))
+            let (me, config, link) = (me.clone(), config.clone(), SupervisorLink::to(&supervisor));
+            Supervisor::start(move |_| Registry::new(me, &config, link, store, recovered))
         };
         let template = SessionTemplate {
             registry: registry.clone(),
@@ -145,15 +148,18 @@ impl Node {
             timeouts: config.timeouts,
             write_buffer_bytes: config.write_buffer_bytes,
         };
-        let listener = Listener::new(socket, template, supervisor.clone())
+        let listener = Listener::new(socket, template, SupervisorLink::to(&supervisor))
             .map_err(|source| StartError::Bind { addr, source })?;
         let listener = Supervisor::start(move |_| listener);
         tell(
             Role::Node,
             &supervisor,
             Adopt {
-                registry: registry.clone(),
-                listener: listener.clone(),
+                events: registry.clone().recipient(),
+                retire: vec![
+                    (Role::Registry, registry.clone().recipient()),
+                    (Role::Listener, listener.clone().recipient()),
+                ],
             },
         );
         Ok(Node {

@@ -4,9 +4,10 @@
 
 use std::time::{Duration, Instant};
 
+use peerchat_actors::child::ChildName;
+use peerchat_actors::config::RestartPolicy;
 use peerchat_actors::events::SupervisionStep;
 use peerchat_actors::faults::{ActorFault, Fault};
-use peerchat_actors::supervisor::{ChildName, RestartPolicy};
 use peerchat_actors::wire::{Frame, WireCodec};
 use peerchat_actors::{Node, NodeConfig, NodeEvent};
 use tokio::io::AsyncReadExt;

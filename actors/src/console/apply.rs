@@ -9,10 +9,11 @@ use actix::prelude::*;
 use super::command::{Back, Command, Parsed, Prompt};
 use super::render::{self, Outcome, Status, SHORTCUTS};
 use super::Console;
+use crate::child::ChildName;
 use crate::faults::Fault;
 use crate::helpers::visible;
 use crate::peer::PeerAddr;
-use crate::supervisor::{suffer, ChildName};
+use crate::supervision::suffer;
 
 impl Console {
     /// Does what one parsed line asks: run a command, ask the next question, or say why the

@@ -281,8 +281,8 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::child::ChildName;
     use crate::faults::ActorFault;
-    use crate::supervisor::ChildName;
 
     fn addr(text: &str) -> PeerAddr {
         text.parse().unwrap()

@@ -10,11 +10,12 @@ use actix::prelude::*;
 
 use super::Registry;
 use crate::events::NodeEvent;
+use crate::guarded_handler;
 use crate::helpers::now_ms;
 use crate::peer::{MessageId, NodeId, PeerAddr, SessionId};
 use crate::session::{AckChats, Chat, Deliver, Session};
 use crate::store::{HistoryEntry, QueuedChat};
-use crate::supervisor::guarded;
+
 use crate::trace::{tell, Role};
 use crate::wire::MAX_TEXT_BYTES;
 
@@ -76,31 +77,19 @@ impl fmt::Display for SendError {
 
 impl std::error::Error for SendError {}
 
-impl Handler<SendChat> for Registry {
-    type Result = Result<MessageId, SendError>;
+guarded_handler!(
+    Registry,
+    SendChat,
+    |act, msg, ctx| act.on_send_chat(msg, ctx),
+    on_panic: Err(SendError::RegistryFailed),
+);
 
-    fn handle(&mut self, msg: SendChat, ctx: &mut Context<Self>) -> Self::Result {
-        guarded(
-            self,
-            ctx,
-            || Err(SendError::RegistryFailed),
-            |act, ctx| act.on_send_chat(msg, ctx),
-        )
-    }
-}
-
-impl Handler<SendChats> for Registry {
-    type Result = Result<Vec<MessageId>, SendError>;
-
-    fn handle(&mut self, msg: SendChats, ctx: &mut Context<Self>) -> Self::Result {
-        guarded(
-            self,
-            ctx,
-            || Err(SendError::RegistryFailed),
-            |act, ctx| act.on_send_chats(msg, ctx),
-        )
-    }
-}
+guarded_handler!(
+    Registry,
+    SendChats,
+    |act, msg, ctx| act.on_send_chats(msg, ctx),
+    on_panic: Err(SendError::RegistryFailed),
+);
 
 impl Registry {
     fn on_send_chat(
@@ -302,13 +291,8 @@ impl fmt::Debug for IncomingChats {
     }
 }
 
-impl Handler<IncomingChats> for Registry {
-    type Result = ();
-
-    fn handle(&mut self, msg: IncomingChats, ctx: &mut Context<Self>) -> Self::Result {
-        guarded(self, ctx, || (), |act, _| act.on_incoming_chats(msg))
-    }
-}
+guarded_handler!(Registry, IncomingChats, |act, msg, _| act
+    .on_incoming_chats(msg));
 
 impl Registry {
     fn on_incoming_chats(&mut self, msg: IncomingChats) {
@@ -356,13 +340,8 @@ pub struct AcksReceived {
     pub ids: Vec<MessageId>,
 }
 
-impl Handler<AcksReceived> for Registry {
-    type Result = ();
-
-    fn handle(&mut self, msg: AcksReceived, ctx: &mut Context<Self>) -> Self::Result {
-        guarded(self, ctx, || (), |act, _| act.on_acks_received(msg))
-    }
-}
+guarded_handler!(Registry, AcksReceived, |act, msg, _| act
+    .on_acks_received(msg));
 
 impl Registry {
     fn on_acks_received(&mut self, msg: AcksReceived) {
@@ -401,15 +380,9 @@ pub struct History {
     pub limit: usize,
 }
 
-impl Handler<History> for Registry {
-    type Result = MessageResult<History>;
-
-    fn handle(&mut self, msg: History, ctx: &mut Context<Self>) -> Self::Result {
-        guarded(
-            self,
-            ctx,
-            || MessageResult(Vec::new()),
-            |act, _| MessageResult(act.inbox.recent(msg.limit)),
-        )
-    }
-}
+guarded_handler!(
+    Registry,
+    History as MessageResult<History>,
+    |act, msg, _| MessageResult(act.inbox.recent(msg.limit)),
+    on_panic: MessageResult(Vec::new()),
+);

@@ -13,10 +13,11 @@ use tokio::net::TcpStream;
 use super::dialer::DialWaiter;
 use super::Registry;
 use crate::events::NodeEvent;
+use crate::guarded_handler;
 use crate::helpers::{human, now_ms};
 use crate::peer::{PeerAddr, PeerInfo};
 use crate::session::{Close, Direction, Reannounce, RefreshPeers, Session};
-use crate::supervisor::guarded;
+use crate::supervision::guarded;
 use crate::trace::{ask, tell, Role};
 
 /// Connect to a peer (resolves when the handshake is done or has failed).
@@ -76,18 +77,12 @@ impl fmt::Display for ConnectError {
 
 impl std::error::Error for ConnectError {}
 
-impl Handler<Connect> for Registry {
-    type Result = ResponseFuture<Result<ConnectOutcome, ConnectError>>;
-
-    fn handle(&mut self, msg: Connect, ctx: &mut Context<Self>) -> Self::Result {
-        guarded(
-            self,
-            ctx,
-            || -> Self::Result { Box::pin(async { Err(ConnectError::RegistryFailed) }) },
-            |act, ctx| act.on_connect(msg, ctx),
-        )
-    }
-}
+guarded_handler!(
+    Registry,
+    Connect as ResponseFuture<Result<ConnectOutcome, ConnectError>>,
+    |act, msg, ctx| act.on_connect(msg, ctx),
+    on_panic: Box::pin(async { Err(ConnectError::RegistryFailed) }),
+);
 
 impl Registry {
     fn on_connect(
@@ -220,18 +215,12 @@ pub struct ConnectAllReport {
     pub attempts: Vec<(PeerAddr, Result<ConnectOutcome, ConnectError>)>,
 }
 
-impl Handler<ConnectAll> for Registry {
-    type Result = ResponseActFuture<Self, ConnectAllReport>;
-
-    fn handle(&mut self, msg: ConnectAll, ctx: &mut Context<Self>) -> Self::Result {
-        guarded(
-            self,
-            ctx,
-            || -> Self::Result { Box::pin(actix::fut::ready(ConnectAllReport::default())) },
-            |act, ctx| act.on_connect_all(msg, ctx),
-        )
-    }
-}
+guarded_handler!(
+    Registry,
+    ConnectAll as ResponseActFuture<Self, ConnectAllReport>,
+    |act, msg, ctx| act.on_connect_all(msg, ctx),
+    on_panic: Box::pin(actix::fut::ready(ConnectAllReport::default())),
+);
 
 impl Registry {
     fn on_connect_all(
@@ -277,18 +266,12 @@ impl Registry {
 #[rtype(result = "Vec<PeerInfo>")]
 pub struct ListPeers;
 
-impl Handler<ListPeers> for Registry {
-    type Result = MessageResult<ListPeers>;
-
-    fn handle(&mut self, _: ListPeers, ctx: &mut Context<Self>) -> Self::Result {
-        guarded(
-            self,
-            ctx,
-            || MessageResult(Vec::new()),
-            |act, _| MessageResult(act.peers.list(|peer| act.outbox.waiting(peer))),
-        )
-    }
-}
+guarded_handler!(
+    Registry,
+    ListPeers as MessageResult<ListPeers>,
+    |act, _, _| MessageResult(act.peers.list(|peer| act.outbox.waiting(peer))),
+    on_panic: MessageResult(Vec::new()),
+);
 
 /// Menu 5: bye to one peer, which stays known.
 #[derive(Message, Debug)]
@@ -332,26 +315,23 @@ impl Handler<Disconnect> for Registry {
 #[rtype(result = "usize")]
 pub struct DisconnectAll;
 
-impl Handler<DisconnectAll> for Registry {
-    type Result = usize;
-
-    fn handle(&mut self, _: DisconnectAll, ctx: &mut Context<Self>) -> Self::Result {
-        guarded(
-            self,
-            ctx,
-            || 0,
-            |act, _| {
-                let connected = act.peers.connected();
-                connected
-                    .into_iter()
-                    .filter(|peer| act.disconnect(*peer, "disconnected by user"))
-                    .count()
-            },
-        )
-    }
-}
+guarded_handler!(
+    Registry,
+    DisconnectAll,
+    |act, _, _| act.disconnect_all(),
+    on_panic: 0,
+);
 
 impl Registry {
+    /// Menu 4: says bye to every connected peer; how many there were.
+    fn disconnect_all(&mut self) -> usize {
+        let connected = self.peers.connected();
+        connected
+            .into_iter()
+            .filter(|peer| self.disconnect(*peer, "disconnected by user"))
+            .count()
+    }
+
     /// Says bye to the peer's Session; the peer is disconnected from now on.
     pub(super) fn disconnect(&mut self, peer: PeerAddr, reason: &str) -> bool {
         let Some(session) = self.peers.disconnect(&peer) else {

@@ -11,9 +11,10 @@ use futures::channel::{mpsc, oneshot};
 use super::{Phase, Registry};
 use crate::events::NodeEvent;
 use crate::faults::{ConnectionFault, Inject, InjectError};
+use crate::guarded_handler;
 use crate::peer::{PeerAddr, SessionId};
 use crate::session::{Close, InjectSessionFault};
-use crate::supervisor::{guarded, suffer};
+use crate::supervision::{guarded, suffer, Retire};
 use crate::trace::{tell, Role};
 
 /// Send every future [`NodeEvent`] to this subscriber.
@@ -55,26 +56,16 @@ impl Subscriber {
     }
 }
 
-impl Handler<Subscribe> for Registry {
-    type Result = ();
-
-    fn handle(&mut self, msg: Subscribe, ctx: &mut Context<Self>) -> Self::Result {
-        guarded(self, ctx, || (), |act, _| act.subscribers.push(msg.0))
-    }
-}
+guarded_handler!(Registry, Subscribe, |act, msg, _| act
+    .subscribers
+    .push(msg.0));
 
 /// From the NodeSupervisor: publish this event to the subscribers.
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
 pub struct Publish(pub NodeEvent);
 
-impl Handler<Publish> for Registry {
-    type Result = ();
-
-    fn handle(&mut self, msg: Publish, _: &mut Context<Self>) {
-        self.emit(msg.0);
-    }
-}
+guarded_handler!(Registry, Publish, |act, msg, _| act.emit(msg.0));
 
 /// Quit: wait up to `grace` for acks in flight, then bye to everyone.
 #[derive(Message, Debug)]
@@ -93,18 +84,12 @@ pub struct ShutdownReport {
     pub kept: bool,
 }
 
-impl Handler<Shutdown> for Registry {
-    type Result = ResponseActFuture<Self, ShutdownReport>;
-
-    fn handle(&mut self, msg: Shutdown, ctx: &mut Context<Self>) -> Self::Result {
-        guarded(
-            self,
-            ctx,
-            || -> Self::Result { Box::pin(actix::fut::ready(ShutdownReport::default())) },
-            |act, _| act.on_shutdown(msg),
-        )
-    }
-}
+guarded_handler!(
+    Registry,
+    Shutdown as ResponseActFuture<Self, ShutdownReport>,
+    |act, msg, _| act.on_shutdown(msg),
+    on_panic: Box::pin(actix::fut::ready(ShutdownReport::default())),
+);
 
 impl Registry {
     fn on_shutdown(&mut self, msg: Shutdown) -> ResponseActFuture<Self, ShutdownReport> {
@@ -153,34 +138,22 @@ impl Registry {
     }
 }
 
-/// From the NodeSupervisor when the node gives up: close every connection and refuse all
-/// further work.
-#[derive(Message, Debug)]
-#[rtype(result = "()")]
-pub struct Retire {
-    /// Said in the `bye` to every peer.
-    pub reason: String,
-}
+// `Retire` (crate::supervision) comes from the NodeSupervisor when the node gives up: close
+// every connection and refuse all further work. The phase survives a restart, so a Registry
+// restarted after this stays retired.
+guarded_handler!(Registry, Retire, |act, msg, _| act.retire(&msg.reason));
 
-impl Handler<Retire> for Registry {
-    type Result = ();
-
-    fn handle(&mut self, msg: Retire, _: &mut Context<Self>) {
+impl Registry {
+    fn retire(&mut self, reason: &str) {
         self.phase = Phase::Retired;
-        self.close_all(&msg.reason);
+        self.close_all(reason);
         if self.store.is_none() {
-            self.fail_waiting(None, &msg.reason);
+            self.fail_waiting(None, reason);
         }
     }
 }
 
-impl Handler<Inject> for Registry {
-    type Result = ();
-
-    fn handle(&mut self, msg: Inject, ctx: &mut Context<Self>) {
-        guarded(self, ctx, || (), |act, ctx| suffer(act, ctx, msg.0))
-    }
-}
+guarded_handler!(Registry, Inject, |act, msg, ctx| suffer(act, ctx, msg.0));
 
 /// Inject a connection fault into the Session serving `peer`.
 #[derive(Message, Debug)]

@@ -13,14 +13,15 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use futures::channel::oneshot;
 
+use crate::child::ChildName;
 use crate::config::{LocalIdentity, NodeConfig, Timeouts};
 use crate::events::NodeEvent;
 use crate::helpers::now_ms;
 use crate::peer::{MessageId, PeerAddr, SessionId};
 use crate::session::{Session, SessionTemplate};
 use crate::store::{Recovered, Store};
-use crate::supervisor::{ChildFailed, ChildName, ChildRestarted, NodeSupervisor, SupervisedChild};
-use crate::trace::{tell, Role, Traced};
+use crate::supervision::{SupervisedChild, SupervisorLink};
+use crate::trace::{Role, Traced};
 
 mod chats;
 mod connections;
@@ -36,9 +37,7 @@ pub use connections::{
     Connect, ConnectAll, ConnectAllReport, ConnectError, ConnectOutcome, Disconnect, DisconnectAll,
     ListPeers, NotConnected,
 };
-pub use lifecycle::{
-    InjectConnection, Publish, Retire, Shutdown, ShutdownReport, Subscribe, Subscriber,
-};
+pub use lifecycle::{InjectConnection, Publish, Shutdown, ShutdownReport, Subscribe, Subscriber};
 pub use peers::{PeerKey, PEERS_PER_FRAME};
 pub use sessions::{KnownPeers, PeersLearned, Register, SessionClosed};
 
@@ -65,7 +64,7 @@ pub struct Registry {
     me: LocalIdentity,
     timeouts: Timeouts,
     write_buffer_bytes: usize,
-    supervisor: Addr<NodeSupervisor>,
+    supervisor: SupervisorLink,
     phase: Phase,
     peers: PeerTable<Addr<Session>>,
     outbox: Outbox,
@@ -91,7 +90,7 @@ impl Registry {
     pub fn new(
         me: LocalIdentity,
         config: &NodeConfig,
-        supervisor: Addr<NodeSupervisor>,
+        supervisor: SupervisorLink,
         store: Option<Store>,
         recovered: Recovered,
     ) -> Self {
@@ -205,10 +204,7 @@ impl Actor for Registry {
             }
         } else {
             self.after_restart(ctx);
-            let restarted = ChildRestarted {
-                child: ChildName::Registry,
-            };
-            tell(Role::Registry, &self.supervisor, restarted);
+            self.report_restart();
         }
     }
 }
@@ -228,12 +224,7 @@ impl Actor for Registry {
 /// are instants, not timers: the new incarnation's tick finds them as they were.
 impl Supervised for Registry {
     fn restarting(&mut self, _: &mut Context<Self>) {
-        let reason = self.failure.take().unwrap_or_else(|| "stopped".to_string());
-        let failed = ChildFailed {
-            child: ChildName::Registry,
-            reason,
-        };
-        tell(Role::Registry, &self.supervisor, failed);
+        self.report_failure();
         self.incarnation += 1;
         for (id, _) in std::mem::take(&mut self.to_deliver) {
             self.outbox.unhand(id);
@@ -251,5 +242,9 @@ impl SupervisedChild for Registry {
 
     fn failure(&mut self) -> &mut Option<String> {
         &mut self.failure
+    }
+
+    fn supervisor(&self) -> &SupervisorLink {
+        &self.supervisor
     }
 }

@@ -12,9 +12,10 @@ use super::connections::{ConnectError, ConnectOutcome};
 use super::peers::{Admission, LiveSession};
 use super::{Phase, Registry};
 use crate::events::NodeEvent;
+use crate::guarded_handler;
 use crate::peer::{NodeId, PeerAddr, SessionId};
 use crate::session::{Close, Direction, Session};
-use crate::supervisor::guarded;
+
 use crate::trace::{tell, Role};
 use crate::wire::PeerEntry;
 
@@ -62,18 +63,12 @@ impl fmt::Debug for Register {
     }
 }
 
-impl Handler<Register> for Registry {
-    type Result = Result<Vec<PeerEntry>, String>;
-
-    fn handle(&mut self, msg: Register, ctx: &mut Context<Self>) -> Self::Result {
-        guarded(
-            self,
-            ctx,
-            || Err("registry failed while registering; try again".into()),
-            |act, ctx| act.on_register(msg, ctx),
-        )
-    }
-}
+guarded_handler!(
+    Registry,
+    Register,
+    |act, msg, ctx| act.on_register(msg, ctx),
+    on_panic: Err("registry failed while registering; try again".into()),
+);
 
 impl Registry {
     fn on_register(
@@ -183,13 +178,8 @@ pub struct SessionClosed {
     pub reason: String,
 }
 
-impl Handler<SessionClosed> for Registry {
-    type Result = ();
-
-    fn handle(&mut self, msg: SessionClosed, ctx: &mut Context<Self>) -> Self::Result {
-        guarded(self, ctx, || (), |act, ctx| act.on_session_closed(msg, ctx))
-    }
-}
+guarded_handler!(Registry, SessionClosed, |act, msg, ctx| act
+    .on_session_closed(msg, ctx));
 
 impl Registry {
     fn on_session_closed(&mut self, msg: SessionClosed, ctx: &mut Context<Self>) {
@@ -245,13 +235,8 @@ pub struct PeersLearned {
     pub peers: Vec<PeerEntry>,
 }
 
-impl Handler<PeersLearned> for Registry {
-    type Result = ();
-
-    fn handle(&mut self, msg: PeersLearned, ctx: &mut Context<Self>) -> Self::Result {
-        guarded(self, ctx, || (), |act, _| act.on_peers_learned(msg))
-    }
-}
+guarded_handler!(Registry, PeersLearned, |act, msg, _| act
+    .on_peers_learned(msg));
 
 impl Registry {
     fn on_peers_learned(&mut self, msg: PeersLearned) {
@@ -282,15 +267,9 @@ pub struct KnownPeers {
     pub for_peer: PeerAddr,
 }
 
-impl Handler<KnownPeers> for Registry {
-    type Result = MessageResult<KnownPeers>;
-
-    fn handle(&mut self, msg: KnownPeers, ctx: &mut Context<Self>) -> Self::Result {
-        guarded(
-            self,
-            ctx,
-            || MessageResult(Vec::new()),
-            |act, _| MessageResult(act.peers.known_peers_for(msg.for_peer)),
-        )
-    }
-}
+guarded_handler!(
+    Registry,
+    KnownPeers as MessageResult<KnownPeers>,
+    |act, msg, _| MessageResult(act.peers.known_peers_for(msg.for_peer)),
+    on_panic: MessageResult(Vec::new()),
+);

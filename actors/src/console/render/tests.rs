@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::*;
-use crate::supervisor::ChildName;
+use crate::child::ChildName;
 use crate::ConnectError;
 
 const PLAIN: Look = Look::plain();
