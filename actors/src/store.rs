@@ -47,6 +47,10 @@ const MAX_LINE_BYTES: usize = 1024 * 1024;
 /// pending chats (plus as much again): delivered chats do not pile up in it between starts.
 const OUTBOX_COMPACT_SLACK: u64 = 1024 * 1024;
 
+/// Less free space than this on the data directory's disk (not even a page) is a full disk:
+/// the store opens degraded and says so.
+const FULL_BELOW_BYTES: u64 = 4096;
+
 /// The largest chat id the outbox holds. Ids come from the clock (ms × 1000, about 2^51 today),
 /// so one above this is corrupt; keeping them under it means the next id never wraps to 0.
 pub const MAX_MESSAGE_ID: MessageId = u64::MAX / 2;
@@ -277,6 +281,9 @@ impl Store {
             if let Some(why) = &appender.unusable {
                 degraded.push(why.clone());
             }
+        }
+        if let Some(free) = free_bytes(dir).filter(|free| *free < FULL_BELOW_BYTES) {
+            degraded.push(format!("the disk holding it is full ({free} bytes free)"));
         }
         let degraded = (!degraded.is_empty()).then(|| degraded.join("; "));
         if let Some(why) = &degraded {
@@ -509,6 +516,18 @@ impl Appender {
             }
         }
     }
+}
+
+/// What the user may write on the data directory's filesystem, if it can be told.
+fn free_bytes(dir: &Path) -> Option<u64> {
+    let stats = nix::sys::statvfs::statvfs(dir).ok()?;
+    // Both are u64 on Linux but narrower elsewhere.
+    #[allow(clippy::useless_conversion)]
+    let (blocks, size) = (
+        u64::from(stats.blocks_available()),
+        u64::from(stats.fragment_size()),
+    );
+    Some(blocks.saturating_mul(size))
 }
 
 /// Creates the directory (0700) if needed and checks that it is private to this user.
