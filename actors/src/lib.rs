@@ -70,6 +70,7 @@ pub mod listener;
 pub mod node;
 pub mod peer;
 pub mod registry;
+pub mod sanitize;
 pub mod session;
 pub mod store;
 pub mod supervision;

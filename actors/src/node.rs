@@ -121,15 +121,15 @@ impl Node {
             None => (None, Recovered::default()),
         };
         let node_id = recovered.node_id.unwrap_or_else(random_node_id);
+        let mut warnings = recovered.warnings.clone();
+        // A full disk (or a node.json that is not a file of ours) does not stop the start.
         if let Some(store) = &store {
-            store
-                .save_node_id(node_id)
-                .map_err(|source| StartError::DataDir {
-                    dir: store.dir().to_path_buf(),
-                    source,
-                })?;
+            if let Err(err) = store.save_node_id(node_id) {
+                warnings.push(format!(
+                    "the node id could not be saved ({err}); the next start uses a new one"
+                ));
+            }
         }
-        let warnings = recovered.warnings.clone();
         let me = LocalIdentity {
             node_id,
             name: config.name.clone(),

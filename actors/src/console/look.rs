@@ -1,6 +1,7 @@
 //! How the Console's lines look: colours for names, addresses and statuses, and wrapping of
 //! long lines for a terminal. Text is sanitised (`visible`) before it gets here; this file
-//! only adds styling around it, so with colour off a line is byte for byte the plain one.
+//! only adds styling around it (and the mixed-scripts mark after a name, from sanitize.rs), so
+//! with colour off a line is byte for byte the plain one.
 
 use std::fmt::Display;
 
@@ -54,9 +55,15 @@ impl Look {
         }
     }
 
-    /// A peer's (already sanitised) name, in its own colour.
+    /// A peer's name, in its own colour; escaped again (escaping is idempotent, so a name
+    /// already passed through `visible` is unchanged) and marked if it mixes scripts.
     pub fn name(&self, name: &str) -> String {
-        self.paint(name_style(name), name)
+        let shown = self.paint(name_style(name), crate::sanitize::visible(name));
+        if crate::sanitize::mixes_scripts(name) {
+            format!("{shown} {}", self.warn(crate::sanitize::MIXED_SCRIPTS_MARK))
+        } else {
+            shown
+        }
     }
 
     /// An address, in the address colour.
@@ -129,6 +136,9 @@ mod tests {
         assert!(look.name("alice").contains("alice"));
         assert_eq!(Look::plain().name("alice"), "alice");
         assert_eq!(Look::plain().bad("x"), "x");
+        // Look-alike names are marked; hidden characters in a name are escaped.
+        assert_eq!(Look::plain().name("bоb"), "bоb [mixed scripts]");
+        assert_eq!(Look::plain().name("b\u{200b}ob"), "b\\u{200b}ob");
         // Not every name the same colour.
         let styles: std::collections::HashSet<String> = ["alice", "bob", "carol", "dave", "eve"]
             .iter()
