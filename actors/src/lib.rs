@@ -69,6 +69,7 @@ pub mod events;
 pub mod faults;
 pub mod listener;
 pub mod node;
+pub mod noise;
 pub mod peer;
 pub mod registry;
 pub mod session;
