@@ -67,6 +67,7 @@ pub mod config;
 pub mod console;
 pub mod events;
 pub mod faults;
+pub mod identity;
 pub mod listener;
 pub mod node;
 pub mod noise;
