@@ -222,7 +222,7 @@ pub fn create_data_dir(dir: &Path) -> Result<(), IdentityError> {
 
 /// Options that open a file without following a symbolic link, readable by its owner only
 /// when created.
-fn private_file_options() -> OpenOptions {
+pub(crate) fn private_file_options() -> OpenOptions {
     let mut options = OpenOptions::new();
     #[cfg(unix)]
     {

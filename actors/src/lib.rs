@@ -68,6 +68,7 @@ pub mod console;
 pub mod events;
 pub mod faults;
 pub mod identity;
+pub mod known_peers;
 pub mod listener;
 pub mod node;
 pub mod noise;
