@@ -745,7 +745,7 @@ pub fn map_len(buf: &[u8]) -> Result<usize, WireError> {
     strict::value_len(buf, 0)
 }
 
-/// The maps of a v2 plaintext, one or more back back to back, each as its own slice (which
+/// The maps of a v2 plaintext, one or more back to back, each as its own slice (which
 /// [`decode_payload`] reads as one v1 payload). Stops at the first error.
 pub fn split_maps(plaintext: &[u8]) -> SplitMaps<'_> {
     SplitMaps {
@@ -1381,6 +1381,94 @@ mod tests {
         buf.extend_from_slice(&chat[..100]);
         assert!(WireCodec.decode(&mut buf).unwrap().is_none());
         assert!(buf.capacity() < 1024);
+    }
+
+    #[test]
+    fn v2_hello_decodes_in_any_key_order_and_refuses_what_is_not_a_hello() {
+        let hello = HelloV2::new("ünï", 9000);
+        let mut canonical = BytesMut::new();
+        encode_hello_v2(&hello, &mut canonical);
+        assert_eq!(decode_hello_v2(&canonical).unwrap(), hello);
+        let reordered = rmp_serde::to_vec_named(&serde_json::json!({
+            "listen_port": 9000, "name": "ünï", "node_id": 5, "type": "hello", "protocol": 2
+        }))
+        .unwrap();
+        assert_eq!(decode_hello_v2(&reordered).unwrap(), hello);
+        let bad = [
+            serde_json::json!({"type": "hello", "protocol": 2, "name": "x"}),
+            serde_json::json!({"type": "chat", "protocol": 2, "name": "x", "listen_port": 1}),
+            serde_json::json!({"protocol": 2, "name": "x", "listen_port": 1}),
+            serde_json::json!({"type": "hello", "protocol": 2, "name": 5, "listen_port": 1}),
+            serde_json::json!({"type": "hello", "protocol": -1, "name": "x", "listen_port": 1}),
+            serde_json::json!({"type": "hello", "protocol": 2, "name": "x", "listen_port": 70000}),
+            serde_json::json!(["hello", 2, "x", 1]),
+        ];
+        for case in bad {
+            let payload = rmp_serde::to_vec_named(&case).unwrap();
+            assert!(decode_hello_v2(&payload).is_err(), "{case}");
+        }
+        let mut trailing = canonical.to_vec();
+        trailing.push(0xc0);
+        assert!(matches!(
+            decode_hello_v2(&trailing),
+            Err(WireError::TrailingBytes(1))
+        ));
+        // A key twice, and every truncation: errors, never a panic.
+        let mut twice = vec![0x85];
+        twice.extend_from_slice(&canonical[1..]);
+        twice.extend_from_slice(&[0xa4, b'n', b'a', b'm', b'e', 0xa1, b'y']);
+        assert!(decode_hello_v2(&twice).is_err());
+        for cut in 0..canonical.len() {
+            assert!(decode_hello_v2(&canonical[..cut]).is_err());
+        }
+    }
+
+    #[test]
+    fn maps_back_to_back_are_split_whole_and_anything_else_is_refused() {
+        let mut plaintext = BytesMut::new();
+        let frames = [
+            Frame::Chat {
+                id: 1,
+                text: "x".repeat(300),
+                sent_at_ms: 2,
+            },
+            Frame::Ack { id: 1 },
+            Frame::Peers {
+                peers: vec![PeerEntry {
+                    addr: "1.2.3.4:5".into(),
+                    name: "n".into(),
+                }],
+            },
+        ];
+        for frame in &frames {
+            plaintext.extend_from_slice(&rmp_serde::to_vec_named(frame).unwrap());
+        }
+        // An unknown map with nested values of every kind: skipped whole.
+        let unknown = rmp_serde::to_vec_named(&serde_json::json!({
+            "type": "typing", "nested": {"a": [1, -2, 3.5, null, true, "s", {"b": []}]}
+        }))
+        .unwrap();
+        plaintext.extend_from_slice(&unknown);
+        let maps: Vec<&[u8]> = split_maps(&plaintext).map(|m| m.unwrap()).collect();
+        assert_eq!(maps.len(), 4);
+        for (map, frame) in maps.iter().zip(&frames) {
+            assert_eq!(&decode_payload(map).unwrap(), frame);
+        }
+        assert_eq!(decode_payload(maps[3]).unwrap(), Frame::Unknown);
+        // Cut anywhere inside the last map: the whole maps before it, then an error.
+        let cut = &plaintext[..plaintext.len() - 1];
+        let results: Vec<_> = split_maps(cut).collect();
+        assert_eq!(results.len(), 4);
+        assert!(results[..3].iter().all(Result::is_ok));
+        assert!(results[3].is_err());
+        // Not a map, a hostile count, nesting too deep: errors.
+        assert!(matches!(map_len(&[0x01]), Err(WireError::NotAMap)));
+        assert!(map_len(&[0xdf, 0xff, 0xff, 0xff, 0xff]).is_err());
+        let mut deep = vec![0x81, 0xa1, b'k'];
+        deep.extend(std::iter::repeat_n(0x91, 100));
+        deep.push(0x01);
+        assert!(map_len(&deep).is_err());
+        assert!(map_len(&[0x81, 0xa1, b'k', 0xc1]).is_err());
     }
 
     #[test]
