@@ -25,7 +25,7 @@ use peerchat_actors::console::{
     stdin_lines, Console, InputLine, Look, Notice, PlainScreen, Quit, QuitReport, Screen,
 };
 use peerchat_actors::faults::parse_duration;
-use peerchat_actors::helpers::visible;
+use peerchat_actors::sanitize::visible;
 use peerchat_actors::trace::{self, Role};
 use peerchat_actors::{Node, NodeConfig, NodeEvent, PeerAddr, Timeouts};
 

@@ -122,6 +122,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn control_characters_are_shown_not_obeyed() {
+        assert_eq!(visible("a\u{1b}[2Jb"), "a\\u{1b}[2Jb");
+        assert_eq!(visible("x\ry\n\t\u{7}"), "x\\ry\\n\\t\\u{7}");
+        assert_eq!(visible("\u{202e}evil"), "\\u{202e}evil");
+        assert_eq!(visible("\u{9b}31m"), "\\u{9b}31m");
+        assert_eq!(visible("a\u{2028}b"), "a\\u{2028}b");
+        assert_eq!(visible("नमस्ते 👋 ünï"), "नमस्ते 👋 ünï");
+        // Emoji sequences joined by ZWJ stay whole.
+        assert_eq!(visible("👩\u{200d}💻"), "👩\u{200d}💻");
+    }
+
+    #[test]
     fn control_characters_are_escaped_as_before() {
         assert_eq!(visible("a\u{1b}[2Jb"), "a\\u{1b}[2Jb");
         assert_eq!(visible("x\ry\n\t\u{7}"), "x\\ry\\n\\t\\u{7}");

@@ -338,7 +338,7 @@ mod fast {
     }
 
     /// MessagePack's shortest array header.
-    fn put_array_len(dst: &mut BytesMut, len: usize) {
+    pub(super) fn put_array_len(dst: &mut BytesMut, len: usize) {
         if len < 16 {
             dst.put_u8(0x90 | len as u8);
         } else if len <= usize::from(u16::MAX) {
@@ -352,7 +352,7 @@ mod fast {
     }
 
     /// MessagePack's shortest form of an unsigned integer.
-    fn put_uint(dst: &mut BytesMut, v: u64) {
+    pub(super) fn put_uint(dst: &mut BytesMut, v: u64) {
         if v < 0x80 {
             dst.put_u8(v as u8);
         } else if v <= u64::from(u8::MAX) {
@@ -371,7 +371,7 @@ mod fast {
     }
 
     /// MessagePack's shortest form of a string.
-    fn put_str(dst: &mut BytesMut, s: &str) {
+    pub(super) fn put_str(dst: &mut BytesMut, s: &str) {
         let len = s.len();
         if len < 32 {
             dst.put_u8(0xa0 | len as u8);
@@ -581,6 +581,449 @@ impl Encoder<&Frame> for WireCodec {
 
     fn encode(&mut self, frame: &Frame, dst: &mut BytesMut) -> Result<(), WireError> {
         encode_frame_into(frame, dst)
+    }
+}
+
+// ---- protocol v2: the maps that change, and maps back to back ----
+//
+// In v2 (docs/protocol-v2.md) a node *is* its static public key: `hello` loses `node_id`
+// and travels inside the Noise handshake, `peers` entries carry each peer's key, and a
+// transport message's plaintext is one or more maps back to back. Every other map is the
+// v1 map above, unchanged.
+
+/// The protocol version v2 nodes announce in their `hello`.
+pub const PROTOCOL_VERSION_V2: u64 = 2;
+
+/// Largest map (and largest plaintext of one transport message) in v2: a Noise message is at
+/// most 65535 bytes, 16 of which are the authentication tag.
+pub const MAX_MAP_BYTES_V2: usize = 65535 - 16;
+
+/// Longest chat text a v2 node sends: what fits in [`MAX_MAP_BYTES_V2`] with the chat's other
+/// fields (at most 51 bytes of them).
+pub const MAX_TEXT_BYTES_V2: usize = MAX_MAP_BYTES_V2 - 64;
+
+/// Bytes of an X25519 public key, as `peers` entries carry it.
+pub const STATIC_KEY_BYTES: usize = 32;
+
+/// Deepest nesting of MessagePack arrays and maps a receiver walks through (in unknown fields
+/// a newer peer may add); deeper is refused rather than recursed into.
+const MAX_DEPTH: usize = 32;
+
+/// The v2 `hello`: the payload of handshake messages 2 and 3. No `node_id`: the sender's
+/// identity is the static key the handshake proved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HelloV2 {
+    /// The protocol version, [`PROTOCOL_VERSION_V2`].
+    pub protocol: u64,
+    /// The sender's name.
+    pub name: String,
+    /// The port the sender listens on (0: it does not listen, e.g. a one-shot send).
+    pub listen_port: u16,
+}
+
+impl HelloV2 {
+    /// A v2 hello from a node called `name` listening on `listen_port`.
+    pub fn new(name: impl Into<String>, listen_port: u16) -> Self {
+        HelloV2 {
+            protocol: PROTOCOL_VERSION_V2,
+            name: name.into(),
+            listen_port,
+        }
+    }
+}
+
+/// One entry of a v2 `peers` map: where a peer listens, its name, and its static key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyedPeerEntry {
+    /// `IP:PORT` (IPv6 as `[IP]:PORT`).
+    pub addr: String,
+    /// That peer's name (may be empty).
+    pub name: String,
+    /// That peer's X25519 static public key.
+    pub key: [u8; STATIC_KEY_BYTES],
+}
+
+/// Appends the v2 `hello` map (no length prefix) to `dst`, keys in protocol order.
+pub fn encode_hello_v2(hello: &HelloV2, dst: &mut BytesMut) {
+    dst.reserve(64 + hello.name.len());
+    dst.put_u8(0x84);
+    fast::put_str(dst, "type");
+    fast::put_str(dst, "hello");
+    fast::put_str(dst, "protocol");
+    fast::put_uint(dst, hello.protocol);
+    fast::put_str(dst, "name");
+    fast::put_str(dst, &hello.name);
+    fast::put_str(dst, "listen_port");
+    fast::put_uint(dst, u64::from(hello.listen_port));
+}
+
+/// Appends the v2 `peers` map (no length prefix) to `dst`: entries `{addr, name, key}` with
+/// the key as a 32-byte MessagePack `bin`.
+pub fn encode_peers_v2(peers: &[KeyedPeerEntry], dst: &mut BytesMut) {
+    dst.reserve(
+        24 + peers
+            .iter()
+            .map(|p| 60 + p.addr.len() + p.name.len())
+            .sum::<usize>(),
+    );
+    dst.put_u8(0x82);
+    fast::put_str(dst, "type");
+    fast::put_str(dst, "peers");
+    fast::put_str(dst, "peers");
+    fast::put_array_len(dst, peers.len());
+    for peer in peers {
+        dst.put_u8(0x83);
+        fast::put_str(dst, "addr");
+        fast::put_str(dst, &peer.addr);
+        fast::put_str(dst, "name");
+        fast::put_str(dst, &peer.name);
+        fast::put_str(dst, "key");
+        dst.put_u8(0xc4);
+        dst.put_u8(STATIC_KEY_BYTES as u8);
+        dst.put_slice(&peer.key);
+    }
+}
+
+/// Reads a v2 `hello` map. Strict: the payload is exactly one map, `type` is `"hello"`,
+/// `protocol` and `listen_port` unsigned integers (the port at most 65535), `name` a UTF-8
+/// string, each present once. Keys may come in any order; unknown keys are skipped, so that
+/// a newer peer can add fields. Whether `protocol` is 2 is the caller's check.
+pub fn decode_hello_v2(payload: &[u8]) -> Result<HelloV2, WireError> {
+    let mut map = strict::Map::open(payload, "hello")?;
+    let (mut protocol, mut name, mut listen_port) = (None, None, None);
+    while let Some(key) = map.next_key()? {
+        match key {
+            "protocol" => strict::once(&mut protocol, "protocol", map.uint("protocol")?)?,
+            "name" => strict::once(&mut name, "name", map.str("name")?.to_string())?,
+            "listen_port" => {
+                let port = u16::try_from(map.uint("listen_port")?)
+                    .map_err(|_| WireError::Malformed("listen_port is over 65535".into()))?;
+                strict::once(&mut listen_port, "listen_port", port)?
+            }
+            _ => map.skip_value()?,
+        }
+    }
+    map.close()?;
+    Ok(HelloV2 {
+        protocol: strict::required(protocol, "protocol")?,
+        name: strict::required(name, "name")?,
+        listen_port: strict::required(listen_port, "listen_port")?,
+    })
+}
+
+/// Reads a v2 `peers` map. Strict as [`decode_hello_v2`]; each entry is a map with `addr` and
+/// `name` strings and `key`, a MessagePack `bin` of exactly 32 bytes (not a string, not an
+/// array of integers).
+pub fn decode_peers_v2(payload: &[u8]) -> Result<Vec<KeyedPeerEntry>, WireError> {
+    let mut map = strict::Map::open(payload, "peers")?;
+    let mut peers = None;
+    while let Some(key) = map.next_key()? {
+        match key {
+            "peers" => {
+                let entries = map.array_len("peers")?;
+                // Each entry takes at least 50 bytes: a hostile count allocates nothing.
+                let mut list = Vec::with_capacity(entries.min(map.remaining() / 50));
+                for _ in 0..entries {
+                    list.push(map.keyed_peer_entry()?);
+                }
+                strict::once(&mut peers, "peers", list)?;
+            }
+            _ => map.skip_value()?,
+        }
+    }
+    map.close()?;
+    strict::required(peers, "peers")
+}
+
+/// Bytes the MessagePack map at the start of `buf` takes (header, keys and values), so that
+/// maps sent back to back can be told apart. Refuses anything that is not a whole map.
+pub fn map_len(buf: &[u8]) -> Result<usize, WireError> {
+    match buf.first() {
+        Some(0x80..=0x8f | 0xde | 0xdf) => {}
+        _ => return Err(WireError::NotAMap),
+    }
+    strict::value_len(buf, 0)
+}
+
+/// The maps of a v2 plaintext, one or more back to back, each as its own slice (which
+/// [`decode_payload`] reads as one v1 payload). Stops at the first error.
+pub fn split_maps(plaintext: &[u8]) -> SplitMaps<'_> {
+    SplitMaps {
+        rest: plaintext,
+        failed: false,
+    }
+}
+
+/// Iterator of [`split_maps`].
+#[derive(Debug)]
+pub struct SplitMaps<'a> {
+    rest: &'a [u8],
+    failed: bool,
+}
+
+impl<'a> Iterator for SplitMaps<'a> {
+    type Item = Result<&'a [u8], WireError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.rest.is_empty() || self.failed {
+            return None;
+        }
+        match map_len(self.rest) {
+            Ok(len) => {
+                let (map, rest) = self.rest.split_at(len);
+                self.rest = rest;
+                Some(Ok(map))
+            }
+            Err(err) => {
+                self.failed = true;
+                Some(Err(err))
+            }
+        }
+    }
+}
+
+/// Strict MessagePack reading for the v2 maps: every length is checked against what is
+/// there before anything is allocated, and every error says which field.
+mod strict {
+    use super::{KeyedPeerEntry, WireError, MAX_DEPTH, STATIC_KEY_BYTES};
+
+    fn malformed(why: impl Into<String>) -> WireError {
+        WireError::Malformed(why.into())
+    }
+
+    fn truncated() -> WireError {
+        malformed("the map ends before its last field")
+    }
+
+    pub(super) fn once<T>(slot: &mut Option<T>, key: &str, value: T) -> Result<(), WireError> {
+        if slot.replace(value).is_some() {
+            return Err(malformed(format!("`{key}` appears twice")));
+        }
+        Ok(())
+    }
+
+    pub(super) fn required<T>(slot: Option<T>, key: &str) -> Result<T, WireError> {
+        slot.ok_or_else(|| malformed(format!("missing field `{key}`")))
+    }
+
+    /// A reader over one top-level map of a given `type`.
+    pub(super) struct Map<'a> {
+        rest: &'a [u8],
+        entries_left: usize,
+    }
+
+    impl<'a> Map<'a> {
+        /// Opens the payload's map and checks that its `type` is `kind`, wherever the key is.
+        pub(super) fn open(payload: &'a [u8], kind: &str) -> Result<Self, WireError> {
+            let mut reader = Map {
+                rest: payload,
+                entries_left: 0,
+            };
+            reader.entries_left = reader.map_header()?;
+            // `type` first is what every sender writes; look for it anywhere all the same.
+            let mut probe = Map {
+                rest: reader.rest,
+                entries_left: reader.entries_left,
+            };
+            let mut found = None;
+            while let Some(key) = probe.next_key()? {
+                if key == "type" {
+                    let value = probe.str("type")?;
+                    once(&mut found, "type", value)?;
+                } else {
+                    probe.skip_value()?;
+                }
+            }
+            probe.close()?;
+            match found {
+                Some(found) if found == kind => Ok(reader),
+                Some(found) => Err(malformed(format!("expected a `{kind}` map, got `{found}`"))),
+                None => Err(malformed("missing field `type`")),
+            }
+        }
+
+        pub(super) fn remaining(&self) -> usize {
+            self.rest.len()
+        }
+
+        fn take(&mut self, n: usize) -> Result<&'a [u8], WireError> {
+            if self.rest.len() < n {
+                return Err(truncated());
+            }
+            let (head, rest) = self.rest.split_at(n);
+            self.rest = rest;
+            Ok(head)
+        }
+
+        fn byte(&mut self) -> Result<u8, WireError> {
+            Ok(self.take(1)?[0])
+        }
+
+        fn be(&mut self, n: usize) -> Result<u64, WireError> {
+            Ok(self
+                .take(n)?
+                .iter()
+                .fold(0u64, |v, b| (v << 8) | u64::from(*b)))
+        }
+
+        fn map_header(&mut self) -> Result<usize, WireError> {
+            match self.rest.first() {
+                Some(0x80..=0x8f) => Ok(usize::from(self.byte()? & 0x0f)),
+                Some(0xde) => {
+                    self.byte()?;
+                    Ok(self.be(2)? as usize)
+                }
+                Some(0xdf) => {
+                    self.byte()?;
+                    Ok(self.be(4)? as usize)
+                }
+                _ => Err(WireError::NotAMap),
+            }
+        }
+
+        /// The next key of this map, `None` after the last. Keys are strings.
+        pub(super) fn next_key(&mut self) -> Result<Option<&'a str>, WireError> {
+            if self.entries_left == 0 {
+                return Ok(None);
+            }
+            self.entries_left -= 1;
+            self.str("a key").map(Some)
+        }
+
+        /// The map had no bytes after its last entry.
+        pub(super) fn close(&self) -> Result<(), WireError> {
+            match self.rest.len() {
+                0 => Ok(()),
+                n => Err(WireError::TrailingBytes(n)),
+            }
+        }
+
+        pub(super) fn uint(&mut self, field: &str) -> Result<u64, WireError> {
+            match self.byte()? {
+                v @ 0x00..=0x7f => Ok(u64::from(v)),
+                0xcc => self.be(1),
+                0xcd => self.be(2),
+                0xce => self.be(4),
+                0xcf => self.be(8),
+                _ => Err(malformed(format!("`{field}` is not an unsigned integer"))),
+            }
+        }
+
+        pub(super) fn str(&mut self, field: &str) -> Result<&'a str, WireError> {
+            let len = match self.byte()? {
+                m @ 0xa0..=0xbf => usize::from(m & 0x1f),
+                0xd9 => self.be(1)? as usize,
+                0xda => self.be(2)? as usize,
+                0xdb => self.be(4)? as usize,
+                _ => return Err(malformed(format!("`{field}` is not a string"))),
+            };
+            std::str::from_utf8(self.take(len)?)
+                .map_err(|_| malformed(format!("`{field}` is not valid UTF-8")))
+        }
+
+        pub(super) fn array_len(&mut self, field: &str) -> Result<usize, WireError> {
+            match self.byte()? {
+                m @ 0x90..=0x9f => Ok(usize::from(m & 0x0f)),
+                0xdc => Ok(self.be(2)? as usize),
+                0xdd => Ok(self.be(4)? as usize),
+                _ => Err(malformed(format!("`{field}` is not an array"))),
+            }
+        }
+
+        fn key_bytes(&mut self) -> Result<[u8; STATIC_KEY_BYTES], WireError> {
+            let len = match self.byte()? {
+                0xc4 => self.be(1)? as usize,
+                0xc5 => self.be(2)? as usize,
+                0xc6 => self.be(4)? as usize,
+                _ => return Err(malformed("`key` is not a MessagePack bin")),
+            };
+            if len != STATIC_KEY_BYTES {
+                return Err(malformed(format!(
+                    "`key` is {len} bytes, not {STATIC_KEY_BYTES}"
+                )));
+            }
+            let mut key = [0u8; STATIC_KEY_BYTES];
+            key.copy_from_slice(self.take(len)?);
+            Ok(key)
+        }
+
+        pub(super) fn skip_value(&mut self) -> Result<(), WireError> {
+            let len = value_len(self.rest, 0)?;
+            self.take(len).map(|_| ())
+        }
+
+        pub(super) fn keyed_peer_entry(&mut self) -> Result<KeyedPeerEntry, WireError> {
+            let entries = self
+                .map_header()
+                .map_err(|_| malformed("a `peers` entry is not a map"))?;
+            let (mut addr, mut name, mut key) = (None, None, None);
+            for _ in 0..entries {
+                match self.str("a key")? {
+                    "addr" => once(&mut addr, "addr", self.str("addr")?.to_string())?,
+                    "name" => once(&mut name, "name", self.str("name")?.to_string())?,
+                    "key" => once(&mut key, "key", self.key_bytes()?)?,
+                    _ => self.skip_value()?,
+                }
+            }
+            Ok(KeyedPeerEntry {
+                addr: required(addr, "addr")?,
+                name: required(name, "name")?,
+                key: required(key, "key")?,
+            })
+        }
+    }
+
+    /// Bytes the MessagePack value at the start of `buf` takes, checked to be all there.
+    pub(super) fn value_len(buf: &[u8], depth: usize) -> Result<usize, WireError> {
+        if depth > MAX_DEPTH {
+            return Err(malformed(format!("nested deeper than {MAX_DEPTH} levels")));
+        }
+        let be = |at: usize, n: usize| -> Result<usize, WireError> {
+            let bytes = buf.get(at..at + n).ok_or_else(truncated)?;
+            Ok(bytes.iter().fold(0usize, |v, b| (v << 8) | usize::from(*b)))
+        };
+        let marker = *buf.first().ok_or_else(truncated)?;
+        // (bytes before the payload, payload bytes) or (header bytes, child values)
+        let (head, body, children): (usize, usize, usize) = match marker {
+            0x00..=0x7f | 0xe0..=0xff | 0xc0 | 0xc2 | 0xc3 => (1, 0, 0),
+            0x80..=0x8f => (1, 0, 2 * usize::from(marker & 0x0f)),
+            0x90..=0x9f => (1, 0, usize::from(marker & 0x0f)),
+            0xa0..=0xbf => (1, usize::from(marker & 0x1f), 0),
+            0xc1 => return Err(malformed("0xc1 is not a MessagePack value")),
+            0xc4 | 0xd9 => (2, be(1, 1)?, 0),
+            0xc5 | 0xda => (3, be(1, 2)?, 0),
+            0xc6 | 0xdb => (5, be(1, 4)?, 0),
+            0xc7 => (3, be(1, 1)?, 0),
+            0xc8 => (4, be(1, 2)?, 0),
+            0xc9 => (6, be(1, 4)?, 0),
+            0xca => (1, 4, 0),
+            0xcb => (1, 8, 0),
+            0xcc | 0xd0 => (1, 1, 0),
+            0xcd | 0xd1 => (1, 2, 0),
+            0xce | 0xd2 => (1, 4, 0),
+            0xcf | 0xd3 => (1, 8, 0),
+            0xd4 => (2, 1, 0),
+            0xd5 => (2, 2, 0),
+            0xd6 => (2, 4, 0),
+            0xd7 => (2, 8, 0),
+            0xd8 => (2, 16, 0),
+            0xdc => (3, 0, be(1, 2)?),
+            0xdd => (5, 0, be(1, 4)?),
+            0xde => (3, 0, 2 * be(1, 2)?),
+            0xdf => (5, 0, 2 * be(1, 4)?),
+        };
+        let mut at = head
+            .checked_add(body)
+            .filter(|end| *end <= buf.len())
+            .ok_or_else(truncated)?;
+        for _ in 0..children {
+            // Every child takes a byte at least: a hostile count ends at the buffer's end.
+            if at >= buf.len() {
+                return Err(truncated());
+            }
+            at += value_len(&buf[at..], depth + 1)?;
+        }
+        Ok(at)
     }
 }
 
@@ -938,6 +1381,94 @@ mod tests {
         buf.extend_from_slice(&chat[..100]);
         assert!(WireCodec.decode(&mut buf).unwrap().is_none());
         assert!(buf.capacity() < 1024);
+    }
+
+    #[test]
+    fn v2_hello_decodes_in_any_key_order_and_refuses_what_is_not_a_hello() {
+        let hello = HelloV2::new("ünï", 9000);
+        let mut canonical = BytesMut::new();
+        encode_hello_v2(&hello, &mut canonical);
+        assert_eq!(decode_hello_v2(&canonical).unwrap(), hello);
+        let reordered = rmp_serde::to_vec_named(&serde_json::json!({
+            "listen_port": 9000, "name": "ünï", "node_id": 5, "type": "hello", "protocol": 2
+        }))
+        .unwrap();
+        assert_eq!(decode_hello_v2(&reordered).unwrap(), hello);
+        let bad = [
+            serde_json::json!({"type": "hello", "protocol": 2, "name": "x"}),
+            serde_json::json!({"type": "chat", "protocol": 2, "name": "x", "listen_port": 1}),
+            serde_json::json!({"protocol": 2, "name": "x", "listen_port": 1}),
+            serde_json::json!({"type": "hello", "protocol": 2, "name": 5, "listen_port": 1}),
+            serde_json::json!({"type": "hello", "protocol": -1, "name": "x", "listen_port": 1}),
+            serde_json::json!({"type": "hello", "protocol": 2, "name": "x", "listen_port": 70000}),
+            serde_json::json!(["hello", 2, "x", 1]),
+        ];
+        for case in bad {
+            let payload = rmp_serde::to_vec_named(&case).unwrap();
+            assert!(decode_hello_v2(&payload).is_err(), "{case}");
+        }
+        let mut trailing = canonical.to_vec();
+        trailing.push(0xc0);
+        assert!(matches!(
+            decode_hello_v2(&trailing),
+            Err(WireError::TrailingBytes(1))
+        ));
+        // A key twice, and every truncation: errors, never a panic.
+        let mut twice = vec![0x85];
+        twice.extend_from_slice(&canonical[1..]);
+        twice.extend_from_slice(&[0xa4, b'n', b'a', b'm', b'e', 0xa1, b'y']);
+        assert!(decode_hello_v2(&twice).is_err());
+        for cut in 0..canonical.len() {
+            assert!(decode_hello_v2(&canonical[..cut]).is_err());
+        }
+    }
+
+    #[test]
+    fn maps_back_to_back_are_split_whole_and_anything_else_is_refused() {
+        let mut plaintext = BytesMut::new();
+        let frames = [
+            Frame::Chat {
+                id: 1,
+                text: "x".repeat(300),
+                sent_at_ms: 2,
+            },
+            Frame::Ack { id: 1 },
+            Frame::Peers {
+                peers: vec![PeerEntry {
+                    addr: "1.2.3.4:5".into(),
+                    name: "n".into(),
+                }],
+            },
+        ];
+        for frame in &frames {
+            plaintext.extend_from_slice(&rmp_serde::to_vec_named(frame).unwrap());
+        }
+        // An unknown map with nested values of every kind: skipped whole.
+        let unknown = rmp_serde::to_vec_named(&serde_json::json!({
+            "type": "typing", "nested": {"a": [1, -2, 3.5, null, true, "s", {"b": []}]}
+        }))
+        .unwrap();
+        plaintext.extend_from_slice(&unknown);
+        let maps: Vec<&[u8]> = split_maps(&plaintext).map(|m| m.unwrap()).collect();
+        assert_eq!(maps.len(), 4);
+        for (map, frame) in maps.iter().zip(&frames) {
+            assert_eq!(&decode_payload(map).unwrap(), frame);
+        }
+        assert_eq!(decode_payload(maps[3]).unwrap(), Frame::Unknown);
+        // Cut anywhere inside the last map: the whole maps before it, then an error.
+        let cut = &plaintext[..plaintext.len() - 1];
+        let results: Vec<_> = split_maps(cut).collect();
+        assert_eq!(results.len(), 4);
+        assert!(results[..3].iter().all(Result::is_ok));
+        assert!(results[3].is_err());
+        // Not a map, a hostile count, nesting too deep: errors.
+        assert!(matches!(map_len(&[0x01]), Err(WireError::NotAMap)));
+        assert!(map_len(&[0xdf, 0xff, 0xff, 0xff, 0xff]).is_err());
+        let mut deep = vec![0x81, 0xa1, b'k'];
+        deep.extend(std::iter::repeat_n(0x91, 100));
+        deep.push(0x01);
+        assert!(map_len(&deep).is_err());
+        assert!(map_len(&[0x81, 0xa1, b'k', 0xc1]).is_err());
     }
 
     #[test]

@@ -11,8 +11,8 @@ use super::render::{self, Outcome, Status, SHORTCUTS};
 use super::Console;
 use crate::child::ChildName;
 use crate::faults::Fault;
-use crate::helpers::visible;
 use crate::peer::PeerAddr;
+use crate::sanitize::visible;
 use crate::supervision::suffer;
 
 impl Console {

@@ -5,8 +5,8 @@
 use std::net::IpAddr;
 
 use crate::faults::{parse_fault, Fault};
-use crate::helpers::visible;
 use crate::peer::{parse_port, PeerAddr};
+use crate::sanitize::visible;
 
 /// What the next input line answers.
 #[derive(Debug, Clone, PartialEq, Eq)]

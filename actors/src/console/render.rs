@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 
 use super::look::{wrap, Look};
 use crate::events::{NodeEvent, SupervisionStep};
-use crate::helpers::visible;
 use crate::peer::{MessageId, PeerAddr, PeerInfo};
+use crate::sanitize::visible;
 use crate::store::HistoryEntry;
 use crate::{ConnectAllReport, ConnectOutcome};
 
