@@ -288,3 +288,73 @@ fn after_a_cut_longer_than_the_give_up_time_peers_reconnect_by_themselves() {
     alice.quit();
     bob.quit();
 }
+
+/// Asks `node` for its peer list until `holds` says yes, or panics after `wait`. Discovery
+/// has no line of its own to await: the list is the only place it shows.
+fn peer_list_until(node: &mut Node, wait: Duration, holds: impl Fn(&str) -> bool) -> String {
+    let until = std::time::Instant::now() + wait;
+    loop {
+        let list = node.peer_list();
+        if holds(&list) {
+            return list;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "{}: the peer list did not change as expected within {wait:?}:\n{list}",
+            node.name
+        );
+        // Asked again after a pause: each ask is a round trip through the node.
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn discovery_finds_a_node_started_later_and_drops_one_that_quits() {
+    let Some((mut lab, [a, b, c])) =
+        Lab::three_hosts("discovery_finds_a_node_started_later_and_drops_one_that_quits")
+    else {
+        return;
+    };
+    let mut alice = lab.start(&a, "alice", "0.0.0.0", &[]);
+    let mut bob = lab.start(&b, "bob", "0.0.0.0", &[]);
+    let found = Duration::from_secs(8);
+    peer_list_until(&mut alice, found, |list| list.contains("  bob  "));
+    // Started later, found by both within seconds; listed with its address and name.
+    let mut carol = lab.start(&c, "carol", "0.0.0.0", &[]);
+    let carol_at = carol.at(c.ip());
+    for node in [&mut alice, &mut bob] {
+        let list = peer_list_until(node, found, |list| list.contains("  carol  "));
+        assert!(
+            list.contains("Nearby on the LAN (not connected):") && list.contains(&carol_at),
+            "{}:\n{list}",
+            node.name
+        );
+        assert_eq!(list.matches("  carol  ").count(), 1, "{list}");
+    }
+    // Nothing announced is handed on: no chat, no session, no `learned of peer`.
+    let everything = alice.process.stdout_so_far().to_string();
+    assert!(!everything.contains("learned of peer"), "{everything}");
+    assert!(!everything.contains("connected to"), "{everything}");
+
+    // Carol quits: her goodbye removes her from both lists.
+    carol.quit();
+    for node in [&mut alice, &mut bob] {
+        peer_list_until(node, found, |list| !list.contains("  carol  "));
+    }
+    // A node bound to loopback, or started with --no-discovery, is not announced.
+    let mut dave = lab.start(&c, "dave", "127.0.0.1", &[]);
+    let mut erin = lab.start(&c, "erin", "0.0.0.0", &["--no-discovery"]);
+    assert!(!erin
+        .process
+        .stdout_so_far()
+        .contains("Announced on the LAN"));
+    // Fay, announced after them, is found: by then dave and erin would have been too.
+    let mut fay = lab.start(&c, "fay", "0.0.0.0", &[]);
+    let list = peer_list_until(&mut alice, found, |list| list.contains("  fay  "));
+    assert!(!list.contains("dave") && !list.contains("erin"), "{list}");
+    fay.quit();
+    dave.quit();
+    erin.quit();
+    alice.quit();
+    bob.quit();
+}
