@@ -331,10 +331,25 @@ fn discovery_finds_a_node_started_later_and_drops_one_that_quits() {
         );
         assert_eq!(list.matches("  carol  ").count(), 1, "{list}");
     }
-    // Nothing announced is handed on: no chat, no session, no `learned of peer`.
+    // Announced is not vouched for: bob, who only saw carol's announcement, does not pass
+    // her on when alice asks him for his peers.
+    let bob_at = bob.at(b.ip());
+    connect(&mut alice, &mut bob, &bob_at);
+    alice.process.type_lines(&["/connect"]);
+    alice
+        .process
+        .expect_within("Connect to active peers:", PROMPT);
     let everything = alice.process.stdout_so_far().to_string();
-    assert!(!everything.contains("learned of peer"), "{everything}");
-    assert!(!everything.contains("connected to"), "{everything}");
+    assert!(
+        !everything.contains("learned of peer carol"),
+        "{everything}"
+    );
+    let list = alice.peer_list();
+    let known = list.split("Nearby").next().unwrap_or_default();
+    assert!(
+        !known.contains("carol"),
+        "carol among alice's known peers:\n{list}"
+    );
 
     // Carol quits: her goodbye removes her from both lists.
     carol.quit();
