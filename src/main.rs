@@ -104,6 +104,11 @@ struct Cli {
     #[arg(long, value_name = "FILE")]
     history: Option<PathBuf>,
 
+    /// Do not announce this node on the LAN nor look for peers there (mDNS/DNS-SD). Discovery
+    /// is on by default when listening on a non-loopback interface, never on loopback.
+    #[arg(long)]
+    no_discovery: bool,
+
     /// Accept fault commands at the menu prompt (`!crash registry`, `!panic listener`,
     /// `!reset IP:PORT`, ...; `!help` lists them), to watch supervision heal the node.
     #[arg(long)]
@@ -340,6 +345,11 @@ fn start_console(
         look.addr(node.listen_addr()),
         node.node_id()
     ));
+    if node.discovers() {
+        screen.print(
+            "Announced on the LAN; peers found nearby show in menu 2 (--no-discovery: off).",
+        );
+    }
     let console =
         Console::new(node.clone(), Box::pin(input), screen, look, on_quit).with_faults(cli.faults);
     Supervisor::start(move |_| console)
@@ -529,6 +539,7 @@ fn node_config(cli: &Cli, name: String, port: u16) -> NodeConfig {
             window: cli.restart_window,
         },
         data_dir: cli.data_dir.clone(),
+        discovery: !cli.no_discovery,
         ..NodeConfig::local("")
     }
 }
@@ -553,7 +564,12 @@ async fn send(cli: Cli, to: PeerAddr, text: String) -> ExitCode {
             .and_then(|user| check_name(&user).ok())
             .unwrap_or_else(|| "peerchat".into()),
     };
-    let node = match Node::start(node_config(&cli, name, cli.port.unwrap_or(0))).await {
+    // A one-shot sender is not a peer to be found.
+    let config = NodeConfig {
+        discovery: false,
+        ..node_config(&cli, name, cli.port.unwrap_or(0))
+    };
+    let node = match Node::start(config).await {
         Ok(node) => node,
         Err(err) => return fail(&err.to_string()),
     };

@@ -26,6 +26,10 @@ pub struct NodeConfig {
     /// Where the outbox, the node id and the history are kept across restarts; `None`
     /// keeps them in memory only.
     pub data_dir: Option<PathBuf>,
+    /// Announce the node on the LAN and find others there (mDNS/DNS-SD, discovery.rs). Never
+    /// on loopback, whatever this says. Off in `local`, so that tests stay off the LAN; the
+    /// binary turns it on unless `--no-discovery`.
+    pub discovery: bool,
 }
 
 impl NodeConfig {
@@ -40,6 +44,7 @@ impl NodeConfig {
             restarts: RestartPolicy::default(),
             retry: RetryPolicy::default(),
             data_dir: None,
+            discovery: false,
         }
     }
 }

@@ -5,6 +5,7 @@
 mod apply;
 mod command;
 mod look;
+mod nearby;
 mod render;
 mod screen;
 

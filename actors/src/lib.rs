@@ -8,6 +8,8 @@
 //!   each accepted connection;
 //! - [`session::Session`] owns one TCP connection: handshake, frames, heartbeat;
 //! - [`console::Console`] owns the terminal and turns menu input into messages;
+//! - [`discovery::Discovery`] announces the node on the LAN (mDNS/DNS-SD) and finds others,
+//!   which it tells the Registry about;
 //! - [`supervisor::NodeSupervisor`] is the root of the supervision tree: Registry, Listener
 //!   and Console are restarted when they fail (a panic included), Sessions are temporary.
 //!
@@ -63,12 +65,14 @@
 pub mod child;
 pub mod config;
 pub mod console;
+pub mod discovery;
 pub mod events;
 pub mod faults;
 pub mod helpers;
 pub mod identity;
 pub mod known_peers;
 pub mod listener;
+pub mod nearby;
 pub mod node;
 pub mod noise;
 pub mod peer;

@@ -1,4 +1,4 @@
-//! `Node`: starts one peer's actors (Registry and Listener) and is the handle that a console,
+//! `Node`: starts one peer's actors (Registry, Listener, Discovery) and is the handle that a console,
 //! a test or a library user drives it with. Every method is a message to the Registry.
 
 use std::collections::hash_map::RandomState;
@@ -14,16 +14,18 @@ use futures::channel::{mpsc, oneshot};
 
 use crate::child::ChildName;
 use crate::config::{LocalIdentity, NodeConfig};
+use crate::discovery::{self, Discovery};
 use crate::events::EventStream;
 use crate::events::NodeEvent;
 use crate::faults::{Fault, Inject, InjectError};
 use crate::listener::{self, Listener};
+use crate::nearby::NearbyPeer;
 use crate::peer::{MessageId, NodeId, PeerAddr, PeerInfo};
 use crate::registry::History;
 use crate::registry::{
     Connect, ConnectAll, ConnectAllReport, ConnectError, ConnectOutcome, Disconnect, DisconnectAll,
-    InjectConnection, ListPeers, NotConnected, Registry, SendChat, SendChats, SendError, Shutdown,
-    ShutdownReport, Subscribe, Subscriber,
+    InjectConnection, ListNearby, ListPeers, NotConnected, Registry, SendChat, SendChats,
+    SendError, Shutdown, ShutdownReport, Subscribe, Subscriber,
 };
 use crate::session::SessionTemplate;
 use crate::store::{HistoryEntry, Recovered, Store};
@@ -88,6 +90,8 @@ impl std::error::Error for NodeStopped {}
 pub struct Node {
     registry: Addr<Registry>,
     listener: Addr<Listener>,
+    /// Present while the node takes part in LAN discovery.
+    discovery: Option<Addr<Discovery>>,
     supervisor: Addr<NodeSupervisor>,
     /// How long quitting waits for acks in flight.
     quit_grace: Duration,
@@ -151,6 +155,7 @@ impl Node {
         let listener = Listener::new(socket, template, SupervisorLink::to(&supervisor))
             .map_err(|source| StartError::Bind { addr, source })?;
         let listener = Supervisor::start(move |_| listener);
+        let discovery = start_discovery(&config, &me, &registry, &mut warnings);
         tell(
             Role::Node,
             &supervisor,
@@ -165,6 +170,7 @@ impl Node {
         Ok(Node {
             registry,
             listener,
+            discovery,
             supervisor,
             caller: Role::Node,
             quit_grace: config.timeouts.quit_grace,
@@ -341,6 +347,19 @@ impl Node {
             .map_err(|_| NodeStopped)
     }
 
+    /// Peers announced on the LAN that this node has no session with (menu 2, `/peers`);
+    /// empty without discovery.
+    pub async fn nearby(&self) -> Result<Vec<NearbyPeer>, NodeStopped> {
+        ask(self.caller, &self.registry, ListNearby)
+            .await
+            .map_err(|_| NodeStopped)
+    }
+
+    /// Whether this node announces itself and looks for peers on the LAN.
+    pub fn discovers(&self) -> bool {
+        self.discovery.is_some()
+    }
+
     /// Says `bye` to one peer (menu 5); it stays known.
     pub async fn disconnect(&self, peer: PeerAddr) -> Result<(), NotConnected> {
         ask(self.caller, &self.registry, Disconnect { peer })
@@ -357,6 +376,14 @@ impl Node {
 
     /// Waits up to `grace` for acks in flight, says bye to everyone, stops the actors.
     pub async fn shutdown(&self, grace: Duration) -> ShutdownReport {
+        // Goodbye packets first, so that nobody tries this node while it quits.
+        if let Some(discovery) = &self.discovery {
+            let _ = discovery
+                .send(Retire {
+                    reason: "node shut down".into(),
+                })
+                .await;
+        }
         let report = ask(self.caller, &self.registry, Shutdown { grace })
             .await
             .unwrap_or_default();
@@ -370,6 +397,26 @@ impl Node {
         )
         .await;
         report
+    }
+}
+
+/// The Discovery actor, if the configuration asks for it and the node is not on loopback;
+/// a daemon that cannot start is a warning, not a failed start.
+fn start_discovery(
+    config: &NodeConfig,
+    me: &LocalIdentity,
+    registry: &Addr<Registry>,
+    warnings: &mut Vec<String>,
+) -> Option<Addr<Discovery>> {
+    if !config.discovery || !discovery::wanted(config.bind) {
+        return None;
+    }
+    match Discovery::start(me, registry.clone().recipient()) {
+        Ok(discovery) => Some(discovery),
+        Err(err) => {
+            warnings.push(format!("LAN discovery is off: {err}"));
+            None
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 //! client that speaks the wire protocol by hand.
 #![allow(dead_code)]
 
+pub mod netns;
 pub mod process;
 pub mod proxy;
 

@@ -54,7 +54,11 @@ impl Output {
     }
 
     fn expect(&mut self, needle: &str, what: &str) -> String {
-        let until = Instant::now() + PROCESS_WAIT;
+        self.expect_within(needle, what, PROCESS_WAIT)
+    }
+
+    fn expect_within(&mut self, needle: &str, what: &str, wait: Duration) -> String {
+        let until = Instant::now() + wait;
         loop {
             if let Some(at) = self.text[self.cursor..].find(needle) {
                 let end = self.cursor + at + needle.len();
@@ -64,7 +68,7 @@ impl Output {
             }
             if !self.pull(until) {
                 panic!(
-                    "{what}: '{needle}' did not appear within {PROCESS_WAIT:?}; output after cursor:\n{}",
+                    "{what}: '{needle}' did not appear within {wait:?}; output after cursor:\n{}",
                     &self.text[self.cursor..]
                 );
             }
@@ -78,8 +82,15 @@ impl Output {
 
 impl Peerchat {
     pub fn start(args: &[&str]) -> Peerchat {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_peerchat"))
-            .args(args)
+        let mut command = Command::new(env!("CARGO_BIN_EXE_peerchat"));
+        command.args(args);
+        Peerchat::spawn(command)
+    }
+
+    /// Runs `command` (the binary, perhaps behind a wrapper such as `ip netns exec`) with
+    /// its standard streams piped.
+    pub fn spawn(mut command: Command) -> Peerchat {
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -132,6 +143,17 @@ impl Peerchat {
     /// to it.
     pub fn expect(&mut self, needle: &str) -> String {
         self.stdout.expect(needle, "stdout")
+    }
+
+    /// Like `expect`, with a wait of the caller's choosing.
+    pub fn expect_within(&mut self, needle: &str, wait: Duration) -> String {
+        self.stdout.expect_within(needle, "stdout", wait)
+    }
+
+    /// The stdout not yet consumed by an expect, after waiting `wait` for more.
+    pub fn unread_after(&mut self, wait: Duration) -> &str {
+        self.stdout.drain(Instant::now() + wait);
+        &self.stdout.text[self.stdout.cursor..]
     }
 
     pub fn expect_stderr(&mut self, needle: &str) -> String {

@@ -6,7 +6,10 @@ use std::future::Future;
 
 use actix::prelude::*;
 
+use futures::FutureExt;
+
 use super::command::{Back, Command, Parsed, Prompt};
+use super::nearby;
 use super::render::{self, Outcome, Status, SHORTCUTS};
 use super::Console;
 use crate::child::ChildName;
@@ -36,8 +39,13 @@ impl Console {
             Command::Menu => self.show_menu(ctx),
             Command::Send { to, text } => self.send(to, text, back, ctx),
             Command::ListPeers => {
-                let listing = async move { Outcome::Peers(node.peers().await.map_err(said)) };
-                self.run(back, listing, ctx)
+                let look = self.look;
+                let listing = async move {
+                    let peers = Outcome::Peers(node.peers().await.map_err(said));
+                    let nearby = node.nearby().await.unwrap_or_default();
+                    (peers, nearby::listing(&nearby, &look))
+                };
+                self.run_noted(back, listing, ctx)
             }
             Command::ConnectAll => {
                 self.screen
@@ -143,18 +151,42 @@ impl Console {
         request: impl Future<Output = Outcome> + 'static,
         ctx: &mut Context<Self>,
     ) {
+        self.run_noted(back, request.map(|outcome| (outcome, None)), ctx)
+    }
+
+    /// Like `run`, for a request that brings a note to print below its outcome (the nearby
+    /// peers under the peer list).
+    fn run_noted(
+        &mut self,
+        back: Back,
+        request: impl Future<Output = (Outcome, Option<String>)> + 'static,
+        ctx: &mut Context<Self>,
+    ) {
         self.busy = true;
-        ctx.spawn(request.into_actor(self).map(move |outcome, console, ctx| {
-            console.busy = false;
-            console.finish(outcome, back, ctx);
-            console.drain_queue(ctx);
-        }));
+        ctx.spawn(
+            request
+                .into_actor(self)
+                .map(move |(outcome, note), console, ctx| {
+                    console.busy = false;
+                    console.finish(outcome, note, back, ctx);
+                    console.drain_queue(ctx);
+                }),
+        );
     }
 
     /// What a request brought back: remembered where it matters, printed, and then back to
     /// the menu (or its prompt), or on to the next question.
-    fn finish(&mut self, outcome: Outcome, back: Back, ctx: &mut Context<Self>) {
-        let text = render::outcome(&outcome, &self.look, self.screen.width());
+    fn finish(
+        &mut self,
+        outcome: Outcome,
+        note: Option<String>,
+        back: Back,
+        ctx: &mut Context<Self>,
+    ) {
+        let mut text = render::outcome(&outcome, &self.look, self.screen.width());
+        if let Some(note) = note {
+            text = format!("{text}\n{note}");
+        }
         match outcome {
             Outcome::Menu(status) => {
                 if self.quitting {

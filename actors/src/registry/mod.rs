@@ -6,7 +6,7 @@
 //! logic lives in plain structs beside it ([`outbox`], [`dialer`], [`peers`], [`inbox`]), and
 //! each message sits with its handler: chats in `chats.rs`, Sessions registering and ending in
 //! `sessions.rs`, connecting and disconnecting in `connections.rs`, subscribers, quitting and
-//! faults in `lifecycle.rs`.
+//! faults in `lifecycle.rs`, peers found on the LAN in `discovery.rs`.
 
 use std::time::{Duration, Instant};
 
@@ -17,6 +17,7 @@ use crate::child::ChildName;
 use crate::config::{LocalIdentity, NodeConfig, Timeouts};
 use crate::events::NodeEvent;
 use crate::helpers::now_ms;
+use crate::nearby::NearbyPeer;
 use crate::peer::{MessageId, PeerAddr, SessionId};
 use crate::session::{Session, SessionTemplate};
 use crate::store::{Recovered, Store};
@@ -26,6 +27,7 @@ use crate::trace::{Role, Traced};
 mod chats;
 mod connections;
 pub mod dialer;
+mod discovery;
 pub mod inbox;
 mod lifecycle;
 pub mod outbox;
@@ -37,6 +39,7 @@ pub use connections::{
     Connect, ConnectAll, ConnectAllReport, ConnectError, ConnectOutcome, Disconnect, DisconnectAll,
     ListPeers, NotConnected,
 };
+pub use discovery::{ListNearby, NearbyPeers};
 pub use lifecycle::{InjectConnection, Publish, Shutdown, ShutdownReport, Subscribe, Subscriber};
 pub use peers::{PeerKey, PEERS_PER_FRAME};
 pub use sessions::{KnownPeers, PeersLearned, Register, SessionClosed};
@@ -82,6 +85,8 @@ pub struct Registry {
     failure: Option<String>,
     /// How many times this Registry has been restarted.
     incarnation: u32,
+    /// Peers announced on the LAN, from the Discovery actor (registry/discovery.rs).
+    nearby: Vec<NearbyPeer>,
 }
 
 impl Registry {
@@ -113,6 +118,7 @@ impl Registry {
             no_sessions_waiters: Vec::new(),
             failure: None,
             incarnation: 0,
+            nearby: Vec::new(),
         };
         registry.recover(recovered);
         registry

@@ -1,0 +1,173 @@
+//! Discovery: owns the node's mDNS/DNS-SD presence on the LAN (its `_peerchat._tcp.local.`
+//! announcement and the browse for others, through the `mdns-sd` daemon's thread) and the set
+//! of nearby peers. It tells the Registry the whole list (`NearbyPeers`) whenever it changes;
+//! `Node` starts it and retires it on quit, which sends the goodbye packets.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use actix::prelude::*;
+use mdns_sd::{IfKind, ServiceDaemon, ServiceEvent, ServiceInfo};
+
+use crate::config::LocalIdentity;
+use crate::nearby::{announced_identity, Announcement, NearbySet, Sighting, SERVICE_TYPE};
+use crate::registry::NearbyPeers;
+use crate::supervision::Retire;
+
+/// How long quitting waits for the daemon to send the goodbyes.
+const GOODBYE_WAIT: Duration = Duration::from_secs(1);
+
+/// The Discovery actor (see the module docs).
+pub struct Discovery {
+    daemon: ServiceDaemon,
+    /// The full name of our announcement, until it is withdrawn.
+    announced: Option<String>,
+    nearby: NearbySet,
+    registry: Recipient<NearbyPeers>,
+    browse: Option<mdns_sd::Receiver<ServiceEvent>>,
+}
+
+/// Whether a node bound to `bind` takes part in discovery: not on loopback, where only this
+/// host could reach it and announcing it on the LAN would be a lie.
+pub fn wanted(bind: IpAddr) -> bool {
+    !bind.is_loopback()
+}
+
+impl Discovery {
+    /// Starts the mDNS daemon, announces `me` on the interfaces it listens on and browses for
+    /// other nodes. An error (no multicast here, say) leaves the node without discovery.
+    pub fn start(
+        me: &LocalIdentity,
+        registry: Recipient<NearbyPeers>,
+    ) -> Result<Addr<Discovery>, mdns_sd::Error> {
+        let daemon = ServiceDaemon::new()?;
+        // Only where the node listens: all interfaces but loopback for 0.0.0.0 / ::, or the
+        // one interface it is bound to.
+        if me.bind.is_unspecified() {
+            daemon.disable_interface(vec![IfKind::LoopbackV4, IfKind::LoopbackV6])?;
+        } else {
+            daemon.disable_interface(IfKind::All)?;
+            daemon.enable_interface(IfKind::Addr(me.bind))?;
+        }
+        let announcement = Announcement::of(me);
+        let txt = announcement.txt();
+        let info = if me.bind.is_unspecified() {
+            // The daemon fills in each interface's own addresses.
+            ServiceInfo::new(
+                SERVICE_TYPE,
+                &announcement.instance(),
+                &announcement.host(),
+                "",
+                announcement.port,
+                &txt[..],
+            )?
+            .enable_addr_auto()
+        } else {
+            ServiceInfo::new(
+                SERVICE_TYPE,
+                &announcement.instance(),
+                &announcement.host(),
+                me.bind,
+                announcement.port,
+                &txt[..],
+            )?
+        };
+        let fullname = info.get_fullname().to_string();
+        daemon.register(info)?;
+        let browse = daemon.browse(SERVICE_TYPE)?;
+        Ok(Discovery {
+            daemon,
+            announced: Some(fullname),
+            nearby: NearbySet::new(&announced_identity(me)),
+            registry,
+            browse: Some(browse),
+        }
+        .start())
+    }
+
+    fn on_event(&mut self, event: ServiceEvent) {
+        let changed = match event {
+            ServiceEvent::ServiceResolved(service) => {
+                let sighting = Sighting {
+                    instance: service.fullname.clone(),
+                    port: service.port,
+                    ips: service.addresses.iter().map(|ip| ip.to_ip_addr()).collect(),
+                    txt: service
+                        .txt_properties
+                        .iter()
+                        .map(|p| (p.key().to_string(), p.val_str().to_string()))
+                        .collect(),
+                };
+                match self.nearby.sighted(&sighting) {
+                    Ok(changed) => changed,
+                    Err(why) => {
+                        tracing::debug!("mDNS: {} ignored: {why}", sighting.instance);
+                        false
+                    }
+                }
+            }
+            ServiceEvent::ServiceRemoved(_, fullname) => self.nearby.gone(&fullname),
+            _ => false,
+        };
+        if changed {
+            self.registry.do_send(NearbyPeers(self.nearby.peers()));
+        }
+    }
+
+    /// Withdraws the announcement (goodbye packets, so that others drop this node at once)
+    /// and stops the daemon; returns when the goodbyes are sent, or after `GOODBYE_WAIT`.
+    fn withdraw(&mut self) -> impl std::future::Future<Output = ()> + 'static {
+        let unregistered = self
+            .announced
+            .take()
+            .and_then(|fullname| self.daemon.unregister(&fullname).ok());
+        let daemon = self.daemon.clone();
+        async move {
+            if let Some(status) = unregistered {
+                let _ = actix_rt::time::timeout(GOODBYE_WAIT, status.recv_async()).await;
+            }
+            if let Ok(stopped) = daemon.shutdown() {
+                let _ = actix_rt::time::timeout(GOODBYE_WAIT, stopped.recv_async()).await;
+            }
+        }
+    }
+}
+
+impl Actor for Discovery {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        if let Some(browse) = self.browse.take() {
+            ctx.add_stream(browse.into_stream());
+        }
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        // Stopped without a Retire (the system ends): still say goodbye, without waiting.
+        if let Some(fullname) = self.announced.take() {
+            let _ = self.daemon.unregister(&fullname);
+            let _ = self.daemon.shutdown();
+        }
+    }
+}
+
+impl StreamHandler<ServiceEvent> for Discovery {
+    fn handle(&mut self, event: ServiceEvent, _: &mut Context<Self>) {
+        self.on_event(event);
+    }
+
+    fn finished(&mut self, _: &mut Context<Self>) {
+        // The daemon is gone; the node goes on without discovery.
+    }
+}
+
+/// Quitting: stop announcing and browsing. Answered once the goodbyes are out.
+impl Handler<Retire> for Discovery {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: Retire, ctx: &mut Context<Self>) -> Self::Result {
+        let withdrawn = self.withdraw();
+        ctx.stop();
+        Box::pin(withdrawn)
+    }
+}
