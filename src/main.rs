@@ -116,7 +116,7 @@ struct Cli {
 
     /// Print every message passing between actors, one line each, to stderr (or
     /// --trace-file). Optionally only those from or to some actors: node, console,
-    /// registry, listener, session, supervisor (comma-separated), or all.
+    /// registry, listener, session, supervisor, discovery (comma-separated), or all.
     #[arg(long, value_name = "ACTORS", num_args = 0..=1, default_missing_value = "all", value_parser = parse_trace_roles, global = true)]
     trace: Option<TraceRoles>,
 

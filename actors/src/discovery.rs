@@ -13,6 +13,7 @@ use crate::config::LocalIdentity;
 use crate::nearby::{announced_identity, Announcement, NearbySet, Sighting, SERVICE_TYPE};
 use crate::registry::NearbyPeers;
 use crate::supervision::Retire;
+use crate::trace::{tell_recipient, Role, Traced};
 
 /// How long quitting waits for the daemon to send the goodbyes.
 const GOODBYE_WAIT: Duration = Duration::from_secs(1);
@@ -110,7 +111,8 @@ impl Discovery {
             _ => false,
         };
         if changed {
-            self.registry.do_send(NearbyPeers(self.nearby.peers()));
+            let nearby = NearbyPeers(self.nearby.peers());
+            tell_recipient(Role::Discovery, Role::Registry, &self.registry, nearby);
         }
     }
 
@@ -149,6 +151,10 @@ impl Actor for Discovery {
             let _ = self.daemon.shutdown();
         }
     }
+}
+
+impl Traced for Discovery {
+    const ROLE: Role = Role::Discovery;
 }
 
 impl StreamHandler<ServiceEvent> for Discovery {

@@ -378,11 +378,10 @@ impl Node {
     pub async fn shutdown(&self, grace: Duration) -> ShutdownReport {
         // Goodbye packets first, so that nobody tries this node while it quits.
         if let Some(discovery) = &self.discovery {
-            let _ = discovery
-                .send(Retire {
-                    reason: "node shut down".into(),
-                })
-                .await;
+            let retire = Retire {
+                reason: "node shut down".into(),
+            };
+            let _ = ask(self.caller, discovery, retire).await;
         }
         let report = ask(self.caller, &self.registry, Shutdown { grace })
             .await

@@ -33,17 +33,20 @@ pub enum Role {
     Session,
     /// The NodeSupervisor.
     Supervisor,
+    /// The Discovery actor (mDNS on the LAN).
+    Discovery,
 }
 
 impl Role {
     /// Every role, for `--trace` without a list.
-    pub const ALL: [Role; 6] = [
+    pub const ALL: [Role; 7] = [
         Role::Node,
         Role::Console,
         Role::Registry,
         Role::Listener,
         Role::Session,
         Role::Supervisor,
+        Role::Discovery,
     ];
 
     fn bit(self) -> u8 {
@@ -59,6 +62,7 @@ impl Role {
             Role::Listener => "Listener",
             Role::Session => "Session",
             Role::Supervisor => "Supervisor",
+            Role::Discovery => "Discovery",
         }
     }
 }
@@ -78,7 +82,7 @@ impl FromStr for Role {
             .find(|role| role.name().eq_ignore_ascii_case(text.trim()))
             .ok_or_else(|| {
                 format!(
-                    "'{}' is not an actor: node, console, registry, listener, session or supervisor",
+                    "'{}' is not an actor: node, console, registry, listener, session, supervisor or discovery",
                     text.trim()
                 )
             })
@@ -258,7 +262,7 @@ mod tests {
 
     #[test]
     fn parses_actor_lists() {
-        assert_eq!(parse_roles("all").unwrap().len(), 6);
+        assert_eq!(parse_roles("all").unwrap().len(), 7);
         assert_eq!(
             parse_roles("registry, Session").unwrap(),
             vec![Role::Registry, Role::Session]
