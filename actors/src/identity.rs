@@ -180,7 +180,9 @@ pub(crate) fn private_file_options() -> OpenOptions {
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
+        options
+            .mode(0o600)
+            .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits());
     }
     options
 }
@@ -188,7 +190,7 @@ pub(crate) fn private_file_options() -> OpenOptions {
 /// Maps "it was a symlink" (O_NOFOLLOW's ELOOP) to a clear error.
 fn open_error(path: &Path, err: io::Error) -> IdentityError {
     #[cfg(unix)]
-    if err.raw_os_error() == Some(libc::ELOOP) {
+    if err.raw_os_error() == Some(nix::errno::Errno::ELOOP as i32) {
         return IdentityError::Symlink(path.to_path_buf());
     }
     io_at(path)(err)
