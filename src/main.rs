@@ -25,6 +25,7 @@ use peerchat_actors::console::{
     stdin_lines, Console, InputLine, Look, Notice, PlainScreen, Quit, QuitReport, Screen,
 };
 use peerchat_actors::faults::parse_duration;
+use peerchat_actors::identity::{default_data_dir, SEND_KEY_FILE};
 use peerchat_actors::sanitize::visible;
 use peerchat_actors::trace::{self, Role};
 use peerchat_actors::{Node, NodeConfig, NodeEvent, PeerAddr, Timeouts};
@@ -53,7 +54,7 @@ struct Cli {
     #[arg(long = "peer", value_name = "IP:PORT")]
     peers: Vec<PeerAddr>,
 
-    /// A new connection must say hello within this.
+    /// A new connection must complete its handshake (both hellos) within this.
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration, global = true)]
     hello_timeout: Duration,
 
@@ -73,10 +74,17 @@ struct Cli {
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration, global = true)]
     ack_timeout: Duration,
 
-    /// Keep the outbox, the node id and the chat history in this directory, so that
-    /// messages survive a restart or a crash (see docs/storage.md).
+    /// Keep the node's key (who it is to its peers), the outbox and the chat history in this
+    /// directory, so that identity and messages survive a restart or a crash (see
+    /// docs/storage.md). Default: $XDG_DATA_HOME/peerchat/NAME (else
+    /// ~/.local/share/peerchat/NAME).
     #[arg(long, value_name = "DIR", global = true)]
     data_dir: Option<PathBuf>,
+
+    /// Keep nothing on disk: a new key (a new identity) every run, the outbox and history
+    /// in memory only.
+    #[arg(long, global = true, conflicts_with = "data_dir")]
+    ephemeral: bool,
 
     /// Report a message as failed once it has waited this long for its peer.
     #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = parse_duration, global = true)]
@@ -288,7 +296,13 @@ async fn run_chat(cli: Cli, mut io: Io, restore: Option<impl Fn() + 'static>) ->
         Ok(answers) => answers,
         Err(code) => return code,
     };
-    let node = match Node::start(node_config(&cli, name, port)).await {
+    let data_dir = match data_dir(&cli, &name) {
+        Ok(dir) => dir,
+        Err(why) => return fail(&why),
+    };
+    let mut config = node_config(&cli, name, port);
+    config.data_dir = data_dir;
+    let node = match Node::start(config).await {
         Ok(node) => node,
         Err(err) => return fail(&err.to_string()),
     };
@@ -340,10 +354,10 @@ fn start_console(
 ) -> Addr<Console> {
     let look = cli.color.look();
     screen.print(&format!(
-        "{} listening on {} (node id {:016x})",
+        "{} listening on {} (key {})",
         look.name(&visible(node.name())),
         look.addr(node.listen_addr()),
-        node.node_id()
+        node.fingerprint()
     ));
     if node.discovers() {
         screen.print(
@@ -538,9 +552,22 @@ fn node_config(cli: &Cli, name: String, port: u16) -> NodeConfig {
             max_restarts: cli.max_restarts,
             window: cli.restart_window,
         },
-        data_dir: cli.data_dir.clone(),
         discovery: !cli.no_discovery,
         ..NodeConfig::local("")
+    }
+}
+
+/// The data directory: `--data-dir`, none with `--ephemeral`, else the default one for
+/// `name` (`identity::default_data_dir`).
+fn data_dir(cli: &Cli, name: &str) -> Result<Option<PathBuf>, String> {
+    if cli.ephemeral {
+        return Ok(None);
+    }
+    match &cli.data_dir {
+        Some(dir) => Ok(Some(dir.clone())),
+        None => default_data_dir(name)
+            .map(Some)
+            .map_err(|err| err.to_string()),
     }
 }
 
@@ -564,11 +591,19 @@ async fn send(cli: Cli, to: PeerAddr, text: String) -> ExitCode {
             .and_then(|user| check_name(&user).ok())
             .unwrap_or_else(|| "peerchat".into()),
     };
-    // A one-shot sender is not a peer to be found.
-    let config = NodeConfig {
-        discovery: false,
-        ..node_config(&cli, name, cli.port.unwrap_or(0))
+    // A key of its own, not the node's (whose directory a running node holds locked): kept
+    // beside the node's as `send.key` so that a receiver sees the same sender every time,
+    // or a new one each run with --ephemeral. Nothing else is kept: a one-shot send waits
+    // for its acks and has no outbox to carry over.
+    let key_file = match data_dir(&cli, &name) {
+        Ok(dir) => dir.map(|dir| dir.join(SEND_KEY_FILE)),
+        Err(why) => return fail(&why),
     };
+    let mut config = node_config(&cli, name, cli.port.unwrap_or(0));
+    config.key_file = key_file;
+    config.one_shot = true;
+    // A one-shot sender is not a peer to be found.
+    config.discovery = false;
     let node = match Node::start(config).await {
         Ok(node) => node,
         Err(err) => return fail(&err.to_string()),

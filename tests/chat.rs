@@ -277,7 +277,7 @@ async fn sending_to_a_peer_nobody_listens_on_is_retried_then_fails_clearly() {
 #[actix_rt::test]
 async fn a_repeated_chat_is_acked_twice_and_shown_once() {
     let (node, mut events) = start("n").await;
-    let mut raw = RawPeer::handshake(node.peer_addr(), 77, 40000).await;
+    let mut raw = RawPeer::handshake(node.peer_addr(), 40000).await;
     let chat = peerchat_actors::wire::Frame::Chat {
         id: 9,
         text: "once".into(),
@@ -344,11 +344,12 @@ async fn a_peers_frame_is_bounded_and_lists_connected_peers_first() {
     let (friend, _) = start("friend").await;
     friend.connect(node.peer_addr()).await.unwrap();
     // Teach the hub of many more peers than one frame lists.
-    let mut teacher = RawPeer::handshake(node.peer_addr(), 99, 40001).await;
+    let mut teacher = RawPeer::handshake(node.peer_addr(), 40001).await;
     let many: Vec<PeerEntry> = (0..PEERS_PER_FRAME as u16 + 100)
         .map(|i| PeerEntry {
             addr: format!("10.9.{}.{}:9000", i / 250, i % 250 + 1),
             name: format!("p{i}"),
+            key: peerchat_actors::PeerKey::from_bytes([i as u8; 32]),
         })
         .collect();
     teacher.send(&Frame::Peers { peers: many }).await;
@@ -410,11 +411,12 @@ async fn send_chats_sends_many_in_order_in_one_request_or_none() {
 
 #[actix_rt::test]
 async fn a_burst_of_chats_in_one_write_is_shown_once_each_in_order_and_all_acked() {
-    use peerchat_actors::wire::{encode_frame, Frame};
+    use peerchat_actors::wire::Frame;
     let (node, mut events) = start("node").await;
-    let mut raw = RawPeer::handshake(node.peer_addr(), 4242, 40002).await;
-    // 1000 chats in one write: the Session hands them over in batches (at most 256 each).
-    // One is repeated right after itself, and a ping sits in the middle.
+    let mut raw = RawPeer::handshake(node.peer_addr(), 40002).await;
+    // 1000 chats sealed together (one write, a few transport messages): the Session hands
+    // them over in batches (at most 256 each). One is repeated right after itself, and a
+    // ping sits in the middle.
     let mut burst = Vec::new();
     for i in 0..1000u64 {
         let chat = Frame::Chat {
@@ -422,16 +424,15 @@ async fn a_burst_of_chats_in_one_write_is_shown_once_each_in_order_and_all_acked
             text: format!("c{i}"),
             sent_at_ms: 0,
         };
-        let chat = encode_frame(&chat).unwrap();
-        burst.extend_from_slice(&chat);
+        burst.push(chat.clone());
         if i == 500 {
-            burst.extend_from_slice(&chat);
+            burst.push(chat);
         }
         if i == 700 {
-            burst.extend_from_slice(&encode_frame(&Frame::Ping { nonce: 7 }).unwrap());
+            burst.push(Frame::Ping { nonce: 7 });
         }
     }
-    raw.send_bytes(burst).await;
+    raw.send_all(&burst).await;
     for i in 0..1000 {
         assert_eq!(received(&mut events).await.1, format!("c{i}"));
     }

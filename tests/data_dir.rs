@@ -56,7 +56,7 @@ fn shown(id: u64, text: &str) -> HistoryEntry {
         at_ms: id,
         from: "127.0.0.1:9001".parse().unwrap(),
         name: "bob".into(),
-        node_id: 4242,
+        key: Some(peerchat_actors::PeerKey::from_bytes([42; 32])),
         id,
         text: text.into(),
     }
@@ -68,11 +68,10 @@ fn a_new_data_directory_is_0700_and_its_files_0600() {
     let dir = parent.join("data");
     let (mut store, recovered) = Store::open(&dir).unwrap();
     assert!(recovered.warnings.is_empty(), "{:?}", recovered.warnings);
-    store.save_node_id(5).unwrap();
     store.queued(&chat(1)).unwrap();
     store.history(&shown(1, "hi")).unwrap();
     assert_eq!(mode(&dir), 0o700);
-    for name in ["node.json", "outbox.jsonl", "history.jsonl"] {
+    for name in ["outbox.jsonl", "history.jsonl"] {
         assert_eq!(mode(&dir.join(name)), 0o600, "{name}");
     }
     fs::remove_dir_all(parent).unwrap();
@@ -82,25 +81,19 @@ fn a_new_data_directory_is_0700_and_its_files_0600() {
 fn an_old_world_readable_directory_and_its_files_are_made_private() {
     let dir = temp_dir("tighten");
     fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
-    for name in ["outbox.jsonl", "history.jsonl", "node.json"] {
+    for name in ["outbox.jsonl", "history.jsonl"] {
         let path = dir.join(name);
-        let text = if name == "node.json" {
-            "{\"node_id\":9}"
-        } else {
-            ""
-        };
-        fs::write(&path, text).unwrap();
+        fs::write(&path, "").unwrap();
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
     }
     let (_store, recovered) = Store::open(&dir).unwrap();
-    assert_eq!(recovered.node_id, Some(9));
     assert_eq!(mode(&dir), 0o700);
     assert!(
         recovered.warnings.iter().any(|w| w.contains("now 700")),
         "{:?}",
         recovered.warnings
     );
-    for name in ["outbox.jsonl", "history.jsonl", "node.json"] {
+    for name in ["outbox.jsonl", "history.jsonl"] {
         assert_eq!(mode(&dir.join(name)), 0o600, "{name}");
     }
     fs::remove_dir_all(dir).unwrap();
@@ -144,8 +137,6 @@ fn links_planted_in_the_data_directory_are_never_followed() {
     let dir = temp_dir("links");
     let outside = temp_dir("links-target");
     let names = [
-        "node.json",
-        "node.json.new",
         "outbox.jsonl",
         "outbox.jsonl.new",
         "history.jsonl",
@@ -174,8 +165,6 @@ fn links_planted_in_the_data_directory_are_never_followed() {
         recovered.warnings
     );
     // Every write fails, each saying why; none claims success.
-    let err = store.save_node_id(1).unwrap_err();
-    assert!(err.to_string().contains("symbolic link"), "{err}");
     let err = store.queued(&chat(1)).unwrap_err();
     assert!(err.to_string().contains("symbolic link"), "{err}");
     for id in 0..10 {
@@ -230,47 +219,6 @@ fn rotation_never_renames_over_a_link_or_writes_through_one() {
     assert_eq!(fs::read_to_string(outside.join("old")).unwrap(), "precious");
     fs::remove_dir_all(dir).unwrap();
     fs::remove_dir_all(outside).unwrap();
-}
-
-#[test]
-fn a_node_json_that_is_not_utf8_or_a_directory_does_not_stop_the_start() {
-    let dir = temp_dir("node-json");
-    fs::write(dir.join("node.json"), b"\xff\xfe{\"node_id\":1}").unwrap();
-    let (store, recovered) = Store::open(&dir).unwrap();
-    assert_eq!(recovered.node_id, None);
-    assert!(
-        recovered
-            .warnings
-            .iter()
-            .any(|w| w.contains("not UTF-8") && w.contains("node.json.corrupt")),
-        "{:?}",
-        recovered.warnings
-    );
-    // Kept for the user, and a new id can be saved.
-    assert_eq!(
-        fs::read(dir.join("node.json.corrupt")).unwrap(),
-        b"\xff\xfe{\"node_id\":1}"
-    );
-    store.save_node_id(3).unwrap();
-    drop(store);
-    assert_eq!(Store::open(&dir).unwrap().1.node_id, Some(3));
-    fs::remove_dir_all(&dir).unwrap();
-
-    let dir = temp_dir("node-json-dir");
-    fs::create_dir(dir.join("node.json")).unwrap();
-    let (store, recovered) = Store::open(&dir).expect("starts");
-    assert!(
-        recovered
-            .warnings
-            .iter()
-            .any(|w| w.contains("directory") && w.contains("move it away")),
-        "{:?}",
-        recovered.warnings
-    );
-    let err = store.save_node_id(3).unwrap_err();
-    assert!(err.to_string().contains("directory"), "{err}");
-    assert!(dir.join("node.json").is_dir());
-    fs::remove_dir_all(dir).unwrap();
 }
 
 /// Bytes this thread has read through read(2) and friends so far.
@@ -441,8 +389,6 @@ fn a_new_data_directory_on_a_full_disk_still_opens_degraded() {
     let dir = disk.mount_point.join("data");
     let (mut store, recovered) = Store::open(&dir).expect("opens on a full disk");
     assert!(store.degraded().is_some(), "{:?}", recovered.warnings);
-    let err = store.save_node_id(7).unwrap_err();
-    assert!(is_full(&err), "{err}");
     let err = store.queued(&chat(1)).unwrap_err();
     assert!(is_full(&err), "{err}");
 }
@@ -460,9 +406,6 @@ async fn a_node_on_a_full_disk_starts_and_says_it_runs_degraded() {
         .expect("a full disk does not stop the start");
     let warnings = node.warnings().join("\n");
     assert!(warnings.contains("degraded"), "{warnings}");
-    assert!(
-        warnings.contains("node id could not be saved"),
-        "{warnings}"
-    );
+    assert!(warnings.contains("key could not be saved"), "{warnings}");
     node.shutdown(std::time::Duration::ZERO).await;
 }

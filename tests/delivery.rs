@@ -166,7 +166,7 @@ async fn a_persistent_outbox_delivers_after_the_sender_restarts() {
     b_config.port = port;
     let (_b, mut b_ev) = start_with(b_config).await;
     let (a2, mut a2_ev) = start_with(a_config).await;
-    assert_eq!(a2.node_id(), a.node_id(), "the node id is kept");
+    assert_eq!(a2.key(), a.key(), "the key is kept");
     assert_eq!(shown(&mut b_ev, COUNT).await, texts(&sent));
     all_acked(&mut a2_ev, &sent).await;
     nothing_more_shown(&mut b_ev).await;

@@ -188,26 +188,18 @@ fn ctrl_c_quits_cleanly_with_a_bye_to_peers() {
 
 #[test]
 fn a_hostile_peers_escape_sequences_are_shown_inert() {
-    use std::io::{Read, Write};
+    use std::io::Read;
     let (mut node, port) = Peerchat::start_named("n", &[]);
-    let mut raw = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    raw.set_read_timeout(Some(common::process::PROCESS_WAIT))
+    let mut raw = common::BlockingPeer::connect(port, "\u{1b}]0;pwned\u{7}evil", 1234);
+    raw.stream
+        .set_read_timeout(Some(common::process::PROCESS_WAIT))
         .unwrap();
-    let hello = peerchat_actors::wire::Frame::Hello {
-        protocol: 1,
-        node_id: 5,
-        name: "\u{1b}]0;pwned\u{7}evil".into(),
-        listen_port: 1234,
-    };
     let chat = peerchat_actors::wire::Frame::Chat {
         id: 1,
         text: "\u{1b}[2J\u{1b}[31mred\r\u{202e}txt".into(),
         sent_at_ms: 0,
     };
-    for frame in [hello, chat] {
-        raw.write_all(&peerchat_actors::wire::encode_frame(&frame).unwrap())
-            .unwrap();
-    }
+    raw.send(&[chat]);
     node.expect(
         "\\u{1b}]0;pwned\\u{7}evil (127.0.0.1:1234): \\u{1b}[2J\\u{1b}[31mred\\r\\u{202e}txt",
     );
@@ -216,7 +208,7 @@ fn a_hostile_peers_escape_sequences_are_shown_inert() {
         "a raw escape reached the terminal"
     );
     let mut buf = [0u8; 256];
-    assert!(raw.read(&mut buf).unwrap() > 0, "the node answered");
+    assert!(raw.stream.read(&mut buf).unwrap() > 0, "the node answered");
     node.type_lines(&["0"]);
     assert!(node.wait().success());
 }

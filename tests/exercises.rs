@@ -8,12 +8,13 @@ use std::time::Duration;
 
 use common::process::Peerchat;
 use common::*;
-use futures::{SinkExt, StreamExt};
+use futures::StreamExt;
 use peerchat_actors::child::ChildName;
 use peerchat_actors::events::SupervisionStep;
 use peerchat_actors::faults::{ActorFault, Fault};
 use peerchat_actors::wire::{encode_frame, Frame};
 use peerchat_actors::NodeEvent;
+use tokio::io::AsyncWriteExt;
 
 #[test]
 #[ignore = "exercise 1: see docs/exercises.md"]
@@ -53,8 +54,8 @@ async fn exercise_one_for_all_restarts_the_registry_when_the_listener_fails() {
 #[ignore = "exercise 3: see docs/exercises.md"]
 async fn exercise_a_flooding_peer_gets_bye_rate_limit() {
     let (node, _events) = start("n").await;
-    let flood = RawPeer::handshake(node.peer_addr(), 7, 47000).await;
-    let (mut to_node, mut from_node) = flood.framed.split();
+    let flood = RawPeer::handshake(node.peer_addr(), 47000).await;
+    let (mut from_node, mut to_node, mut sealer) = flood.into_parts();
     // The flood is written by a task of its own while this one reads: a node that says bye
     // and closes mid-flood makes the writes fail, which ends the flood, not the test.
     let writer = actix_rt::spawn(async move {
@@ -64,11 +65,10 @@ async fn exercise_a_flooding_peer_gets_bye_rate_limit() {
                 text: "spam".into(),
                 sent_at_ms: 0,
             };
-            if to_node
-                .send(encode_frame(&chat).unwrap().to_vec())
-                .await
-                .is_err()
-            {
+            let mut sealed = bytes::BytesMut::new();
+            let framed = encode_frame(&chat).unwrap();
+            sealer.seal_frames(&framed, &mut sealed).unwrap();
+            if to_node.write_all(&sealed).await.is_err() {
                 break;
             }
         }

@@ -30,7 +30,7 @@ async fn a_peer_that_stops_reading_is_dropped_as_too_slow_and_others_lose_nothin
     let (b, mut b_ev) = start("b").await;
     b.connect(a.peer_addr()).await.unwrap();
     // The slow peer: handshakes, then never reads again.
-    let raw = RawPeer::handshake(a.peer_addr(), 4242, 45678).await;
+    let raw = RawPeer::handshake(a.peer_addr(), 45678).await;
     let slow: PeerAddr = "127.0.0.1:45678".parse().unwrap();
     let before = rss_kib();
     let text = "x".repeat(1024);

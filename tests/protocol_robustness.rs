@@ -1,5 +1,7 @@
 //! Robustness of the wire protocol over real TCP against real nodes: bad input from one peer
-//! gets that peer a `bye` and a closed connection, and nothing else. See docs/protocol.md.
+//! gets that peer a closed connection, and nothing else: a `bye` first if the bad map came
+//! from the authenticated peer (it decrypted), none if it did not verify or the handshake
+//! failed. See docs/protocol.md.
 
 mod common;
 
@@ -7,9 +9,11 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use common::*;
-use peerchat_actors::wire::{Frame, PROTOCOL_VERSION};
+use peerchat_actors::noise::StaticKeypair;
+use peerchat_actors::wire::{Frame, Hello};
 use peerchat_actors::{EventStream, Node, NodeConfig, NodeEvent, PeerAddr};
 use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 // ---- helpers ----
 
@@ -27,14 +31,17 @@ fn hex(text: &str) -> Vec<u8> {
         .collect()
 }
 
-/// What the reason of the bye for each reject vector must mention.
+/// What the reason for each reject vector must mention. Sent after the handshake, each one's
+/// payload goes sealed in a transport message (it decrypts: the peer gets a `bye`), except
+/// `length_over_limit`, a length no Noise message has, sent as it is (closed without one).
 fn problem_of(name: &str) -> &'static str {
     match name {
-        "length_over_limit" => "65537 bytes is over the 65536-byte limit",
+        "length_over_limit" => "65537 bytes is over the 65535-byte Noise message limit",
         "not_msgpack" => "not a MessagePack map",
         "map_without_type" => "`type`",
         "chat_missing_id" => "`id`",
-        "hello_port_out_of_range" => "70000",
+        // v1 said "70000" (serde's message); v2 reads `hello` with its strict reader.
+        "hello_port_out_of_range" => "listen_port is over 65535",
         "chat_text_invalid_utf8" => "not valid UTF-8",
         other => panic!("reject vector {other:?} is new: say what its bye must mention"),
     }
@@ -159,9 +166,16 @@ async fn await_ack(raw: &mut RawPeer, id: u64) {
         .unwrap_or_else(|_| panic!("no ack {id} within {WAIT:?}"));
 }
 
-/// The raw peer's own end of its connection: the node sees it as the remote address.
-fn local_end(raw: &RawPeer) -> SocketAddr {
-    raw.framed.get_ref().local_addr().unwrap()
+/// Sends a reject vector after the handshake as the vectors file says (see `problem_of`);
+/// answers whether the node is due to say bye.
+async fn send_reject(raw: &mut RawPeer, reject: &Reject) -> bool {
+    if reject.name == "length_over_limit" {
+        raw.send_raw(reject.bytes.clone()).await;
+        false
+    } else {
+        raw.send_sealed(&reject.bytes[4..]).await;
+        true
+    }
 }
 
 /// Waits for the node to report that a connection that never completed its handshake ended.
@@ -178,8 +192,8 @@ async fn refused(events: &mut EventStream, remote: SocketAddr) -> String {
 }
 
 /// A node that still serves: a fresh raw peer completes a handshake and gets a chat acked.
-async fn still_serves(node: &Node, node_id: u64, port: u16) {
-    let mut raw = RawPeer::handshake(node.peer_addr(), node_id, port).await;
+async fn still_serves(node: &Node, port: u16) {
+    let mut raw = RawPeer::handshake(node.peer_addr(), port).await;
     chat_acked(&mut raw, 1, "still there?").await;
 }
 
@@ -192,7 +206,7 @@ async fn every_reject_vector_after_the_handshake_closes_only_that_connection() {
     bob.connect(node.peer_addr()).await.unwrap();
     connected(&mut events, bob.peer_addr()).await;
     let good_addr = loopback(1999);
-    let mut good = RawPeer::handshake(node.peer_addr(), 0x600d, good_addr.port()).await;
+    let mut good = RawPeer::handshake(node.peer_addr(), good_addr.port()).await;
     connected(&mut events, good_addr).await;
     let guarded = [bob.peer_addr(), good_addr];
 
@@ -200,21 +214,20 @@ async fn every_reject_vector_after_the_handshake_closes_only_that_connection() {
     for (i, reject) in rejects.iter().enumerate() {
         let name = &reject.name;
         let bad_addr = loopback(2000 + i as u16);
-        let mut bad =
-            RawPeer::handshake(node.peer_addr(), 0xbad0 + i as u64, bad_addr.port()).await;
+        let mut bad = RawPeer::handshake(node.peer_addr(), bad_addr.port()).await;
         wait_guarded(&mut events, &guarded, name, |e| match e {
             NodeEvent::PeerConnected { peer, .. } if *peer == bad_addr => Some(()),
             _ => None,
         })
         .await;
 
-        bad.send_bytes(reject.bytes.clone()).await;
-        let reason = bad.expect_bye_and_close().await;
-        assert!(
-            reason.starts_with("protocol error: ") && reason.contains(reject.mentions),
-            "{name}: bye says {reason:?}, should mention {:?}",
-            reject.mentions
-        );
+        let says_bye = send_reject(&mut bad, reject).await;
+        let said = if says_bye {
+            Some(bad.expect_bye_and_close().await)
+        } else {
+            bad.expect_close_without_bye().await;
+            None
+        };
         let event_reason = wait_guarded(&mut events, &guarded, name, |e| match e {
             NodeEvent::PeerDisconnected { peer, reason, .. } if *peer == bad_addr => {
                 Some(reason.clone())
@@ -222,7 +235,14 @@ async fn every_reject_vector_after_the_handshake_closes_only_that_connection() {
             _ => None,
         })
         .await;
-        assert_eq!(event_reason, reason, "{name}");
+        assert!(
+            event_reason.starts_with("protocol error: ") && event_reason.contains(reject.mentions),
+            "{name}: the reason is {event_reason:?}, it should mention {:?}",
+            reject.mentions
+        );
+        if let Some(said) = said {
+            assert_eq!(said, event_reason, "{name}: the bye says why");
+        }
 
         // The other connections did not notice: both still chat both ways.
         let text = format!("bob after {name}");
@@ -261,140 +281,177 @@ async fn every_reject_vector_after_the_handshake_closes_only_that_connection() {
     );
 }
 
-// ---- bad first frames ----
+// ---- bad handshakes: cut at once, no bye ----
+
+/// Connects, sends `bytes` instead of a handshake, and expects the node to cut the connection
+/// without a word; returns the reason the node reports.
+async fn cut_instead_of_a_handshake(node: &Node, events: &mut EventStream, bytes: &[u8]) -> String {
+    let mut stream = tcp(node.peer_addr()).await;
+    let remote = stream.local_addr().unwrap();
+    stream.write_all(bytes).await.unwrap();
+    let mut said = Vec::new();
+    tokio::time::timeout(WAIT, stream.read_to_end(&mut said))
+        .await
+        .expect("the node closes")
+        .ok();
+    assert!(
+        said.is_empty(),
+        "the node said {said:?} to a failed handshake"
+    );
+    refused(events, remote).await
+}
 
 #[actix_rt::test]
-async fn every_reject_vector_as_the_first_frame_gets_bye_and_close() {
+async fn every_reject_vector_instead_of_a_handshake_is_cut_without_bye() {
     let (node, mut events) = start("node").await;
     for reject in rejects() {
-        let name = &reject.name;
-        let mut raw = RawPeer::connect(node.peer_addr()).await;
-        let remote = local_end(&raw);
-        raw.send_bytes(reject.bytes.clone()).await;
-        let reason = raw.expect_bye_and_close().await;
+        let reason = cut_instead_of_a_handshake(&node, &mut events, &reject.bytes).await;
         assert!(
-            reason.starts_with("protocol error: ") && reason.contains(reject.mentions),
-            "{name}: bye says {reason:?}, should mention {:?}",
-            reject.mentions
+            reason.starts_with("handshake failed: "),
+            "{}: {reason:?}",
+            reject.name
         );
-        assert_eq!(refused(&mut events, remote).await, reason, "{name}");
     }
     assert!(node.peers().await.unwrap().is_empty());
-    still_serves(&node, 5, 3000).await;
+    still_serves(&node, 3000).await;
 }
 
 #[actix_rt::test]
-async fn a_first_frame_other_than_hello_gets_bye() {
+async fn a_plaintext_frame_instead_of_a_handshake_is_cut_without_bye() {
     let (node, mut events) = start("node").await;
-    let mut raw = RawPeer::connect(node.peer_addr()).await;
-    let remote = local_end(&raw);
-    raw.send(&Frame::Chat {
-        id: 1,
-        text: "hi, no hello".into(),
-        sent_at_ms: 0,
-    })
-    .await;
-    let reason = raw.expect_bye_and_close().await;
-    assert!(reason.contains("hello"), "{reason}");
-    assert_eq!(reason, "expected hello as first frame, got chat");
-    assert_eq!(refused(&mut events, remote).await, reason);
-    still_serves(&node, 5, 3000).await;
+    // v1's first frame, a hello, then a chat and a frame of an unknown type: not Noise.
+    let v1_hello = mp_map(&[
+        ("type", mp_str("hello")),
+        ("protocol", vec![0x01]),
+        ("node_id", vec![0x07]),
+        ("name", mp_str("old")),
+        ("listen_port", vec![0xcd, 0x0b, 0xb9]),
+    ]);
+    let chat = mp_map(&[
+        ("type", mp_str("chat")),
+        ("id", vec![0x01]),
+        ("text", mp_str("hi, no handshake")),
+        ("sent_at_ms", vec![0x00]),
+    ]);
+    let typing = mp_map(&[("type", mp_str("typing")), ("who", mp_str("x"))]);
+    for payload in [v1_hello, chat, typing] {
+        let reason = cut_instead_of_a_handshake(&node, &mut events, &framed(&payload)).await;
+        assert_eq!(
+            reason,
+            "handshake failed: bad handshake message: message 1 must be exactly 32 bytes \
+             (an ephemeral key, empty payload)"
+        );
+    }
+    still_serves(&node, 3000).await;
 }
 
 #[actix_rt::test]
-async fn an_unknown_frame_type_as_the_first_frame_gets_bye() {
-    // Unknown types are ignored only once the handshake is done.
-    let (node, _events) = start("node").await;
-    let mut raw = RawPeer::connect(node.peer_addr()).await;
-    raw.send_bytes(framed(&mp_map(&[
-        ("type", mp_str("typing")),
-        ("who", mp_str("x")),
-    ])))
-    .await;
-    let reason = raw.expect_bye_and_close().await;
-    assert_eq!(reason, "expected hello as first frame, got unknown");
-}
-
-#[actix_rt::test]
-async fn no_hello_within_the_hello_timeout_gets_bye() {
+async fn no_handshake_within_the_hello_timeout_is_cut_without_bye() {
     let mut config = NodeConfig::local("node");
     config.timeouts.hello = Duration::from_millis(300);
     let (node, mut events) = start_with(config).await;
+    // A peer that says nothing: the responder waits for message 1, and says nothing either.
     let started = tokio::time::Instant::now();
-    let mut raw = RawPeer::connect(node.peer_addr()).await;
-    let remote = local_end(&raw);
-    // The node says hello at once; this peer never does.
-    assert!(matches!(raw.next().await, Some(Frame::Hello { .. })));
-    let reason = raw.expect_bye_and_close().await;
-    assert!(reason.starts_with("no hello"), "{reason}");
-    assert_eq!(reason, "no hello within 300ms");
+    let mut silent = tcp(node.peer_addr()).await;
+    let remote = silent.local_addr().unwrap();
+    assert!(closes(&mut silent).await, "the node closes");
     assert!(started.elapsed() >= Duration::from_millis(300));
-    assert_eq!(refused(&mut events, remote).await, reason);
-    still_serves(&node, 5, 3000).await;
+    assert_eq!(
+        refused(&mut events, remote).await,
+        "no handshake within 300ms"
+    );
+    // A peer that sends message 1, reads message 2 and stops: the whole handshake is bounded.
+    let started = tokio::time::Instant::now();
+    let mut stalled = tcp(node.peer_addr()).await;
+    let remote = stalled.local_addr().unwrap();
+    let keys = StaticKeypair::generate().unwrap();
+    let (_handshake, message_1) = peerchat_actors::noise::Handshake::initiator(
+        &keys,
+        &Hello::new("stalls", 3001),
+        Default::default(),
+    )
+    .unwrap();
+    stalled.write_all(&message_1).await.unwrap();
+    let mut said = Vec::new();
+    tokio::time::timeout(WAIT, stalled.read_to_end(&mut said))
+        .await
+        .expect("the node closes")
+        .ok();
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    // Message 2 (its hello inside), and nothing after it: no bye.
+    let len = u32::from_be_bytes(said[..4].try_into().unwrap()) as usize;
+    assert_eq!(said.len(), 4 + len, "only message 2: {said:?}");
+    assert_eq!(
+        refused(&mut events, remote).await,
+        "no handshake within 300ms"
+    );
+    still_serves(&node, 3000).await;
 }
 
 // ---- bad hellos ----
 
-async fn hello_is_refused(hello: impl FnOnce(&Node) -> Frame) -> String {
+/// A handshake with `hello` as the initiator's hello: the node must cut it without a bye.
+async fn hello_is_refused(hello: Hello) -> String {
     let (node, mut events) = start("node").await;
-    let mut raw = RawPeer::connect(node.peer_addr()).await;
-    let remote = local_end(&raw);
-    assert!(matches!(raw.next().await, Some(Frame::Hello { .. })));
-    raw.send(&hello(&node)).await;
-    let reason = raw.expect_bye_and_close().await;
-    assert_eq!(refused(&mut events, remote).await, reason);
+    let keys = StaticKeypair::generate().unwrap();
+    let mut raw = RawPeer::handshake_as(node.peer_addr(), keys, hello)
+        .await
+        .expect("our side of the handshake completes");
+    let remote = raw.local_addr();
+    raw.expect_close_without_bye().await;
+    let reason = refused(&mut events, remote).await;
     assert!(node.peers().await.unwrap().is_empty());
-    still_serves(&node, 5, 3000).await;
+    still_serves(&node, 3000).await;
     reason
 }
 
 #[actix_rt::test]
-async fn a_wrong_protocol_version_gets_bye() {
-    let reason = hello_is_refused(|_| Frame::Hello {
-        protocol: 2,
-        node_id: 7,
+async fn a_wrong_protocol_version_is_cut_without_bye() {
+    let reason = hello_is_refused(Hello {
+        protocol: 3,
         name: "future".into(),
         listen_port: 3001,
     })
     .await;
-    assert_eq!(reason, "unsupported protocol 2 (this node speaks 1)");
+    assert_eq!(
+        reason,
+        "handshake failed: unsupported protocol 3 (this node speaks 2)"
+    );
 }
 
 #[actix_rt::test]
-async fn a_hello_with_listen_port_0_gets_bye() {
-    let reason = hello_is_refused(|_| Frame::Hello {
-        protocol: PROTOCOL_VERSION,
-        node_id: 7,
-        name: "nowhere".into(),
-        listen_port: 0,
-    })
-    .await;
-    assert_eq!(reason, "hello with listen_port 0");
-}
-
-#[actix_rt::test]
-async fn a_hello_with_the_nodes_own_id_gets_bye() {
-    let reason = hello_is_refused(|node| Frame::Hello {
-        protocol: PROTOCOL_VERSION,
-        node_id: node.node_id(),
-        name: "mirror".into(),
-        listen_port: 3001,
-    })
-    .await;
-    assert_eq!(reason, "connected to itself");
+async fn a_hello_with_listen_port_0_is_a_one_shot_sender() {
+    // v1 refused such a hello; in v2 it is a sender that does not listen (`peerchat send`):
+    // its chats are shown and acked, and it is never passed on to other peers.
+    let (node, mut events) = start("node").await;
+    let keys = StaticKeypair::generate().unwrap();
+    let mut sender = RawPeer::handshake_as(node.peer_addr(), keys, Hello::new("script", 0))
+        .await
+        .unwrap();
+    let from = PeerAddr::new(sender.local_addr());
+    assert!(matches!(sender.next().await, Some(Frame::Peers { .. })));
+    chat_acked(&mut sender, 1, "from a script").await;
+    chat_shown(&mut events, &[], from, "from a script").await;
+    let mut other = RawPeer::handshake(node.peer_addr(), 3002).await;
+    other.send(&Frame::GetPeers).await;
+    let listed = loop {
+        match other.next().await {
+            Some(Frame::Peers { peers }) => break peers,
+            Some(_) => continue,
+            None => panic!("closed"),
+        }
+    };
+    assert!(
+        listed.iter().all(|entry| entry.addr != from.to_string()),
+        "a one-shot sender was passed on: {listed:?}"
+    );
 }
 
 #[actix_rt::test]
 async fn a_second_hello_gets_bye() {
     let (node, mut events) = start("node").await;
-    let mut raw = RawPeer::handshake(node.peer_addr(), 7, 3001).await;
-    raw.send(&Frame::Hello {
-        protocol: PROTOCOL_VERSION,
-        node_id: 7,
-        name: "again".into(),
-        listen_port: 3001,
-    })
-    .await;
+    let mut raw = RawPeer::handshake(node.peer_addr(), 3001).await;
+    raw.send(&Frame::Hello(Hello::new("again", 3001))).await;
     assert_eq!(
         raw.expect_bye_and_close().await,
         "second hello on one connection"
@@ -406,22 +463,50 @@ async fn a_second_hello_gets_bye() {
 }
 
 #[actix_rt::test]
-async fn a_second_connection_from_the_same_node_gets_bye_and_the_first_stays() {
+async fn a_new_connection_with_the_same_key_replaces_the_old_one() {
+    // v1 kept the first of two connections opened by the same node; v2 keeps the new one:
+    // proving the same key, it is the same node, restarted or reconnecting.
     let (node, mut events) = start("node").await;
-    let mut first = RawPeer::handshake(node.peer_addr(), 7, 3001).await;
+    let keys = StaticKeypair::generate().unwrap();
+    let mut first = RawPeer::handshake_as(node.peer_addr(), keys.clone(), Hello::new("raw", 3001))
+        .await
+        .unwrap();
     connected(&mut events, loopback(3001)).await;
-    // Both connections were opened by node 7: the one already there survives.
-    let mut second = RawPeer::connect(node.peer_addr()).await;
-    assert!(matches!(second.next().await, Some(Frame::Hello { .. })));
-    second
-        .send(&Frame::Hello {
-            protocol: PROTOCOL_VERSION,
-            node_id: 7,
-            name: "raw".into(),
-            listen_port: 3001,
-        })
-        .await;
-    assert_eq!(second.expect_bye_and_close().await, "duplicate connection");
+    let mut second = RawPeer::handshake_as(node.peer_addr(), keys, Hello::new("raw", 3001))
+        .await
+        .unwrap();
+    assert!(matches!(second.next().await, Some(Frame::Peers { .. })));
+    assert_eq!(
+        first.expect_bye_and_close().await,
+        "replaced by a new connection"
+    );
+    chat_acked(&mut second, 1, "second connection up").await;
+    chat_shown(
+        &mut events,
+        &[loopback(3001)],
+        loopback(3001),
+        "second connection up",
+    )
+    .await;
+}
+
+#[actix_rt::test]
+async fn another_key_from_a_connected_peers_address_is_refused_and_the_peer_stays() {
+    // v1 let a new connection from the same address replace the old one; v2 refuses it.
+    let (node, mut events) = start("node").await;
+    let mut first = RawPeer::handshake(node.peer_addr(), 3001).await;
+    connected(&mut events, loopback(3001)).await;
+    let mut other = RawPeer::handshake_as(
+        node.peer_addr(),
+        StaticKeypair::generate().unwrap(),
+        Hello::new("raw", 3001),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        other.expect_bye_and_close().await,
+        "another key is connected from this address"
+    );
     chat_acked(&mut first, 1, "first connection still up").await;
     chat_shown(
         &mut events,
@@ -438,12 +523,9 @@ async fn a_second_connection_from_the_same_node_gets_bye_and_the_first_stays() {
 async fn an_unknown_frame_type_is_ignored() {
     let (node, mut events) = start("node").await;
     let peer = loopback(3001);
-    let mut raw = RawPeer::handshake(node.peer_addr(), 7, peer.port()).await;
-    raw.send_bytes(framed(&mp_map(&[
-        ("type", mp_str("typing")),
-        ("who", mp_str("x")),
-    ])))
-    .await;
+    let mut raw = RawPeer::handshake(node.peer_addr(), peer.port()).await;
+    raw.send_sealed(&mp_map(&[("type", mp_str("typing")), ("who", mp_str("x"))]))
+        .await;
     chat_acked(&mut raw, 1, "after typing").await;
     chat_shown(&mut events, &[peer], peer, "after typing").await;
     assert!(node.peers().await.unwrap()[0].connected);
@@ -453,15 +535,15 @@ async fn an_unknown_frame_type_is_ignored() {
 async fn keys_in_any_order_unknown_keys_and_longer_integer_forms_are_accepted() {
     let (node, mut events) = start("node").await;
     let peer = loopback(3001);
-    let mut raw = RawPeer::handshake(node.peer_addr(), 7, peer.port()).await;
-    raw.send_bytes(framed(&mp_map(&[
+    let mut raw = RawPeer::handshake(node.peer_addr(), peer.port()).await;
+    raw.send_sealed(&mp_map(&[
         // Integers in longer forms than needed: int8 5, and uint32 7.
         ("sent_at_ms", vec![0xd0, 0x05]),
         ("text", mp_str("reordered")),
         ("signature", vec![0x92, 0x01, 0xc0]),
         ("id", vec![0xce, 0x00, 0x00, 0x00, 0x07]),
         ("type", mp_str("chat")),
-    ])))
+    ]))
     .await;
     await_ack(&mut raw, 7).await;
     let (id, sent_at_ms) = wait_guarded(&mut events, &[peer], "reordered chat", |e| match e {
@@ -481,7 +563,7 @@ async fn keys_in_any_order_unknown_keys_and_longer_integer_forms_are_accepted() 
 async fn control_characters_in_a_chat_are_delivered_verbatim() {
     let (node, mut events) = start("node").await;
     let peer = loopback(3001);
-    let mut raw = RawPeer::handshake(node.peer_addr(), 7, peer.port()).await;
+    let mut raw = RawPeer::handshake(node.peer_addr(), peer.port()).await;
     let text = "\u{1b}[2J\u{7}bell\r\u{0}\u{9b}31m";
     raw.send(&Frame::Chat {
         id: 42,
@@ -510,13 +592,13 @@ async fn control_characters_in_a_chat_are_delivered_verbatim() {
 async fn invalid_utf8_in_a_chat_gets_bye() {
     let (node, mut events) = start("node").await;
     let peer = loopback(3001);
-    let mut raw = RawPeer::handshake(node.peer_addr(), 7, peer.port()).await;
-    raw.send_bytes(framed(&mp_map(&[
+    let mut raw = RawPeer::handshake(node.peer_addr(), peer.port()).await;
+    raw.send_sealed(&mp_map(&[
         ("type", mp_str("chat")),
         ("id", vec![0x01]),
         ("text", vec![0xa4, b'o', 0xc3, 0x28, b'k']),
         ("sent_at_ms", vec![0x00]),
-    ])))
+    ]))
     .await;
     let reason = raw.expect_bye_and_close().await;
     assert!(reason.starts_with("protocol error: "), "{reason}");
@@ -534,22 +616,22 @@ async fn invalid_utf8_in_a_chat_gets_bye() {
 }
 
 #[actix_rt::test]
-async fn a_huge_length_prefix_gets_bye_and_the_node_keeps_serving() {
+async fn a_huge_length_prefix_is_cut_without_bye_and_the_node_keeps_serving() {
     let (node, mut events) = start("node").await;
     let (bob, mut bob_events) = start("bob").await;
     bob.connect(node.peer_addr()).await.unwrap();
     let peer = loopback(3001);
-    let mut raw = RawPeer::handshake(node.peer_addr(), 7, peer.port()).await;
-    raw.send_bytes(vec![0xff, 0xff, 0xff, 0xff]).await;
-    let reason = raw.expect_bye_and_close().await;
+    let mut raw = RawPeer::handshake(node.peer_addr(), peer.port()).await;
+    raw.send_raw(vec![0xff, 0xff, 0xff, 0xff]).await;
+    // Not from a verified message: cut without a bye.
+    raw.expect_close_without_bye().await;
     assert_eq!(
-        reason,
-        "protocol error: frame of 4294967295 bytes is over the 65536-byte limit"
+        disconnected(&mut events, peer).await,
+        "protocol error: frame of 4294967295 bytes is over the 65535-byte Noise message limit"
     );
-    assert_eq!(disconnected(&mut events, peer).await, reason);
     let id = bob.send_chat(node.peer_addr(), "still here").await.unwrap();
     delivered(&mut bob_events, id).await;
-    still_serves(&node, 8, 3002).await;
+    still_serves(&node, 3002).await;
 }
 
 // ---- keepalive ----
@@ -558,7 +640,7 @@ async fn a_huge_length_prefix_gets_bye_and_the_node_keeps_serving() {
 async fn a_silent_peer_is_pinged_then_dropped_with_a_timeout() {
     let (node, mut events) = start_with(fast_config("node")).await;
     let peer = loopback(3001);
-    let mut raw = RawPeer::handshake(node.peer_addr(), 7, peer.port()).await;
+    let mut raw = RawPeer::handshake(node.peer_addr(), peer.port()).await;
     let mut pings = 0;
     let reason = loop {
         match raw.next().await {

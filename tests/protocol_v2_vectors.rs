@@ -6,13 +6,13 @@
 
 use bytes::{BufMut, BytesMut};
 use peerchat_actors::noise::{
-    Established, Handshake, HandshakeOptions, NoiseError, PublicKey, StaticKeypair, Step,
-    TransportCodec,
+    Established, Handshake, HandshakeOptions, NoiseError, StaticKeypair, Step, TransportCodec,
 };
 use peerchat_actors::wire::{
-    decode_hello_v2, decode_peers_v2, encode_frame_into, encode_hello_v2, encode_peers_v2, Frame,
-    HelloV2, KeyedPeerEntry,
+    decode_hello, decode_peers, encode_frame_into, encode_hello, encode_map, Frame, Hello,
+    PeerEntry,
 };
+use peerchat_actors::PeerKey;
 use serde_json::Value;
 use tokio_util::codec::Decoder;
 
@@ -42,16 +42,26 @@ fn key32(value: &Value) -> [u8; 32] {
     hex(value.as_str().unwrap()).try_into().unwrap()
 }
 
-fn hello(value: &Value) -> HelloV2 {
-    HelloV2 {
+fn hello(value: &Value) -> Hello {
+    Hello {
         protocol: value["protocol"].as_u64().unwrap(),
         name: value["name"].as_str().unwrap().into(),
         listen_port: value["listen_port"].as_u64().unwrap() as u16,
     }
 }
 
+/// The frame a vector's value describes (the transport vectors hold chats and acks).
 fn frame(value: &Value) -> Frame {
-    serde_json::from_value(value.clone()).unwrap()
+    let u = |key: &str| value[key].as_u64().unwrap();
+    match value["type"].as_str().unwrap() {
+        "chat" => Frame::Chat {
+            id: u("id"),
+            text: value["text"].as_str().unwrap().into(),
+            sent_at_ms: u("sent_at_ms"),
+        },
+        "ack" => Frame::Ack { id: u("id") },
+        other => panic!("no transport vector of type {other} was expected"),
+    }
 }
 
 /// Strips and checks a frame's 4-byte length prefix.
@@ -78,7 +88,7 @@ fn sides(handshake: &Value) -> Sides {
     }
 }
 
-fn fixed(ephemeral: [u8; 32], expected_remote: Option<PublicKey>) -> HandshakeOptions {
+fn fixed(ephemeral: [u8; 32], expected_remote: Option<PeerKey>) -> HandshakeOptions {
     HandshakeOptions {
         expected_remote,
         fixed_ephemeral_for_testing_only: Some(ephemeral),
@@ -247,7 +257,7 @@ fn a_responder_with_another_static_key_is_detected() {
     let h = &vectors["handshake"];
     let sides = sides(h);
     // The initiator expects a key other than the one the vectors' responder proves.
-    let expected = PublicKey::from_bytes([9; 32]);
+    let expected = PeerKey::from_bytes([9; 32]);
     let (initiator, _) = Handshake::initiator(
         &sides.initiator,
         &hello(&h["msg3_payload"]),
@@ -291,34 +301,39 @@ fn the_v2_maps_encode_bit_exact_and_decode_strictly() {
         match name {
             "hello_v2" => {
                 assert!(value.get("node_id").is_none());
-                encode_hello_v2(&hello(value), &mut encoded);
-                assert_eq!(decode_hello_v2(&payload).unwrap(), hello(value), "{name}");
+                encode_hello(&hello(value), &mut encoded);
+                assert_eq!(decode_hello(&payload).unwrap(), hello(value), "{name}");
             }
             "peers_with_keys" => {
-                let peers: Vec<KeyedPeerEntry> = value["peers"]
+                let peers: Vec<PeerEntry> = value["peers"]
                     .as_array()
                     .unwrap()
                     .iter()
-                    .map(|p| KeyedPeerEntry {
+                    .map(|p| PeerEntry {
                         addr: p["addr"].as_str().unwrap().into(),
                         name: p["name"].as_str().unwrap().into(),
-                        key: key32(&p["key"]["bin_hex"]),
+                        key: PeerKey::from_bytes(key32(&p["key"]["bin_hex"])),
                     })
                     .collect();
-                encode_peers_v2(&peers, &mut encoded);
-                assert_eq!(decode_peers_v2(&payload).unwrap(), peers, "{name}");
+                encoded.extend_from_slice(
+                    &encode_map(&Frame::Peers {
+                        peers: peers.clone(),
+                    })
+                    .unwrap(),
+                );
+                assert_eq!(decode_peers(&payload).unwrap(), peers, "{name}");
                 // The key as a string, or as 31 bytes, is refused.
                 let mut as_str = payload.clone();
                 let at = as_str.windows(2).position(|w| w == [0xc4, 0x20]).unwrap();
                 as_str[at] = 0xd9;
-                assert!(decode_peers_v2(&as_str).is_err(), "key as str accepted");
+                assert!(decode_peers(&as_str).is_err(), "key as str accepted");
                 let mut short = payload.clone();
                 short[at + 1] = 31;
                 short.remove(at + 2);
-                assert!(decode_peers_v2(&short).is_err(), "31-byte key accepted");
+                assert!(decode_peers(&short).is_err(), "31-byte key accepted");
                 let mut trailing = payload.clone();
                 trailing.put_u8(0xc0);
-                assert!(decode_peers_v2(&trailing).is_err());
+                assert!(decode_peers(&trailing).is_err());
             }
             other => panic!("no test for map {other}"),
         }

@@ -32,7 +32,8 @@ fn chatting_with_shortcuts() {
     alice.expect(&format!("1. {bob_addr}  bob  connected"));
     alice.type_lines(&["/status"]);
     alice.expect(&format!(
-        "Status: alice at 127.0.0.1:{alice_port} | connected peers: 1 (1 known) | messages waiting: 0"
+        "Status: alice (key {}) at 127.0.0.1:{alice_port} | connected peers: 1 (1 known) | messages waiting: 0",
+        alice.key()
     ));
     alice.type_lines(&[&format!("/connect {bob_addr}")]);
     alice.expect(&format!("Already connected to {bob_addr}."));

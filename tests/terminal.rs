@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::process::Peerchat;
-use peerchat_actors::wire::{encode_frame, Frame};
+use peerchat_actors::wire::Frame;
 
 const WAIT: Duration = Duration::from_secs(15);
 /// Screen polling interval: only a pace for polling, never a synchronisation.
@@ -57,6 +57,8 @@ impl Tmux {
         command.push("env".into());
         command.extend(env.iter().map(|s| s.to_string()));
         command.push(env!("CARGO_BIN_EXE_peerchat").into());
+        // Nothing kept in the user's data directory, no lock shared with another test.
+        command.push("--ephemeral".into());
         command.extend(args.iter().map(|s| s.to_string()));
         // In the same tmux command, so the pane and its last screen stay however soon
         // peerchat ends.
@@ -270,22 +272,13 @@ fn a_hostile_peers_escape_sequences_stay_inert_on_screen() {
     alice.keys(&["Left", "Left"]);
     alice.wait_for_last_line(&format!("{PROMPT} draft"));
 
-    let mut raw = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    let hello = Frame::Hello {
-        protocol: 1,
-        node_id: 77,
-        name: "\u{1b}]0;pwned\u{7}evil".into(),
-        listen_port: 1234,
-    };
+    let mut raw = common::BlockingPeer::connect(port, "\u{1b}]0;pwned\u{7}evil", 1234);
     let chat = Frame::Chat {
         id: 1,
         text: "\u{1b}[2J\u{1b}[31mred\r\u{202e}txt\u{1b}[H".into(),
         sent_at_ms: 0,
     };
-    for frame in [hello, chat] {
-        raw.write_all(&encode_frame(&frame).expect("encodes"))
-            .expect("write");
-    }
+    raw.send(&[chat]);
     let shown = "\\u{1b}]0;pwned\\u{7}evil (127.0.0.1:1234): \\u{1b}[2J\\u{1b}[31mred\\r\\u{202e}txt\\u{1b}[H";
     let screen = alice.wait_for(shown);
     // Not cleared, not moved: the first lines are still the banner and the menu.

@@ -4,6 +4,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::noise::StaticKeypair;
+
 /// Everything [`crate::Node::start`] needs. `NodeConfig::local("alice")` is a node on
 /// 127.0.0.1 with a free port and the default timeouts, the usual start for a test.
 #[derive(Debug, Clone)]
@@ -23,13 +25,21 @@ pub struct NodeConfig {
     pub restarts: RestartPolicy,
     /// How undelivered chats are retried.
     pub retry: RetryPolicy,
-    /// Where the outbox, the node id and the history are kept across restarts; `None`
-    /// keeps them in memory only.
+    /// Where the node's key, the outbox and the history are kept across restarts, locked
+    /// against a second node for as long as this one runs; `None` keeps nothing on disk (a
+    /// new key each run, the outbox and history in memory).
     pub data_dir: Option<PathBuf>,
     /// Announce the node on the LAN and find others there (mDNS/DNS-SD, discovery.rs). Never
     /// on loopback, whatever this says. Off in `local`, so that tests stay off the LAN; the
     /// binary turns it on unless `--no-discovery`.
     pub discovery: bool,
+    /// A key file of this node's own, used without any lock (a one-shot `peerchat send`
+    /// beside a node running on the same data directory: its `send.key`). Made if missing.
+    /// `None`: the data directory's key, or a new one.
+    pub key_file: Option<PathBuf>,
+    /// Tells peers it does not listen (`listen_port` 0 in its `hello`): a one-shot sender,
+    /// which they do not dial back or pass on.
+    pub one_shot: bool,
 }
 
 impl NodeConfig {
@@ -45,6 +55,8 @@ impl NodeConfig {
             retry: RetryPolicy::default(),
             data_dir: None,
             discovery: false,
+            key_file: None,
+            one_shot: false,
         }
     }
 }
@@ -52,7 +64,7 @@ impl NodeConfig {
 /// How long to wait for each thing a peer should do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
-    /// A new connection must send `hello` within this.
+    /// A new connection must complete its handshake (both `hello`s) within this.
     pub hello: Duration,
     /// A Session pings its peer after this much silence...
     pub ping_interval: Duration,
@@ -83,14 +95,15 @@ impl Default for Timeouts {
     }
 }
 
-/// Who this node is, as every Session announces it in `hello`.
+/// Who this node is, as every Session proves and announces it in its handshake.
 #[derive(Debug, Clone)]
 pub struct LocalIdentity {
-    /// The random id announced in `hello` (kept in the data directory, if any).
-    pub node_id: u64,
+    /// The static keypair every handshake proves: the public half is who this node is.
+    pub keys: StaticKeypair,
     /// The name announced in `hello`.
     pub name: String,
-    /// The port this node listens on, announced in `hello`.
+    /// The port announced in `hello`: the one this node listens on, or 0 for a one-shot
+    /// sender.
     pub listen_port: u16,
     /// The interface this node listens on.
     pub bind: IpAddr,

@@ -2,20 +2,7 @@
 //! directory, the lock that keeps a second node off that directory, and the fingerprints
 //! people compare. Plain data and files, no actors; used by the node at start-up.
 //!
-//! # Fingerprints
-//!
-//! A fingerprint is the first 100 bits of SHA-256 of the 32-byte public key, written as 20
-//! characters of Crockford's base32 alphabet in lowercase (digits and letters without `i`,
-//! `l`, `o`, `u`), in five groups of four: `7qdm-3xk9-a0ve-tg2h-zn4c`. Why:
-//!
-//! - short enough to read aloud or compare at a glance (SSH's SHA256 fingerprints are 43
-//!   characters of case-sensitive base64), with no letters that look like digits and no
-//!   case to get wrong;
-//! - 100 bits is what an impostor would have to match: making a key whose fingerprint equals
-//!   a given one takes about 2^100 key generations, far out of reach. (A collision between
-//!   two keys of the attacker's own is cheaper, but gains nothing: it must match *your*
-//!   peer's key.)
-//! - a hash of the raw key, nothing else, so that any client can compute it.
+//! Fingerprints are in [`crate::key`].
 
 use std::ffi::OsString;
 use std::fmt;
@@ -23,12 +10,15 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
-
-use crate::noise::{NoiseError, PublicKey, StaticKeypair, KEY_BYTES};
+use crate::key::{hex, parse_hex_key, Fingerprint, PeerKey};
+use crate::noise::{NoiseError, StaticKeypair};
 
 /// The key file's name in the data directory.
 pub const KEY_FILE: &str = "static_key";
+
+/// The key file of one-shot sends (`peerchat send`) in the data directory: a key of their
+/// own, used without the directory's lock, so that a script can send while the node runs.
+pub const SEND_KEY_FILE: &str = "send.key";
 
 /// The lock file's name in the data directory.
 pub const LOCK_FILE: &str = "lock";
@@ -38,43 +28,6 @@ const KEY_FILE_HEADER: &str = "peerchat x25519 static key v1";
 
 /// Longest key file read: a real one is under 100 bytes.
 const MAX_KEY_FILE_BYTES: u64 = 4096;
-
-/// Crockford's base32 alphabet, lowercase.
-const BASE32: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
-
-/// A short, human-checkable fingerprint of a public key (see the module docs).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Fingerprint(String);
-
-impl Fingerprint {
-    /// The fingerprint of `key`.
-    pub fn of(key: &PublicKey) -> Self {
-        let digest = Sha256::digest(key.as_bytes());
-        let mut text = String::with_capacity(24);
-        // 20 characters of 5 bits: the first 100 bits of the digest.
-        for i in 0..20 {
-            let bit = i * 5;
-            let pair = u16::from_be_bytes([digest[bit / 8], digest[bit / 8 + 1]]);
-            let index = (pair >> (11 - bit % 8)) & 0x1f;
-            if i > 0 && i % 4 == 0 {
-                text.push('-');
-            }
-            text.push(char::from(BASE32[usize::from(index)]));
-        }
-        Fingerprint(text)
-    }
-
-    /// As text, `xxxx-xxxx-xxxx-xxxx-xxxx`.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for Fingerprint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
 
 /// Why the node's identity or data directory cannot be used. Each says what to do.
 #[derive(Debug)]
@@ -227,7 +180,9 @@ pub(crate) fn private_file_options() -> OpenOptions {
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
+        options
+            .mode(0o600)
+            .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits());
     }
     options
 }
@@ -235,7 +190,7 @@ pub(crate) fn private_file_options() -> OpenOptions {
 /// Maps "it was a symlink" (O_NOFOLLOW's ELOOP) to a clear error.
 fn open_error(path: &Path, err: io::Error) -> IdentityError {
     #[cfg(unix)]
-    if err.raw_os_error() == Some(libc::ELOOP) {
+    if err.raw_os_error() == Some(nix::errno::Errno::ELOOP as i32) {
         return IdentityError::Symlink(path.to_path_buf());
     }
     io_at(path)(err)
@@ -276,9 +231,11 @@ impl DataDirLock {
             }
             Err(fs::TryLockError::Error(err)) => return Err(io_at(&path)(err)),
         }
-        // Who holds it, for the next one's error message.
-        file.set_len(0).map_err(io_at(&path))?;
-        writeln!(file, "{}", std::process::id()).map_err(io_at(&path))?;
+        // Who holds it, for the next one's error message; best effort (a full disk must not
+        // keep the node from holding its directory).
+        if file.set_len(0).is_ok() {
+            let _ = writeln!(file, "{}", std::process::id());
+        }
         Ok(DataDirLock {
             dir: dir.to_path_buf(),
             _file: file,
@@ -306,14 +263,25 @@ pub enum KeyOrigin {
 /// cannot be read as a key is never replaced: [`IdentityError::CorruptKey`]. Hold the
 /// directory's [`DataDirLock`] first.
 pub fn load_or_create_key(dir: &Path) -> Result<(StaticKeypair, KeyOrigin), IdentityError> {
-    let path = dir.join(KEY_FILE);
+    load_or_create_key_file(&dir.join(KEY_FILE))
+}
+
+/// [`load_or_create_key`] for a key file of any name; its directory must exist.
+pub fn load_or_create_key_file(path: &Path) -> Result<(StaticKeypair, KeyOrigin), IdentityError> {
+    let path = path.to_path_buf();
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let file_name = path
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_else(|| KEY_FILE.to_string());
     match fs::symlink_metadata(&path) {
         Ok(_) => return load_key(&path).map(|keys| (keys, KeyOrigin::Loaded)),
         Err(err) if err.kind() == io::ErrorKind::NotFound => {}
         Err(err) => return Err(io_at(&path)(err)),
     }
     let keys = StaticKeypair::generate().map_err(IdentityError::Key)?;
-    let staging = dir.join(format!("{KEY_FILE}.new"));
+    // Per process: two one-shot sends making `send.key` at once do not share it.
+    let staging = dir.join(format!("{file_name}.new.{}", std::process::id()));
     // Left over from a crash while writing: it never became the key.
     match fs::remove_file(&staging) {
         Ok(()) => {}
@@ -325,13 +293,15 @@ pub fn load_or_create_key(dir: &Path) -> Result<(StaticKeypair, KeyOrigin), Iden
         .create_new(true)
         .open(&staging)
         .map_err(|err| open_error(&staging, err))?;
-    let text = format!(
-        "{KEY_FILE_HEADER}\n{}\n",
-        crate::noise::hex(keys.private_bytes())
-    );
-    file.write_all(text.as_bytes())
+    let text = format!("{KEY_FILE_HEADER}\n{}\n", hex(keys.private_bytes()));
+    if let Err(err) = file
+        .write_all(text.as_bytes())
         .and_then(|()| file.sync_all())
-        .map_err(io_at(&staging))?;
+    {
+        drop(file);
+        let _ = fs::remove_file(&staging);
+        return Err(io_at(&staging)(err));
+    }
     drop(file);
     // A hard link never replaces an existing file: if a key appeared meanwhile, it wins.
     let linked = fs::hard_link(&staging, &path);
@@ -398,18 +368,6 @@ pub fn load_key(path: &Path) -> Result<StaticKeypair, IdentityError> {
     StaticKeypair::from_private(private).map_err(IdentityError::Key)
 }
 
-/// 64 hex digits as 32 bytes.
-pub(crate) fn parse_hex_key(hex: &str) -> Option<[u8; KEY_BYTES]> {
-    if hex.len() != 2 * KEY_BYTES || !hex.is_ascii() {
-        return None;
-    }
-    let mut key = [0u8; KEY_BYTES];
-    for (i, byte) in key.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
-    }
-    Some(key)
-}
-
 /// A node's identity for one run: its keypair and, unless ephemeral, the data directory it
 /// holds locked for as long as this lives.
 #[derive(Debug)]
@@ -421,15 +379,50 @@ pub struct Identity {
 }
 
 impl Identity {
-    /// Locks `dir` and loads its key, or makes one on first start.
-    pub fn open(dir: &Path) -> Result<Self, IdentityError> {
+    /// Locks `dir` and loads its key, or makes one on first start. A first start on a full
+    /// disk, where the new key cannot be written, goes on with a key kept for this run only
+    /// (the second value says so, for the user): a full disk does not stop a node, and no
+    /// key that exists is ever replaced.
+    pub fn open(dir: &Path) -> Result<(Self, Option<String>), IdentityError> {
         let lock = DataDirLock::acquire(dir)?;
-        let (keys, origin) = load_or_create_key(dir)?;
-        Ok(Identity {
+        let (keys, origin, warning) = match load_or_create_key(dir) {
+            Ok((keys, origin)) => (keys, origin, None),
+            Err(IdentityError::Io { path, err })
+                if err.kind() == io::ErrorKind::StorageFull
+                    && fs::symlink_metadata(dir.join(KEY_FILE)).is_err() =>
+            {
+                let keys = StaticKeypair::generate().map_err(IdentityError::Key)?;
+                let warning = format!(
+                    "the node's key could not be saved ({}: {err}): this run uses a key that \
+                     is not kept, and peers will see a new identity at the next start; free \
+                     space and restart to keep one",
+                    path.display()
+                );
+                (keys, KeyOrigin::Created, Some(warning))
+            }
+            Err(err) => return Err(err),
+        };
+        let identity = Identity {
             fingerprint: Fingerprint::of(&keys.public()),
             keys,
             origin,
             lock: Some(lock),
+        };
+        Ok((identity, warning))
+    }
+
+    /// The key in the file `path` (made if missing, its directory too), without any lock: a
+    /// one-shot sender's own key beside a running node ([`SEND_KEY_FILE`]).
+    pub fn from_key_file(path: &Path) -> Result<Self, IdentityError> {
+        if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+            create_data_dir(dir)?;
+        }
+        let (keys, origin) = load_or_create_key_file(path)?;
+        Ok(Identity {
+            fingerprint: Fingerprint::of(&keys.public()),
+            keys,
+            origin,
+            lock: None,
         })
     }
 
@@ -450,7 +443,7 @@ impl Identity {
     }
 
     /// The public key: who this node is to its peers.
-    pub fn public(&self) -> PublicKey {
+    pub fn public(&self) -> PeerKey {
         self.keys.public()
     }
 
@@ -467,6 +460,11 @@ impl Identity {
     /// The data directory held, `None` if ephemeral.
     pub fn data_dir(&self) -> Option<&Path> {
         self.lock.as_ref().map(DataDirLock::dir)
+    }
+
+    /// The keypair and the lock, for the node to hold for as long as it runs.
+    pub fn into_parts(self) -> (StaticKeypair, Option<DataDirLock>) {
+        (self.keys, self.lock)
     }
 }
 
@@ -502,11 +500,11 @@ mod tests {
     fn the_key_is_made_once_then_loaded_and_private_to_its_owner() {
         let tmp = TempDir::new("key");
         let dir = tmp.0.join("nested/alice");
-        let first = Identity::open(&dir).unwrap();
+        let first = Identity::open(&dir).unwrap().0;
         assert_eq!(first.origin(), KeyOrigin::Created);
         let public = first.public();
         drop(first);
-        let again = Identity::open(&dir).unwrap();
+        let again = Identity::open(&dir).unwrap().0;
         assert_eq!(again.origin(), KeyOrigin::Loaded);
         assert_eq!(again.public(), public);
         assert_eq!(again.data_dir(), Some(dir.as_path()));
@@ -528,7 +526,7 @@ mod tests {
     #[test]
     fn a_second_node_on_the_directory_is_refused_until_the_first_lets_go() {
         let tmp = TempDir::new("lock");
-        let first = Identity::open(&tmp.0).unwrap();
+        let first = Identity::open(&tmp.0).unwrap().0;
         let err = Identity::open(&tmp.0).unwrap_err();
         match &err {
             IdentityError::InUse { dir, holder } => {
@@ -572,12 +570,9 @@ mod tests {
         }
         // A well-formed file loads.
         let keys = StaticKeypair::generate().unwrap();
-        let text = format!(
-            "{KEY_FILE_HEADER}\n{}\n",
-            crate::noise::hex(keys.private_bytes())
-        );
+        let text = format!("{KEY_FILE_HEADER}\n{}\n", hex(keys.private_bytes()));
         fs::write(&path, text).unwrap();
-        assert_eq!(Identity::open(&tmp.0).unwrap().public(), keys.public());
+        assert_eq!(Identity::open(&tmp.0).unwrap().0.public(), keys.public());
     }
 
     #[cfg(unix)]
@@ -592,10 +587,7 @@ mod tests {
         let keys = StaticKeypair::generate().unwrap();
         fs::write(
             &good,
-            format!(
-                "{KEY_FILE_HEADER}\n{}\n",
-                crate::noise::hex(keys.private_bytes())
-            ),
+            format!("{KEY_FILE_HEADER}\n{}\n", hex(keys.private_bytes())),
         )
         .unwrap();
         fs::set_permissions(&good, fs::Permissions::from_mode(0o600)).unwrap();
@@ -664,24 +656,5 @@ mod tests {
         }
         // Names with spaces and non-ASCII letters are fine.
         assert!(data_dir_from("Zoë M", None, os("/h")).is_ok());
-    }
-
-    #[test]
-    fn fingerprints_are_short_stable_and_differ_per_key() {
-        let key = PublicKey::from_bytes([0; 32]);
-        let fingerprint = Fingerprint::of(&key);
-        let text = fingerprint.as_str();
-        assert_eq!(text.len(), 24);
-        let groups: Vec<&str> = text.split('-').collect();
-        assert_eq!(groups.len(), 5);
-        assert!(groups.iter().all(|g| g.len() == 4));
-        assert!(text
-            .chars()
-            .all(|c| c == '-' || BASE32.contains(&(c as u8))));
-        // Computed independently (Python hashlib): SHA-256 of 32 zero bytes is 66687aad...
-        assert_eq!(text, "csm7-nbfr-cayq-ev4f-r65r");
-        assert_eq!(Fingerprint::of(&key), fingerprint);
-        let other = Fingerprint::of(&PublicKey::from_bytes([1; 32]));
-        assert_ne!(other, fingerprint);
     }
 }

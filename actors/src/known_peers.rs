@@ -22,8 +22,8 @@ use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use crate::identity::{parse_hex_key, private_file_options, Fingerprint};
-use crate::noise::PublicKey;
+use crate::identity::private_file_options;
+use crate::key::{parse_hex_key, Fingerprint, PeerKey};
 
 /// The file's name in the data directory.
 pub const KNOWN_PEERS_FILE: &str = "known_peers";
@@ -110,8 +110,8 @@ impl std::error::Error for KnownPeersError {}
 /// asks the Registry for peers to introduce.)
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PinnedKeys {
-    by_name: BTreeMap<String, PublicKey>,
-    by_addr: BTreeMap<SocketAddr, PublicKey>,
+    by_name: BTreeMap<String, PeerKey>,
+    by_addr: BTreeMap<SocketAddr, PeerKey>,
 }
 
 impl PinnedKeys {
@@ -244,7 +244,7 @@ impl PinnedKeys {
 
     /// Checks the key a peer proved against the pins for its name (unless empty) and its
     /// address (`None` when it has none worth pinning, e.g. a one-shot sender).
-    pub fn check(&self, name: &str, addr: Option<SocketAddr>, key: &PublicKey) -> Check {
+    pub fn check(&self, name: &str, addr: Option<SocketAddr>, key: &PeerKey) -> Check {
         let by_name = (!name.is_empty())
             .then(|| self.by_name.get(name).map(|k| (Pin::Name(name.into()), k)))
             .flatten();
@@ -269,7 +269,7 @@ impl PinnedKeys {
 
     /// Pins `key` for `name` (unless empty) and `addr`, replacing what was pinned there:
     /// first contact, or the user's `/trust`. Returns whether anything changed (then save).
-    pub fn trust(&mut self, name: &str, addr: Option<SocketAddr>, key: PublicKey) -> bool {
+    pub fn trust(&mut self, name: &str, addr: Option<SocketAddr>, key: PeerKey) -> bool {
         let mut changed = false;
         if !name.is_empty() {
             changed |= self.by_name.insert(name.to_string(), key) != Some(key);
@@ -281,17 +281,17 @@ impl PinnedKeys {
     }
 
     /// The key pinned for a name.
-    pub fn key_for_name(&self, name: &str) -> Option<PublicKey> {
+    pub fn key_for_name(&self, name: &str) -> Option<PeerKey> {
         self.by_name.get(name).copied()
     }
 
     /// The key pinned for an address.
-    pub fn key_for_addr(&self, addr: SocketAddr) -> Option<PublicKey> {
+    pub fn key_for_addr(&self, addr: SocketAddr) -> Option<PeerKey> {
         self.by_addr.get(&addr).copied()
     }
 
     /// Drops every pin of `key` (the user forgets a peer); returns how many.
-    pub fn forget(&mut self, key: &PublicKey) -> usize {
+    pub fn forget(&mut self, key: &PeerKey) -> usize {
         let before = self.by_name.len() + self.by_addr.len();
         self.by_name.retain(|_, k| k != key);
         self.by_addr.retain(|_, k| k != key);
@@ -299,9 +299,9 @@ impl PinnedKeys {
     }
 }
 
-fn parse_key(text: &str) -> Result<PublicKey, String> {
+fn parse_key(text: &str) -> Result<PeerKey, String> {
     parse_hex_key(text.trim())
-        .map(PublicKey::from_bytes)
+        .map(PeerKey::from_bytes)
         .ok_or_else(|| "the key is not 64 hex digits".into())
 }
 
@@ -309,8 +309,8 @@ fn parse_key(text: &str) -> Result<PublicKey, String> {
 mod tests {
     use super::*;
 
-    fn key(byte: u8) -> PublicKey {
-        PublicKey::from_bytes([byte; 32])
+    fn key(byte: u8) -> PeerKey {
+        PeerKey::from_bytes([byte; 32])
     }
 
     fn addr(text: &str) -> Option<SocketAddr> {

@@ -70,6 +70,7 @@ pub mod events;
 pub mod faults;
 pub mod helpers;
 pub mod identity;
+pub mod key;
 pub mod known_peers;
 pub mod listener;
 pub mod nearby;
@@ -88,6 +89,7 @@ pub mod writer;
 
 pub use config::{NodeConfig, Timeouts};
 pub use events::{EventStream, NodeEvent};
+pub use key::{Fingerprint, PeerKey};
 pub use node::{Node, NodeStopped, StartError};
-pub use peer::{MessageId, NodeId, PeerAddr, PeerInfo};
+pub use peer::{MessageId, PeerAddr, PeerInfo};
 pub use registry::{ConnectAllReport, ConnectError, ConnectOutcome, SendError};

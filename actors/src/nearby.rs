@@ -8,7 +8,8 @@ use std::fmt;
 use std::net::IpAddr;
 
 use crate::config::LocalIdentity;
-use crate::peer::{NodeId, PeerAddr};
+use crate::key::PeerKey;
+use crate::peer::PeerAddr;
 use crate::wire::PROTOCOL_VERSION;
 
 /// The DNS-SD service every node announces and browses for.
@@ -28,16 +29,15 @@ const MAX_ID_CHARS: usize = 128;
 /// The name's share of an instance label (DNS labels are at most 63 bytes).
 const INSTANCE_NAME_BYTES: usize = 40;
 
-/// What identifies this node in its announcement. Today the random node id of `hello`, in
-/// hex; with protocol v2 (issue 12), the fingerprint of the node's static key. The one place
-/// to change.
+/// What identifies this node in its announcement: its static public key in hex, which a
+/// session with it must then prove (a TXT value holds up to 255 bytes; the key is 64).
 pub fn announced_identity(me: &LocalIdentity) -> String {
-    node_identity(me.node_id)
+    node_identity(&me.keys.public())
 }
 
-/// The identity a node with this id announces, to match a session's peer against.
-pub fn node_identity(node_id: NodeId) -> String {
-    format!("{node_id:016x}")
+/// The identity a node with this key announces, to match a session's peer against.
+pub fn node_identity(key: &PeerKey) -> String {
+    key.to_hex()
 }
 
 /// What this node announces.
@@ -254,7 +254,7 @@ mod tests {
 
     fn me() -> LocalIdentity {
         LocalIdentity {
-            node_id: 0x0123_4567_89ab_cdef,
+            keys: crate::noise::StaticKeypair::from_private([7; 32]).unwrap(),
             name: "mia".into(),
             listen_port: 9000,
             bind: "0.0.0.0".parse().unwrap(),
@@ -292,11 +292,14 @@ mod tests {
             txt: mine.txt(),
         };
         let peer = read_sighting(&as_seen, "ffffffffffffffff").unwrap();
+        // The node announces its whole public key, and its first 16 hex digits name it.
+        let key = me().keys.public().to_hex();
+        assert_eq!(key.len(), 64);
         assert_eq!(peer.name, "mia");
-        assert_eq!(peer.id, "0123456789abcdef");
+        assert_eq!(peer.id, key);
         assert_eq!(peer.addrs, vec!["10.0.0.1:9000".parse().unwrap()]);
-        assert_eq!(mine.instance(), "mia-0123456789abcdef");
-        assert_eq!(mine.host(), "peerchat-0123456789abcdef.local.");
+        assert_eq!(mine.instance(), format!("mia-{}", &key[..16]));
+        assert_eq!(mine.host(), format!("peerchat-{}.local.", &key[..16]));
     }
 
     #[test]

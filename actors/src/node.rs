@@ -1,9 +1,7 @@
 //! `Node`: starts one peer's actors (Registry, Listener, Discovery) and is the handle that a console,
 //! a test or a library user drives it with. Every method is a message to the Registry.
 
-use std::collections::hash_map::RandomState;
 use std::fmt;
-use std::hash::{BuildHasher, Hasher};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -18,9 +16,11 @@ use crate::discovery::{self, Discovery};
 use crate::events::EventStream;
 use crate::events::NodeEvent;
 use crate::faults::{Fault, Inject, InjectError};
+use crate::identity::{Identity, IdentityError};
+use crate::key::{Fingerprint, PeerKey};
 use crate::listener::{self, Listener};
 use crate::nearby::NearbyPeer;
-use crate::peer::{MessageId, NodeId, PeerAddr, PeerInfo};
+use crate::peer::{MessageId, PeerAddr, PeerInfo};
 use crate::registry::History;
 use crate::registry::{
     Connect, ConnectAll, ConnectAllReport, ConnectError, ConnectOutcome, Disconnect, DisconnectAll,
@@ -44,6 +44,9 @@ pub enum StartError {
         /// The operating system's error.
         source: io::Error,
     },
+    /// The node's identity could not be had: its data directory is used by another node,
+    /// its key file is corrupt or exposed, ... (the message says what to do).
+    Identity(IdentityError),
     /// The data directory could not be created, read or written.
     DataDir {
         /// The directory given with `--data-dir`.
@@ -64,6 +67,7 @@ impl fmt::Display for StartError {
                 )
             }
             StartError::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
+            StartError::Identity(err) => write!(f, "{err}"),
             StartError::DataDir { dir, source } => {
                 write!(f, "cannot use data directory {}: {source}", dir.display())
             }
@@ -100,19 +104,27 @@ pub struct Node {
     /// Problems found reading the data directory (skipped lines), to show the user.
     warnings: Vec<String>,
     listen_addr: SocketAddr,
-    node_id: NodeId,
+    key: PeerKey,
     name: String,
 }
 
 impl Node {
-    /// Binds the port and starts the actors on the current actix system.
+    /// Takes the node's identity (its data directory's key, locked; a key file of its own;
+    /// or a new key), binds the port and starts the actors on the current actix system.
     pub async fn start(config: NodeConfig) -> Result<Node, StartError> {
+        let (identity, key_warning) = match (&config.key_file, &config.data_dir) {
+            (Some(file), _) => Identity::from_key_file(file).map(|id| (id, None)),
+            (None, Some(dir)) => Identity::open(dir),
+            (None, None) => Identity::ephemeral().map(|id| (id, None)),
+        }
+        .map_err(StartError::Identity)?;
+        let (keys, lock) = identity.into_parts();
         let addr = SocketAddr::new(config.bind, config.port);
         let socket = listener::bind(addr).map_err(|source| StartError::Bind { addr, source })?;
         let listen_addr = socket
             .local_addr()
             .map_err(|source| StartError::Bind { addr, source })?;
-        // The data directory, if any: pending chats, the node id, the shown-chat record.
+        // The data directory, if any: pending chats, the shown-chat record.
         let (store, recovered) = match &config.data_dir {
             Some(dir) => {
                 let (store, recovered) =
@@ -124,27 +136,27 @@ impl Node {
             }
             None => (None, Recovered::default()),
         };
-        let node_id = recovered.node_id.unwrap_or_else(random_node_id);
         let mut warnings = recovered.warnings.clone();
-        // A full disk (or a node.json that is not a file of ours) does not stop the start.
-        if let Some(store) = &store {
-            if let Err(err) = store.save_node_id(node_id) {
-                warnings.push(format!(
-                    "the node id could not be saved ({err}); the next start uses a new one"
-                ));
-            }
-        }
+        warnings.extend(key_warning);
+        let key = keys.public();
         let me = LocalIdentity {
-            node_id,
+            keys,
             name: config.name.clone(),
-            listen_port: listen_addr.port(),
+            // A one-shot sender tells its peers it does not listen.
+            listen_port: if config.one_shot {
+                0
+            } else {
+                listen_addr.port()
+            },
             bind: config.bind,
         };
         // The supervision tree: the root first, then its children, which report to it.
         let supervisor = NodeSupervisor::new(config.restarts).start();
         let registry = {
             let (me, config, link) = (me.clone(), config.clone(), SupervisorLink::to(&supervisor));
-            Supervisor::start(move |_| Registry::new(me, &config, link, store, recovered))
+            Supervisor::start(move |_| {
+                Registry::new(me, &config, link, store, recovered).holding(lock)
+            })
         };
         let template = SessionTemplate {
             registry: registry.clone(),
@@ -176,7 +188,7 @@ impl Node {
             quit_grace: config.timeouts.quit_grace,
             warnings,
             listen_addr,
-            node_id: me.node_id,
+            key,
             name: me.name,
         })
     }
@@ -220,9 +232,14 @@ impl Node {
             .map_err(|_| NodeStopped)
     }
 
-    /// This node's id, as announced in `hello`.
-    pub fn node_id(&self) -> NodeId {
-        self.node_id
+    /// This node's static public key: who it is to its peers.
+    pub fn key(&self) -> PeerKey {
+        self.key
+    }
+
+    /// Its fingerprint, for people to compare (the start-up line, `/status`).
+    pub fn fingerprint(&self) -> Fingerprint {
+        self.key.fingerprint()
     }
 
     /// This node's name.
@@ -417,18 +434,4 @@ fn start_discovery(
             None
         }
     }
-}
-
-/// A node id unlikely to repeat: std's per-process random hash keys, mixed with the time
-/// and the process id.
-fn random_node_id() -> NodeId {
-    let mut hasher = RandomState::new().build_hasher();
-    hasher.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    hasher.write_u32(std::process::id());
-    hasher.finish()
 }

@@ -1,6 +1,6 @@
 //! Protocol v2's Noise layer, without actors or sockets: the `Noise_XX_25519_ChaChaPoly_SHA256`
 //! handshake that opens every connection, and the transport that seals batches of encoded
-//! maps into frames and opens them again. docs/protocol-v2.md is the specification.
+//! maps into frames and opens them again. docs/protocol.md is the specification.
 //! Used by the Session (through [`HandshakeCodec`], [`TransportCodec`] and [`Sealer`]).
 //!
 //! # On the wire
@@ -16,31 +16,25 @@
 //! After it, each frame is one transport message whose plaintext (at most [`MAX_PLAINTEXT`]
 //! bytes) is one or more whole MessagePack maps back to back.
 //!
-//! # How a Session uses it (integration plan)
+//! # How a Session uses it
 //!
-//! Today a Session reads `FramedRead<OwnedReadHalf, WireCodec>` as a stream of
-//! `Result<Frame, WireError>` and writes through a [`crate::writer::FrameWriter`], which
-//! encodes each frame (4-byte length + map) into one buffer that its task writes out per
-//! system call. v2 keeps both shapes:
-//!
-//! - **Handshake.** The Session reads `FramedRead::with_capacity(read_half, HandshakeCodec,
-//!   256)`, which yields each Noise message. An initiator starts with [`Handshake::initiator`]
-//!   and writes the first frame it returns ([`crate::writer::FrameWriter::send_bytes`]
-//!   writes bytes as they are); each message read goes to [`Handshake::read`], whose
-//!   [`Step`] says what to write next, until [`Step::Done`] hands over an [`Established`]:
-//!   the peer's proven key and its `hello`. All of it within the hello timeout.
-//! - **Reading.** `framed_read.map_decoder(|_| TransportCodec::new(established.opener))`
-//!   keeps whatever was read ahead (a peer may send chats right behind its last handshake
-//!   message) and from then on yields one `Frame` per map, in order, several per transport
-//!   message: the Session's `StreamHandler` stays as it is, with [`NoiseError`] as the
-//!   error. [`NoiseError::says_bye`] tells a bad map (`bye`, then close) from a frame that
-//!   does not decrypt (close at once).
-//! - **Writing.** The writer keeps encoding frames v1-style into its buffer; its task, once
-//!   per write, passes what it took to [`Sealer::seal_frames`], which strips the length
-//!   prefixes and packs the maps, whole, into as few transport messages as fit. A burst of
-//!   chats queued in one actor turn is encrypted once, not once per chat. The [`Sealer`]
-//!   moves into the writer's task when the handshake is done; bytes queued before that (the
-//!   handshake messages) go out unsealed.
+//! - **Handshake.** The Session's decoder (`session/codec.rs`) starts with a [`Handshake`]
+//!   ([`Handshake::initiator`] for the side that dialed, whose message 1 the Session writes
+//!   first; [`Handshake::responder`] for the other) and reads each message through
+//!   [`HandshakeCodec`] into [`Handshake::read`], whose [`Step`] says what to write next,
+//!   until [`Step::Done`] hands over an [`Established`]: the peer's proven key and its
+//!   `hello`. All of it within the hello timeout.
+//! - **Reading.** The same decoder then opens transport messages with a [`TransportCodec`]
+//!   made from the [`Opener`], in the same `FramedRead`, so whatever was read ahead (a peer
+//!   may send chats right behind its last handshake message) is kept; it yields one `Frame`
+//!   per map, in order, several per transport message. [`NoiseError::says_bye`] tells a bad
+//!   map (`bye`, then close) from a frame that does not decrypt (close at once).
+//! - **Writing.** The Session's writer keeps encoding frames behind 4-byte lengths into its
+//!   buffer; once the handshake is done it takes the [`Sealer`], and its task, once per
+//!   write, passes what it took to [`Sealer::seal_frames`], which strips the length prefixes
+//!   and packs the maps, whole, into as few transport messages as fit. A burst of chats
+//!   queued in one actor turn is encrypted once, not once per chat. Bytes queued before
+//!   that (the handshake messages) go out unsealed.
 //!
 //! Sealing and opening share the keys through an `Arc` of snow's stateless transport state
 //! (immutable once made), each half counting its own nonces: the reader and the writer's
@@ -57,9 +51,10 @@ use snow::{HandshakeState, StatelessTransportState};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio_util::codec::{Decoder, FramedRead};
 
+use crate::key::PeerKey;
 use crate::wire::{
-    decode_hello_v2, decode_payload, encode_hello_v2, split_maps, Frame, HelloV2, WireError,
-    MAX_MAP_BYTES_V2, PROTOCOL_VERSION_V2,
+    decode_hello, decode_payload, encode_hello, split_maps, Frame, Hello, WireError, MAX_MAP_BYTES,
+    PROTOCOL_VERSION,
 };
 
 /// The Noise protocol name of v2.
@@ -77,8 +72,7 @@ pub const TAG_BYTES: usize = 16;
 /// Largest plaintext of one transport message.
 pub const MAX_PLAINTEXT: usize = MAX_NOISE_MESSAGE - TAG_BYTES;
 
-/// Bytes of an X25519 key, public or private.
-pub const KEY_BYTES: usize = 32;
+pub use crate::key::KEY_BYTES;
 
 const LENGTH_PREFIX: usize = 4;
 
@@ -86,7 +80,7 @@ const LENGTH_PREFIX: usize = 4;
 const MESSAGE_1_BYTES: usize = KEY_BYTES;
 
 // A plaintext and a v2 map have the same limit: one map always fits in one message.
-const _: () = assert!(MAX_PLAINTEXT == MAX_MAP_BYTES_V2);
+const _: () = assert!(MAX_PLAINTEXT == MAX_MAP_BYTES);
 
 /// Which implementation of the primitives snow uses. X25519 is curve25519-dalek in both
 /// (ring has no static-key X25519); the backends differ in ChaCha20-Poly1305, SHA-256 and
@@ -123,48 +117,11 @@ impl Backend {
     }
 }
 
-/// An X25519 static public key: what a v2 node *is*.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct PublicKey([u8; KEY_BYTES]);
-
-impl PublicKey {
-    /// The key of these 32 bytes.
-    pub fn from_bytes(bytes: [u8; KEY_BYTES]) -> Self {
-        PublicKey(bytes)
-    }
-
-    /// The key in `bytes`, if they are exactly 32.
-    pub fn from_slice(bytes: &[u8]) -> Option<Self> {
-        bytes.try_into().ok().map(PublicKey)
-    }
-
-    /// Its 32 bytes.
-    pub fn as_bytes(&self) -> &[u8; KEY_BYTES] {
-        &self.0
-    }
-
-    /// Lowercase hex, 64 characters.
-    pub fn to_hex(&self) -> String {
-        hex(&self.0)
-    }
-}
-
-/// Printed as hex (fingerprints, for people, are in [`crate::identity`]).
-impl fmt::Debug for PublicKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "PublicKey({})", self.to_hex())
-    }
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// A node's X25519 static keypair. The private half is never printed.
 #[derive(Clone)]
 pub struct StaticKeypair {
     private: [u8; KEY_BYTES],
-    public: PublicKey,
+    public: PeerKey,
 }
 
 impl StaticKeypair {
@@ -187,17 +144,17 @@ impl StaticKeypair {
             .resolve_dh(&snow::params::DHChoice::Curve25519)
             .ok_or_else(|| NoiseError::Crypto("no X25519 implementation".into()))?;
         dh.set(&private);
-        let public = PublicKey::from_slice(dh.pubkey())
+        let public = PeerKey::from_slice(dh.pubkey())
             .ok_or_else(|| NoiseError::Crypto("X25519 public key of the wrong size".into()))?;
         Ok(StaticKeypair { private, public })
     }
 
     /// The public half, which peers see.
-    pub fn public(&self) -> PublicKey {
+    pub fn public(&self) -> PeerKey {
         self.public
     }
 
-    /// The private half, for storing it (crate::identity); nothing else needs it.
+    /// The private half, for storing it in a key file; nothing else needs it.
     pub fn private_bytes(&self) -> &[u8; KEY_BYTES] {
         &self.private
     }
@@ -234,9 +191,9 @@ pub enum NoiseError {
     /// The peer proved a static key other than the one expected of it.
     UnexpectedKey {
         /// The key we expected (an introduction, or the key pinned for that address).
-        expected: PublicKey,
+        expected: PeerKey,
         /// The key the peer proved.
-        presented: PublicKey,
+        presented: PeerKey,
     },
     /// The handshake ended (the connection closed) before it was complete.
     Incomplete,
@@ -287,16 +244,14 @@ impl fmt::Display for NoiseError {
             NoiseError::BadHello(err) => write!(f, "bad hello in the handshake: {err}"),
             NoiseError::UnsupportedProtocol(v) => write!(
                 f,
-                "unsupported protocol {v} (this node speaks {PROTOCOL_VERSION_V2})"
+                "unsupported protocol {v} (this node speaks {PROTOCOL_VERSION})"
             ),
             NoiseError::UnexpectedKey {
                 expected,
                 presented,
             } => write!(
                 f,
-                "the peer proved key {} where {} was expected",
-                presented.to_hex(),
-                expected.to_hex()
+                "the peer proved key {presented} where {expected} was expected"
             ),
             NoiseError::Incomplete => write!(f, "the connection closed during the handshake"),
             NoiseError::BadPlaintext(err) => write!(f, "{err}"),
@@ -330,7 +285,7 @@ pub struct HandshakeOptions {
     /// The static key the peer must prove (an initiator dialing an introduced or pinned
     /// peer). An initiator checks it on message 2, before it sends its own identity in
     /// message 3; a responder on message 3.
-    pub expected_remote: Option<PublicKey>,
+    pub expected_remote: Option<PeerKey>,
     /// A fixed ephemeral private key, for test vectors only: a real handshake must use a
     /// fresh random one, or its secrecy is gone.
     pub fixed_ephemeral_for_testing_only: Option<[u8; KEY_BYTES]>,
@@ -342,7 +297,7 @@ pub struct Handshake {
     state: HandshakeState,
     /// Our `hello`, encoded: the payload of message 2 (responder) or 3 (initiator).
     hello: BytesMut,
-    expected_remote: Option<PublicKey>,
+    expected_remote: Option<PeerKey>,
     /// A responder has read message 1.
     read_message_1: bool,
 }
@@ -375,9 +330,9 @@ pub enum Step {
 #[derive(Debug)]
 pub struct Established {
     /// The static key the peer proved it holds.
-    pub remote_key: PublicKey,
+    pub remote_key: PeerKey,
     /// The peer's `hello` (protocol checked to be 2; its name and port are claims).
-    pub remote_hello: HelloV2,
+    pub remote_hello: Hello,
     /// The handshake hash, the same on both sides: a name for this session.
     pub handshake_hash: Vec<u8>,
     /// Seals what we send.
@@ -391,7 +346,7 @@ impl Handshake {
     /// frame, to write first.
     pub fn initiator(
         keys: &StaticKeypair,
-        hello: &HelloV2,
+        hello: &Hello,
         options: HandshakeOptions,
     ) -> Result<(Handshake, Bytes), NoiseError> {
         let mut handshake = Self::build(true, keys, hello, options)?;
@@ -402,7 +357,7 @@ impl Handshake {
     /// Starts a handshake as the side that accepted: it waits for message 1.
     pub fn responder(
         keys: &StaticKeypair,
-        hello: &HelloV2,
+        hello: &Hello,
         options: HandshakeOptions,
     ) -> Result<Handshake, NoiseError> {
         Self::build(false, keys, hello, options)
@@ -411,12 +366,12 @@ impl Handshake {
     fn build(
         initiator: bool,
         keys: &StaticKeypair,
-        hello: &HelloV2,
+        hello: &Hello,
         options: HandshakeOptions,
     ) -> Result<Handshake, NoiseError> {
         let backend = options.backend.unwrap_or(Backend::CHOSEN);
         let mut encoded = BytesMut::new();
-        encode_hello_v2(hello, &mut encoded);
+        encode_hello(hello, &mut encoded);
         let ephemeral = options.fixed_ephemeral_for_testing_only;
         let mut builder = backend
             .builder()?
@@ -477,7 +432,7 @@ impl Handshake {
         let remote_key = self
             .state
             .get_remote_static()
-            .and_then(PublicKey::from_slice)
+            .and_then(PeerKey::from_slice)
             .ok_or(NoiseError::BadHandshakeMessage("no static key"))?;
         if let Some(expected) = self.expected_remote {
             if expected != remote_key {
@@ -487,8 +442,8 @@ impl Handshake {
                 });
             }
         }
-        let remote_hello = decode_hello_v2(&payload).map_err(NoiseError::BadHello)?;
-        if remote_hello.protocol != PROTOCOL_VERSION_V2 {
+        let remote_hello = decode_hello(&payload).map_err(NoiseError::BadHello)?;
+        if remote_hello.protocol != PROTOCOL_VERSION {
             return Err(NoiseError::UnsupportedProtocol(remote_hello.protocol));
         }
         let reply = if initiator {
@@ -713,7 +668,7 @@ impl Sealer {
     }
 
     /// Seals v1-style frames (each a 4-byte big-endian length and a map, as
-    /// [`crate::wire::encode_frame_into`] writes them into a writer's buffer): the maps,
+    /// the wire's `encode_frame_into` writes them into a writer's buffer): the maps,
     /// prefixes stripped, packed as [`Sealer::seal_maps`] does. This is the step a writer
     /// applies to what it has buffered, once per write.
     pub fn seal_frames(&mut self, frames: &[u8], dst: &mut BytesMut) -> Result<usize, NoiseError> {

@@ -1,10 +1,13 @@
 //! Session: owns one TCP connection to one peer, inbound or outbound.
-//! It runs the handshake, turns frames into messages for the Registry and the Registry's
-//! orders into frames, pings a quiet peer, and always tells the Registry when it ends.
+//! It runs the Noise handshake (the dialer is the initiator), turns frames into messages for
+//! the Registry and the Registry's orders into frames, pings a quiet peer, and always tells
+//! the Registry when it ends.
 //!
 //! This file is the actor's shell: its state (`State`: handshake, established, lingering),
-//! starting, closing, the heartbeat and the death watch. The handshake is in
-//! `session/handshake.rs`, the traffic after it in `session/frames.rs`.
+//! starting, closing, the heartbeat and the death watch. What it reads goes through
+//! `session/codec.rs` (handshake messages, then transport messages opened into frames); what
+//! it writes through the writer, which seals once the handshake is done. The handshake's end
+//! and registering are in `session/handshake.rs`, the traffic after it in `session/frames.rs`.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,14 +21,18 @@ use tokio_util::codec::FramedRead;
 use crate::config::{LocalIdentity, Timeouts};
 use crate::faults::ConnectionFault;
 use crate::helpers::human;
+use crate::noise::{Handshake, HandshakeOptions, NoiseError};
 use crate::peer::{MessageId, PeerAddr, SessionId};
 use crate::registry::{Registry, SessionClosed};
 use crate::trace::{tell, Role, Traced};
-use crate::wire::{encode_frame, Frame, WireCodec, WireError, PROTOCOL_VERSION};
+use crate::wire::{Frame, Hello};
 use crate::writer::{FrameWriter, WriteRefused};
 
+mod codec;
 mod frames;
 mod handshake;
+
+use codec::{Incoming, SessionCodec};
 
 pub use frames::{AckChats, Chat, Deliver, RefreshPeers};
 pub use handshake::Reannounce;
@@ -49,7 +56,7 @@ pub enum Direction {
 pub struct SessionTemplate {
     /// The Registry every Session reports to.
     pub registry: Addr<Registry>,
-    /// Who this node is, for `hello`.
+    /// Who this node is: its keys for the handshake, its name and port for `hello`.
     pub me: LocalIdentity,
     /// Handshake and heartbeat timeouts.
     pub timeouts: Timeouts,
@@ -59,7 +66,7 @@ pub struct SessionTemplate {
 
 /// Where a Session is in its life; it only moves forward.
 enum State {
-    /// Waiting for the peer's `hello` and the Registry's answer.
+    /// The Noise handshake, then the Registry's answer.
     Handshake,
     /// The Registry accepted the peer: frames flow both ways.
     Established(Established),
@@ -103,8 +110,10 @@ pub struct Session {
     remote: SocketAddr,
     local: SocketAddr,
     template: SessionTemplate,
-    reader: Option<FramedRead<tokio::net::tcp::OwnedReadHalf, WireCodec>>,
+    reader: Option<FramedRead<tokio::net::tcp::OwnedReadHalf, SessionCodec>>,
     writer: FrameWriter,
+    /// The handshake is done: frames are sealed, a `bye` can be said.
+    sealing: bool,
     state: State,
     last_heard: Instant,
     next_nonce: u64,
@@ -140,15 +149,33 @@ impl Session {
     ) -> std::io::Result<(SessionId, Addr<Session>)> {
         let remote = stream.peer_addr()?;
         let local = stream.local_addr()?;
+        let me = &template.me;
+        let hello = Hello::new(me.name.clone(), me.listen_port);
+        let options = HandshakeOptions::default();
+        // The dialer is the initiator: it speaks first.
+        let (handshake, message_1) = match direction {
+            Direction::Outbound { .. } => {
+                let (handshake, first) = Handshake::initiator(&me.keys, &hello, options)
+                    .map_err(std::io::Error::other)?;
+                (handshake, Some(first))
+            }
+            Direction::Inbound => (
+                Handshake::responder(&me.keys, &hello, options).map_err(std::io::Error::other)?,
+                None,
+            ),
+        };
         // Chat is small interactive frames: latency matters more than packet count.
         stream.set_nodelay(true)?;
         let (read_half, write_half) = stream.into_split();
         let id = NEXT_SESSION_ID.fetch_add(1, Ordering::Relaxed);
-        let writer = FrameWriter::spawn(
+        let mut writer = FrameWriter::spawn(
             write_half,
             template.write_buffer_bytes,
             template.timeouts.idle,
         );
+        if let Some(first) = message_1 {
+            let _ = writer.send_bytes(first);
+        }
         let dialed = match direction {
             Direction::Outbound { dialed } => Some(dialed),
             Direction::Inbound => None,
@@ -168,8 +195,13 @@ impl Session {
             local,
             // Small to start with (it grows for big frames): thousands of idle sessions
             // must not cost 8 KiB of read buffer each.
-            reader: Some(FramedRead::with_capacity(read_half, WireCodec, 256)),
+            reader: Some(FramedRead::with_capacity(
+                read_half,
+                SessionCodec::new(handshake),
+                256,
+            )),
             writer,
+            sealing: false,
             template,
             state: State::Handshake,
             last_heard: Instant::now(),
@@ -241,14 +273,16 @@ impl Session {
         ctx.stop();
     }
 
-    /// Past the queue limit if need be: the bye is what tells the peer why.
+    /// Past the queue limit if need be: the bye is what tells the peer why. Only once the
+    /// handshake is done: before, there is no channel to say it on.
     fn say_bye(&mut self, reason: &str) {
+        if !self.sealing {
+            return;
+        }
         let bye = Frame::Bye {
             reason: reason.to_string(),
         };
-        if let Ok(bye) = encode_frame(&bye) {
-            let _ = self.writer.send_bytes(bye);
-        }
+        let _ = self.writer.send_past_limit(&bye);
     }
 
     fn heartbeat(&mut self, ctx: &mut Context<Self>) {
@@ -276,19 +310,12 @@ impl Actor for Session {
         if let Some(reader) = self.reader.take() {
             ctx.add_stream(reader);
         }
-        let me = &self.template.me;
-        let hello = Frame::Hello {
-            protocol: PROTOCOL_VERSION,
-            node_id: me.node_id,
-            name: me.name.clone(),
-            listen_port: me.listen_port,
-        };
-        self.send_frame(&hello, ctx);
+        // The whole handshake, and the Registry's answer, within the hello timeout.
         let hello_timeout = self.template.timeouts.hello;
         ctx.run_later(hello_timeout, move |act, ctx| {
-            if act.state.peer().is_none() {
-                let reason = format!("no hello within {}", human(hello_timeout));
-                act.close(ctx, reason, true);
+            if matches!(act.state, State::Handshake) {
+                let reason = format!("no handshake within {}", human(hello_timeout));
+                act.close(ctx, reason, false);
             }
         });
         let tick = self
@@ -310,9 +337,9 @@ impl Actor for Session {
     }
 }
 
-impl StreamHandler<Result<Frame, WireError>> for Session {
-    fn handle(&mut self, item: Result<Frame, WireError>, ctx: &mut Context<Self>) {
-        if self.drop_next > 0 && item.is_ok() {
+impl StreamHandler<Result<Incoming, NoiseError>> for Session {
+    fn handle(&mut self, item: Result<Incoming, NoiseError>, ctx: &mut Context<Self>) {
+        if self.drop_next > 0 && matches!(item, Ok(Incoming::Frame(_))) {
             self.drop_next -= 1;
             tracing::info!(session = self.id, "dropped a frame (injected fault)");
             return;
@@ -320,11 +347,11 @@ impl StreamHandler<Result<Frame, WireError>> for Session {
         if self.state.is_lingering() {
             // Lingering after our bye: only acks still matter.
             match (item, self.state.peer()) {
-                (Ok(Frame::Ack { id }), Some(_)) => {
+                (Ok(Incoming::Frame(Frame::Ack { id })), Some(_)) => {
                     self.inbound_acks.push(id);
                     self.schedule_flush(ctx);
                 }
-                (Ok(Frame::Bye { .. }) | Err(_), _) => ctx.stop(),
+                (Ok(Incoming::Frame(Frame::Bye { .. })) | Err(_), _) => ctx.stop(),
                 _ => {}
             }
             return;
@@ -334,11 +361,36 @@ impl StreamHandler<Result<Frame, WireError>> for Session {
             self.last_heard = Instant::now();
         }
         match item {
-            Ok(frame) => self.on_frame(frame, ctx),
-            Err(WireError::Io(err)) => self.close(ctx, format!("connection error: {err}"), false),
+            Ok(Incoming::Frame(frame)) => self.on_frame(frame, ctx),
+            Ok(Incoming::Reply(message)) => {
+                if self.writer.send_bytes(message).is_err() {
+                    self.close(ctx, "connection lost while writing".into(), false);
+                }
+            }
+            Ok(Incoming::Established {
+                reply,
+                key,
+                hello,
+                sealer,
+            }) => {
+                if let Some(message) = reply {
+                    let _ = self.writer.send_bytes(message);
+                }
+                self.writer.start_sealing(sealer);
+                self.sealing = true;
+                self.on_handshake_done(key, hello, ctx);
+            }
+            Err(NoiseError::Io(err)) => self.close(ctx, format!("connection error: {err}"), false),
             Err(bad) => {
                 tracing::warn!(session = self.id, remote = %self.remote, "bad input: {bad}");
-                self.close(ctx, format!("protocol error: {bad}"), true);
+                // A map that decrypted but is bad came from the authenticated peer: it gets a
+                // reason. Anything that does not verify, or fails the handshake, is cut.
+                let reason = if matches!(self.state, State::Handshake) && !self.sealing {
+                    format!("handshake failed: {bad}")
+                } else {
+                    format!("protocol error: {bad}")
+                };
+                self.close(ctx, reason, bad.says_bye());
             }
         }
     }
@@ -388,6 +440,8 @@ impl Handler<InjectSessionFault> for Session {
                 self.close(ctx, "connection reset (injected)".into(), false);
             }
             ConnectionFault::Corrupt => {
+                // Raw, never sealed: to the peer it fails to decrypt, and it must cut the
+                // connection at once.
                 let garbage = bytes::Bytes::from_static(&[0, 0, 0, 3, 0xc1, 0xc1, 0xc1]);
                 let _ = self.writer.send_bytes(garbage);
             }

@@ -3,7 +3,8 @@
 //! again. Not an actor: it is owned by the Registry, which alone writes it.
 //!
 //! Files (JSON Lines, one record per line, documented in docs/storage.md):
-//! - `node.json`: this node's id, kept across restarts so peers can de-duplicate our resends;
+//! - `static_key` and `lock`: the node's identity and the lock that keeps a second node off
+//!   the directory, kept by [`crate::identity`];
 //! - `outbox.jsonl`: `{"queued":{..}}` when a chat is accepted, `{"done":{..}}` when it is
 //!   delivered or given up;
 //! - `history.jsonl` (and `history.1.jsonl`, the one before it): every chat shown or sent, in
@@ -26,18 +27,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use nix::libc;
 use serde::{Deserialize, Serialize};
 
-use crate::peer::{MessageId, NodeId, PeerAddr};
+use crate::key::PeerKey;
+use crate::peer::{MessageId, PeerAddr};
 
-const NODE_FILE: &str = "node.json";
-const NODE_TEMP: &str = "node.json.new";
-const NODE_CORRUPT: &str = "node.json.corrupt";
 const OUTBOX_FILE: &str = "outbox.jsonl";
 const OUTBOX_TEMP: &str = "outbox.jsonl.new";
 const HISTORY_FILE: &str = "history.jsonl";
 const HISTORY_OLD: &str = "history.1.jsonl";
-
-/// `node.json` is a few dozen bytes; anything larger is not ours and is not read whole.
-const NODE_FILE_MAX_BYTES: u64 = 4096;
 
 /// The longest line read from a file: a chat of `MAX_TEXT_BYTES` escaped as JSON (at worst six
 /// bytes per byte) fits. Longer lines are skipped without being held in memory.
@@ -149,8 +145,10 @@ pub enum HistoryEntry {
         from: PeerAddr,
         /// The sender's name.
         name: String,
-        /// The sender's node id.
-        node_id: NodeId,
+        /// The sender's static key: the seen-chat record is per key. Absent in lines written
+        /// before protocol v2 (their senders had no key), which then mark nothing as seen.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        key: Option<PeerKey>,
         /// The sender's id for the chat.
         id: MessageId,
         /// Its text.
@@ -169,16 +167,9 @@ pub enum HistoryEntry {
     },
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct NodeFile {
-    node_id: NodeId,
-}
-
 /// What a store held when opened.
 #[derive(Debug, Default)]
 pub struct Recovered {
-    /// `None` for a new data directory (or an unusable `node.json`, see `warnings`).
-    pub node_id: Option<NodeId>,
     /// Chats still waiting for their ack, oldest first. Every id is at most
     /// [`MAX_MESSAGE_ID`].
     pub outbox: Vec<QueuedChat>,
@@ -202,10 +193,6 @@ pub struct Store {
     /// The outbox could not be read at start: what it holds is unknown, so it is never
     /// rewritten (that would lose it) and its budget counts only this run's chats.
     outbox_unread: bool,
-    /// The id `node.json` holds, if it was read.
-    node_id_on_disk: Option<NodeId>,
-    /// Why `node.json` must not be written (it is not a file of ours), if so.
-    node_file_blocked: Option<String>,
     /// Why the store runs degraded, if it does.
     degraded: Option<String>,
 }
@@ -226,9 +213,6 @@ impl Store {
         let mut recovered = Recovered::default();
         prepare_dir(dir, &mut recovered.warnings)?;
         let mut degraded: Vec<String> = Vec::new();
-
-        let (node_id_on_disk, node_file_blocked) = read_node_id(dir, &mut recovered.warnings);
-        recovered.node_id = node_id_on_disk;
 
         let outbox_path = dir.join(OUTBOX_FILE);
         let mut pending = HashMap::new();
@@ -301,8 +285,6 @@ impl Store {
             pending,
             pending_bytes,
             outbox_unread,
-            node_id_on_disk,
-            node_file_blocked,
             degraded,
         };
         Ok((store, recovered))
@@ -322,22 +304,6 @@ impl Store {
     /// It still tries every write, and each one that fails returns its error.
     pub fn degraded(&self) -> Option<&str> {
         self.degraded.as_deref()
-    }
-
-    /// Remembers the node id for the next start (nothing is written if `node.json` already
-    /// holds it). Fails if it cannot be written, or if `node.json` is not a file of ours
-    /// (a link, a directory: it is left alone).
-    pub fn save_node_id(&self, node_id: NodeId) -> io::Result<()> {
-        if let Some(why) = &self.node_file_blocked {
-            return Err(io::Error::other(why.clone()));
-        }
-        if self.node_id_on_disk == Some(node_id) {
-            return Ok(());
-        }
-        replace_file(&self.dir, NODE_TEMP, NODE_FILE, |out| {
-            out.write_all(&serde_json::to_vec(&NodeFile { node_id })?)
-        })
-        .map(drop)
     }
 
     /// Whether a chat fits in the outbox's budget, before accepting it.
@@ -680,56 +646,6 @@ fn replace_file(
     }
 }
 
-/// Reads `node.json`: the id, and why it must not be written if it is not a file of ours.
-/// A corrupt file is moved aside to `node.json.corrupt`, never silently overwritten.
-fn read_node_id(dir: &Path, warnings: &mut Vec<String>) -> (Option<NodeId>, Option<String>) {
-    let path = dir.join(NODE_FILE);
-    let new_id = "a new node id is used, and peers may show again chats this node resends \
-                  from its outbox";
-    let file = match open_private(&path, OpenOptions::new().read(true)) {
-        Ok(file) => file,
-        Err(err) if err.kind() == io::ErrorKind::NotFound => return (None, None),
-        Err(err) => {
-            let why = format!("{err}; {new_id}; it is not saved until then");
-            warnings.push(why.clone());
-            return (None, Some(why));
-        }
-    };
-    let mut bytes = Vec::new();
-    let read = file.take(NODE_FILE_MAX_BYTES + 1).read_to_end(&mut bytes);
-    let problem = match read {
-        Err(err) => err.to_string(),
-        Ok(_) if bytes.len() as u64 > NODE_FILE_MAX_BYTES => "far too long".to_string(),
-        Ok(_) => match std::str::from_utf8(&bytes) {
-            Err(_) => "not UTF-8".to_string(),
-            Ok(text) => match serde_json::from_str::<NodeFile>(text) {
-                Ok(node) => return (Some(node.node_id), None),
-                Err(err) => format!("not a node id ({err})"),
-            },
-        },
-    };
-    let corrupt = dir.join(NODE_CORRUPT);
-    match fs::rename(&path, &corrupt) {
-        Ok(()) => {
-            warnings.push(format!(
-                "{} is unreadable ({problem}): moved to {} for you to look at; {new_id}",
-                path.display(),
-                corrupt.display()
-            ));
-            (None, None)
-        }
-        Err(err) => {
-            let why = format!(
-                "{} is unreadable ({problem}) and could not be moved aside ({err}); {new_id}, \
-                 and not saved until it is moved away",
-                path.display()
-            );
-            warnings.push(why.clone());
-            (None, Some(why))
-        }
-    }
-}
-
 struct LoadedOutbox {
     pending: Vec<QueuedChat>,
     /// Bytes of the file as read.
@@ -1032,7 +948,7 @@ mod tests {
             at_ms: id,
             from: "127.0.0.1:9001".parse().unwrap(),
             name: "bob".into(),
-            node_id: 7,
+            key: Some(PeerKey::from_bytes([7; 32])),
             id,
             text: format!("line {id}"),
         }
@@ -1043,8 +959,7 @@ mod tests {
         let dir = temp_dir("reopen");
         {
             let (mut store, recovered) = Store::open(&dir).unwrap();
-            assert!(recovered.outbox.is_empty() && recovered.node_id.is_none());
-            store.save_node_id(77).unwrap();
+            assert!(recovered.outbox.is_empty());
             for id in 1..=5 {
                 store.queued(&chat(id)).unwrap();
             }
@@ -1052,7 +967,6 @@ mod tests {
             store.done(4, "failed").unwrap();
         }
         let (_, recovered) = Store::open(&dir).unwrap();
-        assert_eq!(recovered.node_id, Some(77));
         assert_eq!(recovered.outbox, vec![chat(1), chat(3), chat(5)]);
         assert!(recovered.warnings.is_empty(), "{:?}", recovered.warnings);
         // The outbox was compacted to the three pending chats.
@@ -1072,22 +986,15 @@ mod tests {
         bytes.extend_from_slice(good2.as_bytes());
         bytes.extend_from_slice(b"\n{\"queued\":{\"id\":3,\"to\""); // torn last line
         fs::write(dir.join("outbox.jsonl"), bytes).unwrap();
-        fs::write(dir.join("node.json"), "not json").unwrap();
         fs::write(dir.join("history.jsonl"), "{\"dir\":\"in\"}\n").unwrap();
         let (_, recovered) = Store::open(&dir).unwrap();
         assert_eq!(recovered.outbox, vec![chat(1), chat(2)]);
-        assert_eq!(recovered.node_id, None);
-        assert_eq!(recovered.warnings.len(), 5, "{:?}", recovered.warnings);
+        assert_eq!(recovered.warnings.len(), 4, "{:?}", recovered.warnings);
         assert!(recovered
             .warnings
             .iter()
             .any(|w| w.contains("outbox.jsonl:2")));
         assert!(recovered.warnings.iter().any(|w| w.contains("not UTF-8")));
-        // The corrupt node.json was moved aside for the user, not overwritten.
-        assert_eq!(
-            fs::read_to_string(dir.join("node.json.corrupt")).unwrap(),
-            "not json"
-        );
         fs::remove_dir_all(dir).unwrap();
     }
 

@@ -1,5 +1,9 @@
 //! The sending half of a Session's socket: a queue of encoded frames, bounded in bytes, and a
-//! task that writes them, several frames per system call when they pile up.
+//! task that writes them, several frames per system call when they pile up. Once the Session's
+//! Noise handshake is done it hands the writer its [`Sealer`] ([`FrameWriter::start_sealing`]):
+//! from then on the task seals what it takes, once per write, packing the maps of every frame
+//! queued since the last write into as few transport messages as fit. Encryption is paid per
+//! batch, not per chat.
 //!
 //! Frames are encoded straight into one buffer shared with the writing task, which takes
 //! everything queued at once and writes it: no allocation or copy per frame. The task runs
@@ -27,6 +31,7 @@ use futures::task::AtomicWaker;
 use socket2::SockRef;
 use tokio::net::tcp::OwnedWriteHalf;
 
+use crate::noise::Sealer;
 use crate::wire::{encode_frame_into, Frame, WireError};
 
 /// Most bytes given to one write (and to one stall timeout).
@@ -48,6 +53,13 @@ pub enum WriteRefused {
 struct Queue {
     /// Frames encoded and not yet taken by the writing task.
     pending: BytesMut,
+    /// Once sealing: the ranges of `pending` that go out as they are (the last handshake
+    /// message, injected garbage); everything else is frames to seal.
+    unsealed: Vec<std::ops::Range<usize>>,
+    /// Frames are sealed from now on.
+    sealing: bool,
+    /// The sealer, on its way to the writing task.
+    sealer: Option<Sealer>,
     /// Bytes taken by the writing task and not yet written.
     writing: usize,
     /// No more frames: the handle closed, or the writing task ended.
@@ -117,16 +129,49 @@ impl FrameWriter {
         Ok(())
     }
 
-    /// Queues bytes whatever the queue holds: the last `bye`, or injected garbage.
+    /// Queues a frame whatever the queue holds: the last `bye`, which tells the peer why.
+    pub fn send_past_limit(&mut self, frame: &Frame) -> Result<(), WriteRefused> {
+        let mut queue = self.shared.lock();
+        if queue.closed {
+            return Err(WriteRefused::Closed);
+        }
+        encode_frame_into(frame, &mut queue.pending).map_err(WriteRefused::Encode)?;
+        drop(queue);
+        self.shared.task.wake();
+        Ok(())
+    }
+
+    /// Queues bytes to go out as they are, never sealed, whatever the queue holds: a
+    /// handshake message, or injected garbage.
     pub fn send_bytes(&mut self, bytes: Bytes) -> Result<(), WriteRefused> {
         let mut queue = self.shared.lock();
         if queue.closed {
             return Err(WriteRefused::Closed);
         }
+        let start = queue.pending.len();
         queue.pending.extend_from_slice(&bytes);
+        if queue.sealing {
+            let end = queue.pending.len();
+            queue.unsealed.push(start..end);
+        }
         drop(queue);
         self.shared.task.wake();
         Ok(())
+    }
+
+    /// The handshake is done: what is queued now goes out as it is (the last handshake
+    /// message), every frame queued from now on is sealed by `sealer`. Once only.
+    pub fn start_sealing(&mut self, sealer: Sealer) {
+        let mut queue = self.shared.lock();
+        if queue.sealing {
+            return;
+        }
+        queue.sealing = true;
+        let queued = queue.pending.len();
+        if queued > 0 {
+            queue.unsealed.push(0..queued);
+        }
+        queue.sealer = Some(sealer);
     }
 
     /// Bytes waiting to be written.
@@ -148,6 +193,7 @@ impl FrameWriter {
         let mut queue = self.shared.lock();
         queue.closed = true;
         queue.pending = BytesMut::new();
+        queue.unsealed.clear();
         drop(queue);
         // A write the task has under way fails at once, and the task ends.
         self.shared.shutdown(Shutdown::Both);
@@ -164,6 +210,7 @@ impl Drop for FrameWriter {
 async fn pump(shared: Arc<Shared>, stall: Duration) {
     let _end = Ending(shared.clone());
     let socket = &shared.socket;
+    let mut sealer: Option<Sealer> = None;
     loop {
         // Wait for frames, or for the end.
         poll_fn(|cx| {
@@ -176,16 +223,34 @@ async fn pump(shared: Arc<Shared>, stall: Duration) {
             }
         })
         .await;
-        let batch = {
+        let (batch, unsealed) = {
             let mut queue = shared.lock();
             if queue.pending.is_empty() {
                 // Closed, and everything written: `_end` shuts the sending side, so the peer
                 // reads all of it and then the end of the stream.
                 break;
             }
+            if let Some(handed) = queue.sealer.take() {
+                sealer = Some(handed);
+            }
             let batch = queue.pending.split();
             queue.writing = batch.len();
-            batch
+            (batch, std::mem::take(&mut queue.unsealed))
+        };
+        let batch = match sealer.as_mut() {
+            None => batch,
+            Some(sealer) => match seal(sealer, &batch, &unsealed) {
+                Ok(sealed) => sealed,
+                Err(err) => {
+                    // Nonces used up, or a bug: a gap or garbage would follow. Cut it.
+                    tracing::warn!("cannot seal frames: {err}");
+                    let mut queue = shared.lock();
+                    queue.writing = 0;
+                    queue.closed = true;
+                    queue.pending = BytesMut::new();
+                    return;
+                }
+            },
         };
         let mut written = true;
         for chunk in batch.chunks(BATCH_BYTES) {
@@ -208,6 +273,28 @@ async fn pump(shared: Arc<Shared>, stall: Duration) {
             queue.pending = BytesMut::new();
         }
     }
+}
+
+/// What goes on the wire for `batch`: its frames sealed, the `unsealed` ranges as they are,
+/// in order.
+fn seal(
+    sealer: &mut Sealer,
+    batch: &[u8],
+    unsealed: &[std::ops::Range<usize>],
+) -> Result<BytesMut, crate::noise::NoiseError> {
+    let mut out = BytesMut::with_capacity(batch.len() + batch.len() / 64 + 64);
+    let mut at = 0;
+    for range in unsealed {
+        if range.start > at {
+            sealer.seal_frames(&batch[at..range.start], &mut out)?;
+        }
+        out.extend_from_slice(&batch[range.clone()]);
+        at = range.end;
+    }
+    if at < batch.len() {
+        sealer.seal_frames(&batch[at..], &mut out)?;
+    }
+    Ok(out)
 }
 
 /// Writes all of `chunk`, failing if the socket accepts nothing for `stall`. The socket is
@@ -259,11 +346,32 @@ impl Drop for Ending {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::WireCodec;
+    use crate::noise::{Handshake, HandshakeOptions, StaticKeypair, Step, TransportCodec};
+    use crate::wire::{decode_payload, Hello};
     use futures::StreamExt;
     use tokio::net::tcp::OwnedReadHalf;
     use tokio::net::{TcpListener, TcpStream};
     use tokio_util::codec::FramedRead;
+
+    /// Length-prefixed frames as the writer queues them before any sealing.
+    struct WireCodec;
+
+    impl tokio_util::codec::Decoder for WireCodec {
+        type Item = Frame;
+        type Error = WireError;
+
+        fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, WireError> {
+            if src.len() < 4 {
+                return Ok(None);
+            }
+            let len = u32::from_be_bytes([src[0], src[1], src[2], src[3]]) as usize;
+            if src.len() < 4 + len {
+                return Ok(None);
+            }
+            let frame = src.split_to(4 + len);
+            decode_payload(&frame[4..]).map(Some)
+        }
+    }
 
     /// Our write half, our read half (kept open), and the peer's socket.
     async fn pair() -> (OwnedWriteHalf, OwnedReadHalf, TcpStream) {
@@ -391,5 +499,93 @@ mod tests {
         assert!(writer.queued_bytes() <= 64 * 1024);
         // Past the bound on purpose: the last bye.
         writer.send_bytes(Bytes::from_static(b"bye")).unwrap();
+    }
+
+    /// The two ends of a completed handshake, in memory.
+    fn established() -> (crate::noise::Established, crate::noise::Established) {
+        let (a, b) = (
+            StaticKeypair::generate().unwrap(),
+            StaticKeypair::generate().unwrap(),
+        );
+        let (initiator, m1) =
+            Handshake::initiator(&a, &Hello::new("a", 1), HandshakeOptions::default()).unwrap();
+        let responder =
+            Handshake::responder(&b, &Hello::new("b", 2), HandshakeOptions::default()).unwrap();
+        let Step::Reply(responder, m2) = responder.read(&m1[4..]).unwrap() else {
+            panic!("message 2")
+        };
+        let Step::Done {
+            reply: Some(m3),
+            established: ours,
+        } = initiator.read(&m2[4..]).unwrap()
+        else {
+            panic!("message 3")
+        };
+        let Step::Done {
+            established: theirs,
+            ..
+        } = responder.read(&m3[4..]).unwrap()
+        else {
+            panic!("done")
+        };
+        (ours, theirs)
+    }
+
+    #[actix_rt::test]
+    async fn after_start_sealing_frames_are_sealed_per_batch_and_raw_bytes_stay_raw() {
+        let (write, _keep, mut theirs) = pair().await;
+        let (ours, peer) = established();
+        let mut writer = FrameWriter::spawn(write, 1 << 20, Duration::from_secs(5));
+        // Before: raw bytes as they are (a handshake message).
+        writer
+            .send_bytes(Bytes::from_static(&[0, 0, 0, 2, 7, 7]))
+            .unwrap();
+        writer.start_sealing(ours.sealer);
+        // 1000 acks queued in one turn: one write, one transport message.
+        for id in 0..1000 {
+            writer.send(&Frame::Ack { id }).unwrap();
+        }
+        let mut prefix = [0u8; 6];
+        tokio::io::AsyncReadExt::read_exact(&mut theirs, &mut prefix)
+            .await
+            .unwrap();
+        assert_eq!(prefix, [0, 0, 0, 2, 7, 7]);
+        let mut first = [0u8; 4];
+        tokio::io::AsyncReadExt::read_exact(&mut theirs, &mut first)
+            .await
+            .unwrap();
+        let len = u32::from_be_bytes(first) as usize;
+        // Each ack map is 14-16 bytes: all of them fit in one message, plus the tag.
+        assert!(
+            len < 20_000 && len > 12_000,
+            "one message for the batch: {len}"
+        );
+        let mut rest = vec![0u8; len];
+        tokio::io::AsyncReadExt::read_exact(&mut theirs, &mut rest)
+            .await
+            .unwrap();
+        let mut sealed = BytesMut::from(&first[..]);
+        sealed.extend_from_slice(&rest);
+        let mut codec = TransportCodec::new(peer.opener);
+        for id in 0..1000 {
+            let frame = tokio_util::codec::Decoder::decode(&mut codec, &mut sealed).unwrap();
+            assert_eq!(frame, Some(Frame::Ack { id }));
+        }
+        // Garbage injected after sealing goes out raw, and the bye sealed behind it.
+        writer
+            .send_bytes(Bytes::from_static(&[0, 0, 0, 3, 0xc1, 0xc1, 0xc1]))
+            .unwrap();
+        writer
+            .send_past_limit(&Frame::Bye { reason: "x".into() })
+            .unwrap();
+        writer.close();
+        let mut tail = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut theirs, &mut tail)
+            .await
+            .unwrap();
+        assert_eq!(&tail[..7], &[0, 0, 0, 3, 0xc1, 0xc1, 0xc1]);
+        let mut sealed = BytesMut::from(&tail[7..]);
+        let frame = tokio_util::codec::Decoder::decode(&mut codec, &mut sealed).unwrap();
+        assert_eq!(frame, Some(Frame::Bye { reason: "x".into() }));
     }
 }

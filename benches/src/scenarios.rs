@@ -799,7 +799,7 @@ async fn idle_handshake(addr: SocketAddr, i: usize, base_id: u64) -> Res<ClientC
     let mut conn = connect_raw(addr).await?;
     // The figure is memory, not time: a node slow to answer is waited for.
     match tokio::time::timeout(STEP_LIMIT, conn.next()).await {
-        Ok(Ok(Frame::Hello { .. })) => {}
+        Ok(Ok(Frame::Hello(_))) => {}
         Ok(Ok(other)) => return fail(format!("expected hello, got {}", other.kind())),
         Ok(Err(err)) => return Err(err),
         Err(_) => return fail("no hello"),
@@ -954,6 +954,7 @@ pub fn churn_baseline(s: &Settings) -> Res<ChurnResult> {
                 .map(|(i, p)| PeerEntry {
                     addr: localhost(*p).to_string(),
                     name: format!("peer{i}"),
+                    key: peerchat_actors::PeerKey::from_bytes([0; 32]),
                 })
                 .collect(),
         );

@@ -8,7 +8,8 @@ use peerchat_actors::child::ChildName;
 use peerchat_actors::config::RestartPolicy;
 use peerchat_actors::events::SupervisionStep;
 use peerchat_actors::faults::{ActorFault, Fault};
-use peerchat_actors::wire::{Frame, WireCodec};
+use peerchat_actors::noise::{Handshake, HandshakeCodec, HandshakeOptions, StaticKeypair};
+use peerchat_actors::wire::Hello;
 use peerchat_actors::{Node, NodeConfig, NodeEvent};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
@@ -101,16 +102,31 @@ pub fn listener_restart(rounds: usize) -> Res<Vec<f64>> {
     })
 }
 
-/// True if a connection to `addr` is accepted and its first frame is a `hello`.
+/// True if a connection to `addr` is accepted and answers the first handshake message with
+/// the second (which carries its `hello`).
 async fn hello_from(addr: std::net::SocketAddr) -> bool {
     let Ok(mut stream) = TcpStream::connect(addr).await else {
         return false;
     };
+    let Ok(keys) = StaticKeypair::generate() else {
+        return false;
+    };
+    let hello = Hello::new("probe", 0);
+    let Ok((_, message_1)) = Handshake::initiator(&keys, &hello, HandshakeOptions::default())
+    else {
+        return false;
+    };
+    if tokio::io::AsyncWriteExt::write_all(&mut stream, &message_1)
+        .await
+        .is_err()
+    {
+        return false;
+    }
     let mut buf = bytes::BytesMut::with_capacity(256);
     loop {
-        match WireCodec.decode(&mut buf) {
-            Ok(Some(Frame::Hello { .. })) => return true,
-            Ok(Some(_)) | Err(_) => return false,
+        match HandshakeCodec.decode(&mut buf) {
+            Ok(Some(_)) => return true,
+            Err(_) => return false,
             Ok(None) => {}
         }
         match tokio::time::timeout(PATIENCE, stream.read_buf(&mut buf)).await {

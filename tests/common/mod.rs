@@ -1,5 +1,5 @@
 //! Helpers shared by the integration tests: real nodes on 127.0.0.1 port 0, and a raw TCP
-//! client that speaks the wire protocol by hand.
+//! client that speaks the wire protocol (v2: Noise, then sealed maps) by hand.
 #![allow(dead_code)]
 
 pub mod netns;
@@ -8,13 +8,20 @@ pub mod proxy;
 
 use std::time::Duration;
 
+use std::net::SocketAddr;
+
 use bytes::BytesMut;
-use futures::{SinkExt, StreamExt};
-use peerchat_actors::wire::{encode_frame, Frame, WireCodec, PROTOCOL_VERSION};
-use peerchat_actors::{EventStream, Node, NodeConfig, NodeEvent, PeerAddr};
+use futures::StreamExt;
+use peerchat_actors::noise::{
+    run_handshake, Handshake, HandshakeCodec, HandshakeOptions, NoiseError, Sealer, StaticKeypair,
+    TransportCodec,
+};
+use peerchat_actors::wire::{encode_frame_into, Frame, Hello};
+use peerchat_actors::{EventStream, Node, NodeConfig, NodeEvent, PeerAddr, PeerKey};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use tokio_util::codec::Framed;
+use tokio_util::codec::FramedRead;
 
 /// Every wait in the tests is bounded by this.
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -87,64 +94,111 @@ pub async fn delivered(events: &mut EventStream, id: u64) -> PeerAddr {
         .unwrap_or_else(|e| panic!("message {id} never delivered: {e}"))
 }
 
-/// A peer written by hand on top of the codec, to send exactly the frames a test wants.
+/// A peer written by hand: a real Noise handshake with a fresh key (through the crate's
+/// `noise.rs`), then exactly the frames a test wants, sealed; or raw bytes, unsealed.
 pub struct RawPeer {
-    pub framed: Framed<TcpStream, RawCodec>,
+    reader: FramedRead<OwnedReadHalf, TransportCodec>,
+    writer: OwnedWriteHalf,
+    sealer: Sealer,
+    /// This peer's own key.
+    pub keys: StaticKeypair,
+    /// The key the node proved.
+    pub node_key: PeerKey,
+    /// The node's hello.
+    pub node_hello: Hello,
 }
 
-/// Encodes raw byte strings as they are and decodes frames with the real codec.
-pub struct RawCodec;
-
-impl tokio_util::codec::Decoder for RawCodec {
-    type Item = Frame;
-    type Error = peerchat_actors::wire::WireError;
-    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, Self::Error> {
-        WireCodec.decode(src)
-    }
+/// A TCP connection to `to`, nothing said yet.
+pub async fn tcp(to: PeerAddr) -> TcpStream {
+    tokio::time::timeout(WAIT, TcpStream::connect(to.socket_addr()))
+        .await
+        .expect("connect in time")
+        .expect("connect")
 }
 
-impl tokio_util::codec::Encoder<Vec<u8>> for RawCodec {
-    type Error = peerchat_actors::wire::WireError;
-    fn encode(&mut self, item: Vec<u8>, dst: &mut BytesMut) -> Result<(), Self::Error> {
-        dst.extend_from_slice(&item);
-        Ok(())
+/// Reads until the node closes the connection (bounded): true if it did.
+pub async fn closes(stream: &mut (impl AsyncReadExt + Unpin)) -> bool {
+    let mut buf = [0u8; 1024];
+    loop {
+        match tokio::time::timeout(WAIT, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+            Err(_) => return false,
+        }
     }
 }
 
 impl RawPeer {
-    pub async fn connect(to: PeerAddr) -> RawPeer {
-        let stream = tokio::time::timeout(WAIT, TcpStream::connect(to.socket_addr()))
+    /// Connects and completes the handshake with a fresh key, as a node called "raw"
+    /// listening on `listen_port`; reads the node's first `peers`.
+    pub async fn handshake(to: PeerAddr, listen_port: u16) -> RawPeer {
+        let keys = StaticKeypair::generate().unwrap();
+        let mut raw = RawPeer::handshake_as(to, keys, Hello::new("raw", listen_port))
             .await
-            .expect("connect in time")
-            .expect("connect");
-        RawPeer {
-            framed: Framed::new(stream, RawCodec),
-        }
-    }
-
-    /// Connects and completes the handshake as node `node_id` listening on `listen_port`.
-    pub async fn handshake(to: PeerAddr, node_id: u64, listen_port: u16) -> RawPeer {
-        let mut raw = RawPeer::connect(to).await;
-        let hello = raw.next().await.expect("node says hello first");
-        assert!(matches!(hello, Frame::Hello { .. }), "got {hello:?}");
-        raw.send(&Frame::Hello {
-            protocol: PROTOCOL_VERSION,
-            node_id,
-            name: "raw".into(),
-            listen_port,
-        })
-        .await;
-        let peers = raw.next().await.expect("node sends peers after hello");
+            .expect("handshake");
+        let peers = raw
+            .next()
+            .await
+            .expect("node sends peers after the handshake");
         assert!(matches!(peers, Frame::Peers { .. }), "got {peers:?}");
         raw
     }
 
-    pub async fn send(&mut self, frame: &Frame) {
-        self.send_bytes(encode_frame(frame).unwrap().to_vec()).await;
+    /// Connects and runs the handshake with these keys and hello; nothing read after it.
+    pub async fn handshake_as(
+        to: PeerAddr,
+        keys: StaticKeypair,
+        hello: Hello,
+    ) -> Result<RawPeer, NoiseError> {
+        let (read, mut writer) = tcp(to).await.into_split();
+        let mut reader = FramedRead::new(read, HandshakeCodec);
+        let start = Handshake::initiator(&keys, &hello, HandshakeOptions::default())?;
+        let start = (start.0, Some(start.1));
+        let established =
+            tokio::time::timeout(WAIT, run_handshake(&mut reader, &mut writer, start))
+                .await
+                .expect("handshake in time")?;
+        Ok(RawPeer {
+            reader: reader.map_decoder(|_| TransportCodec::new(established.opener)),
+            writer,
+            sealer: established.sealer,
+            keys,
+            node_key: established.remote_key,
+            node_hello: established.remote_hello,
+        })
     }
 
-    pub async fn send_bytes(&mut self, bytes: Vec<u8>) {
-        tokio::time::timeout(WAIT, self.framed.send(bytes))
+    /// Our end of the connection: the node sees it as the remote address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.writer.local_addr().unwrap()
+    }
+
+    /// One frame, sealed in a transport message of its own.
+    pub async fn send(&mut self, frame: &Frame) {
+        self.send_all(std::slice::from_ref(frame)).await;
+    }
+
+    /// Frames sealed together, as a node's writer batches them.
+    pub async fn send_all(&mut self, frames: &[Frame]) {
+        let mut plain = BytesMut::new();
+        for frame in frames {
+            encode_frame_into(frame, &mut plain).unwrap();
+        }
+        let mut sealed = BytesMut::new();
+        self.sealer.seal_frames(&plain, &mut sealed).unwrap();
+        self.send_raw(sealed.to_vec()).await;
+    }
+
+    /// Any plaintext (garbage, a map written by hand), sealed as one transport message.
+    pub async fn send_sealed(&mut self, plaintext: &[u8]) {
+        let mut sealed = BytesMut::new();
+        self.sealer.seal(plaintext, &mut sealed).unwrap();
+        self.send_raw(sealed.to_vec()).await;
+    }
+
+    /// Bytes as they are, unsealed.
+    pub async fn send_raw(&mut self, bytes: Vec<u8>) {
+        tokio::time::timeout(WAIT, self.writer.write_all(&bytes))
             .await
             .expect("send in time")
             .expect("send");
@@ -152,10 +206,10 @@ impl RawPeer {
 
     /// Next frame; `None` when the node closed the connection.
     pub async fn next(&mut self) -> Option<Frame> {
-        match tokio::time::timeout(WAIT, self.framed.next()).await {
+        match tokio::time::timeout(WAIT, self.reader.next()).await {
             Ok(Some(Ok(frame))) => Some(frame),
+            Ok(Some(Err(NoiseError::Io(_)))) | Ok(None) => None,
             Ok(Some(Err(err))) => panic!("node sent something undecodable: {err}"),
-            Ok(None) => None,
             Err(_) => panic!("no frame from the node within {WAIT:?}"),
         }
     }
@@ -177,21 +231,35 @@ impl RawPeer {
         }
     }
 
-    /// True if the node closed the connection (reads until EOF, bounded).
-    pub async fn closed(mut self) -> bool {
-        let stream = self.framed.get_mut();
-        let mut buf = [0u8; 1024];
+    /// Reads until the end of the connection, which must come without a `bye`.
+    pub async fn expect_close_without_bye(&mut self) {
         loop {
-            match tokio::time::timeout(WAIT, stream.read(&mut buf)).await {
-                Ok(Ok(0)) | Ok(Err(_)) => return true,
-                Ok(Ok(_)) => continue,
-                Err(_) => return false,
+            match self.next().await {
+                Some(Frame::Bye { reason }) => panic!("a bye ({reason:?}) where none is due"),
+                Some(_) => continue,
+                None => return,
             }
         }
     }
 
+    /// True if the node closed the connection (reads until EOF, bounded).
+    pub async fn closed(mut self) -> bool {
+        closes(self.reader.get_mut()).await
+    }
+
     pub async fn shutdown(mut self) {
-        let _ = self.framed.get_mut().shutdown().await;
+        let _ = self.writer.shutdown().await;
+    }
+
+    /// Its reading half, writing half and sealer, to read and write from two tasks.
+    pub fn into_parts(
+        self,
+    ) -> (
+        FramedRead<OwnedReadHalf, TransportCodec>,
+        OwnedWriteHalf,
+        Sealer,
+    ) {
+        (self.reader, self.writer, self.sealer)
     }
 }
 
@@ -247,4 +315,55 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// A blocking v2 client on std's `TcpStream`, for tests that drive the binary: a Noise
+/// handshake with a fresh key (the crate's `noise.rs`), then sealed frames.
+pub struct BlockingPeer {
+    pub stream: std::net::TcpStream,
+    sealer: Sealer,
+}
+
+impl BlockingPeer {
+    /// Connects to 127.0.0.1:`port` and completes the handshake as `name` listening on
+    /// `listen_port`.
+    pub fn connect(port: u16, name: &str, listen_port: u16) -> BlockingPeer {
+        use peerchat_actors::noise::Step;
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        let keys = StaticKeypair::generate().unwrap();
+        let hello = Hello::new(name, listen_port);
+        let (initiator, m1) =
+            Handshake::initiator(&keys, &hello, HandshakeOptions::default()).unwrap();
+        stream.write_all(&m1).expect("write message 1");
+        let mut len = [0u8; 4];
+        stream.read_exact(&mut len).expect("message 2's length");
+        let mut m2 = vec![0u8; u32::from_be_bytes(len) as usize];
+        stream.read_exact(&mut m2).expect("message 2");
+        let Step::Done {
+            reply: Some(m3),
+            established,
+        } = initiator.read(&m2).expect("message 2 verifies")
+        else {
+            panic!("the handshake is three messages")
+        };
+        stream.write_all(&m3).expect("write message 3");
+        BlockingPeer {
+            stream,
+            sealer: established.sealer,
+        }
+    }
+
+    /// Frames, sealed together.
+    pub fn send(&mut self, frames: &[Frame]) {
+        use std::io::Write;
+        let mut plain = BytesMut::new();
+        for frame in frames {
+            encode_frame_into(frame, &mut plain).unwrap();
+        }
+        let mut sealed = BytesMut::new();
+        self.sealer.seal_frames(&plain, &mut sealed).unwrap();
+        self.stream.write_all(&sealed).expect("write");
+    }
 }

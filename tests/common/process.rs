@@ -14,6 +14,8 @@ pub struct Peerchat {
     stdin: Option<ChildStdin>,
     stdout: Output,
     stderr: Output,
+    /// The fingerprint its start-up line showed, once read (`listening_port`).
+    key: Option<String>,
 }
 
 /// Text a child wrote so far, fed by a reader thread.
@@ -81,9 +83,32 @@ impl Output {
 }
 
 impl Peerchat {
+    /// Starts the binary with `args`; with neither `--data-dir` nor `--ephemeral` among
+    /// them, `--ephemeral` is added: a test never leaves a key in the user's default data
+    /// directory, nor takes the lock of another test's node of the same name.
     pub fn start(args: &[&str]) -> Peerchat {
+        let keeps = args
+            .iter()
+            .any(|a| *a == "--data-dir" || *a == "--ephemeral");
+        let help = args.iter().any(|a| *a == "--help" || *a == "--version");
+        // First: options after `send`'s text would be part of the text.
+        let mut all = Vec::with_capacity(args.len() + 1);
+        if !keeps && !help {
+            all.push("--ephemeral");
+        }
+        all.extend_from_slice(args);
+        Peerchat::start_exactly(&all)
+    }
+
+    /// Starts the binary with exactly `args`.
+    pub fn start_exactly(args: &[&str]) -> Peerchat {
+        Peerchat::start_exactly_with_env(args, &[])
+    }
+
+    /// Starts the binary with exactly `args`, and these variables set in its environment.
+    pub fn start_exactly_with_env(args: &[&str], env: &[(&str, &str)]) -> Peerchat {
         let mut command = Command::new(env!("CARGO_BIN_EXE_peerchat"));
-        command.args(args);
+        command.args(args).envs(env.iter().copied());
         Peerchat::spawn(command)
     }
 
@@ -103,6 +128,7 @@ impl Peerchat {
             child,
             stdout,
             stderr,
+            key: None,
         }
     }
 
@@ -119,11 +145,23 @@ impl Peerchat {
     pub fn listening_port(&mut self) -> u16 {
         self.expect("listening on ");
         let line = self.expect("\n");
+        // `NAME listening on ADDR (key xxxx-xxxx-xxxx-xxxx-xxxx)`
+        self.key = line
+            .split_once("(key ")
+            .and_then(|(_, rest)| rest.split_once(')'))
+            .map(|(key, _)| key.to_string());
         let addr = line.split_whitespace().next().unwrap_or_default();
         addr.rsplit(':')
             .next()
             .and_then(|p| p.parse().ok())
             .unwrap_or_else(|| panic!("no port in '{line}'"))
+    }
+
+    /// The fingerprint of the node's key, from its start-up line.
+    pub fn key(&self) -> &str {
+        self.key
+            .as_deref()
+            .expect("the start-up line was read and shows a key")
     }
 
     /// Types lines into the menu.

@@ -117,7 +117,8 @@ impl Console {
     /// This node and its peers, for the status line.
     fn status(&self) -> impl Future<Output = Result<Status, String>> + 'static {
         let node = self.node.clone();
-        let name = self.node.name().to_string();
+        // The fingerprint beside the name: what a peer compares out of band.
+        let name = format!("{} (key {})", self.node.name(), self.node.fingerprint());
         let addr = self.node.listen_addr();
         async move {
             let peers = node.peers().await.map_err(said)?;

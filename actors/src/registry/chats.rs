@@ -12,7 +12,8 @@ use super::Registry;
 use crate::events::NodeEvent;
 use crate::guarded_handler;
 use crate::helpers::now_ms;
-use crate::peer::{MessageId, NodeId, PeerAddr, SessionId};
+use crate::key::PeerKey;
+use crate::peer::{MessageId, PeerAddr, SessionId};
 use crate::session::{AckChats, Chat, Deliver, Session};
 use crate::store::{HistoryEntry, QueuedChat};
 
@@ -275,8 +276,8 @@ pub struct IncomingChats {
     pub session: Addr<Session>,
     /// The peer they came from.
     pub from: PeerAddr,
-    /// The peer's node id (de-duplication is by node id and chat id).
-    pub node_id: NodeId,
+    /// The key the peer proved (de-duplication is by key and chat id).
+    pub key: PeerKey,
     /// The chats, oldest first.
     pub chats: Vec<Chat>,
 }
@@ -285,7 +286,7 @@ impl fmt::Debug for IncomingChats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("IncomingChats")
             .field("from", &self.from)
-            .field("node_id", &self.node_id)
+            .field("key", &self.key)
             .field("chats", &self.chats)
             .finish()
     }
@@ -302,7 +303,7 @@ impl Registry {
         let mut acks = Vec::with_capacity(msg.chats.len());
         for chat in msg.chats {
             acks.push(chat.id);
-            if !self.inbox.first_time(msg.node_id, chat.id) {
+            if !self.inbox.first_time(msg.key, chat.id) {
                 tracing::debug!(from = %msg.from, id = chat.id, "repeated chat acked again, not shown");
                 continue;
             }
@@ -311,7 +312,7 @@ impl Registry {
                 at_ms,
                 from: msg.from,
                 name: name.clone(),
-                node_id: msg.node_id,
+                key: Some(msg.key),
                 id: chat.id,
                 text: chat.text.clone(),
             };

@@ -37,7 +37,7 @@ impl Registry {
         let connected_ids: Vec<String> = self
             .peers
             .all_sessions()
-            .map(|(_, session)| node_identity(session.node_id))
+            .map(|(_, session)| node_identity(&session.key))
             .collect();
         self.nearby
             .iter()

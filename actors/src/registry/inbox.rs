@@ -4,7 +4,8 @@
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
-use crate::peer::{MessageId, NodeId};
+use crate::key::PeerKey;
+use crate::peer::MessageId;
 use crate::store::HistoryEntry;
 
 /// Chat ids remembered per sender.
@@ -51,7 +52,7 @@ impl SeenWindow {
 
 /// The seen windows of every sender and the recent history.
 pub(crate) struct Inbox {
-    seen: HashMap<NodeId, SeenWindow>,
+    seen: HashMap<PeerKey, SeenWindow>,
     history: VecDeque<HistoryEntry>,
 }
 
@@ -64,7 +65,7 @@ impl Inbox {
     }
 
     /// True the first time chat `id` of `sender` is offered: show it. False: a repeat.
-    pub(crate) fn first_time(&mut self, sender: NodeId, id: MessageId) -> bool {
+    pub(crate) fn first_time(&mut self, sender: PeerKey, id: MessageId) -> bool {
         self.seen
             .entry(sender)
             .or_insert_with(|| SeenWindow::new(SEEN_PER_SENDER))
@@ -82,8 +83,11 @@ impl Inbox {
     /// History read back from the data directory: remembered, and its chats count as shown.
     pub(crate) fn recover(&mut self, history: Vec<HistoryEntry>) {
         for entry in history {
-            if let HistoryEntry::In { node_id, id, .. } = &entry {
-                self.first_time(*node_id, *id);
+            if let HistoryEntry::In {
+                key: Some(key), id, ..
+            } = &entry
+            {
+                self.first_time(*key, *id);
             }
             self.remember(entry);
         }
@@ -106,7 +110,7 @@ mod tests {
             at_ms: 0,
             from: "127.0.0.1:9000".parse::<PeerAddr>().unwrap(),
             name: "bob".into(),
-            node_id: 7,
+            key: Some(PeerKey::from_bytes([7; 32])),
             id,
             text: format!("chat {id}"),
         }
@@ -147,18 +151,27 @@ mod tests {
     #[test]
     fn senders_have_windows_of_their_own() {
         let mut inbox = Inbox::new();
-        assert!(inbox.first_time(1, 100));
-        assert!(inbox.first_time(2, 100));
-        assert!(!inbox.first_time(1, 100));
+        let (a, b) = (PeerKey::from_bytes([1; 32]), PeerKey::from_bytes([2; 32]));
+        assert!(inbox.first_time(a, 100));
+        assert!(inbox.first_time(b, 100));
+        assert!(!inbox.first_time(a, 100));
     }
 
     #[test]
     fn recovered_history_counts_as_shown_and_is_listed() {
         let mut inbox = Inbox::new();
         inbox.recover(vec![shown(5), shown(6)]);
-        assert!(!inbox.first_time(7, 5));
-        assert!(inbox.first_time(7, 8));
-        assert_eq!(inbox.recent(10).len(), 2);
+        let seven = PeerKey::from_bytes([7; 32]);
+        assert!(!inbox.first_time(seven, 5));
+        assert!(inbox.first_time(seven, 8));
+        // A line from before keys (no key) marks nothing.
+        let mut old = shown(9);
+        if let HistoryEntry::In { key, .. } = &mut old {
+            *key = None;
+        }
+        inbox.recover(vec![old]);
+        assert!(inbox.first_time(seven, 9));
+        assert_eq!(inbox.recent(10).len(), 3);
     }
 
     #[test]

@@ -112,7 +112,10 @@ impl Registry {
             act.no_sessions_left();
             actix_rt::time::timeout(Duration::from_secs(2), closed_rx)
                 .into_actor(act)
-                .map(move |_, _, _| ShutdownReport { undelivered, kept })
+                .map(move |_, act, _| {
+                    act.let_go_of_data_dir();
+                    ShutdownReport { undelivered, kept }
+                })
         }))
     }
 
@@ -150,6 +153,7 @@ impl Registry {
         if self.store.is_none() {
             self.fail_waiting(None, reason);
         }
+        self.let_go_of_data_dir();
     }
 }
 

@@ -17,6 +17,7 @@ use crate::child::ChildName;
 use crate::config::{LocalIdentity, NodeConfig, Timeouts};
 use crate::events::NodeEvent;
 use crate::helpers::now_ms;
+use crate::identity::DataDirLock;
 use crate::nearby::NearbyPeer;
 use crate::peer::{MessageId, PeerAddr, SessionId};
 use crate::session::{Session, SessionTemplate};
@@ -41,7 +42,7 @@ pub use connections::{
 };
 pub use discovery::{ListNearby, NearbyPeers};
 pub use lifecycle::{InjectConnection, Publish, Shutdown, ShutdownReport, Subscribe, Subscriber};
-pub use peers::{PeerKey, PEERS_PER_FRAME};
+pub use peers::{TableKey, PEERS_PER_FRAME};
 pub use sessions::{KnownPeers, PeersLearned, Register, SessionClosed};
 
 use dialer::Dialer;
@@ -77,6 +78,9 @@ pub struct Registry {
     subscribers: Vec<Subscriber>,
     /// The data directory's files, if the node has one.
     store: Option<Store>,
+    /// The data directory's lock, held until the node has shut down (or given up), so that
+    /// no second node uses the directory meanwhile.
+    data_dir_lock: Option<DataDirLock>,
     /// Chats accepted in this turn, and the Session each goes to (see `deliver_soon`).
     to_deliver: Vec<(MessageId, SessionId)>,
     outbox_empty_waiters: Vec<oneshot::Sender<()>>,
@@ -100,7 +104,7 @@ impl Registry {
         recovered: Recovered,
     ) -> Self {
         let mut registry = Registry {
-            peers: PeerTable::new(me.node_id, me.listen_port, me.bind),
+            peers: PeerTable::new(me.keys.public(), me.listen_port, me.bind),
             me,
             timeouts: config.timeouts,
             write_buffer_bytes: config.write_buffer_bytes,
@@ -113,6 +117,7 @@ impl Registry {
             dialer: Dialer::new(config.retry),
             subscribers: Vec::new(),
             store,
+            data_dir_lock: None,
             to_deliver: Vec::new(),
             outbox_empty_waiters: Vec::new(),
             no_sessions_waiters: Vec::new(),
@@ -122,6 +127,18 @@ impl Registry {
         };
         registry.recover(recovered);
         registry
+    }
+
+    /// Holds the data directory's lock until the node shuts down.
+    pub fn holding(mut self, lock: Option<DataDirLock>) -> Self {
+        self.data_dir_lock = lock;
+        self
+    }
+
+    /// The node has stopped using its data directory: another may take it.
+    fn let_go_of_data_dir(&mut self) {
+        self.store = None;
+        self.data_dir_lock = None;
     }
 
     fn recover(&mut self, recovered: Recovered) {

@@ -10,14 +10,14 @@ use std::time::{Duration, Instant};
 
 use crate::helpers::human;
 use crate::peer::{MessageId, SessionId};
-use crate::registry::peers::PeerKey;
+use crate::registry::peers::TableKey;
 use crate::session::Chat;
 
 /// One chat waiting for its ack.
 #[derive(Debug)]
 pub(crate) struct Outgoing {
     /// The recipient.
-    pub(crate) to: PeerKey,
+    pub(crate) to: TableKey,
     pub(crate) text: String,
     pub(crate) sent_at_ms: u64,
     /// The Session it was handed to; `None` while waiting for a connection.
@@ -47,7 +47,7 @@ pub(crate) struct Outbox {
     /// a pointer is cheaper to shift than the whole record.
     chats: BTreeMap<MessageId, Box<Outgoing>>,
     /// Each peer's chats; ids grow, so id order is the order they were accepted.
-    by_peer: HashMap<PeerKey, BTreeSet<MessageId>>,
+    by_peer: HashMap<TableKey, BTreeSet<MessageId>>,
     ack_due: BTreeSet<(Instant, MessageId)>,
     give_up_due: BTreeSet<(Instant, MessageId)>,
     ack_timeout: Duration,
@@ -81,12 +81,12 @@ impl Outbox {
     }
 
     /// How many chats wait for `peer`.
-    pub(crate) fn waiting(&self, peer: &PeerKey) -> usize {
+    pub(crate) fn waiting(&self, peer: &TableKey) -> usize {
         self.by_peer.get(peer).map_or(0, BTreeSet::len)
     }
 
     /// The peers that have chats waiting.
-    pub(crate) fn peers(&self) -> Vec<PeerKey> {
+    pub(crate) fn peers(&self) -> Vec<TableKey> {
         self.by_peer.keys().copied().collect()
     }
 
@@ -94,7 +94,7 @@ impl Outbox {
     pub(crate) fn insert(
         &mut self,
         id: MessageId,
-        to: PeerKey,
+        to: TableKey,
         text: String,
         sent_at_ms: u64,
         now: Instant,
@@ -137,7 +137,7 @@ impl Outbox {
     }
 
     /// Chats for `peer` that were on `session`, which is gone, wait for another one.
-    pub(crate) fn unhand_session(&mut self, peer: &PeerKey, session: SessionId) {
+    pub(crate) fn unhand_session(&mut self, peer: &TableKey, session: SessionId) {
         for id in self.ids_of(peer) {
             if self
                 .get(id)
@@ -152,7 +152,7 @@ impl Outbox {
     /// oldest first (for one `Deliver`).
     pub(crate) fn hand_waiting(
         &mut self,
-        peer: &PeerKey,
+        peer: &TableKey,
         session: SessionId,
         now: Instant,
         is_live: impl Fn(SessionId) -> bool,
@@ -172,7 +172,7 @@ impl Outbox {
     }
 
     /// Every chat for `peer` failed its last attempt for `reason`; answers how many wait.
-    pub(crate) fn note_error(&mut self, peer: &PeerKey, reason: &str) -> usize {
+    pub(crate) fn note_error(&mut self, peer: &TableKey, reason: &str) -> usize {
         let ids = self.ids_of(peer);
         for id in &ids {
             if let Some(out) = self.chats.get_mut(id) {
@@ -183,7 +183,7 @@ impl Outbox {
     }
 
     /// Removes chat `id` if it is for `from`: the ack of a chat of ours.
-    pub(crate) fn take_acked(&mut self, id: MessageId, from: &PeerKey) -> Option<Box<Outgoing>> {
+    pub(crate) fn take_acked(&mut self, id: MessageId, from: &TableKey) -> Option<Box<Outgoing>> {
         if self.get(id)?.to != *from {
             return None; // Not a chat we sent there: an ack does not come from elsewhere.
         }
@@ -197,7 +197,7 @@ impl Outbox {
     }
 
     /// Removes every chat for `peer`, oldest first.
-    pub(crate) fn remove_peer(&mut self, peer: &PeerKey) -> Vec<(MessageId, Box<Outgoing>)> {
+    pub(crate) fn remove_peer(&mut self, peer: &TableKey) -> Vec<(MessageId, Box<Outgoing>)> {
         self.ids_of(peer)
             .into_iter()
             .filter_map(|id| Some((id, self.remove(id)?)))
@@ -230,7 +230,7 @@ impl Outbox {
 
     /// Chats handed to a Session whose ack is overdue come off it; answers their peers (each
     /// once), whose Session, if they still have one, gets them again.
-    pub(crate) fn ack_due(&mut self, now: Instant) -> Vec<PeerKey> {
+    pub(crate) fn ack_due(&mut self, now: Instant) -> Vec<TableKey> {
         let mut stale = BTreeSet::new();
         let why = format!("no ack within {}", human(self.ack_timeout));
         while let Some(&(due, id)) = self.ack_due.first() {
@@ -246,7 +246,7 @@ impl Outbox {
         stale.into_iter().collect()
     }
 
-    fn ids_of(&self, peer: &PeerKey) -> Vec<MessageId> {
+    fn ids_of(&self, peer: &TableKey) -> Vec<MessageId> {
         self.by_peer
             .get(peer)
             .map(|ids| ids.iter().copied().collect())
@@ -293,11 +293,11 @@ mod tests {
     const ACK: Duration = Duration::from_secs(5);
     const GIVE_UP: Duration = Duration::from_secs(60);
 
-    fn peer(port: u16) -> PeerKey {
+    fn peer(port: u16) -> TableKey {
         PeerAddr::from_ip_port([127, 0, 0, 1].into(), port)
     }
 
-    fn outbox_with(chats: &[(MessageId, PeerKey)], now: Instant) -> Outbox {
+    fn outbox_with(chats: &[(MessageId, TableKey)], now: Instant) -> Outbox {
         let mut outbox = Outbox::new(ACK, GIVE_UP);
         for (id, to) in chats {
             outbox.insert(*id, *to, format!("chat {id}"), 0, now);

@@ -3,20 +3,23 @@
 //! nodes. A plain struct owned by the Registry; `S` is how a Session is reached
 //! (`Addr<Session>` in the node, a number in the tests).
 //!
-//! Peers are keyed by [`PeerKey`] alone: when peers become public keys with several
-//! addresses (issue 12), that type and `LiveSession::peer` are what change.
+//! Peers are keyed by [`TableKey`] alone: when peers become public keys with several
+//! addresses (issue 12, stage B), that type and `LiveSession::peer` are what change. Sessions
+//! already carry the key their peer proved ([`PeerKey`]): the one-connection rule, and knowing
+//! ourselves, go by it.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 use std::time::SystemTime;
 
-use crate::peer::{NodeId, PeerAddr, PeerInfo, SessionId};
+use crate::key::PeerKey;
+use crate::peer::{PeerAddr, PeerInfo, SessionId};
 use crate::session::Direction;
 use crate::wire::PeerEntry;
 
 /// What identifies a peer in the table, the outbox and the events: today its listening
 /// address.
-pub type PeerKey = PeerAddr;
+pub type TableKey = PeerAddr;
 
 /// Most entries in one `peers` frame (docs/protocol.md, section 6.2).
 pub const PEERS_PER_FRAME: usize = 256;
@@ -25,7 +28,11 @@ pub const PEERS_PER_FRAME: usize = 256;
 #[derive(Debug, Default)]
 pub(crate) struct PeerRecord {
     pub(crate) name: Option<String>,
-    pub(crate) node_id: Option<NodeId>,
+    /// The key its last session proved or, until one did, the key it was introduced with
+    /// (a `peers` entry: a claim of the peer that sent it).
+    pub(crate) key: Option<PeerKey>,
+    /// It said it does not listen (a one-shot sender): never passed on in `peers`.
+    pub(crate) one_shot: bool,
     /// The Session serving it, if connected.
     pub(crate) session: Option<SessionId>,
     pub(crate) last_seen: Option<SystemTime>,
@@ -34,39 +41,52 @@ pub(crate) struct PeerRecord {
 /// A Session that has registered.
 pub(crate) struct LiveSession<S> {
     pub(crate) handle: S,
-    pub(crate) peer: PeerKey,
-    pub(crate) node_id: NodeId,
+    pub(crate) peer: TableKey,
+    /// The key the peer proved in the handshake.
+    pub(crate) key: PeerKey,
     pub(crate) direction: Direction,
+    /// The peer said it does not listen (`listen_port` 0).
+    pub(crate) one_shot: bool,
 }
 
 /// One connection as the duplicate rule sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Connection {
-    /// The node at the other end.
-    pub(crate) node_id: NodeId,
+    /// The key the node at the other end proved.
+    pub(crate) key: PeerKey,
     /// True if this node opened it.
     pub(crate) outbound: bool,
 }
 
-/// What becomes of a connection registered while another serves the same node or address.
+/// What becomes of a connection registered while another serves the same key or address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Verdict {
-    /// The existing one stays; the newcomer is refused as a duplicate.
-    KeepExisting,
+    /// The existing one stays; the newcomer is refused for this reason.
+    KeepExisting(&'static str),
     /// The newcomer takes over; the existing one is closed for this reason.
     Replace(&'static str),
 }
 
-/// Two connections to the same node: the one opened by the node with the lower id survives.
-/// Both ends compute the same answer, so both keep the same connection. A connection to
-/// another node at the same address (it was restarted) always replaces the old one.
-pub(crate) fn settle_duplicate(me: NodeId, existing: Connection, newcomer: Connection) -> Verdict {
-    if existing.node_id != newcomer.node_id {
-        return Verdict::Replace("replaced by a new connection from the same address");
+/// Refusal of a connection from another key at the address of a connected peer.
+pub(crate) const ADDRESS_TAKEN: &str = "another key is connected from this address";
+
+/// Two connections, the newcomer's and one already serving the same key or address
+/// (docs/protocol.md, "One session per key"):
+/// - another key never evicts anyone: the newcomer is refused, whatever it claims;
+/// - the same key, opened by the same side: the peer restarted or lost its connection, so
+///   the new one replaces the old;
+/// - the same key, opened by opposite sides (both dialed at once): the connection dialed by
+///   the node with the lower key survives. Both ends compute the same answer.
+pub(crate) fn settle_duplicate(me: PeerKey, existing: Connection, newcomer: Connection) -> Verdict {
+    if existing.key != newcomer.key {
+        return Verdict::KeepExisting(ADDRESS_TAKEN);
     }
-    let opener = |c: Connection| if c.outbound { me } else { c.node_id };
+    if existing.outbound == newcomer.outbound {
+        return Verdict::Replace("replaced by a new connection");
+    }
+    let opener = |c: Connection| if c.outbound { me } else { c.key };
     if opener(existing) <= opener(newcomer) {
-        Verdict::KeepExisting
+        Verdict::KeepExisting("duplicate connection")
     } else {
         Verdict::Replace("duplicate connection")
     }
@@ -74,8 +94,9 @@ pub(crate) fn settle_duplicate(me: NodeId, existing: Connection, newcomer: Conne
 
 /// What registering a Session did.
 pub(crate) enum Admission<S> {
-    /// Refused: the node already has its one connection to that peer.
-    Duplicate,
+    /// Refused, for this reason: the node already has its one connection to that key, or
+    /// another key is connected from that address.
+    Refused(&'static str),
     /// Registered. `replaced` is the Session it took over from, to close with the reason.
     Admitted {
         /// The peer had a Session already (this is no new connection to report).
@@ -86,10 +107,10 @@ pub(crate) enum Admission<S> {
 
 /// Every known peer and the live Sessions (see the module docs).
 pub(crate) struct PeerTable<S> {
-    me: NodeId,
+    me: PeerKey,
     listen_port: u16,
     bind: IpAddr,
-    peers: BTreeMap<PeerKey, PeerRecord>,
+    peers: BTreeMap<TableKey, PeerRecord>,
     sessions: HashMap<SessionId, LiveSession<S>>,
     /// Sessions that were live when the Registry restarted and have not registered again.
     rejoining: HashMap<SessionId, LiveSession<S>>,
@@ -100,7 +121,7 @@ pub(crate) struct PeerTable<S> {
 }
 
 impl<S> PeerTable<S> {
-    pub(crate) fn new(me: NodeId, listen_port: u16, bind: IpAddr) -> Self {
+    pub(crate) fn new(me: PeerKey, listen_port: u16, bind: IpAddr) -> Self {
         PeerTable {
             me,
             listen_port,
@@ -136,17 +157,19 @@ impl<S> PeerTable<S> {
     }
 
     /// Makes `peer` known (no name yet) if it is not.
-    pub(crate) fn know(&mut self, peer: PeerKey) {
+    pub(crate) fn know(&mut self, peer: TableKey) {
         self.peers.entry(peer).or_default();
     }
 
-    /// Peers from another peer's `peers` frame; answers the ones new to us.
-    pub(crate) fn learn(&mut self, addr: PeerKey, name: Option<String>) -> bool {
+    /// Peers from another peer's `peers` frame, each with the key it was introduced with;
+    /// answers the ones new to us. A key already known for the address is kept.
+    pub(crate) fn learn(&mut self, addr: TableKey, name: Option<String>, key: PeerKey) -> bool {
         match self.peers.get_mut(&addr) {
             Some(record) => {
                 if record.name.is_none() {
                     record.name = name;
                 }
+                record.key.get_or_insert(key);
                 false
             }
             None => {
@@ -154,6 +177,7 @@ impl<S> PeerTable<S> {
                     addr,
                     PeerRecord {
                         name,
+                        key: Some(key),
                         ..PeerRecord::default()
                     },
                 );
@@ -163,13 +187,13 @@ impl<S> PeerTable<S> {
     }
 
     /// Something came from `peer` now.
-    pub(crate) fn touch(&mut self, peer: &PeerKey) {
+    pub(crate) fn touch(&mut self, peer: &TableKey) {
         if let Some(record) = self.peers.get_mut(peer) {
             record.last_seen = Some(SystemTime::now());
         }
     }
 
-    pub(crate) fn name_of(&self, peer: &PeerKey) -> String {
+    pub(crate) fn name_of(&self, peer: &TableKey) -> String {
         self.peers
             .get(peer)
             .and_then(|record| record.name.clone())
@@ -177,18 +201,18 @@ impl<S> PeerTable<S> {
     }
 
     /// Every known peer.
-    pub(crate) fn keys(&self) -> Vec<PeerKey> {
+    pub(crate) fn keys(&self) -> Vec<TableKey> {
         self.peers.keys().copied().collect()
     }
 
     /// The peers a Session serves now.
-    pub(crate) fn connected(&self) -> Vec<PeerKey> {
+    pub(crate) fn connected(&self) -> Vec<TableKey> {
         let connected = self.peers.iter().filter(|(_, r)| r.session.is_some());
         connected.map(|(peer, _)| *peer).collect()
     }
 
     /// The Session serving `peer`, if it is connected.
-    pub(crate) fn session_for(&self, peer: &PeerKey) -> Option<(SessionId, &LiveSession<S>)> {
+    pub(crate) fn session_for(&self, peer: &TableKey) -> Option<(SessionId, &LiveSession<S>)> {
         let id = self.peers.get(peer)?.session?;
         self.sessions.get(&id).map(|live| (id, live))
     }
@@ -212,7 +236,7 @@ impl<S> PeerTable<S> {
     }
 
     /// A Session of the old incarnation that has not registered again serves `peer`.
-    pub(crate) fn is_rejoining(&self, peer: &PeerKey) -> bool {
+    pub(crate) fn is_rejoining(&self, peer: &TableKey) -> bool {
         self.rejoining.values().any(|live| live.peer == *peer)
     }
 
@@ -230,19 +254,21 @@ impl<S> PeerTable<S> {
     ) -> Admission<S> {
         let mut replaced = None;
         if let Some((rival, existing)) = self.rival_of(&live) {
-            let Verdict::Replace(reason) = settle_duplicate(self.me, existing, connection(&live))
-            else {
-                return Admission::Duplicate;
-            };
-            replaced = self.detach(rival).map(|old| (rival, old, reason));
+            match settle_duplicate(self.me, existing, connection(&live)) {
+                Verdict::KeepExisting(reason) => return Admission::Refused(reason),
+                Verdict::Replace(reason) => {
+                    replaced = self.detach(rival).map(|old| (rival, old, reason));
+                }
+            }
         }
         let peer = live.peer;
-        let node_id = live.node_id;
+        let (key, one_shot) = (live.key, live.one_shot);
         self.sessions.insert(id, live);
         let record = self.peers.entry(peer).or_default();
         let was_connected = record.session.is_some();
         record.session = Some(id);
-        record.node_id = Some(node_id);
+        record.key = Some(key);
+        record.one_shot = one_shot;
         record.name = Some(name);
         record.last_seen = Some(SystemTime::now());
         Admission::Admitted {
@@ -251,7 +277,7 @@ impl<S> PeerTable<S> {
         }
     }
 
-    /// A current Session to the same node or the same address as `newcomer`.
+    /// A current Session to the same key or the same address as `newcomer`.
     fn rival_of(&self, newcomer: &LiveSession<S>) -> Option<(SessionId, Connection)> {
         let serving = |id: SessionId, live: &LiveSession<S>| {
             self.peers
@@ -260,7 +286,7 @@ impl<S> PeerTable<S> {
         };
         self.sessions
             .iter()
-            .filter(|(_, live)| live.node_id == newcomer.node_id || live.peer == newcomer.peer)
+            .filter(|(_, live)| live.key == newcomer.key || live.peer == newcomer.peer)
             .find(|(id, live)| serving(**id, live))
             .map(|(id, live)| (*id, connection(live)))
     }
@@ -278,7 +304,7 @@ impl<S> PeerTable<S> {
 
     /// `peer` is disconnected from now on (its Session is told to close by the caller, and
     /// stays live until it has). Answers that Session.
-    pub(crate) fn disconnect(&mut self, peer: &PeerKey) -> Option<SessionId> {
+    pub(crate) fn disconnect(&mut self, peer: &TableKey) -> Option<SessionId> {
         self.peers.get_mut(peer)?.session.take()
     }
 
@@ -318,7 +344,7 @@ impl<S> PeerTable<S> {
     /// What a `peers` frame to `for_peer` lists: at most [`PEERS_PER_FRAME`] peers,
     /// connected ones first. Bounded so that the frame always fits its 64 KiB limit and a
     /// node with thousands of peers does not send each newcomer all of them.
-    pub(crate) fn known_peers_for(&self, for_peer: PeerKey) -> Vec<PeerEntry> {
+    pub(crate) fn known_peers_for(&self, for_peer: TableKey) -> Vec<PeerEntry> {
         // A loopback address means nothing to a peer on another host.
         let remote_peer = !for_peer.ip().is_loopback();
         let worth_telling =
@@ -327,17 +353,20 @@ impl<S> PeerTable<S> {
         let others = self.peers.iter().filter(|(_, r)| r.session.is_none());
         connected
             .chain(others)
-            .filter(|(addr, _)| worth_telling(addr))
+            .filter(|(addr, record)| worth_telling(addr) && !record.one_shot)
+            // Only peers whose key is known are passed on: an entry carries the key.
+            .filter_map(|(addr, record)| record.key.map(|key| (addr, record, key)))
             .take(PEERS_PER_FRAME)
-            .map(|(addr, record)| PeerEntry {
+            .map(|(addr, record, key)| PeerEntry {
                 addr: addr.to_string(),
                 name: record.name.clone().unwrap_or_default(),
+                key,
             })
             .collect()
     }
 
     /// Menu 2: every known peer, with how many chats wait for it.
-    pub(crate) fn list(&self, waiting: impl Fn(&PeerKey) -> usize) -> Vec<PeerInfo> {
+    pub(crate) fn list(&self, waiting: impl Fn(&TableKey) -> usize) -> Vec<PeerInfo> {
         self.peers
             .iter()
             .map(|(addr, record)| PeerInfo {
@@ -353,7 +382,7 @@ impl<S> PeerTable<S> {
 
 fn connection<S>(live: &LiveSession<S>) -> Connection {
     Connection {
-        node_id: live.node_id,
+        key: live.key,
         outbound: matches!(live.direction, Direction::Outbound { .. }),
     }
 }
@@ -362,27 +391,33 @@ fn connection<S>(live: &LiveSession<S>) -> Connection {
 mod tests {
     use super::*;
 
-    const ME: NodeId = 50;
+    const ME: PeerKey = key(50);
+
+    const fn key(n: u8) -> PeerKey {
+        let mut bytes = [0u8; 32];
+        bytes[0] = n;
+        PeerKey::from_bytes(bytes)
+    }
 
     fn addr(port: u16) -> PeerAddr {
         PeerAddr::from_ip_port([10, 0, 0, 1].into(), port)
     }
 
-    fn ours(node_id: NodeId) -> Connection {
+    fn ours(n: u8) -> Connection {
         Connection {
-            node_id,
+            key: key(n),
             outbound: true,
         }
     }
 
-    fn theirs(node_id: NodeId) -> Connection {
+    fn theirs(n: u8) -> Connection {
         Connection {
-            node_id,
+            key: key(n),
             outbound: false,
         }
     }
 
-    fn live(handle: u32, peer: PeerAddr, node_id: NodeId, outbound: bool) -> LiveSession<u32> {
+    fn live(handle: u32, peer: PeerAddr, n: u8, outbound: bool) -> LiveSession<u32> {
         let direction = if outbound {
             Direction::Outbound { dialed: peer }
         } else {
@@ -391,8 +426,9 @@ mod tests {
         LiveSession {
             handle,
             peer,
-            node_id,
+            key: key(n),
             direction,
+            one_shot: false,
         }
     }
 
@@ -401,20 +437,20 @@ mod tests {
     }
 
     #[test]
-    fn the_connection_opened_by_the_lower_node_id_survives() {
-        // The peer (id 70) is higher: ours (opened by 50) wins, whichever came first.
+    fn the_connection_opened_by_the_lower_key_survives() {
+        // The peer (key 70) is higher: ours (opened by 50) wins, whichever came first.
         assert_eq!(
             settle_duplicate(ME, ours(70), theirs(70)),
-            Verdict::KeepExisting
+            Verdict::KeepExisting("duplicate connection")
         );
         assert_eq!(
             settle_duplicate(ME, theirs(70), ours(70)),
             Verdict::Replace("duplicate connection")
         );
-        // The peer (id 20) is lower: its connection wins.
+        // The peer (key 20) is lower: its connection wins.
         assert_eq!(
             settle_duplicate(ME, theirs(20), ours(20)),
-            Verdict::KeepExisting
+            Verdict::KeepExisting("duplicate connection")
         );
         assert_eq!(
             settle_duplicate(ME, ours(20), theirs(20)),
@@ -424,32 +460,34 @@ mod tests {
 
     #[test]
     fn both_ends_keep_the_same_connection() {
-        // Seen from the peer (id 70), our outbound connection is its inbound one.
+        // Seen from the peer (key 70), our outbound connection is its inbound one.
         for peer in [20, 70] {
             let here = settle_duplicate(ME, ours(peer), theirs(peer));
-            let there = settle_duplicate(peer, theirs(ME), ours(ME));
+            let there = settle_duplicate(key(peer), theirs(50), ours(50));
             assert_eq!(here, there, "peer {peer}");
         }
     }
 
     #[test]
-    fn the_same_opener_twice_keeps_the_first() {
-        assert_eq!(
-            settle_duplicate(ME, ours(70), ours(70)),
-            Verdict::KeepExisting
-        );
-        assert_eq!(
-            settle_duplicate(ME, theirs(70), theirs(70)),
-            Verdict::KeepExisting
-        );
+    fn the_same_key_from_the_same_opener_replaces_the_old_connection() {
+        // The peer restarted, or lost its connection and opened a new one: it proved the
+        // same key, so the new connection is the one to keep.
+        for (old, new) in [(ours(70), ours(70)), (theirs(70), theirs(70))] {
+            assert_eq!(
+                settle_duplicate(ME, old, new),
+                Verdict::Replace("replaced by a new connection")
+            );
+        }
     }
 
     #[test]
-    fn another_node_at_the_same_address_replaces_the_old_one() {
-        assert_eq!(
-            settle_duplicate(ME, ours(70), theirs(71)),
-            Verdict::Replace("replaced by a new connection from the same address")
-        );
+    fn another_key_never_evicts_a_connected_peer() {
+        for (old, new) in [(ours(70), theirs(71)), (theirs(70), theirs(10))] {
+            assert_eq!(
+                settle_duplicate(ME, old, new),
+                Verdict::KeepExisting(ADDRESS_TAKEN)
+            );
+        }
     }
 
     #[test]
@@ -469,7 +507,7 @@ mod tests {
         // Bob's own connection to us: ours (node 50 < 70) stays.
         assert!(matches!(
             table.admit(2, live(2, peer, 70, false), "bob".into()),
-            Admission::Duplicate
+            Admission::Refused("duplicate connection")
         ));
         assert_eq!(table.session_for(&peer).map(|(id, _)| id), Some(1));
     }
@@ -550,24 +588,49 @@ mod tests {
     #[test]
     fn a_peers_frame_lists_connected_peers_first_and_not_the_recipient() {
         let mut table = table();
-        for port in 1..=300 {
-            table.learn(addr(port), None);
+        for port in 1..=300u16 {
+            let mut bytes = [0u8; 32];
+            bytes[..2].copy_from_slice(&port.to_be_bytes());
+            let mut session = live(u32::from(port), addr(port), 0, true);
+            session.key = PeerKey::from_bytes(bytes);
+            table.admit(u64::from(port), session, format!("p{port}"));
+            if port < 300 {
+                table.disconnect(&addr(port));
+            }
         }
-        table.admit(1, live(1, addr(300), 70, true), "last".into());
         let entries = table.known_peers_for(addr(1));
         assert_eq!(entries.len(), PEERS_PER_FRAME);
         assert_eq!(entries[0].addr, addr(300).to_string());
         assert!(entries
             .iter()
             .all(|entry| entry.addr != addr(1).to_string()));
+        // Each entry carries the key its peer proved.
+        assert_eq!(entries[0].key.as_bytes()[..2], 300u16.to_be_bytes());
+    }
+
+    #[test]
+    fn one_shot_senders_and_peers_without_a_key_are_not_passed_on() {
+        let mut table = table();
+        // Known from the outbox only: no key yet.
+        table.know(addr(1));
+        let mut sender = live(2, addr(2), 71, false);
+        sender.one_shot = true;
+        table.admit(2, sender, "script".into());
+        table.admit(3, live(3, addr(3), 72, true), "carol".into());
+        let entries = table.known_peers_for(addr(9));
+        let addrs: Vec<&str> = entries.iter().map(|e| e.addr.as_str()).collect();
+        assert_eq!(addrs, vec![addr(3).to_string()]);
+        assert_eq!(entries[0].key, key(72));
     }
 
     #[test]
     fn learning_names_a_peer_once_and_reports_only_new_ones() {
         let mut table = table();
-        assert!(table.learn(addr(1), None));
-        assert!(!table.learn(addr(1), Some("bob".into())));
-        assert!(!table.learn(addr(1), Some("mallory".into())));
+        assert!(table.learn(addr(1), None, key(1)));
+        assert!(!table.learn(addr(1), Some("bob".into()), key(1)));
+        assert!(!table.learn(addr(1), Some("mallory".into()), key(2)));
+        // The first key heard of stays.
+        assert_eq!(table.known_peers_for(addr(9))[0].key, key(1));
         assert_eq!(table.name_of(&addr(1)), "bob");
         let listed = table.list(|_| 3);
         assert_eq!((listed[0].waiting, listed[0].connected), (3, false));

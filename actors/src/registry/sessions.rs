@@ -1,4 +1,4 @@
-//! Sessions and the peer set: a Session whose peer said `hello` asks to `Register`, tells of
+//! Sessions and the peer set: a Session whose handshake is done asks to `Register`, tells of
 //! the peer's `peers` frame (`PeersLearned`) and asks what to answer its `get_peers`
 //! (`KnownPeers`); its death watch reports `SessionClosed`. The rules are the peer table's
 //! (`peers.rs`); here they meet the outbox, the dials and the events.
@@ -13,14 +13,15 @@ use super::peers::{Admission, LiveSession};
 use super::{Phase, Registry};
 use crate::events::NodeEvent;
 use crate::guarded_handler;
-use crate::peer::{NodeId, PeerAddr, SessionId};
+use crate::key::PeerKey;
+use crate::peer::{PeerAddr, SessionId};
 use crate::session::{Close, Direction, Session};
 
 use crate::trace::{tell, Role};
 use crate::wire::PeerEntry;
 
-/// From a Session whose peer said `hello`: may it serve this peer? `Ok` carries the peers to
-/// announce to it; `Err` the reason for its `bye`.
+/// From a Session whose Noise handshake is done: may it serve this peer? `Ok` carries the
+/// peers to announce to it; `Err` the reason for its `bye`.
 #[derive(Message)]
 #[rtype(result = "Result<Vec<PeerEntry>, String>")]
 pub struct Register {
@@ -28,14 +29,17 @@ pub struct Register {
     pub session_id: SessionId,
     /// Its address, for the Registry's orders.
     pub session: Addr<Session>,
-    /// The peer's address (the dialed one, or remote IP and `listen_port`).
+    /// The peer's address (the dialed one, or remote IP and `listen_port`; for a one-shot
+    /// sender, its connection's own address).
     pub peer: PeerAddr,
     /// Which side opened the connection (and the address dialed, if we did).
     pub direction: Direction,
-    /// The peer's node id, from its `hello`.
-    pub node_id: NodeId,
-    /// The peer's name, from its `hello`.
+    /// The static key the peer proved in the handshake: who it is.
+    pub key: PeerKey,
+    /// The peer's name, from its `hello` (a claim).
     pub name: String,
+    /// The port its `hello` says it listens on (a claim); 0: a one-shot sender.
+    pub listen_port: u16,
     /// Our own IP on this connection: an address of ours, so never a peer.
     pub local_ip: IpAddr,
     /// Registering again after a Registry restart, not a new connection.
@@ -56,6 +60,7 @@ impl fmt::Debug for Register {
         f.debug_struct("Register")
             .field("session", &self.session_id)
             .field("peer", &self.peer)
+            .field("key", &self.key)
             .field("name", &self.name)
             .field("outbound", &self.dialed().is_some())
             .field("rejoin", &self.rejoin)
@@ -81,7 +86,8 @@ impl Registry {
         if self.phase == Phase::Retired {
             return Err("node failed".into());
         }
-        if msg.node_id == self.me.node_id {
+        // Only a peer holding our own private key can prove our key: it is us.
+        if msg.key == self.me.keys.public() {
             self.connected_to_self(&msg);
             return Err("connected to itself".into());
         }
@@ -91,21 +97,25 @@ impl Registry {
         let live = LiveSession {
             handle: msg.session.clone(),
             peer: msg.peer,
-            node_id: msg.node_id,
+            key: msg.key,
             direction: msg.direction,
+            one_shot: msg.listen_port == 0,
         };
         let admission = self.peers.admit(msg.session_id, live, msg.name.clone());
-        let Admission::Admitted {
-            was_connected,
-            replaced,
-        } = admission
-        else {
-            // This node already has its one connection to that peer.
-            if let Some(dialed) = msg.dialed() {
-                self.dialer
-                    .finish(&dialed, Ok(ConnectOutcome::AlreadyConnected));
+        let (was_connected, replaced) = match admission {
+            Admission::Admitted {
+                was_connected,
+                replaced,
+            } => (was_connected, replaced),
+            Admission::Refused(reason) => {
+                // This node already has its one connection to that key, or another key is
+                // connected from that address.
+                if let Some(dialed) = msg.dialed() {
+                    self.dialer
+                        .finish(&dialed, Ok(ConnectOutcome::AlreadyConnected));
+                }
+                return Err(reason.into());
             }
-            return Err("duplicate connection".into());
         };
         if let Some((old_id, old, reason)) = replaced {
             self.close_replaced(old_id, old, reason, msg.peer, ctx);
@@ -130,7 +140,7 @@ impl Registry {
         Ok(self.peers.known_peers_for(msg.peer))
     }
 
-    /// Our own `hello` came back: the address is us, and chats waiting for it never leave.
+    /// The peer proved our own key: the address is us, and chats waiting for it never leave.
     fn connected_to_self(&mut self, msg: &Register) {
         self.peers.mark_self(msg.peer);
         if let Some(dialed) = msg.dialed() {
@@ -249,7 +259,7 @@ impl Registry {
                 continue;
             }
             let name = (!entry.name.is_empty()).then_some(entry.name);
-            if self.peers.learn(addr, name.clone()) {
+            if self.peers.learn(addr, name.clone(), entry.key) {
                 self.emit(NodeEvent::PeerDiscovered {
                     peer: addr,
                     name: name.unwrap_or_default(),

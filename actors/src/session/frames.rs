@@ -30,7 +30,8 @@ impl Session {
     pub(super) fn on_frame(&mut self, frame: Frame, ctx: &mut Context<Self>) {
         let from = match &self.state {
             State::Established(established) => established.peer,
-            State::Handshake => return self.on_first_frame(frame, ctx),
+            // Only while the Registry decides, which holds the reading back: never.
+            State::Handshake => return,
             State::Lingering(_) => return,
         };
         match frame {
@@ -59,7 +60,7 @@ impl Session {
             Frame::Ping { nonce } => self.send_frame(&Frame::Pong { nonce }, ctx),
             Frame::Pong { .. } => {}
             Frame::Bye { reason } => self.on_bye(reason, ctx),
-            Frame::Hello { .. } => self.close(ctx, "second hello on one connection".into(), true),
+            Frame::Hello(_) => self.close(ctx, "second hello on one connection".into(), true),
             Frame::Unknown => {
                 tracing::debug!(session = self.id, "ignoring a frame of unknown type");
             }
@@ -102,12 +103,12 @@ impl Session {
         let Some(peer) = self.state.peer() else {
             return;
         };
-        let (from, node_id) = (peer.peer, peer.node_id);
+        let (from, key) = (peer.peer, peer.key);
         if !self.inbound_chats.is_empty() {
             let chats = IncomingChats {
                 session: ctx.address(),
                 from,
-                node_id,
+                key,
                 chats: std::mem::take(&mut self.inbound_chats),
             };
             self.hand_over(chats, ctx);

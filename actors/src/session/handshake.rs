@@ -1,66 +1,49 @@
-//! A Session's handshake: the peer's first frame must be `hello`; the Registry decides
-//! whether this Session may serve that peer (`Register`), and after a Registry restart the
-//! Session registers again (`Reannounce`).
+//! The end of a Session's handshake: the Noise handshake (run by `codec.rs`) proved the
+//! peer's key and brought its `hello`; the Registry decides whether this Session may serve
+//! that peer (`Register`), and after a Registry restart the Session registers again
+//! (`Reannounce`).
 
 use actix::prelude::*;
 
 use super::{Direction, Session, State};
-use crate::peer::{NodeId, PeerAddr};
+use crate::key::PeerKey;
+use crate::peer::PeerAddr;
 use crate::registry::Register;
 use crate::trace::{ask, Role};
-use crate::wire::{Frame, PROTOCOL_VERSION};
+use crate::wire::{Frame, Hello};
 
-/// The peer, once its `hello` is accepted by the Registry.
+/// The peer, once the Registry accepted it.
 #[derive(Debug)]
 pub(super) struct Established {
     pub(super) peer: PeerAddr,
-    pub(super) node_id: NodeId,
+    /// The static key it proved in the handshake: who it is.
+    pub(super) key: PeerKey,
     pub(super) name: String,
+    /// The port it says it listens on; 0 for a one-shot sender.
+    pub(super) listen_port: u16,
 }
 
 impl Session {
-    /// A frame before the handshake is done: only `hello` is welcome.
-    pub(super) fn on_first_frame(&mut self, frame: Frame, ctx: &mut Context<Self>) {
-        match frame {
-            Frame::Hello {
-                protocol,
-                node_id,
-                name,
-                listen_port,
-            } => self.on_hello(protocol, node_id, name, listen_port, ctx),
-            other => {
-                let reason = format!("expected hello as first frame, got {}", other.kind());
-                self.close(ctx, reason, true)
-            }
-        }
-    }
-
-    fn on_hello(
+    /// The handshake is complete: ask the Registry whether this Session may serve the peer.
+    pub(super) fn on_handshake_done(
         &mut self,
-        protocol: u64,
-        node_id: NodeId,
-        name: String,
-        listen_port: u16,
+        key: PeerKey,
+        hello: Hello,
         ctx: &mut Context<Self>,
     ) {
-        if protocol != PROTOCOL_VERSION {
-            let reason =
-                format!("unsupported protocol {protocol} (this node speaks {PROTOCOL_VERSION})");
-            return self.close(ctx, reason, true);
-        }
-        if listen_port == 0 {
-            return self.close(ctx, "hello with listen_port 0".into(), true);
-        }
         // The peer is known by the address we reached it at, or else by the IP its
-        // connection comes from and the port it says it listens on.
-        let peer = match self.direction {
-            Direction::Outbound { dialed } => dialed,
-            Direction::Inbound => PeerAddr::from_ip_port(self.remote.ip(), listen_port),
+        // connection comes from and the port it says it listens on. A one-shot sender
+        // (port 0) listens nowhere: it is known by its connection's own address.
+        let peer = match (self.direction, hello.listen_port) {
+            (Direction::Outbound { dialed }, _) => dialed,
+            (Direction::Inbound, 0) => PeerAddr::new(self.remote),
+            (Direction::Inbound, port) => PeerAddr::from_ip_port(self.remote.ip(), port),
         };
         let established = Established {
             peer,
-            node_id,
-            name,
+            key,
+            name: hello.name,
+            listen_port: hello.listen_port,
         };
         let register = self.register(&established, false, ctx);
         // Wait: nothing else from this peer is handled until the Registry has decided.
@@ -94,8 +77,9 @@ impl Session {
             session: ctx.address(),
             peer: peer.peer,
             direction: self.direction,
-            node_id: peer.node_id,
+            key: peer.key,
             name: peer.name.clone(),
+            listen_port: peer.listen_port,
             local_ip: self.local.ip(),
             rejoin,
         }

@@ -320,7 +320,7 @@ fn history_lists_messages_both_ways() {
             at_ms: 1_700_000_000_000,
             from: addr("127.0.0.1:9001"),
             name: "bob".into(),
-            node_id: 1,
+            key: None,
             id: 1,
             text: "hi\r".into(),
         },
