@@ -105,7 +105,6 @@ impl Output {
         })
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn row(
         &mut self,
         name: String,
@@ -224,6 +223,18 @@ impl Running {
             .ok_or_else(|| "no VmRSS".into())
     }
 
+    /// Write-family system calls the receiver made so far (`syscw` of /proc/PID/io).
+    fn writes(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/io", self.child.id()))
+            .ok()
+            .and_then(|io| {
+                io.lines()
+                    .find_map(|l| l.strip_prefix("syscw:"))
+                    .and_then(|v| v.trim().parse().ok())
+            })
+            .unwrap_or(0)
+    }
+
     /// Waits until `expected` chat lines were read back; fails if fewer come or any repeats.
     async fn expect_shown(&self, expected: u64) -> Res<()> {
         let deadline = Instant::now() + STALL;
@@ -246,6 +257,19 @@ impl Running {
 
 impl Drop for Running {
     fn drop(&mut self) {
+        // SIGTERM first, so that a profiler wrapping the receiver (--peerchat-bin a script
+        // running it under strace or perf) can write its report; SIGKILL if it lingers.
+        // SAFETY: kill(2) on our own child's pid, which has not been waited for yet.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
         self.stop.store(true, Ordering::Relaxed);
@@ -305,6 +329,8 @@ fn read_back(
 struct Stream {
     per_second: f64,
     micros: Vec<f64>,
+    /// The receiver's write-family system calls per chat (stdout and socket).
+    writes_per_chat: f64,
 }
 
 /// `chats` chats with `window` in flight, from a generator that refills the free window with
@@ -326,6 +352,7 @@ fn stream(
             listen_port: 9,
         };
         let mut conn = Conn::dial(receiver.addr(), &me).await?;
+        let writes_before = receiver.writes();
         let template = ChatTemplate::new(text_bytes)?;
         let mut sent_at = vec![Instant::now(); chats as usize];
         let mut acked = vec![false; chats as usize];
@@ -383,6 +410,7 @@ fn stream(
         Ok(Stream {
             per_second: chats as f64 / elapsed,
             micros,
+            writes_per_chat: receiver.writes().saturating_sub(writes_before) as f64 / chats as f64,
         })
     })?
 }
@@ -428,10 +456,11 @@ fn stream_rows(s: &Settings, bin: &Path, out: &mut Output) {
                     .map(|r| {
                         let mut m = r.micros.clone();
                         format!(
-                            "{:.0} msg/s (p50 {:.0} µs, p99 {:.0} µs)",
+                            "{:.0} msg/s (p50 {:.0} µs, p99 {:.0} µs, {:.2} writes/chat)",
                             r.per_second,
                             median(&mut m),
-                            percentile(&mut m, 99.0)
+                            percentile(&mut m, 99.0),
+                            r.writes_per_chat
                         )
                     })
                     .collect();
