@@ -72,7 +72,7 @@ async fn serve_conn(stream: TcpStream, node: Rc<BaseNode>, print: bool) -> Res<(
     let prefix = format!("{} ({peer}): ", visible(&theirs.name));
     let mut seen = Seen::default();
     let mut clock = Clock::default();
-    let mut lines: Vec<u8> = Vec::with_capacity(64 * 1024);
+    let mut lines: Vec<u8> = Vec::new();
     let mut open = true;
     while open {
         let mut acks = Vec::new();

@@ -54,7 +54,7 @@ impl Conn {
         Conn {
             stream,
             out: BytesMut::with_capacity(4096),
-            input: BytesMut::with_capacity(64 * 1024),
+            input: BytesMut::with_capacity(4096),
             codec: WireCodec,
         }
     }
@@ -145,8 +145,10 @@ impl Conn {
             return Ok(true);
         }
         loop {
-            if self.input.capacity() - self.input.len() < 16 * 1024 {
-                self.input.reserve(64 * 1024);
+            // Small for a quiet connection (thousands of them), grown while a stream fills it.
+            if self.input.capacity() - self.input.len() < 1024 {
+                let grow = self.input.capacity().clamp(4096, 64 * 1024);
+                self.input.reserve(grow);
             }
             if self.stream.read_buf(&mut self.input).await? == 0 {
                 return Ok(false);
