@@ -270,15 +270,27 @@ impl Io {
             }
         }
         let io = Io {
-            screen: Box::new(PlainScreen::new(Box::new(
-                io::LineWriter::new(io::stdout()),
-            ))),
+            screen: Box::new(PlainScreen::new(unbuffered_stdout())),
             input: stdin_lines(),
             interrupts,
             interrupt_tx,
         };
         (io, None)
     }
+}
+
+/// Standard output without std's line buffer: the plain screen assembles each batch of lines
+/// (and the prompt after them) itself, to write it with one `write`; through a LineWriter the
+/// prompt after the last line end would be a second one.
+fn unbuffered_stdout() -> Box<dyn Write> {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsFd;
+        if let Ok(fd) = io::stdout().as_fd().try_clone_to_owned() {
+            return Box::new(std::fs::File::from(fd));
+        }
+    }
+    Box::new(io::stdout())
 }
 
 async fn chat(cli: Cli) -> ExitCode {

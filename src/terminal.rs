@@ -203,9 +203,23 @@ fn print_lines(
     saved: SavedMode,
 ) {
     let mut direct = false;
-    for message in prints {
+    let mut next = prints.recv().ok();
+    while let Some(message) = next.take() {
         match message {
-            ToPrinter::Print(text) => {
+            ToPrinter::Print(mut text) => {
+                // Lines that queued up meanwhile go above the prompt in one print: one
+                // redraw of the editor's line and one write, however many chats came in.
+                loop {
+                    match prints.try_recv() {
+                        Ok(ToPrinter::Print(more)) => text.push_str(&more),
+                        Ok(other) => {
+                            next = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                // A copy per batch, not per line: kept to write directly if the editor fails.
                 if direct || printer.print(text.clone()).is_err() {
                     write_out(&text);
                 }
@@ -222,6 +236,9 @@ fn print_lines(
             ToPrinter::Flush(done) => {
                 let _ = done.send(());
             }
+        }
+        if next.is_none() {
+            next = prints.recv().ok();
         }
     }
 }

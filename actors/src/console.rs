@@ -24,7 +24,7 @@ use crate::supervision::{SupervisedChild, SupervisorLink};
 use crate::trace::{Role, Traced};
 use command::{parse, Back, Known, Prompt};
 
-pub use look::{wrap, Look};
+pub use look::{push_wrapped, wrap, Look};
 pub use render::{MENU, SHORTCUTS};
 pub use screen::{stdin_lines, InputStream, PlainScreen, Screen};
 
@@ -60,6 +60,67 @@ pub struct Console {
     sent: HashMap<MessageId, (PeerAddr, String)>,
     quitting: bool,
     on_quit: Option<oneshot::Sender<QuitReport>>,
+    /// Chat lines received in this mailbox turn, printed together at its end.
+    batch: ChatBatch,
+}
+
+/// Chat lines waiting to be printed at the end of the Console's mailbox turn (one `write` for
+/// them all), and what makes a line without allocating: the time stamp formatted once per
+/// second, each sender's `name (address)` formatted once.
+#[derive(Default)]
+struct ChatBatch {
+    /// Lines joined by `\n`, without the last line end.
+    lines: String,
+    /// One line before wrapping (a terminal's width).
+    line: String,
+    /// The flush of `lines` is scheduled in this turn.
+    scheduled: bool,
+    /// The screen's width, asked once per batch.
+    width: Option<usize>,
+    /// The Unix second `stamp` is for, and the stamp.
+    second: u64,
+    stamp: String,
+    /// Per sender: the name seen, and its `name (address)` as shown.
+    senders: HashMap<PeerAddr, (String, String)>,
+}
+
+/// Senders remembered by `ChatBatch`; past this the memory starts again.
+const SENDERS_KEPT: usize = 4096;
+
+impl ChatBatch {
+    /// The `[HH:MM:SS]` for now, formatted only when the second changed.
+    fn refresh_stamp(&mut self, look: &Look) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        if now != self.second || self.stamp.is_empty() {
+            self.second = now;
+            let time = chrono::Local::now().format("%H:%M:%S").to_string();
+            self.stamp = render::stamp(&time, look);
+        }
+    }
+
+    /// Adds a chat's line (the first of a batch also sets the batch's width and time).
+    fn add(&mut self, from: &PeerAddr, name: &str, text: &str, look: &Look) {
+        if self.senders.len() >= SENDERS_KEPT && !self.senders.contains_key(from) {
+            self.senders.clear();
+        }
+        let (known_name, sender) = self
+            .senders
+            .entry(*from)
+            .or_insert_with(|| (name.to_string(), render::sender(name, from, look)));
+        if known_name != name {
+            *known_name = name.to_string();
+            *sender = render::sender(name, from, look);
+        }
+        self.line.clear();
+        render::push_chat_line(&mut self.line, &self.stamp, sender, text);
+        if !self.lines.is_empty() {
+            self.lines.push('\n');
+        }
+        push_wrapped(&mut self.lines, &self.line, self.width);
+    }
 }
 
 impl Console {
@@ -88,6 +149,7 @@ impl Console {
             sent: HashMap::new(),
             quitting: false,
             on_quit: Some(on_quit),
+            batch: ChatBatch::default(),
         }
     }
 
@@ -97,11 +159,47 @@ impl Console {
         self
     }
 
-    /// Prints one line above the prompt, keeping the prompt below it.
+    /// Prints text above the prompt; chat lines waiting in this turn's batch go first.
+    fn print(&mut self, text: &str) {
+        self.print_batch();
+        self.screen.print(text);
+    }
+
+    /// Prints one line above the prompt, keeping the prompt below it: one piece of output.
     fn say(&mut self, line: &str) {
-        self.screen.print(line);
-        if !self.busy {
-            self.show_prompt();
+        self.print_batch();
+        let prompt = self.prompt_to_show();
+        self.screen.print_lines(line, prompt);
+    }
+
+    /// The prompt to show again after a print, if a question is open.
+    fn prompt_to_show(&self) -> Option<&'static str> {
+        (!self.busy && !self.quitting).then(|| self.prompt.text())
+    }
+
+    /// A chat's line joins this turn's batch; the first one schedules the batch's printing
+    /// for when the mailbox has no more messages ready (or 256 were handled).
+    fn queue_chat(&mut self, from: &PeerAddr, name: &str, text: &str, ctx: &mut Context<Self>) {
+        if !self.batch.scheduled {
+            self.batch.scheduled = true;
+            self.batch.width = self.screen.width();
+            self.batch.refresh_stamp(&self.look);
+            ctx.spawn(fut::ready(()).map(|_, console: &mut Self, _| console.print_batch()));
+        }
+        self.batch.add(from, name, text, &self.look);
+    }
+
+    /// Prints the chat lines waiting, and the prompt after them: one write on a pipe.
+    fn print_batch(&mut self) {
+        self.batch.scheduled = false;
+        if self.batch.lines.is_empty() {
+            return;
+        }
+        let prompt = self.prompt_to_show();
+        self.screen.print_lines(&self.batch.lines, prompt);
+        self.batch.lines.clear();
+        if self.batch.lines.capacity() > 1 << 20 {
+            self.batch.lines = String::new();
         }
     }
 
@@ -121,7 +219,7 @@ impl Console {
     fn show_menu(&mut self, ctx: &mut Context<Self>) {
         self.prompt = Prompt::Menu;
         if !self.screen.interactive() {
-            self.screen.print(MENU);
+            self.print(MENU);
             return self.show_prompt();
         }
         // On a terminal the status line comes first; it needs the Registry's peer list.
@@ -135,7 +233,7 @@ impl Console {
 
     /// Prints a line and goes back to the menu, or only to its prompt.
     fn done(&mut self, back: Back, line: &str, ctx: &mut Context<Self>) {
-        self.screen.print(line);
+        self.print(line);
         match back {
             Back::Menu => self.show_menu(ctx),
             Back::Prompt => {
@@ -165,6 +263,7 @@ impl Console {
         if self.quitting {
             return;
         }
+        self.print_batch();
         self.quitting = true;
         self.screen.close();
         self.screen.print(&render::quitting(&why, self.sent.len()));
@@ -177,9 +276,9 @@ impl Console {
                     let look = console.look;
                     if let Some(line) = render::undelivered(report.undelivered, report.kept, &look)
                     {
-                        console.screen.print(&line);
+                        console.print(&line);
                     }
-                    console.screen.print("Goodbye.");
+                    console.print("Goodbye.");
                     if let Some(on_quit) = console.on_quit.take() {
                         let _ = on_quit.send(QuitReport {
                             undelivered: report.undelivered,
@@ -223,6 +322,8 @@ impl Actor for Console {
 /// menu).
 impl Supervised for Console {
     fn restarting(&mut self, _: &mut Context<Self>) {
+        // The scheduled printing died with the old context: what it would print goes now.
+        self.print_batch();
         self.incarnation += 1;
         self.report_failure();
         self.prompt = Prompt::Menu;
@@ -292,20 +393,27 @@ impl Console {
     }
 }
 
-guarded_handler!(Console, NodeEvent, |console, event, _| console
-    .on_event(event));
+guarded_handler!(Console, NodeEvent, |console, event, ctx| console
+    .on_event(event, ctx));
 
 impl Console {
     /// An event: remembered where it answers something (who wrote last, which chat an ack
     /// is for), then printed above the prompt.
-    fn on_event(&mut self, event: NodeEvent) {
+    fn on_event(&mut self, event: NodeEvent, ctx: &mut Context<Self>) {
         match &event {
-            NodeEvent::ChatReceived { from, .. } => self.known.last_sender = Some(*from),
+            NodeEvent::ChatReceived {
+                from, name, text, ..
+            } => {
+                self.known.last_sender = Some(*from);
+                // The hot path: batched, no allocation per line.
+                return self.queue_chat(from, name, text, ctx);
+            }
             NodeEvent::Delivered { id, .. } | NodeEvent::DeliveryFailed { id, .. } => {
                 self.sent.remove(id);
             }
             _ => {}
         }
+        self.print_batch();
         let time = chrono::Local::now().format("%H:%M:%S").to_string();
         let line = render::event(&event, &self.look, &time);
         self.say_long(&line);
@@ -329,3 +437,47 @@ pub struct Quit {
 
 guarded_handler!(Console, Quit, |console, msg, ctx| console
     .quit(msg.why, ctx));
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The batched hot path prints exactly what `render::event` prints for a chat.
+    #[test]
+    fn batched_chat_lines_are_the_event_lines() {
+        for look in [Look::plain(), Look::coloured()] {
+            let mut batch = ChatBatch::default();
+            batch.refresh_stamp(&look);
+            let from: PeerAddr = "127.0.0.1:9000".parse().unwrap();
+            let other: PeerAddr = "127.0.0.1:9001".parse().unwrap();
+            batch.add(&from, "bob", "hi \u{1b}[2J", &look);
+            batch.add(&other, "bоb", "two", &look);
+            // A renamed sender is shown under its new name.
+            batch.add(&from, "robert", "three", &look);
+            let time = chrono::DateTime::from_timestamp(batch.second as i64, 0)
+                .unwrap()
+                .with_timezone(&chrono::Local)
+                .format("%H:%M:%S")
+                .to_string();
+            let expected: Vec<String> = [
+                (from, "bob", "hi \u{1b}[2J"),
+                (other, "bоb", "two"),
+                (from, "robert", "three"),
+            ]
+            .into_iter()
+            .map(|(from, name, text)| {
+                let event = NodeEvent::ChatReceived {
+                    from,
+                    name: name.into(),
+                    id: 1,
+                    text: text.into(),
+                    sent_at_ms: 0,
+                };
+                render::event(&event, &look, &time)
+            })
+            .collect();
+            assert_eq!(batch.lines, expected.join("\n"));
+            assert!(batch.lines.contains("\\u{1b}[2J"));
+        }
+    }
+}

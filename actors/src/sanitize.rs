@@ -5,6 +5,8 @@
 //! The Unicode data comes from crates that follow Unicode releases (`unicode-general-category`
 //! for category Cf, `unicode-security` for UTS #39 script sets), not from a hand list.
 
+use std::borrow::Cow;
+
 use unicode_general_category::{get_general_category, GeneralCategory};
 use unicode_security::mixed_script::AugmentedScriptSet;
 use unicode_security::MixedScript;
@@ -27,7 +29,32 @@ const CANCEL_TAG: char = '\u{E007F}';
 /// hiding in the text. Everything else, any script or emoji, is shown as it is; so are the two
 /// uses of format characters that draw something: a joiner between two emoji (`👩‍💻`) and the
 /// tags of a subdivision flag (🏴 + tags + cancel tag).
-pub fn visible(text: &str) -> String {
+///
+/// Text with nothing to escape (the usual case) comes back borrowed, without a copy.
+pub fn visible(text: &str) -> Cow<'_, str> {
+    if nothing_to_escape(text) {
+        Cow::Borrowed(text)
+    } else {
+        Cow::Owned(escaped(text))
+    }
+}
+
+/// Appends `text` made [`visible`] to `out`, without an allocation when it has nothing to
+/// escape.
+pub fn push_visible(out: &mut String, text: &str) {
+    if nothing_to_escape(text) {
+        out.push_str(text);
+    } else {
+        out.push_str(&escaped(text));
+    }
+}
+
+/// Printable ASCII is checked a byte at a time; other text a character at a time.
+fn nothing_to_escape(text: &str) -> bool {
+    text.bytes().all(|b| (0x20..0x7f).contains(&b)) || !text.chars().any(is_hidden)
+}
+
+fn escaped(text: &str) -> String {
     let chars: Vec<char> = text.chars().collect();
     let mut out = String::with_capacity(text.len());
     let mut at = 0;
@@ -95,7 +122,7 @@ pub fn name(name: &str) -> String {
     if mixes_scripts(name) {
         format!("{shown} {MIXED_SCRIPTS_MARK}")
     } else {
-        shown
+        shown.into_owned()
     }
 }
 
@@ -120,6 +147,17 @@ fn flag_tags_end(after: &[char]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_with_nothing_to_escape_is_not_copied() {
+        assert!(matches!(visible("plain ascii, 123"), Cow::Borrowed(_)));
+        assert!(matches!(visible("नमस्ते 👋 ünï"), Cow::Borrowed(_)));
+        assert!(matches!(visible("a\u{1b}b"), Cow::Owned(_)));
+        let mut out = String::from("> ");
+        push_visible(&mut out, "hi");
+        push_visible(&mut out, "\u{7}");
+        assert_eq!(out, "> hi\\u{7}");
+    }
 
     #[test]
     fn control_characters_are_shown_not_obeyed() {

@@ -10,6 +10,7 @@
 //! hidden `serve-*` subcommand for the other side. See docs/performance.md.
 
 mod baseline;
+mod binary;
 mod child;
 mod report;
 mod scenarios;
@@ -30,13 +31,14 @@ const USAGE: &str = "\
 usage: peerchat-bench [--quick] [--only LIST] [--peerchat-bin PATH]
 
   --quick              smaller counts (under a minute); what CI runs
-  --only LIST          comma-separated scenarios: stream,rr,fanout,idle,churn,supervision,trace,startup
+  --only LIST          comma-separated scenarios: stream,rr,fanout,idle,churn,supervision,trace,startup,
+                       binary,peers (the peerchat binary as the receiver; see binary.rs)
   --peerchat-bin PATH  the peerchat binary for the start-up scenario (default: built now)
   --text-bytes N       chat text size (default 100)
   --window N           chats in flight in the stream scenario (default 1024)
   --side SIDE          peerchat or baseline: run one side only (for profiling)";
 
-const SCENARIOS: [&str; 8] = [
+const SCENARIOS: [&str; 10] = [
     "stream",
     "rr",
     "fanout",
@@ -45,6 +47,8 @@ const SCENARIOS: [&str; 8] = [
     "supervision",
     "trace",
     "startup",
+    "binary",
+    "peers",
 ];
 
 fn main() -> ExitCode {
@@ -55,6 +59,8 @@ fn main() -> ExitCode {
         Some("serve-baseline") => Some(serve::serve_baseline(nodes_arg(&args))),
         Some("serve-raw") => Some(serve::serve_raw()),
         Some("startup-baseline") => Some(serve::startup_baseline()),
+        Some("serve-printer") => Some(binary::serve_printer(true)),
+        Some("serve-acker") => Some(binary::serve_printer(false)),
         _ => None,
     };
     if let Some(result) = served {
@@ -440,6 +446,17 @@ fn run(s: Settings, only: &[String]) -> ExitCode {
             base.map_err(|_| "-".to_string()),
             Target::Below(20.0),
         ));
+    }
+
+    let binary: Vec<&str> = ["binary", "peers"]
+        .into_iter()
+        .filter(|w| wanted(w))
+        .collect();
+    if !binary.is_empty() {
+        let (more, more_notes, failed) = binary::run(&s, &binary);
+        rows.extend(more);
+        notes.extend(more_notes);
+        errors += failed;
     }
 
     println!("{}", report::table(&rows));

@@ -100,7 +100,7 @@ impl Console {
     /// an event.
     fn send(&mut self, to: PeerAddr, text: String, back: Back, ctx: &mut Context<Self>) {
         let node = self.node.clone();
-        let shown = visible(&text);
+        let shown = visible(&text).into_owned();
         let sending = async move {
             let result = node.send_chat(to, text).await.map_err(said);
             Outcome::Sent { to, shown, result }
@@ -129,7 +129,7 @@ impl Console {
     /// A `!` fault: the Console's own applied here, the others sent to the node.
     fn inject(&mut self, fault: Fault, back: Back, ctx: &mut Context<Self>) {
         let line = self.look.warn(format!("Injecting {fault:?}"));
-        self.screen.print(&line);
+        self.print(&line);
         match fault {
             Fault::Actor(ChildName::Console, fault) => {
                 self.done(back, "", ctx);
@@ -194,9 +194,9 @@ impl Console {
                     return;
                 }
                 if status.is_ok() {
-                    self.screen.print(&text);
+                    self.print(&text);
                 }
-                self.screen.print(&render::menu(&self.look));
+                self.print(&render::menu(&self.look));
                 return self.show_prompt();
             }
             Outcome::Sent {
@@ -207,7 +207,7 @@ impl Console {
                 self.sent.insert(id, (to, shown));
             }
             Outcome::ToDisconnect(connected) if !connected.is_empty() => {
-                self.screen.print(&text);
+                self.print(&text);
                 let connected = connected.iter().map(|p| p.addr).collect();
                 return self.ask(Prompt::DisconnectWhich { connected });
             }

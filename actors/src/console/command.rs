@@ -125,7 +125,7 @@ pub fn parse(prompt: Prompt, line: &str, known: &Known) -> Parsed {
             Ok(port) => Parsed::Ask(Prompt::SendText {
                 to: PeerAddr::from_ip_port(ip, port),
             }),
-            Err(err) => Parsed::Wrong(visible(&err.to_string()), Back::Menu),
+            Err(err) => Parsed::Wrong(visible(&err.to_string()).into_owned(), Back::Menu),
         },
         Prompt::SendText { to } => {
             // Keep the text as typed (spaces included), minus the line end.
@@ -263,7 +263,7 @@ fn fault(line: &str, known: &Known) -> Parsed {
     }
     match parse_fault(line.trim_start_matches('!')) {
         Ok(fault) => Parsed::Run(Command::Fault(fault), Back::Prompt),
-        Err(why) => Parsed::Wrong(visible(&why), Back::Prompt),
+        Err(why) => Parsed::Wrong(visible(&why).into_owned(), Back::Prompt),
     }
 }
 

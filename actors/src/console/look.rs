@@ -113,15 +113,27 @@ fn name_style(name: &str) -> Style {
 /// cut, over-long words are broken. ANSI styling does not count towards the width.
 /// Multi-line text (a listing) and narrow terminals are left alone.
 pub fn wrap(line: &str, width: Option<usize>) -> String {
+    let mut out = String::new();
+    push_wrapped(&mut out, line, width);
+    out
+}
+
+/// [`wrap`], appended to `out`; a line that needs no wrapping is copied without allocating.
+pub fn push_wrapped(out: &mut String, line: &str, width: Option<usize>) {
     let Some(width) = width else {
-        return line.to_string();
+        return out.push_str(line);
     };
     if width < HANG + 20 || line.contains('\n') || textwrap::core::display_width(line) <= width {
-        return line.to_string();
+        return out.push_str(line);
     }
     let indent = " ".repeat(HANG);
     let options = textwrap::Options::new(width).subsequent_indent(&indent);
-    textwrap::wrap(line, options).join("\n")
+    for (n, part) in textwrap::wrap(line, options).iter().enumerate() {
+        if n > 0 {
+            out.push('\n');
+        }
+        out.push_str(part);
+    }
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use super::look::{wrap, Look};
 use crate::events::{NodeEvent, SupervisionStep};
 use crate::peer::{MessageId, PeerAddr, PeerInfo};
-use crate::sanitize::visible;
+use crate::sanitize::{push_visible, visible};
 use crate::store::HistoryEntry;
 use crate::{ConnectAllReport, ConnectOutcome};
 
@@ -153,16 +153,38 @@ pub fn menu(look: &Look) -> String {
     }
 }
 
+/// The `[HH:MM:SS]` that starts an event line, for the wall-clock `time` (`HH:MM:SS`).
+pub fn stamp(time: &str, look: &Look) -> String {
+    look.dim(format!("[{time}]"))
+}
+
+/// `name (address)`: who sent a chat, as its line shows them.
+pub fn sender(name: &str, from: &PeerAddr, look: &Look) -> String {
+    format!("{} ({})", look.name(&visible(name)), look.addr(from))
+}
+
+/// Appends a chat's line, `[HH:MM:SS] name (address): text`, to `out`, from the parts
+/// [`stamp`] and [`sender`] made: the Console's hot path, which allocates nothing.
+pub fn push_chat_line(out: &mut String, stamp: &str, sender: &str, text: &str) {
+    out.push_str(stamp);
+    out.push(' ');
+    out.push_str(sender);
+    out.push_str(": ");
+    push_visible(out, text);
+}
+
 /// One line for an event, stamped with the wall-clock `time` (`HH:MM:SS`).
 pub fn event(event: &NodeEvent, look: &Look, time: &str) -> String {
-    let time = look.dim(format!("[{time}]"));
-    let who = |name: &str, addr: &PeerAddr| {
-        format!("{} ({})", look.name(&visible(name)), look.addr(addr))
-    };
+    let time = stamp(time, look);
+    let who = |name: &str, addr: &PeerAddr| sender(name, addr, look);
     match event {
         NodeEvent::ChatReceived {
             from, name, text, ..
-        } => format!("{time} {}: {}", who(name, from), visible(text)),
+        } => {
+            let mut line = String::new();
+            push_chat_line(&mut line, &time, &who(name, from), text);
+            line
+        }
         NodeEvent::Delivered { to, text, .. } => {
             let what = look.good("delivered");
             format!("{time} {what} to {}: {}", look.addr(to), visible(text))

@@ -20,6 +20,14 @@ pub trait Screen {
     /// The Console is ready for the next input line, the answer to `prompt`. Called again
     /// after each print while the same question is open.
     fn prompt(&mut self, prompt: &str);
+    /// Prints `text` like [`Screen::print`], then shows `prompt` if any, as one piece of output
+    /// (a batch of chat lines is one `write` on a pipe).
+    fn print_lines(&mut self, text: &str, prompt: Option<&str>) {
+        self.print(text);
+        if let Some(prompt) = prompt {
+            self.prompt(prompt);
+        }
+    }
     /// A line arrived: the open question is answered.
     fn answered(&mut self);
     /// The Console is quitting: no more questions; what is printed now ends the session.
@@ -35,12 +43,18 @@ pub trait Screen {
 }
 
 /// The plain line protocol for pipes and scripts: every prompt is written as text, and a
-/// line printed while a prompt is open starts on a line of its own.
+/// line printed while a prompt is open starts on a line of its own. Each call is one
+/// `write_all` and one flush of what it assembled (give it an unbuffered writer).
 pub struct PlainScreen {
     out: Box<dyn Write>,
     /// A prompt is out without its line end: the next print must end that line first.
     prompt_open: bool,
+    /// What one call writes, kept for the next call.
+    buf: Vec<u8>,
 }
+
+/// Room kept in `PlainScreen::buf` between writes; a bigger batch's buffer is let go.
+const KEEP_BYTES: usize = 256 * 1024;
 
 impl PlainScreen {
     /// A plain screen writing to `out` (stdout in the binary).
@@ -48,23 +62,42 @@ impl PlainScreen {
         PlainScreen {
             out,
             prompt_open: false,
+            buf: Vec::new(),
+        }
+    }
+
+    fn write_buf(&mut self) {
+        let _ = self.out.write_all(&self.buf);
+        let _ = self.out.flush();
+        self.buf.clear();
+        if self.buf.capacity() > KEEP_BYTES {
+            self.buf = Vec::new();
         }
     }
 }
 
 impl Screen for PlainScreen {
     fn print(&mut self, text: &str) {
+        self.print_lines(text, None);
+    }
+
+    fn print_lines(&mut self, text: &str, prompt: Option<&str>) {
         if self.prompt_open {
-            let _ = writeln!(self.out);
+            self.buf.push(b'\n');
             self.prompt_open = false;
         }
-        let _ = writeln!(self.out, "{text}");
-        let _ = self.out.flush();
+        self.buf.extend_from_slice(text.as_bytes());
+        self.buf.push(b'\n');
+        if let Some(prompt) = prompt {
+            self.buf.extend_from_slice(prompt.as_bytes());
+            self.prompt_open = true;
+        }
+        self.write_buf();
     }
 
     fn prompt(&mut self, prompt: &str) {
-        let _ = write!(self.out, "{prompt}");
-        let _ = self.out.flush();
+        self.buf.extend_from_slice(prompt.as_bytes());
+        self.write_buf();
         self.prompt_open = true;
     }
 
@@ -141,6 +174,37 @@ mod tests {
             text,
             "Choose an option: \n[10:00:00] bob (127.0.0.1:9): hi\n\
              Choose an option: Known peers:\n"
+        );
+    }
+
+    /// A writer that counts the writes it gets.
+    #[derive(Clone, Default)]
+    struct Counted(Rc<RefCell<Vec<Vec<u8>>>>);
+
+    impl Write for Counted {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.borrow_mut().push(buf.to_vec());
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_batch_of_lines_and_its_prompt_are_one_write() {
+        let out = Counted::default();
+        let mut screen = PlainScreen::new(Box::new(out.clone()));
+        screen.prompt("Choose an option: ");
+        screen.print_lines(
+            "[10:00:00] a: 1\n[10:00:00] a: 2",
+            Some("Choose an option: "),
+        );
+        let writes = out.0.borrow();
+        assert_eq!(writes.len(), 2, "{writes:?}");
+        assert_eq!(
+            writes[1],
+            b"\n[10:00:00] a: 1\n[10:00:00] a: 2\nChoose an option: ".to_vec()
         );
     }
 }
