@@ -4,6 +4,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::classic::ClassicConfig;
+
 /// Everything [`crate::Node::start`] needs. `NodeConfig::local("alice")` is a node on
 /// 127.0.0.1 with a free port and the default timeouts, the usual start for a test.
 #[derive(Debug, Clone)]
@@ -30,6 +32,8 @@ pub struct NodeConfig {
     /// on loopback, whatever this says. Off in `local`, so that tests stay off the LAN; the
     /// binary turns it on unless `--no-discovery`.
     pub discovery: bool,
+    /// Classic peers: accepted or not, and how a `CONNECT_REQUEST` is answered (issue 15).
+    pub classic: ClassicConfig,
 }
 
 impl NodeConfig {
@@ -45,6 +49,7 @@ impl NodeConfig {
             retry: RetryPolicy::default(),
             data_dir: None,
             discovery: false,
+            classic: ClassicConfig::default(),
         }
     }
 }
