@@ -116,7 +116,7 @@ struct Cli {
     no_classic: bool,
 
     /// How to answer a classic peer's CONNECT_REQUEST: yes (CONNECTED) or no (REJECTED).
-    #[arg(long, value_name = "yes|no", default_value = "yes", value_parser = parse_yes_no)]
+    #[arg(long, value_name = "yes|no", default_value = "yes", value_parser = parse_yes_no, action = clap::ArgAction::Set)]
     classic_accept: bool,
 
     /// Accept fault commands at the menu prompt (`!crash registry`, `!panic listener`,

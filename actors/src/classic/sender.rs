@@ -14,11 +14,13 @@ use crate::helpers::human;
 use crate::peer::PeerAddr;
 use crate::sanitize::visible;
 
-/// Sends `text` to the classic peer at `to` as `team`, on a connection of its own; `Ok` once
-/// the peer replied `[ACK] ...`. `limit` bounds the connect and, again, the wait for the reply.
+/// Sends `text` to the classic peer at `to` as `team` listening on `listen_port`, on a
+/// connection of its own; `Ok` once the peer replied `[ACK] ...`. `limit` bounds the connect
+/// and, again, the wait for the reply.
 pub async fn send_piece(
     to: SocketAddr,
     team: &str,
+    listen_port: u16,
     text: &str,
     limit: Duration,
 ) -> Result<(), String> {
@@ -33,7 +35,8 @@ pub async fn send_piece(
     let ours = stream
         .local_addr()
         .map_err(|err| format!("no local address: {err}"))?;
-    let wire = message(PeerAddr::new(ours), team, text);
+    // Our IP as this connection shows it, and the port we listen on (not this one's).
+    let wire = message(PeerAddr::from_ip_port(ours.ip(), listen_port), team, text);
     let exchange = async {
         stream.write_all(wire.as_bytes()).await?;
         // Our end of the text: a receiver that reads to the end need not wait for a pause.
@@ -87,17 +90,16 @@ mod tests {
     #[actix_rt::test]
     async fn an_ack_is_delivered() {
         let (addr, got) = receiver("[ACK] Message received from 5000").await;
-        let sent = send_piece(addr, "T", "hello there", Duration::from_secs(5)).await;
+        let sent = send_piece(addr, "T", 9000, "hello there", Duration::from_secs(5)).await;
         assert_eq!(sent, Ok(()));
         let got = got.await.unwrap();
-        assert!(got.starts_with("127.0.0.1:"), "{got}");
-        assert!(got.ends_with(" T hello there"), "{got}");
+        assert_eq!(got, "127.0.0.1:9000 T hello there");
     }
 
     #[actix_rt::test]
     async fn another_reply_or_none_is_an_error() {
         let (addr, _got) = receiver("what?").await;
-        let sent = send_piece(addr, "T", "hi", Duration::from_secs(5)).await;
+        let sent = send_piece(addr, "T", 9000, "hi", Duration::from_secs(5)).await;
         assert_eq!(sent, Err("replied 'what?', not [ACK]".into()));
         // Accepts, never replies, never closes.
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -107,7 +109,7 @@ mod tests {
             tokio::time::sleep(Duration::from_secs(10)).await;
             drop(held);
         });
-        let sent = send_piece(addr, "T", "hi", Duration::from_millis(300)).await;
+        let sent = send_piece(addr, "T", 9000, "hi", Duration::from_millis(300)).await;
         assert_eq!(sent, Err("no [ACK] within 300ms".into()));
     }
 
@@ -116,7 +118,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         drop(listener);
-        let sent = send_piece(addr, "T", "hi", Duration::from_secs(5)).await;
+        let sent = send_piece(addr, "T", 9000, "hi", Duration::from_secs(5)).await;
         assert_eq!(sent, Err("connection refused".into()));
     }
 }

@@ -184,12 +184,13 @@ impl Registry {
         let registry = ctx.address();
         let team = team_name(&self.me.name);
         let limit = self.classic.config.timeout;
+        let port = self.me.listen_port;
         let pause = RETRY_PAUSE * attempt.failures;
         actix_rt::spawn(async move {
             if !pause.is_zero() {
                 actix_rt::time::sleep(pause).await;
             }
-            let result = send_piece(to.socket_addr(), &team, &attempt.piece, limit).await;
+            let result = send_piece(to.socket_addr(), &team, port, &attempt.piece, limit).await;
             let id = attempt.id;
             tell(
                 Role::Registry,
