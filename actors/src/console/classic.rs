@@ -158,6 +158,53 @@ mod tests {
     }
 
     #[test]
+    fn classic_ip_port_is_understood_in_menu_1_and_msg() {
+        use crate::console::command::{parse, Command, Known, Parsed, Prompt};
+        let known = Known::default();
+        let to = addr("10.0.0.2:5000");
+        assert_eq!(
+            parse(Prompt::SendTo, "classic:10.0.0.2:5000", &known),
+            Parsed::Ask(Prompt::SendClassicText { to })
+        );
+        assert_eq!(
+            parse(Prompt::SendClassicText { to }, "hi there", &known),
+            Parsed::Run(
+                Command::SendClassic {
+                    to,
+                    text: "hi there".into()
+                },
+                Back::Menu
+            )
+        );
+        assert_eq!(
+            parse(Prompt::Menu, "/msg classic:10.0.0.2:5000 hi you", &known),
+            Parsed::Run(
+                Command::SendClassic {
+                    to,
+                    text: "hi you".into()
+                },
+                Back::Prompt
+            )
+        );
+        // Without the prefix: an ordinary chat (the Registry knows if the peer is classic).
+        assert!(matches!(
+            parse(Prompt::Menu, "/msg 10.0.0.2:5000 hi", &known),
+            Parsed::Run(Command::Send { .. }, _)
+        ));
+        for bad in ["classic:bob", "classic:10.0.0.2", "classic:"] {
+            assert!(
+                matches!(parse(Prompt::SendTo, bad, &known), Parsed::Wrong(..)),
+                "{bad}"
+            );
+            let line = format!("/msg {bad} hi");
+            assert!(
+                matches!(parse(Prompt::Menu, &line, &known), Parsed::Wrong(..)),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
     fn classic_peers_are_listed_as_classic() {
         assert_eq!(listing(&[], &Look::plain()), None);
         let peers = [ClassicPeerInfo {
