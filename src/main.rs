@@ -19,6 +19,7 @@ use futures::channel::{mpsc, oneshot};
 use futures::future::{select, Either};
 use futures::StreamExt;
 
+use peerchat_actors::classic::ClassicConfig;
 use peerchat_actors::config::RestartPolicy;
 use peerchat_actors::config::RetryPolicy;
 use peerchat_actors::console::{
@@ -116,6 +117,15 @@ struct Cli {
     /// is on by default when listening on a non-loopback interface, never on loopback.
     #[arg(long)]
     no_discovery: bool,
+
+    /// Refuse classic peers: connections in the class assignment's plain-text protocol are
+    /// closed unread (see the README, "Chatting with classic peers").
+    #[arg(long)]
+    no_classic: bool,
+
+    /// How to answer a classic peer's CONNECT_REQUEST: yes (CONNECTED) or no (REJECTED).
+    #[arg(long, value_name = "yes|no", default_value = "yes", value_parser = parse_yes_no, action = clap::ArgAction::Set)]
+    classic_accept: bool,
 
     /// Accept fault commands at the menu prompt (`!crash registry`, `!panic listener`,
     /// `!reset IP:PORT`, ...; `!help` lists them), to watch supervision heal the node.
@@ -536,6 +546,15 @@ fn check_name(text: &str) -> Result<String, String> {
     Ok(name.to_string())
 }
 
+/// `yes` or `no` (`--classic-accept`).
+fn parse_yes_no(text: &str) -> Result<bool, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "yes" | "y" => Ok(true),
+        "no" | "n" => Ok(false),
+        other => Err(format!("'{other}' is neither yes nor no")),
+    }
+}
+
 fn check_port(text: &str) -> Result<u16, String> {
     text.trim()
         .parse::<u16>()
@@ -565,6 +584,11 @@ fn node_config(cli: &Cli, name: String, port: u16) -> NodeConfig {
             window: cli.restart_window,
         },
         discovery: !cli.no_discovery,
+        classic: ClassicConfig {
+            enabled: !cli.no_classic,
+            accept: cli.classic_accept,
+            ..ClassicConfig::default()
+        },
         ..NodeConfig::local("")
     }
 }

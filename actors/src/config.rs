@@ -4,6 +4,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::classic::ClassicConfig;
 use crate::noise::StaticKeypair;
 
 /// Everything [`crate::Node::start`] needs. `NodeConfig::local("alice")` is a node on
@@ -40,6 +41,8 @@ pub struct NodeConfig {
     /// Tells peers it does not listen (`listen_port` 0 in its `hello`): a one-shot sender,
     /// which they do not dial back or pass on.
     pub one_shot: bool,
+    /// Classic peers: accepted or not, and how a `CONNECT_REQUEST` is answered (issue 15).
+    pub classic: ClassicConfig,
 }
 
 impl NodeConfig {
@@ -57,6 +60,7 @@ impl NodeConfig {
             discovery: false,
             key_file: None,
             one_shot: false,
+            classic: ClassicConfig::default(),
         }
     }
 }

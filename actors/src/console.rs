@@ -3,6 +3,7 @@
 //! prints the node's events on a [`Screen`]. A line goes command.rs → apply.rs → render.rs.
 
 mod apply;
+mod classic;
 mod command;
 mod look;
 mod nearby;
@@ -16,6 +17,7 @@ use futures::channel::oneshot;
 use futures::StreamExt;
 
 use crate::child::ChildName;
+use crate::classic::ClassicEvent;
 use crate::events::NodeEvent;
 use crate::guarded_handler;
 use crate::node::Node;
@@ -407,6 +409,9 @@ impl Console {
                 self.known.last_sender = Some(*from);
                 // The hot path: batched, no allocation per line.
                 return self.queue_chat(from, name, text, ctx);
+            }
+            NodeEvent::Classic(ClassicEvent::Chat { from, .. }) => {
+                self.known.last_sender = Some(*from)
             }
             NodeEvent::Delivered { id, .. } | NodeEvent::DeliveryFailed { id, .. } => {
                 self.sent.remove(id);

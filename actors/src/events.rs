@@ -10,6 +10,7 @@ use futures::channel::mpsc;
 use futures::{Stream, StreamExt};
 
 use crate::child::ChildName;
+use crate::classic::ClassicEvent;
 use crate::peer::{MessageId, PeerAddr};
 
 /// One thing that happened on a node. The Registry sends these to every subscriber.
@@ -92,6 +93,9 @@ pub enum NodeEvent {
         /// Why it was refused or closed.
         reason: String,
     },
+    /// A classic peer (the plain-text protocol of issue 15) wrote, asked to connect, left, or
+    /// sent what is not the classic format.
+    Classic(ClassicEvent),
     /// A step of the supervision tree: an actor failed, is restarting, is back, or the
     /// node gave up.
     Supervision {

@@ -63,6 +63,8 @@
 #![warn(missing_docs)]
 
 pub mod child;
+pub mod classic;
+pub mod classic_session;
 pub mod config;
 pub mod console;
 pub mod discovery;

@@ -10,9 +10,11 @@ use actix::prelude::*;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
 use crate::child::ChildName;
+use crate::classic::ClassicConfig;
+use crate::classic_session::route;
 use crate::faults::Inject;
 use crate::guarded_handler;
-use crate::session::{Direction, Session, SessionTemplate};
+use crate::session::SessionTemplate;
 use crate::supervision::{guarded, suffer, Retire, SupervisedChild, SupervisorLink};
 use crate::trace::{Role, Traced};
 
@@ -29,6 +31,8 @@ pub struct Listener {
     incarnation: u32,
     /// The port is closed for good (node failed, or the ListenerGone fault).
     retired: bool,
+    /// Whether classic connections are served (`--no-classic`).
+    classic: ClassicConfig,
 }
 
 /// Binds a listening socket the way every incarnation of the Listener does: with
@@ -62,7 +66,14 @@ impl Listener {
             failure: None,
             incarnation: 0,
             retired: false,
+            classic: ClassicConfig::default(),
         })
+    }
+
+    /// How classic connections are treated (the node's `NodeConfig::classic`).
+    pub fn with_classic(mut self, classic: ClassicConfig) -> Self {
+        self.classic = classic;
+        self
     }
 
     fn accept_from(&mut self, socket: TcpListener, ctx: &mut Context<Self>) {
@@ -137,11 +148,9 @@ impl StreamHandler<io::Result<(TcpStream, SocketAddr)>> for Listener {
             || (),
             |act, ctx| match accepted {
                 Ok((stream, remote)) => {
-                    if let Err(err) =
-                        Session::start(stream, Direction::Inbound, act.template.clone())
-                    {
-                        tracing::info!(%remote, "connection lost before its session started: {err}");
-                    }
+                    // Its first byte says which protocol it speaks (classic_session.rs).
+                    let template = act.template.clone();
+                    actix_rt::spawn(route(stream, remote, template, act.classic));
                 }
                 Err(err) => {
                     // E.g. out of file descriptors: pause instead of spinning on the error.

@@ -34,6 +34,8 @@ use crate::supervision::SupervisorLink;
 use crate::supervisor::{Adopt, NodeFailure, NodeSupervisor, WatchFailure};
 use crate::trace::{ask, tell, Role};
 
+mod classic;
+
 /// Why a node did not start.
 #[derive(Debug)]
 pub enum StartError {
@@ -165,7 +167,8 @@ impl Node {
             write_buffer_bytes: config.write_buffer_bytes,
         };
         let listener = Listener::new(socket, template, SupervisorLink::to(&supervisor))
-            .map_err(|source| StartError::Bind { addr, source })?;
+            .map_err(|source| StartError::Bind { addr, source })?
+            .with_classic(config.classic);
         let listener = Supervisor::start(move |_| listener);
         let discovery = start_discovery(&config, &me, &registry, &mut warnings);
         tell(

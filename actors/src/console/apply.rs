@@ -8,6 +8,7 @@ use actix::prelude::*;
 
 use futures::FutureExt;
 
+use super::classic;
 use super::command::{Back, Command, Parsed, Prompt};
 use super::nearby;
 use super::render::{self, Outcome, Status, SHORTCUTS};
@@ -38,12 +39,18 @@ impl Console {
         match command {
             Command::Menu => self.show_menu(ctx),
             Command::Send { to, text } => self.send(to, text, back, ctx),
+            Command::SendClassic { to, text } => self.send_classic(to, text, back, ctx),
             Command::ListPeers => {
                 let look = self.look;
                 let listing = async move {
                     let peers = Outcome::Peers(node.peers().await.map_err(said));
                     let nearby = node.nearby().await.unwrap_or_default();
-                    (peers, nearby::listing(&nearby, &look))
+                    let classic_peers = node.classic_peers().await.unwrap_or_default();
+                    let nearby = nearby::listing(&nearby, &look);
+                    (
+                        peers,
+                        classic::notes(nearby, classic::listing(&classic_peers, &look)),
+                    )
                 };
                 self.run_noted(back, listing, ctx)
             }
@@ -146,7 +153,7 @@ impl Console {
 
     /// Runs one request to the node; input typed meanwhile waits, events still print. When
     /// the answer comes, [`Console::finish`] prints it and the waiting input runs.
-    fn run(
+    pub(super) fn run(
         &mut self,
         back: Back,
         request: impl Future<Output = Outcome> + 'static,

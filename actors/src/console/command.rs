@@ -25,6 +25,11 @@ pub enum Prompt {
         /// The recipient.
         to: PeerAddr,
     },
+    /// Menu 1, last question, for a recipient named `classic:IP:PORT`.
+    SendClassicText {
+        /// The classic peer.
+        to: PeerAddr,
+    },
     /// Menu 5: which connected peer to disconnect, by its number in the list shown.
     DisconnectWhich {
         /// The list shown, in order (number 1 is the first).
@@ -39,7 +44,7 @@ impl Prompt {
             Prompt::Menu => "Choose an option: ",
             Prompt::SendTo => "Recipient IP (or IP:PORT): ",
             Prompt::SendPort { .. } => "Recipient port: ",
-            Prompt::SendText { .. } => "Message: ",
+            Prompt::SendText { .. } | Prompt::SendClassicText { .. } => "Message: ",
             Prompt::DisconnectWhich { .. } => "Peer to disconnect (number or IP:PORT): ",
         }
     }
@@ -63,6 +68,13 @@ pub enum Command {
     /// Send a chat (menu 1, `/msg`, `/r`); the text as typed.
     Send {
         /// The recipient.
+        to: PeerAddr,
+        /// The text, spaces kept.
+        text: String,
+    },
+    /// Send a chat in the classic protocol (`classic:IP:PORT` in menu 1 or `/msg`).
+    SendClassic {
+        /// The classic peer.
         to: PeerAddr,
         /// The text, spaces kept.
         text: String,
@@ -127,14 +139,18 @@ pub fn parse(prompt: Prompt, line: &str, known: &Known) -> Parsed {
             }),
             Err(err) => Parsed::Wrong(visible(&err.to_string()).into_owned(), Back::Menu),
         },
-        Prompt::SendText { to } => {
+        Prompt::SendText { to } | Prompt::SendClassicText { to } => {
             // Keep the text as typed (spaces included), minus the line end.
             let text = line.trim_end_matches(['\r', '\n']);
             if text.trim().is_empty() {
                 return Parsed::Cancelled("Empty message, nothing sent.", Back::Menu);
             }
             let text = text.to_string();
-            Parsed::Run(Command::Send { to, text }, Back::Menu)
+            let command = match prompt {
+                Prompt::SendClassicText { .. } => Command::SendClassic { to, text },
+                _ => Command::Send { to, text },
+            };
+            Parsed::Run(command, Back::Menu)
         }
         Prompt::DisconnectWhich { connected } => peer_to_disconnect(answer, &connected),
     }
@@ -163,6 +179,12 @@ fn menu_choice(choice: &str) -> Parsed {
 
 /// Menu 1's first answer: IP:PORT, or an IP whose port is asked next.
 fn recipient(answer: &str) -> Parsed {
+    if let Some(classic) = classic_peer(answer) {
+        return match classic {
+            Ok(to) => Parsed::Ask(Prompt::SendClassicText { to }),
+            Err(why) => Parsed::Wrong(why, Back::Menu),
+        };
+    }
     if let Ok(to) = answer.parse::<PeerAddr>() {
         return Parsed::Ask(Prompt::SendText { to });
     }
@@ -176,6 +198,19 @@ fn recipient(answer: &str) -> Parsed {
             Back::Menu,
         ),
     }
+}
+
+/// `classic:IP:PORT`, a peer that speaks the classic protocol (issue 15); `None` without
+/// the prefix.
+fn classic_peer(answer: &str) -> Option<Result<PeerAddr, String>> {
+    let addr = answer.strip_prefix("classic:")?;
+    Some(addr.parse::<PeerAddr>().map_err(|err| {
+        format!(
+            "classic:{} is not classic:IP:PORT ({})",
+            visible(addr),
+            visible(&err.to_string())
+        )
+    }))
 }
 
 /// Menu 5's answer: a number from the list shown, or an address.
@@ -207,12 +242,19 @@ fn shortcut(line: &str, known: &Known) -> Parsed {
             if to.is_empty() || text.trim().is_empty() {
                 return usage("Usage: /msg IP:PORT text");
             }
-            match to.parse::<PeerAddr>() {
-                Ok(to) => Command::Send {
+            match classic_peer(to) {
+                Some(Ok(to)) => Command::SendClassic {
                     to,
                     text: text.to_string(),
                 },
-                Err(err) => return usage(&visible(&err.to_string())),
+                Some(Err(why)) => return usage(&why),
+                None => match to.parse::<PeerAddr>() {
+                    Ok(to) => Command::Send {
+                        to,
+                        text: text.to_string(),
+                    },
+                    Err(err) => return usage(&visible(&err.to_string())),
+                },
             }
         }
         "/r" | "/reply" => match known.last_sender {

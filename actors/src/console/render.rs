@@ -228,6 +228,7 @@ pub fn event(event: &NodeEvent, look: &Look, time: &str) -> String {
             look.addr(remote),
             visible(reason)
         ),
+        NodeEvent::Classic(classic) => super::classic::event(classic, look, &time),
         NodeEvent::Supervision { actor, step } => {
             format!("{time} supervisor: {actor} {}", supervision_text(step))
         }

@@ -99,6 +99,9 @@ impl Registry {
         ctx: &mut Context<Self>,
     ) -> Result<MessageId, SendError> {
         self.check_sendable(&msg.to, std::slice::from_ref(&msg.text))?;
+        if self.classic.is_classic(&msg.to) {
+            return self.on_send_classic(msg.to, msg.text, ctx);
+        }
         let id = self.accept(msg.to, msg.text, ctx);
         self.route_accepted(msg.to, ctx);
         Ok(id)
@@ -110,6 +113,11 @@ impl Registry {
         ctx: &mut Context<Self>,
     ) -> Result<Vec<MessageId>, SendError> {
         self.check_sendable(&msg.to, &msg.texts)?;
+        if self.classic.is_classic(&msg.to) {
+            let to = msg.to;
+            let mut send = |text| self.on_send_classic(to, text, ctx);
+            return msg.texts.into_iter().map(&mut send).collect();
+        }
         let ids = msg
             .texts
             .into_iter()

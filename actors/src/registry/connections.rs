@@ -111,6 +111,16 @@ impl Registry {
         waiter: Option<DialWaiter>,
         ctx: &mut Context<Self>,
     ) {
+        if self.classic.is_classic(&to) {
+            // peerchat's protocol is never spoken to a classic peer (registry/classic.rs).
+            let why = format!(
+                "{to} is a classic peer: there is no connection to make, write to it with /msg"
+            );
+            if let Some(waiter) = waiter {
+                let _ = waiter.send(Err(ConnectError::Unreachable(why)));
+            }
+            return;
+        }
         if self.dialer.begin(to, waiter) {
             self.peers.know(to);
             self.open_connection(to, ctx);

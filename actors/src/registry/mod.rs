@@ -26,6 +26,7 @@ use crate::supervision::{SupervisedChild, SupervisorLink};
 use crate::trace::{Role, Traced};
 
 mod chats;
+mod classic;
 mod connections;
 pub mod dialer;
 mod discovery;
@@ -36,6 +37,7 @@ pub mod peers;
 mod sessions;
 
 pub use chats::{AcksReceived, History, IncomingChats, SendChat, SendChats, SendError};
+pub use classic::{ClassicAttempted, ClassicIncoming, ListClassicPeers, SendClassic};
 pub use connections::{
     Connect, ConnectAll, ConnectAllReport, ConnectError, ConnectOutcome, Disconnect, DisconnectAll,
     ListPeers, NotConnected,
@@ -91,6 +93,8 @@ pub struct Registry {
     incarnation: u32,
     /// Peers announced on the LAN, from the Discovery actor (registry/discovery.rs).
     nearby: Vec<NearbyPeer>,
+    /// Classic peers and our chats to them (registry/classic.rs).
+    classic: classic::Classic,
 }
 
 impl Registry {
@@ -124,6 +128,7 @@ impl Registry {
             failure: None,
             incarnation: 0,
             nearby: Vec::new(),
+            classic: classic::Classic::new(config.classic),
         };
         registry.recover(recovered);
         registry

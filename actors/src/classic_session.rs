@@ -1,0 +1,137 @@
+//! An inbound connection until we know what it speaks, and a classic one to its end. The
+//! Listener hands every accepted connection to [`route`]: its first byte says peerchat (a
+//! Session starts) or classic ([`serve`]: read the text, ask the Registry, reply, close).
+//!
+//! A classic connection is a plain task, not an actor: it is one exchange (read, one
+//! `ClassicIncoming` asked of the Registry, one reply) that nobody sends messages to, bounded
+//! in time and bytes; a mailbox would add nothing. Its end is not reported: no Session, no
+//! peer state lives in it.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::{timeout, timeout_at, Instant};
+
+use crate::classic::text::{
+    classify_first_byte, parse_inbound, FirstByte, MAX_INBOUND_BYTES, SENDER_PAUSE,
+};
+use crate::classic::ClassicConfig;
+use crate::registry::ClassicIncoming;
+use crate::session::{Direction, Session, SessionTemplate};
+use crate::trace::{ask, Role};
+
+/// What the first byte of a new connection said, or that none came.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sniffed {
+    /// A byte, classified.
+    First(FirstByte),
+    /// Nothing within the wait.
+    Silent,
+    /// Closed (or failed) before sending anything.
+    Closed,
+}
+
+/// Looks at the first byte without taking it, waiting at most `wait`.
+pub async fn sniff(stream: &TcpStream, wait: Duration) -> Sniffed {
+    let mut first = [0u8; 1];
+    match timeout(wait, stream.peek(&mut first)).await {
+        Err(_) => Sniffed::Silent,
+        Ok(Ok(0)) | Ok(Err(_)) => Sniffed::Closed,
+        Ok(Ok(_)) => Sniffed::First(classify_first_byte(first[0])),
+    }
+}
+
+/// An accepted connection, from the Listener: a Session if it speaks peerchat, [`serve`] if
+/// classic (unless `--no-classic`), a quiet close otherwise.
+pub async fn route(
+    stream: TcpStream,
+    remote: SocketAddr,
+    template: SessionTemplate,
+    classic: ClassicConfig,
+) {
+    // The dialer speaks first in both protocols (Noise message 1, or a classic text), so a
+    // connection that says nothing within the hello timeout is nobody we can serve.
+    let sniffed = sniff(&stream, template.timeouts.hello).await;
+    let session = |stream| {
+        if let Err(err) = Session::start(stream, Direction::Inbound, template.clone()) {
+            tracing::info!(%remote, "connection lost before its session started: {err}");
+        }
+    };
+    match sniffed {
+        Sniffed::First(FirstByte::Peerchat) => session(stream),
+        Sniffed::First(FirstByte::Classic) if classic.enabled => {
+            let deadline = Instant::now() + template.timeouts.hello;
+            serve(stream, remote, &template, deadline).await
+        }
+        Sniffed::First(FirstByte::Classic) => {
+            tracing::info!(%remote, "classic connection closed: --no-classic");
+        }
+        other => tracing::info!(%remote, "connection closed quietly: {other:?}"),
+    }
+}
+
+/// One classic connection: reads its text, hands it to the Registry, writes the reply, closes.
+/// The text ends when the sender pauses, closes, has sent `MAX_INBOUND_BYTES`, or at
+/// `deadline` (a sender that trickles forever).
+pub async fn serve(
+    mut stream: TcpStream,
+    remote: SocketAddr,
+    template: &SessionTemplate,
+    deadline: Instant,
+) {
+    let (raw, cut) = read_text(&mut stream, deadline).await;
+    let inbound = parse_inbound(&raw, cut);
+    drop(raw);
+    let asked = ask(
+        Role::Listener,
+        &template.registry,
+        ClassicIncoming {
+            remote,
+            inbound,
+            cut,
+        },
+    );
+    let Ok(Some(reply)) = asked.await else {
+        return;
+    };
+    let write = async {
+        stream.write_all(reply.as_bytes()).await?;
+        stream.shutdown().await
+    };
+    if let Err(err) = timeout(template.timeouts.hello, write)
+        .await
+        .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
+    {
+        tracing::info!(%remote, "classic reply not written: {err}");
+    }
+}
+
+/// Reads until the sender pauses for `SENDER_PAUSE`, closes, reaches `MAX_INBOUND_BYTES`, or
+/// `deadline` passes; answers the bytes and whether the sender had more to say.
+async fn read_text(stream: &mut TcpStream, deadline: Instant) -> (Vec<u8>, bool) {
+    let mut raw = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 4096];
+    loop {
+        let pause = Instant::now() + SENDER_PAUSE;
+        let room = MAX_INBOUND_BYTES - raw.len();
+        let read = timeout_at(
+            pause.min(deadline),
+            stream.read(&mut chunk[..room.min(4096)]),
+        );
+        match read.await {
+            Ok(Ok(0)) | Ok(Err(_)) => return (raw, false),
+            Ok(Ok(n)) => {
+                raw.extend_from_slice(&chunk[..n]);
+                if raw.len() >= MAX_INBOUND_BYTES {
+                    return (raw, true);
+                }
+            }
+            // A pause once something came is the end; at the deadline the rest is dropped.
+            Err(_) if Instant::now() >= deadline => return (raw, true),
+            Err(_) if !raw.is_empty() => return (raw, false),
+            Err(_) => {}
+        }
+    }
+}
