@@ -1,0 +1,239 @@
+//! After the handshake: sealing batches of maps into transport messages, and opening them
+//! back into frames (`TransportCodec`).
+
+use super::*;
+
+/// The sending half of an established session: seals maps into transport frames.
+pub struct Sealer {
+    pub(super) transport: Arc<StatelessTransportState>,
+    pub(super) nonce: u64,
+    /// The plaintext being packed, kept between calls for its allocation.
+    pub(super) plaintext: Vec<u8>,
+}
+
+impl fmt::Debug for Sealer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sealer")
+            .field("nonce", &self.nonce)
+            .finish()
+    }
+}
+
+impl Sealer {
+    /// Seals one plaintext (at most [`MAX_PLAINTEXT`] bytes) as one frame appended to `dst`.
+    pub fn seal(&mut self, plaintext: &[u8], dst: &mut BytesMut) -> Result<(), NoiseError> {
+        if plaintext.len() > MAX_PLAINTEXT {
+            return Err(NoiseError::MapTooLarge {
+                len: plaintext.len(),
+            });
+        }
+        // The last nonce, 2^64 - 1, is reserved by the Noise specification.
+        if self.nonce == u64::MAX {
+            return Err(NoiseError::NonceExhausted);
+        }
+        let start = dst.len();
+        let len = plaintext.len() + TAG_BYTES;
+        dst.reserve(LENGTH_PREFIX + len);
+        // len <= MAX_NOISE_MESSAGE, so it fits in the u32 prefix.
+        dst.put_u32(len as u32);
+        dst.resize(start + LENGTH_PREFIX + len, 0);
+        let written =
+            self.transport
+                .write_message(self.nonce, plaintext, &mut dst[start + LENGTH_PREFIX..]);
+        match written {
+            Ok(n) if n == len => {
+                self.nonce += 1;
+                Ok(())
+            }
+            Ok(_) => {
+                dst.truncate(start);
+                Err(NoiseError::Crypto(
+                    "sealed message of an unexpected size".into(),
+                ))
+            }
+            Err(err) => {
+                dst.truncate(start);
+                Err(NoiseError::from_snow(err))
+            }
+        }
+    }
+
+    /// Seals encoded maps, in order, packing as many whole maps into each transport message
+    /// as fit in [`MAX_PLAINTEXT`]; appends the frames to `dst` and returns how many. A map
+    /// over the limit is refused and nothing is appended.
+    pub fn seal_maps<'m, I>(&mut self, maps: I, dst: &mut BytesMut) -> Result<usize, NoiseError>
+    where
+        I: IntoIterator<Item = &'m [u8]>,
+    {
+        let start = dst.len();
+        let mut plaintext = std::mem::take(&mut self.plaintext);
+        plaintext.clear();
+        let mut sealed = 0;
+        let mut result = Ok(());
+        for map in maps {
+            if map.len() > MAX_PLAINTEXT {
+                result = Err(NoiseError::MapTooLarge { len: map.len() });
+                break;
+            }
+            if plaintext.len() + map.len() > MAX_PLAINTEXT {
+                if let Err(err) = self.seal(&plaintext, dst) {
+                    result = Err(err);
+                    break;
+                }
+                sealed += 1;
+                plaintext.clear();
+            }
+            plaintext.extend_from_slice(map);
+        }
+        if result.is_ok() && !plaintext.is_empty() {
+            result = self.seal(&plaintext, dst);
+            sealed += 1;
+        }
+        plaintext.clear();
+        self.plaintext = plaintext;
+        match result {
+            Ok(()) => Ok(sealed),
+            Err(err) => {
+                // Frames already sealed used nonces: this sealer is spent (the peer would
+                // see a gap). The caller closes the connection.
+                dst.truncate(start);
+                Err(err)
+            }
+        }
+    }
+
+    /// Seals v1-style frames (each a 4-byte big-endian length and a map, as
+    /// the wire's `encode_frame_into` writes them into a writer's buffer): the maps,
+    /// prefixes stripped, packed as [`Sealer::seal_maps`] does. This is the step a writer
+    /// applies to what it has buffered, once per write.
+    pub fn seal_frames(&mut self, frames: &[u8], dst: &mut BytesMut) -> Result<usize, NoiseError> {
+        let mut maps = Vec::new();
+        let mut rest = frames;
+        while !rest.is_empty() {
+            let Some((prefix, after)) = rest.split_first_chunk::<LENGTH_PREFIX>() else {
+                return Err(NoiseError::BadFrames);
+            };
+            let len = u32::from_be_bytes(*prefix) as usize;
+            if after.len() < len {
+                return Err(NoiseError::BadFrames);
+            }
+            let (map, after) = after.split_at(len);
+            maps.push(map);
+            rest = after;
+        }
+        self.seal_maps(maps, dst)
+    }
+}
+
+/// The receiving half of an established session: opens transport messages.
+pub struct Opener {
+    pub(super) transport: Arc<StatelessTransportState>,
+    pub(super) nonce: u64,
+}
+
+impl fmt::Debug for Opener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Opener")
+            .field("nonce", &self.nonce)
+            .finish()
+    }
+}
+
+impl Opener {
+    /// Opens one transport message (without its length prefix); its plaintext replaces the
+    /// contents of `plaintext`. A message that does not verify is [`NoiseError::Decrypt`]:
+    /// the connection must close.
+    pub fn open(&mut self, message: &[u8], plaintext: &mut Vec<u8>) -> Result<(), NoiseError> {
+        if message.len() > MAX_NOISE_MESSAGE {
+            return Err(NoiseError::TooLarge { len: message.len() });
+        }
+        if message.len() < TAG_BYTES {
+            return Err(NoiseError::Decrypt);
+        }
+        if self.nonce == u64::MAX {
+            return Err(NoiseError::NonceExhausted);
+        }
+        plaintext.clear();
+        plaintext.resize(message.len(), 0);
+        let len = self
+            .transport
+            .read_message(self.nonce, message, plaintext)
+            .map_err(NoiseError::from_snow)?;
+        plaintext.truncate(len);
+        self.nonce += 1;
+        Ok(())
+    }
+}
+
+/// tokio-util decoder of an established session's frames: opens each transport message and
+/// yields the [`Frame`] of each map in it, in order. A map that does not decode ends the
+/// stream with [`NoiseError::BadPlaintext`] after the maps before it were yielded.
+pub struct TransportCodec {
+    pub(super) opener: Opener,
+    pub(super) plaintext: Vec<u8>,
+    pub(super) ready: VecDeque<Frame>,
+    /// The error after the maps in `ready`.
+    pub(super) failed: Option<NoiseError>,
+}
+
+impl fmt::Debug for TransportCodec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TransportCodec")
+            .field("opener", &self.opener)
+            .field("ready", &self.ready.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl TransportCodec {
+    /// A decoder for frames opened by `opener`.
+    pub fn new(opener: Opener) -> Self {
+        TransportCodec {
+            opener,
+            plaintext: Vec::new(),
+            ready: VecDeque::new(),
+            failed: None,
+        }
+    }
+}
+
+impl Decoder for TransportCodec {
+    type Item = Frame;
+    type Error = NoiseError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, NoiseError> {
+        if let Some(frame) = self.ready.pop_front() {
+            return Ok(Some(frame));
+        }
+        if let Some(err) = self.failed.take() {
+            return Err(err);
+        }
+        let Some(len) = whole_frame(src)? else {
+            return Ok(None);
+        };
+        let opened = self.opener.open(
+            &src[LENGTH_PREFIX..LENGTH_PREFIX + len],
+            &mut self.plaintext,
+        );
+        src.advance(LENGTH_PREFIX + len);
+        opened?;
+        if self.plaintext.is_empty() {
+            return Err(NoiseError::BadPlaintext(WireError::Malformed(
+                "a transport message with no map".into(),
+            )));
+        }
+        for map in split_maps(&self.plaintext) {
+            match map.and_then(decode_payload) {
+                Ok(frame) => self.ready.push_back(frame),
+                Err(err) => {
+                    self.failed = Some(NoiseError::BadPlaintext(err));
+                    break;
+                }
+            }
+        }
+        match self.ready.pop_front() {
+            Some(frame) => Ok(Some(frame)),
+            None => Err(self.failed.take().unwrap_or(NoiseError::BadFrames)),
+        }
+    }
+}
