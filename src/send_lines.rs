@@ -94,7 +94,6 @@ async fn send_lines(
     let mut waiting: HashSet<MessageId> = HashSet::new();
     let mut delivered = 0usize;
     let mut input_done = false;
-    let progress = |delivered: usize| format!("{delivered} delivered before");
     loop {
         if input_done && waiting.is_empty() {
             let plural = if delivered == 1 { "" } else { "s" };
@@ -117,25 +116,10 @@ async fn send_lines(
         match next {
             Either::Left(None) => input_done = true,
             Either::Left(Some(chunk)) => {
-                let mut texts = Vec::with_capacity(chunk.len());
-                for item in chunk {
-                    match item {
-                        Input::Line(number, text) if text.len() > MAX_TEXT_BYTES => {
-                            return Outcome::failed(format!(
-                                "error: line {number} is too long ({} bytes, at most {MAX_TEXT_BYTES}); {}",
-                                text.len(),
-                                progress(delivered)
-                            ));
-                        }
-                        Input::Line(_, text) => texts.push(text),
-                        Input::Unreadable(why) => {
-                            return Outcome::failed(format!(
-                                "error: cannot read standard input: {why}; {}",
-                                progress(delivered)
-                            ));
-                        }
-                    }
-                }
+                let texts = match texts_of(chunk, delivered) {
+                    Ok(texts) => texts,
+                    Err(failed) => return failed,
+                };
                 match node.send_chats(to, texts).await {
                     Ok(ids) => waiting.extend(ids),
                     Err(err) => {
@@ -153,27 +137,68 @@ async fn send_lines(
                     progress(delivered)
                 ))
             }
-            Either::Right(Some(event)) => match event {
-                NodeEvent::Delivered { id, .. } if waiting.remove(&id) => delivered += 1,
-                NodeEvent::DeliveryFailed { id, reason, .. } if waiting.contains(&id) => {
-                    return Outcome::failed(format!(
-                        "error: not delivered to {to}: {reason}; {}",
-                        progress(delivered)
-                    ))
+            Either::Right(Some(event)) => {
+                if let Some(failed) = on_event(event, to, &mut waiting, &mut delivered) {
+                    return failed;
                 }
-                // As for one message: the first failed attempt is the answer.
-                NodeEvent::DeliveryDelayed {
-                    to: peer, reason, ..
-                } if peer == to => {
-                    return Outcome::failed(format!(
-                        "error: not delivered to {to}: {reason}; {}",
-                        progress(delivered)
-                    ))
-                }
-                _ => {}
-            },
+            }
         }
     }
+}
+
+fn progress(delivered: usize) -> String {
+    format!("{delivered} delivered before")
+}
+
+/// The texts of the lines read in one go, or why the send stops here.
+fn texts_of(chunk: Vec<Input>, delivered: usize) -> Result<Vec<String>, Outcome> {
+    let mut texts = Vec::with_capacity(chunk.len());
+    for item in chunk {
+        match item {
+            Input::Line(number, text) if text.len() > MAX_TEXT_BYTES => {
+                return Err(Outcome::failed(format!(
+                    "error: line {number} is too long ({} bytes, at most {MAX_TEXT_BYTES}); {}",
+                    text.len(),
+                    progress(delivered)
+                )));
+            }
+            Input::Line(_, text) => texts.push(text),
+            Input::Unreadable(why) => {
+                return Err(Outcome::failed(format!(
+                    "error: cannot read standard input: {why}; {}",
+                    progress(delivered)
+                )));
+            }
+        }
+    }
+    Ok(texts)
+}
+
+/// Counts a delivery; a failure, or the first failed attempt (as for one message), ends the
+/// send with its reason.
+fn on_event(
+    event: NodeEvent,
+    to: PeerAddr,
+    waiting: &mut HashSet<MessageId>,
+    delivered: &mut usize,
+) -> Option<Outcome> {
+    let reason = match event {
+        NodeEvent::Delivered { id, .. } => {
+            if waiting.remove(&id) {
+                *delivered += 1;
+            }
+            return None;
+        }
+        NodeEvent::DeliveryFailed { id, reason, .. } if waiting.contains(&id) => reason,
+        NodeEvent::DeliveryDelayed {
+            to: peer, reason, ..
+        } if peer == to => reason,
+        _ => return None,
+    };
+    Some(Outcome::failed(format!(
+        "error: not delivered to {to}: {reason}; {}",
+        progress(*delivered)
+    )))
 }
 
 #[cfg(test)]
