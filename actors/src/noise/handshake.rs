@@ -154,7 +154,12 @@ impl Handshake {
             let reply = self.write(&hello)?;
             return Ok(Step::Reply(Box::new(self), reply));
         }
-        // Message 2 (initiator) or 3 (responder): the peer's static key and hello.
+        self.finish(&payload, initiator)
+    }
+
+    /// Message 2 (initiator) or 3 (responder) has been read: check the peer's static key and
+    /// hello, answer with message 3 if we are the initiator, and switch to transport mode.
+    fn finish(mut self, payload: &[u8], initiator: bool) -> Result<Step, NoiseError> {
         let remote_key = self
             .state
             .get_remote_static()
@@ -168,7 +173,7 @@ impl Handshake {
                 });
             }
         }
-        let remote_hello = decode_hello(&payload).map_err(NoiseError::BadHello)?;
+        let remote_hello = decode_hello(payload).map_err(NoiseError::BadHello)?;
         if remote_hello.protocol != PROTOCOL_VERSION {
             return Err(NoiseError::UnsupportedProtocol(remote_hello.protocol));
         }
