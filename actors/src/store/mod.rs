@@ -214,48 +214,12 @@ impl Store {
         prepare_dir(dir, &mut recovered.warnings)?;
         let mut degraded: Vec<String> = Vec::new();
 
-        let outbox_path = dir.join(OUTBOX_FILE);
-        let mut pending = HashMap::new();
-        let mut pending_bytes = 0;
-        let mut outbox_unread = false;
-        let mut outbox_file = None;
-        match load_outbox(&outbox_path, &mut recovered.warnings) {
-            Ok(loaded) => {
-                for chat in &loaded.pending {
-                    let bytes = record_len(&OutboxRecord::Queued(chat.clone()));
-                    pending.insert(chat.id, bytes);
-                    pending_bytes += bytes;
-                }
-                if loaded.file_bytes != pending_bytes || loaded.renumbered {
-                    // Rewrite with only the pending chats: new file, then rename over.
-                    let written = replace_file(dir, OUTBOX_TEMP, OUTBOX_FILE, |out| {
-                        for chat in &loaded.pending {
-                            write_record(out, &OutboxRecord::Queued(chat.clone()))?;
-                        }
-                        Ok(())
-                    });
-                    match written {
-                        Ok(file) => outbox_file = Some((file, pending_bytes)),
-                        Err(err) => degraded.push(format!(
-                            "cannot compact {} ({err}); it is kept as it is",
-                            outbox_path.display()
-                        )),
-                    }
-                }
-                recovered.outbox = loaded.pending;
-            }
-            Err(err) => {
-                outbox_unread = true;
-                degraded.push(format!(
-                    "cannot read {} ({err}); the chats waiting in it are not sent",
-                    outbox_path.display()
-                ));
-            }
-        }
-        let outbox = match outbox_file {
-            Some((file, len)) => Appender::from_file(outbox_path, file, len),
-            None => Appender::open(outbox_path),
-        };
+        let OpenedOutbox {
+            outbox,
+            pending,
+            pending_bytes,
+            outbox_unread,
+        } = open_outbox(dir, &mut recovered, &mut degraded);
 
         let history_dir = dir.to_path_buf();
         recovered.history = read_history_tail(&history_dir, &limits, &mut recovered.warnings);
@@ -419,6 +383,68 @@ impl Store {
             Ok(file) => self.outbox = Appender::from_file(path, file, kept),
             Err(err) => tracing::warn!("cannot compact {}: {err}", path.display()),
         }
+    }
+}
+
+/// The outbox as `open_with` finds it.
+struct OpenedOutbox {
+    outbox: Appender,
+    /// Each pending chat's id, with the bytes of its line.
+    pending: HashMap<MessageId, u64>,
+    pending_bytes: u64,
+    outbox_unread: bool,
+}
+
+/// Reads the outbox (its pending chats go to `recovered`), compacts it when it holds more than
+/// those, and opens it for appending; what cannot be done goes to `degraded`.
+fn open_outbox(dir: &Path, recovered: &mut Recovered, degraded: &mut Vec<String>) -> OpenedOutbox {
+    let outbox_path = dir.join(OUTBOX_FILE);
+    let mut pending = HashMap::new();
+    let mut pending_bytes = 0;
+    let mut outbox_unread = false;
+    let mut outbox_file = None;
+    match load_outbox(&outbox_path, &mut recovered.warnings) {
+        Ok(loaded) => {
+            for chat in &loaded.pending {
+                let bytes = record_len(&OutboxRecord::Queued(chat.clone()));
+                pending.insert(chat.id, bytes);
+                pending_bytes += bytes;
+            }
+            if loaded.file_bytes != pending_bytes || loaded.renumbered {
+                // Rewrite with only the pending chats: new file, then rename over.
+                let written = replace_file(dir, OUTBOX_TEMP, OUTBOX_FILE, |out| {
+                    for chat in &loaded.pending {
+                        write_record(out, &OutboxRecord::Queued(chat.clone()))?;
+                    }
+                    Ok(())
+                });
+                match written {
+                    Ok(file) => outbox_file = Some((file, pending_bytes)),
+                    Err(err) => degraded.push(format!(
+                        "cannot compact {} ({err}); it is kept as it is",
+                        outbox_path.display()
+                    )),
+                }
+            }
+            recovered.outbox = loaded.pending;
+        }
+        Err(err) => {
+            outbox_unread = true;
+            degraded.push(format!(
+                "cannot read {} ({err}); the chats waiting in it are not sent",
+                outbox_path.display()
+            ));
+        }
+    }
+    let outbox = match outbox_file {
+        Some((file, len)) => Appender::from_file(outbox_path, file, len),
+        None => Appender::open(outbox_path),
+    };
+    OpenedOutbox {
+        outbox,
+        pending,
+        pending_bytes,
+        outbox_unread,
     }
 }
 
