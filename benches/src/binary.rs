@@ -27,12 +27,13 @@ use std::sync::{mpsc as std_mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use proto::{chat_number, ChatTemplate, Conn, Hello, Incoming, FIRST_ID};
+use proto::{chat_number, ChatTemplate, Conn, Incoming, FIRST_ID};
 
+use crate::baseline::Identity;
 use crate::report::{median, percentile, Figure, Row, Target};
 use crate::scenarios::{peerchat_binary, Settings};
 use crate::serve::local_runtime;
-use crate::sys::{fail, random_id, Res};
+use crate::sys::{fail, Res};
 
 /// No progress for this long fails a run.
 const STALL: Duration = Duration::from_secs(30);
@@ -146,8 +147,9 @@ impl Running {
         let mut command = match who {
             Receiver::Peerchat => {
                 let mut c = Command::new(bin);
+                // --ephemeral: nothing kept on disk (no data directory of the user's touched).
                 c.args(["--name", "recv", "--port", "0", "--bind", "127.0.0.1"])
-                    .args(["--color", "never"]);
+                    .args(["--color", "never", "--ephemeral"]);
                 c
             }
             Receiver::Printer | Receiver::Acker => {
@@ -346,11 +348,7 @@ fn stream(
     let bin = bin.to_path_buf();
     local_runtime(async move {
         let receiver = Running::start(who, sink, &bin)?;
-        let me = Hello {
-            node_id: random_id(),
-            name: "gen".into(),
-            listen_port: 9,
-        };
+        let me = Identity::new("gen", 9)?;
         let mut conn = Conn::dial(receiver.addr(), &me).await?;
         let writes_before = receiver.writes();
         let template = ChatTemplate::new(text_bytes)?;
@@ -565,7 +563,6 @@ fn crowd(
         let receiver = Running::start(who, Sink::File, &bin)?;
         let addr = receiver.addr();
         let rss_before = receiver.rss_kib()?;
-        let base_id = random_id();
         let started = Instant::now();
         let mut conns: Vec<Conn> = Vec::with_capacity(peers);
         // 64 handshakes at a time, as the other many-session scenarios do.
@@ -574,11 +571,8 @@ fn crowd(
         use futures::StreamExt;
         while conns.len() < peers {
             while next < peers && pending.len() < 64 {
-                let me = Hello {
-                    node_id: base_id.wrapping_add(next as u64),
-                    name: format!("gen{next}"),
-                    listen_port: 10_000 + next as u16,
-                };
+                // A key of its own per peer.
+                let me = Identity::new(format!("gen{next}"), 10_000 + next as u16)?;
                 pending.push_back(async move { Conn::dial(addr, &me).await });
                 next += 1;
             }

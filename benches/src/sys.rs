@@ -117,17 +117,3 @@ pub fn kernel() -> String {
         read("/proc/sys/kernel/osrelease")
     )
 }
-
-/// A node id for a baseline process or a raw client, random enough not to repeat.
-pub fn random_id() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    hasher.write_u32(std::process::id());
-    hasher.finish()
-}
