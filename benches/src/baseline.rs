@@ -1,13 +1,16 @@
-//! The baseline: peerchat's wire protocol written as a plain tokio program, no actors.
+//! The baseline: peerchat's wire protocol (v2) written as a plain tokio program, no actors.
 //!
-//! It speaks what a peerchat node speaks on the same loopback TCP: both sides send `hello`
-//! first, each answers the other's `hello` with a `peers` frame, chats are acked once handed to
-//! the "console" (a channel, as in peerchat), repeated chat ids are acked but not handed over
-//! again, a quiet peer is pinged and dropped after the idle timeout. Frames are encoded and
-//! decoded with `peerchat_actors::wire`, so the bytes on the wire are the same.
+//! It speaks what a peerchat node speaks on the same loopback TCP: the Noise XX handshake
+//! (the dialer first, each `hello` inside it), then transport messages; each side sends a
+//! `peers` map right after the handshake, chats are acked once handed to the "console" (a
+//! channel, as in peerchat), repeated chat ids are acked but not handed over again, a quiet
+//! peer is pinged and dropped after the idle timeout. Maps are encoded and decoded with
+//! `peerchat_actors::wire` and sealed and opened with `peerchat_actors::noise` (the same
+//! backend), so the bytes on the wire are the same and so is the cost of the crypto.
 //!
 //! It is written the way a careful tokio program would be: one task per connection, reads
-//! drained before writing, every frame queued while draining written with one `write_all`.
+//! drained before writing, every map queued while draining sealed together (one encryption
+//! per batch, as peerchat's writer does) and written with one `write_all`.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -17,8 +20,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::BytesMut;
 use futures::{FutureExt, StreamExt};
+use peerchat_actors::noise::{
+    run_handshake, Handshake, HandshakeCodec, HandshakeOptions, NoiseError, Sealer, StaticKeypair,
+    TransportCodec,
+};
 use peerchat_actors::registry::PEERS_PER_FRAME;
-use peerchat_actors::wire::{decode_payload, encode_frame_into, Frame, Hello, PeerEntry};
+use peerchat_actors::wire::{encode_frame_into, Frame, Hello, PeerEntry, MAX_MAP_BYTES};
 use peerchat_actors::PeerKey;
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -32,62 +39,126 @@ use crate::sys::{fail, Res};
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 pub const PING_INTERVAL: Duration = Duration::from_secs(2);
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(6);
-/// The baseline still speaks protocol 1's plaintext framing (no Noise): this bench is to be
-/// brought to v2 (issue 12, "Speed and docs"). Until then it keeps v1's limits and framing
-/// here, with v2's maps (its hello has no node id, its peers entries a key).
-const PROTOCOL_VERSION: u64 = 1;
-const MAX_PAYLOAD: usize = 65536;
-/// The key a plaintext baseline gives the peers it passes on: it has none to give.
-const NO_KEY: PeerKey = PeerKey::from_bytes([0; 32]);
 
-/// v1's framing: a 4-byte big-endian length, then one map.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct WireCodec;
+/// An established session's reading half: yields each map of each transport message.
+pub type Reader = FramedRead<OwnedReadHalf, TransportCodec>;
 
-impl tokio_util::codec::Decoder for WireCodec {
-    type Item = Frame;
-    type Error = peerchat_actors::wire::WireError;
+/// An established session's writing half: frames queued behind 4-byte lengths (as
+/// `encode_frame_into` writes them, as peerchat's writer buffers them) are sealed together
+/// on each write, as few transport messages as fit, and written with one `write_all`.
+pub struct SealedWriter {
+    wr: OwnedWriteHalf,
+    sealer: Sealer,
+    sealed: BytesMut,
+}
 
-    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, Self::Error> {
-        if src.len() < 4 {
-            return Ok(None);
+impl SealedWriter {
+    pub fn new(wr: OwnedWriteHalf, sealer: Sealer) -> SealedWriter {
+        SealedWriter {
+            wr,
+            sealer,
+            sealed: BytesMut::new(),
         }
-        let len = u32::from_be_bytes([src[0], src[1], src[2], src[3]]) as usize;
-        if len > MAX_PAYLOAD {
-            return Err(peerchat_actors::wire::WireError::TooLarge { len });
-        }
-        if src.len() < 4 + len {
-            src.reserve(4 + len - src.len());
-            return Ok(None);
-        }
-        let frame = src.split_to(4 + len);
-        decode_payload(&frame[4..]).map(Some)
+    }
+
+    /// Seals and writes the frames in `plain`, then empties it.
+    pub async fn write(&mut self, plain: &mut BytesMut) -> std::io::Result<()> {
+        let sealed = self.sealer.seal_frames(plain, &mut self.sealed);
+        let written = match sealed {
+            Ok(_) => self.wr.write_all(&self.sealed).await,
+            Err(err) => Err(std::io::Error::other(err.to_string())),
+        };
+        release(plain);
+        release(&mut self.sealed);
+        written
+    }
+
+    pub async fn shutdown(&mut self) -> std::io::Result<()> {
+        self.wr.shutdown().await
     }
 }
 
-/// Room for `peers` entries in one frame: the payload limit less the frame's own keys.
-const PEERS_ROOM: usize = MAX_PAYLOAD - 32;
+/// Output buffers above this are released after use rather than kept for the next write: an
+/// idle connection should not hold on to the room a large `peers` frame once needed.
+const KEEP_OUT_BYTES: usize = 8 * 1024;
+
+fn release(buf: &mut BytesMut) {
+    if buf.capacity() > KEEP_OUT_BYTES {
+        *buf = BytesMut::new();
+    } else {
+        buf.clear();
+    }
+}
+
+/// The peer's proven key and hello, and the session's two halves.
+pub struct Session {
+    pub remote_key: PeerKey,
+    pub remote_hello: Hello,
+    pub reader: Reader,
+    pub writer: SealedWriter,
+}
+
+/// Runs the Noise handshake on `stream` (initiator if we dialed), bounded by the hello
+/// timeout as in peerchat.
+pub async fn handshake(
+    stream: TcpStream,
+    me: &Identity,
+    initiator: bool,
+) -> Result<Session, NoiseError> {
+    let _ = stream.set_nodelay(true);
+    let (rd, mut wr) = stream.into_split();
+    let mut reader = FramedRead::new(rd, HandshakeCodec);
+    let hello = me.hello();
+    let start = if initiator {
+        let (state, message_1) =
+            Handshake::initiator(&me.keys, &hello, HandshakeOptions::default())?;
+        (state, Some(message_1))
+    } else {
+        (
+            Handshake::responder(&me.keys, &hello, HandshakeOptions::default())?,
+            None,
+        )
+    };
+    let established =
+        match tokio::time::timeout(HELLO_TIMEOUT, run_handshake(&mut reader, &mut wr, start)).await
+        {
+            Ok(result) => result?,
+            Err(_) => return Err(NoiseError::Incomplete),
+        };
+    Ok(Session {
+        remote_key: established.remote_key,
+        remote_hello: established.remote_hello,
+        // Whatever was read past the last handshake message stays in the buffer.
+        reader: reader.map_decoder(|_| TransportCodec::new(established.opener)),
+        writer: SealedWriter::new(wr, established.sealer),
+    })
+}
+
+/// Room for `peers` entries in one map: the map limit less the map's own keys.
+const PEERS_ROOM: usize = MAX_MAP_BYTES - 32;
 /// Chat ids remembered per sender to spot repeats, as peerchat's Registry does.
 const SEEN_PER_SENDER: usize = 65536;
 
-/// Who a baseline process (or a bench client) says it is in its `hello`.
+/// Who a baseline process (or a bench client) is: its static key, and what its `hello` says.
 #[derive(Clone, Debug)]
 pub struct Identity {
-    /// v1's node id: no longer in a `hello` (v2 has none), kept until the baseline is
-    /// brought to v2.
-    #[allow(dead_code)]
-    pub node_id: u64,
+    pub keys: StaticKeypair,
     pub name: String,
     pub listen_port: u16,
 }
 
 impl Identity {
-    pub fn hello(&self) -> Frame {
-        Frame::Hello(Hello {
-            protocol: PROTOCOL_VERSION,
-            name: self.name.clone(),
-            listen_port: self.listen_port,
+    /// A fresh key with this name and port.
+    pub fn new(name: impl Into<String>, listen_port: u16) -> Res<Identity> {
+        Ok(Identity {
+            keys: StaticKeypair::generate()?,
+            name: name.into(),
+            listen_port,
         })
+    }
+
+    pub fn hello(&self) -> Hello {
+        Hello::new(self.name.clone(), self.listen_port)
     }
 }
 
@@ -178,19 +249,23 @@ impl BaseNode {
         }
     }
 
-    /// Records `peer` and returns what to tell it (see [`BaseNode::known_for`]).
-    fn register(&self, peer: SocketAddr, name: &str) -> Vec<PeerEntry> {
+    /// Records `peer` (its address, name and proven key) and returns what to tell it (see
+    /// [`BaseNode::known_for`]).
+    pub fn register(&self, peer: SocketAddr, name: &str, key: PeerKey) -> Vec<PeerEntry> {
         {
             let mut known = self.known.borrow_mut();
             let mut index = self.index.borrow_mut();
             match index.get(&peer) {
-                Some(&at) => known[at].name = name.to_string(),
+                Some(&at) => {
+                    known[at].name = name.to_string();
+                    known[at].key = key;
+                }
                 None => {
                     index.insert(peer, known.len());
                     known.push(PeerEntry {
                         addr: peer.to_string(),
                         name: name.to_string(),
-                        key: NO_KEY,
+                        key,
                     });
                 }
             }
@@ -213,8 +288,9 @@ impl BaseNode {
             .filter(|(at, _)| Some(*at) != me)
             .take(PEERS_PER_FRAME)
             .map_while(|(_, entry)| {
-                // fixmap, two keys, two str headers of at most 2 bytes, the strings.
-                let size = 1 + 5 + 5 + 4 + entry.addr.len() + entry.name.len();
+                // fixmap, three keys, two str headers of at most 2 bytes, the strings, the
+                // key as a 32-byte bin.
+                let size = 1 + 5 + 5 + 4 + 4 + entry.addr.len() + entry.name.len() + 34;
                 room = room.checked_sub(size)?;
                 Some(entry.clone())
             })
@@ -269,65 +345,42 @@ async fn serve_conn_inner(stream: TcpStream, node: &BaseNode) -> bool {
     let Ok(remote) = stream.peer_addr() else {
         return false;
     };
-    let _ = stream.set_nodelay(true);
-    let (rd, mut wr) = stream.into_split();
-    let mut reader = FramedRead::new(rd, WireCodec);
-    let mut out = BytesMut::new();
-    if encode_frame_into(&node.me.hello(), &mut out).is_err()
-        || write_out(&mut wr, &mut out).await.is_err()
-    {
+    // A handshake that fails or does not finish in time: close at once, without a word.
+    let Ok(Session {
+        remote_key,
+        remote_hello,
+        reader,
+        mut writer,
+    }) = handshake(stream, &node.me, false).await
+    else {
         return false;
-    }
-    let first = tokio::time::timeout(HELLO_TIMEOUT, reader.next()).await;
-    let (peer, name) = match first {
-        Ok(Some(Ok(Frame::Hello(Hello {
-            protocol,
-            name,
-            listen_port,
-        }))))
-            if protocol == PROTOCOL_VERSION && listen_port != 0 =>
-        {
-            (SocketAddr::new(remote.ip(), listen_port), name)
-        }
-        Ok(None) | Ok(Some(Err(_))) => return false,
-        _ => {
-            let _ = bye(&mut wr, &mut out, "expected hello").await;
-            return false;
-        }
     };
-    let peers = node.register(peer, &name);
+    let peer = SocketAddr::new(remote.ip(), remote_hello.listen_port);
+    let mut out = BytesMut::new();
+    let peers = if remote_hello.listen_port == 0 {
+        // A one-shot sender: served, never registered nor passed on.
+        node.known_for(peer)
+    } else {
+        node.register(peer, &remote_hello.name, remote_key)
+    };
     node.stats.bump(&node.stats.connected);
     if encode_frame_into(&Frame::Peers { peers }, &mut out).is_err()
-        || write_out(&mut wr, &mut out).await.is_err()
+        || writer.write(&mut out).await.is_err()
     {
         return true;
     }
-    session_loop(reader, wr, out, node, peer).await;
+    session_loop(reader, writer, out, node, peer, remote_key).await;
     true
 }
 
-/// Output buffers above this are released after use rather than kept for the next write: an
-/// idle connection should not hold on to the room a large `peers` frame once needed.
-const KEEP_OUT_BYTES: usize = 8 * 1024;
-
-async fn write_out(wr: &mut OwnedWriteHalf, out: &mut BytesMut) -> std::io::Result<()> {
-    let written = wr.write_all(out).await;
-    if out.capacity() > KEEP_OUT_BYTES {
-        *out = BytesMut::new();
-    } else {
-        out.clear();
-    }
-    written
-}
-
-async fn bye(wr: &mut OwnedWriteHalf, out: &mut BytesMut, reason: &str) -> std::io::Result<()> {
+async fn bye(wr: &mut SealedWriter, out: &mut BytesMut, reason: &str) -> std::io::Result<()> {
     let _ = encode_frame_into(
         &Frame::Bye {
             reason: reason.into(),
         },
         out,
     );
-    write_out(wr, out).await?;
+    wr.write(out).await?;
     wr.shutdown().await
 }
 
@@ -340,12 +393,23 @@ enum Next {
     Refuse(&'static str),
 }
 
+/// What a bad frame calls for: a map that does not decode gets a `bye`; a message that does
+/// not decrypt (or a broken connection) closes at once.
+fn on_error(err: &NoiseError) -> Next {
+    if err.says_bye() {
+        Next::Refuse("protocol error")
+    } else {
+        Next::Close
+    }
+}
+
 async fn session_loop(
-    mut reader: FramedRead<OwnedReadHalf, WireCodec>,
-    mut wr: OwnedWriteHalf,
+    mut reader: Reader,
+    mut wr: SealedWriter,
     mut out: BytesMut,
     node: &BaseNode,
     peer: SocketAddr,
+    key: PeerKey,
 ) {
     let mut seen = Seen::default();
     let mut last_heard = Instant::now();
@@ -357,21 +421,23 @@ async fn session_loop(
         tokio::select! {
             frame = reader.next() => {
                 let mut next = match frame {
-                    Some(Ok(frame)) => handle(frame, &mut out, &mut seen, node, peer),
-                    Some(Err(_)) => Next::Refuse("protocol error"),
+                    Some(Ok(frame)) => handle(frame, &mut out, &mut seen, node, peer, key),
+                    Some(Err(err)) => on_error(&err),
                     None => return,
                 };
                 last_heard = Instant::now();
                 // Everything already received is handled before one write answers it all.
                 while matches!(next, Next::Continue) {
                     match reader.next().now_or_never() {
-                        Some(Some(Ok(frame))) => next = handle(frame, &mut out, &mut seen, node, peer),
-                        Some(Some(Err(_))) => next = Next::Refuse("protocol error"),
+                        Some(Some(Ok(frame))) => {
+                            next = handle(frame, &mut out, &mut seen, node, peer, key)
+                        }
+                        Some(Some(Err(err))) => next = on_error(&err),
                         Some(None) => next = Next::Close,
                         None => break,
                     }
                 }
-                if !out.is_empty() && write_out(&mut wr, &mut out).await.is_err() {
+                if !out.is_empty() && wr.write(&mut out).await.is_err() {
                     return;
                 }
                 match next {
@@ -392,7 +458,7 @@ async fn session_loop(
                 if quiet >= PING_INTERVAL {
                     nonce += 1;
                     let _ = encode_frame_into(&Frame::Ping { nonce }, &mut out);
-                    if write_out(&mut wr, &mut out).await.is_err() {
+                    if wr.write(&mut out).await.is_err() {
                         return;
                     }
                 }
@@ -407,6 +473,7 @@ fn handle(
     seen: &mut Seen,
     node: &BaseNode,
     peer: SocketAddr,
+    key: PeerKey,
 ) -> Next {
     match frame {
         Frame::Chat { id, text, .. } => {
@@ -419,7 +486,7 @@ fn handle(
             let _ = encode_frame_into(&Frame::Pong { nonce }, out);
         }
         Frame::GetPeers => {
-            let peers = node.register(peer, &node.me.name);
+            let peers = node.register(peer, &node.me.name, key);
             let _ = encode_frame_into(&Frame::Peers { peers }, out);
         }
         Frame::Peers { peers } => node.learn(peers),
@@ -434,8 +501,12 @@ fn handle(
 
 /// A connection from the bench's baseline client to a serving node, past its handshake.
 pub struct ClientConn {
-    pub reader: FramedRead<OwnedReadHalf, WireCodec>,
-    pub writer: OwnedWriteHalf,
+    /// The key the peer proved, and the name it gave.
+    pub remote_key: PeerKey,
+    pub remote_name: String,
+    pub reader: Reader,
+    pub writer: SealedWriter,
+    /// Frames queued for the next write (sealed together then).
     pub out: BytesMut,
 }
 
@@ -446,10 +517,9 @@ impl ClientConn {
         Ok(())
     }
 
-    /// Writes the output buffer.
+    /// Seals and writes the output buffer.
     pub async fn flush(&mut self) -> Res<()> {
-        self.writer.write_all(&self.out).await?;
-        self.out.clear();
+        self.writer.write(&mut self.out).await?;
         Ok(())
     }
 
@@ -463,36 +533,32 @@ impl ClientConn {
     }
 }
 
-/// Opens a connection and does what a peerchat node does when it dials: `hello`, wait for the
-/// peer's `hello`, then tell it the peers we know.
+/// Opens a connection and does what a peerchat node does when it dials: the handshake (its
+/// `hello` and ours inside), then tell it the peers we know.
 pub async fn dial(addr: SocketAddr, me: &Identity, known: Vec<PeerEntry>) -> Res<ClientConn> {
-    let mut conn = connect_raw(addr).await?;
-    conn.queue(&me.hello())?;
-    conn.flush().await?;
-    match tokio::time::timeout(HELLO_TIMEOUT, conn.next()).await {
-        Ok(Ok(Frame::Hello(_))) => {}
-        Ok(Ok(other)) => return fail(format!("expected hello, got {}", other.kind())),
-        Ok(Err(err)) => return Err(err),
-        Err(_) => return fail("no hello from the peer"),
-    }
+    let mut conn = connect(addr, me).await?;
     conn.queue(&Frame::Peers { peers: known })?;
     conn.flush().await?;
     Ok(conn)
 }
 
-/// A TCP connection with no frame sent yet.
-pub async fn connect_raw(addr: SocketAddr) -> Res<ClientConn> {
+/// A TCP connection past its handshake, no map sent yet.
+pub async fn connect(addr: SocketAddr, me: &Identity) -> Res<ClientConn> {
     let stream = match tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(addr)).await
     {
         Ok(Ok(stream)) => stream,
         Ok(Err(err)) => return fail(format!("cannot connect to {addr}: {err}")),
         Err(_) => return fail(format!("connecting to {addr} took over 10s")),
     };
-    stream.set_nodelay(true)?;
-    let (rd, writer) = stream.into_split();
+    let session = match handshake(stream, me, true).await {
+        Ok(session) => session,
+        Err(err) => return fail(format!("handshake with {addr}: {err}")),
+    };
     Ok(ClientConn {
-        reader: FramedRead::new(rd, WireCodec),
-        writer,
+        remote_key: session.remote_key,
+        remote_name: session.remote_hello.name,
+        reader: session.reader,
+        writer: session.writer,
         out: BytesMut::with_capacity(4096),
     })
 }

@@ -12,16 +12,16 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use futures::{FutureExt, StreamExt};
-use peerchat_actors::wire::{encode_frame, encode_frame_into, Frame, PeerEntry};
+use peerchat_actors::wire::{encode_frame, encode_frame_into, Frame};
 use peerchat_actors::{ConnectOutcome, EventStream, Node, NodeConfig, NodeEvent, PeerAddr};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, watch, Semaphore};
 
-use crate::baseline::{connect_raw, dial, now_ms, BaseNode, ClientConn, Identity, Stats};
+use crate::baseline::{connect, dial, now_ms, BaseNode, ClientConn, Identity, Stats};
 use crate::child::ChildProc;
 use crate::report::{median, percentile};
 use crate::serve::local_runtime;
-use crate::sys::{fail, random_id, BoxError, Res};
+use crate::sys::{fail, BoxError, Res};
 
 /// How long a child may take to start listening (a thousand nodes take a while).
 const READY_WAIT: Duration = Duration::from_secs(120);
@@ -289,6 +289,7 @@ async fn baseline_pipeline(
         reader,
         writer,
         out,
+        ..
     } = conn;
     let write = async {
         let mut sent = 0;
@@ -317,8 +318,8 @@ async fn baseline_pipeline(
                 }
             }
             sent += batch;
-            writer.write_all(out).await?;
-            out.clear();
+            // One seal for the whole refill, as peerchat's writer seals what it took.
+            writer.write(out).await?;
         }
         Ok::<(), BoxError>(())
     };
@@ -349,13 +350,9 @@ async fn baseline_pipeline(
     Ok(start.elapsed())
 }
 
-fn sender_identity() -> Identity {
-    Identity {
-        node_id: random_id(),
-        name: "sender".into(),
-        // The baseline client does not listen; it announces a port as a peer must.
-        listen_port: 9,
-    }
+/// The baseline client: a fresh key. It does not listen; it announces a port as a peer does.
+fn sender_identity() -> Res<Identity> {
+    Identity::new("sender", 9)
 }
 
 // ---- scenario: one-to-one stream ----
@@ -393,7 +390,7 @@ pub fn stream_baseline(s: &Settings) -> Res<StreamResult> {
     on_tokio(move || async move {
         let mut child = ChildProc::spawn_self(&serve_args("baseline", 1))?;
         let port = child.ready_ports(READY_WAIT).await?[0];
-        let mut conn = dial(localhost(port), &sender_identity(), Vec::new()).await?;
+        let mut conn = dial(localhost(port), &sender_identity()?, Vec::new()).await?;
         let text = s.text();
         let mut next_id = first_id();
         let warmup = (s.stream_msgs / 10).max(1000);
@@ -512,7 +509,7 @@ pub fn request_response_baseline(s: &Settings) -> Res<RoundTrips> {
     on_tokio(move || async move {
         let mut child = ChildProc::spawn_self(&serve_args("baseline", 1))?;
         let port = child.ready_ports(READY_WAIT).await?[0];
-        let mut conn = dial(localhost(port), &sender_identity(), Vec::new()).await?;
+        let mut conn = dial(localhost(port), &sender_identity()?, Vec::new()).await?;
         let text = s.text();
         let first = first_id();
         let mut outbox = HashMap::new();
@@ -632,7 +629,7 @@ pub fn fanout_baseline(s: &Settings, peers: usize) -> Res<f64> {
     on_tokio(move || async move {
         let mut child = ChildProc::spawn_self(&serve_args("baseline", peers))?;
         let ports = child.ready_ports(READY_WAIT).await?;
-        let me = sender_identity();
+        let me = sender_identity()?;
         let conns: Vec<Res<ClientConn>> = futures::stream::iter(ports.iter().copied())
             .map(|port| dial(localhost(port), &me, Vec::new()))
             .buffer_unordered(CONNECT_CONCURRENCY)
@@ -705,13 +702,11 @@ pub fn idle_sessions(kind: &'static str, sessions: usize) -> Res<IdleResult> {
         let (done_tx, mut done) = mpsc::unbounded_channel::<Res<()>>();
         let (stop_tx, stop) = watch::channel(false);
         let gate = Rc::new(Semaphore::new(256));
-        let base_id = random_id();
         let start = Instant::now();
         for i in 0..sessions {
             tokio::task::spawn_local(idle_client(
                 localhost(port),
                 i,
-                base_id,
                 gate.clone(),
                 done_tx.clone(),
                 stop.clone(),
@@ -762,13 +757,12 @@ pub fn idle_sessions(kind: &'static str, sessions: usize) -> Res<IdleResult> {
 async fn idle_client(
     addr: SocketAddr,
     i: usize,
-    base_id: u64,
     gate: Rc<Semaphore>,
     done: mpsc::UnboundedSender<Res<()>>,
     mut stop: watch::Receiver<bool>,
 ) {
     let permit = gate.acquire().await;
-    let handshake = idle_handshake(addr, i, base_id).await;
+    let handshake = idle_handshake(addr, i).await;
     drop(permit);
     let mut conn = match handshake {
         Ok(conn) => conn,
@@ -794,26 +788,16 @@ async fn idle_client(
     }
 }
 
-/// A peer's side of the handshake, then a ping: its pong means the node registered us.
-async fn idle_handshake(addr: SocketAddr, i: usize, base_id: u64) -> Res<ClientConn> {
-    let mut conn = connect_raw(addr).await?;
-    // The figure is memory, not time: a node slow to answer is waited for.
-    match tokio::time::timeout(STEP_LIMIT, conn.next()).await {
-        Ok(Ok(Frame::Hello(_))) => {}
-        Ok(Ok(other)) => return fail(format!("expected hello, got {}", other.kind())),
-        Ok(Err(err)) => return Err(err),
-        Err(_) => return fail("no hello"),
-    }
-    let me = Identity {
-        node_id: base_id.wrapping_add(i as u64),
-        name: format!("idle{i}"),
-        // Distinct peers: each announces its own port.
-        listen_port: (i % 65535 + 1) as u16,
-    };
-    conn.queue(&me.hello())?;
+/// A peer's side of the handshake (each with a key of its own), then a ping: its pong means
+/// the node registered us.
+async fn idle_handshake(addr: SocketAddr, i: usize) -> Res<ClientConn> {
+    // Distinct peers: each announces its own port.
+    let me = Identity::new(format!("idle{i}"), (i % 65535 + 1) as u16)?;
+    let mut conn = connect(addr, &me).await?;
     conn.queue(&Frame::Peers { peers: Vec::new() })?;
     conn.queue(&Frame::Ping { nonce: 1 })?;
     conn.flush().await?;
+    // The figure is memory, not time: a node slow to answer is waited for.
     loop {
         match tokio::time::timeout(STEP_LIMIT, conn.next()).await {
             Ok(Ok(Frame::Pong { .. })) => return Ok(conn),
@@ -914,12 +898,14 @@ pub fn churn_peerchat(s: &Settings) -> Res<ChurnResult> {
     })
 }
 
-/// One baseline cycle: dial (hello both ways, our peers), bye, and let the connection
-/// linger in the background until the peer closes, as peerchat's Session does; a `peers`
-/// frame read meanwhile is learned, as the protocol asks.
+/// One baseline cycle: dial (the handshake, then our peers), bye, and let the connection
+/// linger in the background until the peer closes, as peerchat's Session does; the peer
+/// dialed is known with its proven key from then on, and a `peers` map read meanwhile is
+/// learned, as the protocol asks.
 async fn baseline_cycle(addr: SocketAddr, me: &Rc<BaseNode>) -> Res<()> {
-    let known = me.known_for(addr);
-    let mut conn = dial(addr, &me.me, known).await?;
+    let mut conn = connect(addr, &me.me).await?;
+    let known = me.register(addr, &conn.remote_name, conn.remote_key);
+    conn.queue(&Frame::Peers { peers: known })?;
     conn.queue(&Frame::Bye {
         reason: "disconnected by user".into(),
     })?;
@@ -944,20 +930,10 @@ pub fn churn_baseline(s: &Settings) -> Res<ChurnResult> {
     on_tokio(move || async move {
         let mut child = ChildProc::spawn_self(&serve_args("baseline", s.churn_peers))?;
         let ports = child.ready_ports(READY_WAIT).await?;
-        // The measuring side is a baseline node too: it knows the peers it dials.
+        // The measuring side is a baseline node too: it knows the peers it dialed, with the
+        // keys they proved (and what they tell it).
         let (console, _) = mpsc::unbounded_channel();
-        let me = BaseNode::new(sender_identity(), Stats::new(), console);
-        me.learn(
-            ports
-                .iter()
-                .enumerate()
-                .map(|(i, p)| PeerEntry {
-                    addr: localhost(*p).to_string(),
-                    name: format!("peer{i}"),
-                    key: peerchat_actors::PeerKey::from_bytes([0; 32]),
-                })
-                .collect(),
-        );
+        let me = BaseNode::new(sender_identity()?, Stats::new(), console);
         let cycle = |ports: Vec<u16>, ops: usize| {
             let me = me.clone();
             async move {
@@ -1079,7 +1055,15 @@ pub fn startup(s: &Settings, peerchat: PathBuf) -> Res<(f64, f64)> {
         let (mut ours, mut base) = (Vec::new(), Vec::new());
         for run in 0..=runs {
             let mut peer = Command::new(&peerchat);
-            peer.args(["--name", "b", "--port", "0", "--bind", "127.0.0.1"]);
+            peer.args([
+                "--name",
+                "b",
+                "--port",
+                "0",
+                "--bind",
+                "127.0.0.1",
+                "--ephemeral",
+            ]);
             let p = time_startup(&mut peer, "peerchat").await?;
             let mut minimal = Command::new(&me);
             minimal.arg("startup-baseline");

@@ -18,7 +18,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
 use crate::baseline::{self, BaseNode, Identity, Stats};
-use crate::sys::{fail, random_id, rss_kib, Res};
+use crate::sys::{fail, rss_kib, Res};
 
 /// stdin lines, read by a thread and handed to the runtime.
 fn stdin_lines() -> mpsc::UnboundedReceiver<String> {
@@ -125,18 +125,14 @@ pub fn serve_baseline(nodes: usize) -> Res<()> {
         let stats = Stats::new();
         let (chats_tx, chats_rx) = mpsc::unbounded_channel();
         tokio::task::spawn_local(baseline::console(chats_rx, stats.clone()));
-        let node_id = random_id();
         let mut ports = Vec::with_capacity(nodes);
         for i in 0..nodes {
             let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await?;
             let port = listener.local_addr()?.port();
             ports.push(port);
+            // A key of its own per node, as each peerchat node has.
             let node = BaseNode::new(
-                Identity {
-                    node_id: node_id.wrapping_add(i as u64),
-                    name: format!("peer{i}"),
-                    listen_port: port,
-                },
+                Identity::new(format!("peer{i}"), port)?,
                 stats.clone(),
                 chats_tx.clone(),
             );

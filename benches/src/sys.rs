@@ -118,16 +118,34 @@ pub fn kernel() -> String {
     )
 }
 
-/// A node id for a baseline process or a raw client, random enough not to repeat.
-pub fn random_id() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    hasher.write_u32(std::process::id());
-    hasher.finish()
+/// CPU time the calling thread has used so far (user and system).
+pub fn thread_cpu() -> std::time::Duration {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime only writes the struct we pass.
+    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) } != 0 {
+        return std::time::Duration::ZERO;
+    }
+    std::time::Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
+}
+
+/// CPU time process `pid` has used so far: the sum over its threads of the time the
+/// scheduler ran them (`/proc/PID/task/*/schedstat`, in nanoseconds; /proc/PID/stat counts in
+/// 10 ms ticks, too coarse for a run of a few tens of milliseconds).
+pub fn process_cpu(pid: u32) -> Option<std::time::Duration> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut nanos = 0u64;
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("schedstat")) else {
+            continue; // a thread that just ended
+        };
+        nanos += stat
+            .split_whitespace()
+            .next()
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    Some(std::time::Duration::from_nanos(nanos))
 }

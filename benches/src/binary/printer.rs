@@ -15,13 +15,12 @@ use std::rc::Rc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use peerchat_actors::sanitize::visible;
-use peerchat_actors::wire::PeerEntry;
 use tokio::net::{TcpListener, TcpStream};
 
-use super::proto::{Conn, Hello, Incoming};
+use super::proto::{Conn, Incoming};
 use crate::baseline::{BaseNode, Identity, Stats};
 use crate::serve::local_runtime;
-use crate::sys::{random_id, Res};
+use crate::sys::Res;
 
 /// Chat ids remembered per sender to spot repeats, as peerchat's Registry does.
 const SEEN_PER_SENDER: usize = 65536;
@@ -32,11 +31,7 @@ pub fn serve(print: bool) -> Res<()> {
     local_runtime(async move {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
         let port = listener.local_addr()?.port();
-        let me = Identity {
-            node_id: random_id(),
-            name: "printer".into(),
-            listen_port: port,
-        };
+        let me = Identity::new("printer", port)?;
         {
             let mut out = std::io::stdout().lock();
             writeln!(out, "printer listening on 127.0.0.1:{port}")?;
@@ -56,18 +51,9 @@ pub fn serve(print: bool) -> Res<()> {
 
 async fn serve_conn(stream: TcpStream, node: Rc<BaseNode>, print: bool) -> Res<()> {
     let remote = stream.peer_addr()?;
-    let me = Hello {
-        node_id: node.me.node_id,
-        name: node.me.name.clone(),
-        listen_port: node.me.listen_port,
-    };
-    let (mut conn, theirs) = Conn::accept(stream, &me).await?;
+    let (mut conn, theirs) = Conn::accept(stream, &node.me).await?;
     let peer = SocketAddr::new(remote.ip(), theirs.listen_port);
-    node.learn(vec![PeerEntry {
-        addr: peer.to_string(),
-        name: theirs.name.clone(),
-    }]);
-    conn.queue_peers(node.known_for(peer));
+    conn.queue_peers(node.register(peer, &theirs.name, theirs.key));
     conn.write().await?;
     let prefix = format!("{} ({peer}): ", visible(&theirs.name));
     let mut seen = Seen::default();

@@ -1,26 +1,33 @@
 //! The protocol as the binary scenarios speak it, in one place: the load generator's side (a
 //! dialing peer that streams chats and reads acks) and the printing baseline's side (an
-//! accepting peer that reads chats and writes acks). Protocol v1 today; switching these
-//! scenarios to v2 means changing this file only (`Conn` keeps its shape: handshake, queue,
-//! write, read frames).
+//! accepting peer that reads chats and writes acks). Protocol v2: the Noise XX handshake
+//! (`peerchat_actors::noise`, the dialer first), then transport messages. Frames are queued
+//! in the clear behind 4-byte lengths and sealed together on each write, one encryption per
+//! batch, as peerchat's writer does.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use peerchat_actors::wire::{encode_frame_into, Frame, PeerEntry, WireCodec, PROTOCOL_VERSION};
+use peerchat_actors::noise::{
+    Handshake, HandshakeCodec, HandshakeOptions, NoiseError, Step, TransportCodec,
+};
+use peerchat_actors::wire::{encode_frame_into, Frame, PeerEntry};
+use peerchat_actors::PeerKey;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;
 use tokio_util::codec::Decoder;
 
+use crate::baseline::{Identity, SealedWriter};
 use crate::sys::{fail, Res};
 
 const HANDSHAKE_LIMIT: Duration = Duration::from_secs(20);
 
-/// What one side says in its hello.
+/// Who the other side proved to be, and what its hello says.
 #[derive(Clone, Debug)]
-pub struct Hello {
-    pub node_id: u64,
+pub struct Theirs {
+    pub key: PeerKey,
     pub name: String,
     pub listen_port: u16,
 }
@@ -39,78 +46,91 @@ pub enum Incoming {
     Other,
 }
 
-/// A connection past its handshake: frames to write are queued in `out`, frames read are
-/// decoded from `input`.
+/// A connection past its handshake: frames to write are queued in `out` (in the clear, each
+/// behind its length) and sealed on `write`; transport messages read are opened from `input`.
 pub struct Conn {
-    pub stream: TcpStream,
+    rd: OwnedReadHalf,
+    writer: SealedWriter,
     pub out: BytesMut,
     input: BytesMut,
-    codec: WireCodec,
+    codec: TransportCodec,
 }
 
 impl Conn {
-    fn new(stream: TcpStream) -> Conn {
-        let _ = stream.set_nodelay(true);
-        Conn {
-            stream,
-            out: BytesMut::with_capacity(4096),
-            input: BytesMut::with_capacity(4096),
-            codec: WireCodec,
-        }
-    }
-
-    /// Dials `addr` as a peerchat node would: hello, the peer's hello, then our (empty) peers.
-    pub async fn dial(addr: SocketAddr, me: &Hello) -> Res<Conn> {
+    /// Dials `addr` as a peerchat node would: the handshake as initiator, then our (empty)
+    /// peers.
+    pub async fn dial(addr: SocketAddr, me: &Identity) -> Res<Conn> {
         let stream = match tokio::time::timeout(HANDSHAKE_LIMIT, TcpStream::connect(addr)).await {
             Ok(Ok(stream)) => stream,
             Ok(Err(err)) => return fail(format!("cannot connect to {addr}: {err}")),
             Err(_) => return fail(format!("connecting to {addr} took too long")),
         };
-        let mut conn = Conn::new(stream);
-        conn.queue(&hello(me))?;
-        conn.write().await?;
-        conn.expect_hello().await?;
+        let (mut conn, _) = Conn::handshake(stream, me, true).await?;
         conn.queue(&Frame::Peers { peers: Vec::new() })?;
         conn.write().await?;
         Ok(conn)
     }
 
-    /// Accepts a dialing peer: our hello, its hello; returns its hello (its address is its IP
-    /// and the port it says it listens on). The caller sends the `peers` answer.
-    pub async fn accept(stream: TcpStream, me: &Hello) -> Res<(Conn, Hello)> {
-        let mut conn = Conn::new(stream);
-        conn.queue(&hello(me))?;
-        conn.write().await?;
-        let theirs = conn.expect_hello().await?;
-        Ok((conn, theirs))
+    /// Accepts a dialing peer: the handshake as responder; returns who it is (its address is
+    /// its IP and the port it says it listens on). The caller sends the `peers` answer.
+    pub async fn accept(stream: TcpStream, me: &Identity) -> Res<(Conn, Theirs)> {
+        Conn::handshake(stream, me, false).await
     }
 
-    async fn expect_hello(&mut self) -> Res<Hello> {
-        let read = async {
+    async fn handshake(stream: TcpStream, me: &Identity, initiator: bool) -> Res<(Conn, Theirs)> {
+        let _ = stream.set_nodelay(true);
+        let (mut rd, mut wr) = stream.into_split();
+        let mut input = BytesMut::with_capacity(4096);
+        let run = async {
+            let hello = me.hello();
+            let mut state = if initiator {
+                let (state, message_1) =
+                    Handshake::initiator(&me.keys, &hello, HandshakeOptions::default())?;
+                wr.write_all(&message_1).await?;
+                state
+            } else {
+                Handshake::responder(&me.keys, &hello, HandshakeOptions::default())?
+            };
             loop {
-                if let Some(frame) = self.codec.decode(&mut self.input)? {
-                    return Ok::<Frame, crate::sys::BoxError>(frame);
-                }
-                if self.stream.read_buf(&mut self.input).await? == 0 {
-                    return fail("closed during the handshake");
+                let Some(message) = HandshakeCodec.decode(&mut input)? else {
+                    if rd.read_buf(&mut input).await? == 0 {
+                        return Err(NoiseError::Incomplete);
+                    }
+                    continue;
+                };
+                match state.read(&message)? {
+                    Step::Reply(next, frame) => {
+                        wr.write_all(&frame).await?;
+                        state = *next;
+                    }
+                    Step::Done { reply, established } => {
+                        if let Some(frame) = reply {
+                            wr.write_all(&frame).await?;
+                        }
+                        return Ok(established);
+                    }
                 }
             }
         };
-        match tokio::time::timeout(HANDSHAKE_LIMIT, read).await {
-            Ok(Ok(Frame::Hello {
-                node_id,
-                name,
-                listen_port,
-                ..
-            })) => Ok(Hello {
-                node_id,
-                name,
-                listen_port,
-            }),
-            Ok(Ok(other)) => fail(format!("expected hello, got {}", other.kind())),
-            Ok(Err(err)) => Err(err),
-            Err(_) => fail("no hello in time"),
-        }
+        let established = match tokio::time::timeout(HANDSHAKE_LIMIT, run).await {
+            Ok(Ok(established)) => established,
+            Ok(Err(err)) => return fail(format!("handshake: {err}")),
+            Err(_) => return fail("handshake not done in time"),
+        };
+        let theirs = Theirs {
+            key: established.remote_key,
+            name: established.remote_hello.name,
+            listen_port: established.remote_hello.listen_port,
+        };
+        // Whatever was read past the last handshake message stays in `input`.
+        let conn = Conn {
+            rd,
+            writer: SealedWriter::new(wr, established.sealer),
+            out: BytesMut::with_capacity(4096),
+            input,
+            codec: TransportCodec::new(established.opener),
+        };
+        Ok((conn, theirs))
     }
 
     pub fn queue(&mut self, frame: &Frame) -> Res<()> {
@@ -130,17 +150,17 @@ impl Conn {
         let _ = encode_frame_into(&Frame::Peers { peers }, &mut self.out);
     }
 
-    /// Writes everything queued, with one `write_all`.
+    /// Seals everything queued (as few transport messages as fit) and writes it with one
+    /// `write_all`.
     pub async fn write(&mut self) -> Res<()> {
-        self.stream.write_all(&self.out).await?;
-        self.out.clear();
+        self.writer.write(&mut self.out).await?;
         Ok(())
     }
 
-    /// Waits for bytes, then hands every whole frame they complete to `each`. Returns false
-    /// at the end of the connection.
+    /// Waits for bytes, then hands every map of every whole transport message they complete
+    /// to `each`. Returns false at the end of the connection.
     pub async fn read_frames(&mut self, mut each: impl FnMut(Incoming)) -> Res<bool> {
-        // Frames read along with the handshake's hello are still in the buffer: those first.
+        // Messages read along with the handshake are still in the buffer: those first.
         if self.decode_all(&mut each)? {
             return Ok(true);
         }
@@ -150,7 +170,7 @@ impl Conn {
                 let grow = self.input.capacity().clamp(4096, 64 * 1024);
                 self.input.reserve(grow);
             }
-            if self.stream.read_buf(&mut self.input).await? == 0 {
+            if self.rd.read_buf(&mut self.input).await? == 0 {
                 return Ok(false);
             }
             if self.decode_all(&mut each)? {
@@ -175,18 +195,11 @@ impl Conn {
     }
 }
 
-fn hello(me: &Hello) -> Frame {
-    Frame::Hello {
-        protocol: PROTOCOL_VERSION,
-        node_id: me.node_id,
-        name: me.name.clone(),
-        listen_port: me.listen_port,
-    }
-}
-
-/// Chat frames made ahead of time so that refilling a window is one copy: chat `n` has id
-/// `FIRST_ID + n` (every id at least 2^32, so each is encoded in the same 9 bytes) and a text
-/// that starts with `n` in 12 digits (so the receiver's output says which chat each line is).
+/// Chat frames (in the clear, behind their length) made ahead of time so that encoding a
+/// refill of the window is one copy per chat; [`Conn::write`] then seals the whole refill.
+/// Chat `n` has id `FIRST_ID + n` (every id at least 2^32, so each is encoded in the same 9
+/// bytes) and a text that starts with `n` in 12 digits (so the receiver's output says which
+/// chat each line is).
 pub struct ChatTemplate {
     frame: Vec<u8>,
     id_at: usize,
