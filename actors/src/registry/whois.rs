@@ -105,8 +105,13 @@ impl Registry {
         if let Ok(addr) = selector.parse::<PeerAddr>() {
             return self.peers.key_at(&addr);
         }
-        let mut keys = self.peers.keys();
-        let by_name = keys.find(|(_, record)| record.name.as_deref() == Some(selector));
+        // Several keys may have gone by one name (a key changed and was trusted): the one
+        // pinned for it first, then a connected one.
+        let named = self.peers.keys();
+        let named = named.filter(|(_, record)| record.name.as_deref() == Some(selector));
+        let by_name = named.max_by_key(|(key, record)| {
+            (self.pins.is_pinned(selector, key), record.session.is_some())
+        });
         if let Some((key, _)) = by_name {
             return Some(*key);
         }
