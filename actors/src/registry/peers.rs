@@ -384,6 +384,11 @@ impl<S> PeerTable<S> {
 
     /// `addr` is `key`'s, as its own connection showed: taken from any other key.
     fn bind(&mut self, addr: PeerAddr, key: PeerKey, learned: Learned) {
+        if !addresses::usable(&addr) {
+            // Dialed as 0.0.0.0:P, say: the session serves, the address is not kept.
+            self.peers.entry(key).or_default();
+            return;
+        }
         if self.owner.get(&addr).is_some_and(|owner| *owner != key) {
             self.unbind(&addr);
         }

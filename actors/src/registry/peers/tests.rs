@@ -275,6 +275,12 @@ fn introductions_never_take_an_address_from_a_key_that_proved_it() {
     assert!(!table.learn("224.0.0.1:9001".parse().unwrap(), None, key(71), "x"));
     table.know("0.0.0.0:9001".parse().unwrap());
     assert_eq!(table.unkeyed().count(), 0);
+    // Dialed as 0.0.0.0:P: the session serves the key, the address is not kept.
+    let unspecified: PeerAddr = "0.0.0.0:9002".parse().unwrap();
+    table.admit(2, live(2, unspecified, 75, true), "zed".into());
+    assert!(table.session_of(&key(75)).is_some());
+    assert!(table.routes_of(&key(75)).is_empty());
+    assert_eq!(table.key_at(&unspecified), None);
 }
 
 #[test]
