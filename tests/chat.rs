@@ -337,15 +337,19 @@ async fn a_chat_sent_just_before_a_disconnect_is_delivered_and_reported() {
 }
 
 #[actix_rt::test]
-async fn a_peers_frame_is_bounded_and_lists_connected_peers_first() {
-    use peerchat_actors::registry::PEERS_PER_FRAME;
+async fn a_peers_frame_passes_on_only_addresses_that_worked() {
+    // Protocol v2: a `peers` frame lists only addresses this node dialed and saw prove the
+    // key (its bound of PEERS_PER_FRAME entries is unit-tested in registry/peers/tests.rs).
     use peerchat_actors::wire::{Frame, PeerEntry};
     let (node, _events) = start("hub").await;
     let (friend, _) = start("friend").await;
-    friend.connect(node.peer_addr()).await.unwrap();
-    // Teach the hub of many more peers than one frame lists.
+    let (caller, _) = start("caller").await;
+    // The hub dialed its friend; the caller dialed the hub (its address is only a claim).
+    node.connect(friend.peer_addr()).await.unwrap();
+    caller.connect(node.peer_addr()).await.unwrap();
+    // Teach the hub of many peers it never reached.
     let mut teacher = RawPeer::handshake(node.peer_addr(), 40001).await;
-    let many: Vec<PeerEntry> = (0..PEERS_PER_FRAME as u16 + 100)
+    let many: Vec<PeerEntry> = (0..300u16)
         .map(|i| PeerEntry {
             addr: format!("10.9.{}.{}:9000", i / 250, i % 250 + 1),
             name: format!("p{i}"),
@@ -361,16 +365,9 @@ async fn a_peers_frame_is_bounded_and_lists_connected_peers_first() {
             None => panic!("closed"),
         }
     };
-    assert_eq!(listed.len(), PEERS_PER_FRAME);
-    assert_eq!(
-        listed[0].addr,
-        friend.peer_addr().to_string(),
-        "connected first"
-    );
-    assert!(
-        listed.iter().all(|p| p.addr != "127.0.0.1:40001"),
-        "not itself"
-    );
+    let addrs: Vec<&str> = listed.iter().map(|p| p.addr.as_str()).collect();
+    assert_eq!(addrs, vec![friend.peer_addr().to_string()], "{listed:?}");
+    assert_eq!(listed[0].key, friend.key());
 }
 
 #[actix_rt::test]

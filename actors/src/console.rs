@@ -5,6 +5,7 @@
 mod apply;
 mod classic;
 mod command;
+mod identity;
 mod look;
 mod nearby;
 mod render;

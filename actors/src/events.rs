@@ -11,6 +11,7 @@ use futures::{Stream, StreamExt};
 
 use crate::child::ChildName;
 use crate::classic::ClassicEvent;
+use crate::key::Fingerprint;
 use crate::peer::{MessageId, PeerAddr};
 
 /// One thing that happened on a node. The Registry sends these to every subscriber.
@@ -92,6 +93,32 @@ pub enum NodeEvent {
         remote: SocketAddr,
         /// Why it was refused or closed.
         reason: String,
+    },
+    /// Trust on first use: a peer showed another key than the one pinned for its name or
+    /// address. Its session was refused; `/trust` accepts the new key.
+    KeyChanged {
+        /// Where it was (its listening address).
+        peer: PeerAddr,
+        /// The name it gave (or the one pinned).
+        name: String,
+        /// What holds the pinned key: `name "bob"` or `address IP:PORT`.
+        pinned_by: String,
+        /// The pinned key's fingerprint.
+        pinned: Fingerprint,
+        /// The fingerprint of the key it proved.
+        presented: Fingerprint,
+    },
+    /// A dial expected a key (introduced by a peer, or announced on the LAN) and the peer at
+    /// that address proved another: refused, and the introduction dropped.
+    KeyMismatch {
+        /// The address dialed.
+        peer: PeerAddr,
+        /// Where the expectation came from (`introduced by bob`, `announced on the LAN`).
+        source: String,
+        /// The fingerprint expected.
+        expected: Fingerprint,
+        /// The fingerprint of the key the peer proved.
+        presented: Fingerprint,
     },
     /// A classic peer (the plain-text protocol of issue 15) wrote, asked to connect, left, or
     /// sent what is not the classic format.

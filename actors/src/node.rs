@@ -21,12 +21,12 @@ use crate::key::{Fingerprint, PeerKey};
 use crate::listener::{self, Listener};
 use crate::nearby::NearbyPeer;
 use crate::peer::{MessageId, PeerAddr, PeerInfo};
-use crate::registry::History;
 use crate::registry::{
     Connect, ConnectAll, ConnectAllReport, ConnectError, ConnectOutcome, Disconnect, DisconnectAll,
     InjectConnection, ListNearby, ListPeers, NotConnected, Registry, SendChat, SendChats,
     SendError, Shutdown, ShutdownReport, Subscribe, Subscriber,
 };
+use crate::registry::{History, KeyChange, Trust, TrustError, Whois, WhoisReport};
 use crate::session::SessionTemplate;
 use crate::store::{HistoryEntry, Recovered, Store};
 use crate::supervision::Retire;
@@ -233,6 +233,25 @@ impl Node {
         ask(self.caller, &self.registry, History { limit })
             .await
             .map_err(|_| NodeStopped)
+    }
+
+    /// Who the peer `selector` names is (`/whois`): a name, a number in the peer list, a
+    /// fingerprint prefix or `IP:PORT`.
+    pub async fn whois(&self, selector: &str) -> Result<WhoisReport, TrustError> {
+        let whois = Whois {
+            peer: selector.to_string(),
+        };
+        let answer = ask(self.caller, &self.registry, whois).await;
+        answer.unwrap_or_else(|_| Err(TrustError(NodeStopped.to_string())))
+    }
+
+    /// Accepts the changed key of the peer `selector` names (`/trust`), and dials it.
+    pub async fn trust(&self, selector: &str) -> Result<KeyChange, TrustError> {
+        let trust = Trust {
+            peer: selector.to_string(),
+        };
+        let answer = ask(self.caller, &self.registry, trust).await;
+        answer.unwrap_or_else(|_| Err(TrustError(NodeStopped.to_string())))
     }
 
     /// This node's static public key: who it is to its peers.

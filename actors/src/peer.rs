@@ -154,6 +154,11 @@ pub struct PeerInfo {
     pub last_seen: Option<SystemTime>,
     /// Messages to it that wait for an ack.
     pub waiting: usize,
+    /// The key it proved (or was introduced with); `None` for an address no handshake has
+    /// answered yet.
+    pub key: Option<crate::key::PeerKey>,
+    /// Its other known addresses (`addr` is the one it is reached at).
+    pub also: Vec<PeerAddr>,
 }
 
 #[cfg(test)]

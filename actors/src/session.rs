@@ -21,6 +21,7 @@ use tokio_util::codec::FramedRead;
 use crate::config::{LocalIdentity, Timeouts};
 use crate::faults::ConnectionFault;
 use crate::helpers::human;
+use crate::key::PeerKey;
 use crate::noise::{Handshake, HandshakeOptions, NoiseError};
 use crate::peer::{MessageId, PeerAddr, SessionId};
 use crate::registry::{Registry, SessionClosed};
@@ -147,11 +148,26 @@ impl Session {
         direction: Direction,
         template: SessionTemplate,
     ) -> std::io::Result<(SessionId, Addr<Session>)> {
+        Session::start_expecting(stream, direction, None, template)
+    }
+
+    /// Like `start`, for a dial whose peer must prove `expected_remote` (an introduced,
+    /// announced or pinned key): another key fails the handshake, and `SessionClosed` says
+    /// which key it was.
+    pub fn start_expecting(
+        stream: TcpStream,
+        direction: Direction,
+        expected_remote: Option<PeerKey>,
+        template: SessionTemplate,
+    ) -> std::io::Result<(SessionId, Addr<Session>)> {
         let remote = stream.peer_addr()?;
         let local = stream.local_addr()?;
         let me = &template.me;
         let hello = Hello::new(me.name.clone(), me.listen_port);
-        let options = HandshakeOptions::default();
+        let options = HandshakeOptions {
+            expected_remote,
+            ..HandshakeOptions::default()
+        };
         // The dialer is the initiator: it speaks first.
         let (handshake, message_1) = match direction {
             Direction::Outbound { .. } => {
@@ -187,6 +203,7 @@ impl Session {
             peer: None,
             dialed,
             reason: None,
+            presented_key: None,
         };
         let session = Session {
             id,
@@ -382,6 +399,9 @@ impl StreamHandler<Result<Incoming, NoiseError>> for Session {
             }
             Err(NoiseError::Io(err)) => self.close(ctx, format!("connection error: {err}"), false),
             Err(bad) => {
+                if let NoiseError::UnexpectedKey { presented, .. } = &bad {
+                    self.death_watch.presented_key = Some(*presented);
+                }
                 tracing::warn!(session = self.id, remote = %self.remote, "bad input: {bad}");
                 // A map that decrypted but is bad came from the authenticated peer: it gets a
                 // reason. Anything that does not verify, or fails the handshake, is cut.
@@ -464,6 +484,8 @@ struct DeathWatch {
     peer: Option<PeerAddr>,
     dialed: Option<PeerAddr>,
     reason: Option<String>,
+    /// The key a dialed peer proved where another was expected.
+    presented_key: Option<PeerKey>,
 }
 
 impl Drop for DeathWatch {
@@ -481,6 +503,7 @@ impl Drop for DeathWatch {
                 peer: self.peer,
                 dialed: self.dialed,
                 reason,
+                presented_key: self.presented_key,
             },
         );
     }

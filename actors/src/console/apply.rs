@@ -10,6 +10,7 @@ use futures::FutureExt;
 
 use super::classic;
 use super::command::{Back, Command, Parsed, Prompt};
+use super::identity::Answer;
 use super::nearby;
 use super::render::{self, Outcome, Status, SHORTCUTS};
 use super::Console;
@@ -96,6 +97,16 @@ impl Console {
             Command::Status => {
                 let status = self.status();
                 self.run(back, async move { Outcome::Status(status.await) }, ctx)
+            }
+            Command::Whois(peer) => {
+                let whois =
+                    async move { Outcome::Identity(Answer::Whois(node.whois(&peer).await)) };
+                self.run(back, whois, ctx)
+            }
+            Command::Trust(peer) => {
+                let trust =
+                    async move { Outcome::Identity(Answer::Trusted(node.trust(&peer).await)) };
+                self.run(back, trust, ctx)
             }
             Command::Help => self.done(back, SHORTCUTS, ctx),
             Command::Fault(fault) => self.inject(fault, back, ctx),

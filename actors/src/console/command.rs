@@ -95,6 +95,10 @@ pub enum Command {
     History(usize),
     /// Name, address, peers, messages waiting (`/status`).
     Status,
+    /// A peer's key, addresses and pin (`/whois PEER`).
+    Whois(String),
+    /// Accept a peer's changed key (`/trust PEER`).
+    Trust(String),
     /// The list of shortcuts (`/help`).
     Help,
     /// A fault to inject (`!crash registry`, ...; needs `--faults`).
@@ -284,6 +288,14 @@ fn shortcut(line: &str, known: &Known) -> Parsed {
             },
         },
         "/status" => Command::Status,
+        "/whois" | "/trust" if rest.trim().is_empty() => {
+            let why = format!(
+                "Usage: {name} PEER (a name, a number in the list, a fingerprint or IP:PORT)"
+            );
+            return usage(&why);
+        }
+        "/whois" => Command::Whois(rest.trim().to_string()),
+        "/trust" => Command::Trust(rest.trim().to_string()),
         "/help" | "/?" | "/h" => Command::Help,
         "/quit" | "/q" | "/exit" => Command::Quit,
         other => {
@@ -467,6 +479,8 @@ mod tests {
             ("/history", Command::History(20)),
             ("/history 5", Command::History(5)),
             ("/status", Command::Status),
+            ("/whois bob", Command::Whois("bob".into())),
+            ("/trust  2 ", Command::Trust("2".into())),
             ("/help", Command::Help),
             ("/?", Command::Help),
             ("/h", Command::Help),

@@ -28,7 +28,9 @@ Shortcuts (type them at \"Choose an option:\"):
   /r text              reply to the peer who wrote to you last
   /peers               list known peers, like 2
   /connect [IP:PORT]   connect to one peer, or to all known peers like 3
-  /status              your name and address, connected peers, messages waiting
+  /status              your name, key and address, connected peers, messages waiting
+  /whois PEER          a peer's key, addresses and whether its key is pinned
+  /trust PEER          accept the new key of a peer whose key changed
   /history [N]         the last N messages shown or delivered (default 20)
   /help                this list
   /quit                quit, like 0 (also /q)";
@@ -75,6 +77,8 @@ pub enum Outcome {
     Status(Result<Status, String>),
     /// A `!` fault was injected (or not).
     Injected(Result<(), String>),
+    /// `/whois`, `/trust` (console/identity.rs).
+    Identity(super::identity::Answer),
 }
 
 /// Who and where this node is, and its peers: the status line.
@@ -142,6 +146,7 @@ pub fn outcome(outcome: &Outcome, look: &Look, width: Option<usize>) -> String {
             Ok(()) => "Injected.".to_string(),
             Err(err) => look.bad(format!("Cannot inject: {err}")),
         },
+        Outcome::Identity(answer) => super::identity::answer(answer, look),
     }
 }
 
@@ -228,6 +233,9 @@ pub fn event(event: &NodeEvent, look: &Look, time: &str) -> String {
             look.addr(remote),
             visible(reason)
         ),
+        NodeEvent::KeyChanged { .. } | NodeEvent::KeyMismatch { .. } => {
+            super::identity::event(event, look, &time).unwrap_or_default()
+        }
         NodeEvent::Classic(classic) => super::classic::event(classic, look, &time),
         NodeEvent::Supervision { actor, step } => {
             format!("{time} supervisor: {actor} {}", supervision_text(step))
@@ -298,9 +306,10 @@ fn peer_listing(peers: &[PeerInfo], connected_only: bool, look: &Look) -> String
             n => format!(", {n} message(s) waiting"),
         };
         text.push_str(&format!(
-            "\n  {}. {}  {name}  {state}{waiting}",
+            "\n  {}. {}  {name}  {state}{waiting}{}",
             n + 1,
             look.addr(peer.addr),
+            super::identity::peer_suffix(peer, look),
         ));
     }
     text

@@ -213,17 +213,29 @@ impl Registry {
         }
     }
 
-    /// Hands every outbox entry for `peer` that is not on a live Session to `session`, in one
-    /// `Deliver`.
-    pub(super) fn flush_outbox(&mut self, peer: PeerAddr, session: SessionId) {
+    /// Hands every outbox entry written to an address of the key `session` serves that is
+    /// not on a live Session to it, in one `Deliver`: chats go to a peer, whichever of its
+    /// addresses they were written to.
+    pub(super) fn flush_outbox(&mut self, session: SessionId) {
         let Some(live) = self.peers.session(session) else {
             return;
         };
+        let mut addrs = self.peers.routes_of(&live.key);
+        if !addrs.contains(&live.peer) {
+            addrs.push(live.peer);
+        }
         let peers = &self.peers;
-        let chats = self
-            .outbox
-            .hand_waiting(&peer, session, Instant::now(), |s| peers.is_live(s));
+        let now = Instant::now();
+        let mut chats = Vec::new();
+        for addr in addrs {
+            chats.extend(
+                self.outbox
+                    .hand_waiting(&addr, session, now, |s| peers.is_live(s)),
+            );
+        }
         if !chats.is_empty() {
+            // Oldest first, whichever address each was written to.
+            chats.sort_by_key(|chat| chat.id);
             tell(Role::Registry, &live.handle, Deliver { chats });
         }
     }
@@ -238,7 +250,7 @@ impl Registry {
         self.check_outbox_empty();
         for peer in self.outbox.ack_due(now) {
             if let Some((session, _)) = self.peers.session_for(&peer) {
-                self.flush_outbox(peer, session);
+                self.flush_outbox(session);
             }
         }
     }
@@ -305,8 +317,8 @@ guarded_handler!(Registry, IncomingChats, |act, msg, _| act
 
 impl Registry {
     fn on_incoming_chats(&mut self, msg: IncomingChats) {
-        self.peers.touch(&msg.from);
-        let name = self.peers.name_of(&msg.from);
+        self.peers.touch(&msg.key);
+        let name = self.peers.name_of(&msg.key);
         let at_ms = now_ms();
         let mut acks = Vec::with_capacity(msg.chats.len());
         for chat in msg.chats {
@@ -345,6 +357,8 @@ impl Registry {
 pub struct AcksReceived {
     /// The peer that acked.
     pub from: PeerAddr,
+    /// The key it proved: only chats written to an address of that key are acked by it.
+    pub key: PeerKey,
     /// The ids it acked.
     pub ids: Vec<MessageId>,
 }
@@ -354,12 +368,19 @@ guarded_handler!(Registry, AcksReceived, |act, msg, _| act
 
 impl Registry {
     fn on_acks_received(&mut self, msg: AcksReceived) {
-        self.peers.touch(&msg.from);
+        self.peers.touch(&msg.key);
         let at_ms = now_ms();
-        for id in msg.ids {
-            let Some(out) = self.outbox.take_acked(id, &msg.from) else {
-                continue; // A repeat, or not for a chat of ours: nothing to do.
-            };
+        let (from, key) = (msg.from, msg.key);
+        let peers = &self.peers;
+        let from_acker = |to: &PeerAddr| *to == from || peers.route(to) == Some(key);
+        let outbox = &mut self.outbox;
+        let acked: Vec<_> = msg
+            .ids
+            .into_iter()
+            // A repeat, or not for a chat of ours: nothing to do.
+            .filter_map(|id| outbox.take_acked(id, from_acker).map(|out| (id, out)))
+            .collect();
+        for (id, out) in acked {
             let entry = HistoryEntry::Out {
                 at_ms,
                 to: out.to,
@@ -372,7 +393,7 @@ impl Registry {
             });
             self.inbox.remember(entry);
             self.emit(NodeEvent::Delivered {
-                to: msg.from,
+                to: out.to,
                 id,
                 text: out.text,
             });

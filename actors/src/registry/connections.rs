@@ -11,10 +11,11 @@ use futures::future::join_all;
 use tokio::net::TcpStream;
 
 use super::dialer::DialWaiter;
-use super::Registry;
+use super::{Expectation, Registry};
 use crate::events::NodeEvent;
 use crate::guarded_handler;
 use crate::helpers::{human, now_ms};
+use crate::key::PeerKey;
 use crate::peer::{PeerAddr, PeerInfo};
 use crate::session::{Close, Direction, Reannounce, RefreshPeers, Session};
 use crate::supervision::guarded;
@@ -123,8 +124,29 @@ impl Registry {
         }
         if self.dialer.begin(to, waiter) {
             self.peers.know(to);
+            match self.expectation_for(&to) {
+                Some(expected) => self.expecting.insert(to, expected),
+                None => self.expecting.remove(&to),
+            };
             self.open_connection(to, ctx);
         }
+    }
+
+    /// The key a dial to `to` must prove, if any: the one pinned for the address, else the
+    /// one it was introduced with, else the one announced for it on the LAN. An address a
+    /// key's own connection stands behind expects nothing more than its pin.
+    fn expectation_for(&self, to: &PeerAddr) -> Option<Expectation> {
+        if let Some(key) = self.pins.pinned_at(to) {
+            return Some(Expectation { key, source: None });
+        }
+        if let Some((key, by)) = self.peers.introduced_at(to) {
+            let source = Some(format!("introduced by {by}"));
+            return Some(Expectation { key, source });
+        }
+        let announced = self.nearby.iter().find(|peer| peer.addrs.contains(to))?;
+        let key = PeerKey::from_hex(&announced.id)?;
+        let source = Some(format!("announced on the LAN as {}", announced.name));
+        Some(Expectation { key, source })
     }
 
     /// The TCP connect of a dial; it ends when the Session it starts registers or closes.
@@ -140,7 +162,9 @@ impl Registry {
                 Err(_) => return act.dial_failed(to, ConnectError::TimedOut(limit), ctx),
             };
             let template = act.template(ctx);
-            if let Err(err) = Session::start(stream, Direction::Outbound { dialed: to }, template) {
+            let expected = act.expecting.get(&to).map(|expected| expected.key);
+            let direction = Direction::Outbound { dialed: to };
+            if let Err(err) = Session::start_expecting(stream, direction, expected, template) {
                 act.dial_failed(to, connect_error(err), ctx);
             }
         }));
@@ -153,36 +177,60 @@ impl Registry {
         ctx: &mut Context<Self>,
     ) {
         tracing::info!(peer = %to, "connect failed: {error}");
+        self.expecting.remove(&to);
         self.dialer.finish(&to, Err(error.clone()));
         if self.peers.session_for(&to).is_none() {
             self.retry_later(to, error.to_string(), ctx);
         }
     }
 
-    /// Chats wait for `to`, which cannot be reached now: try again after a backoff.
+    /// Chats wait for `to`, or its peer is one to keep up with, and it cannot be reached
+    /// now: try again after a backoff (capped; the give-up time is for chats only).
     pub(super) fn retry_later(&mut self, to: PeerAddr, reason: String, ctx: &mut Context<Self>) {
         let waiting = self.outbox.note_error(&to, &reason);
-        if waiting == 0 || self.draining() || self.dialer.is_dialing(&to) {
+        let wanted = waiting > 0 || self.keeps_up_at(&to);
+        if !wanted || self.draining() || self.dialer.is_dialing(&to) {
             return;
         }
         let seed = self.next_message_id ^ u64::from(to.port()) ^ now_ms();
         let (retry_in, previous) = self.dialer.plan_redial(to, seed, |pause| {
-            ctx.run_later(pause, move |act, ctx| {
-                let still_waiting = act.outbox.waiting(&to) > 0;
-                if still_waiting && act.peers.session_for(&to).is_none() && !act.draining() {
-                    act.dial(to, None, ctx);
-                }
-            })
+            ctx.run_later(pause, move |act, ctx| act.redial(to, ctx))
         });
         if let Some(timer) = previous {
             ctx.cancel_future(timer);
         }
-        self.emit(NodeEvent::DeliveryDelayed {
-            to,
-            waiting,
-            reason,
-            retry_in,
-        });
+        if waiting > 0 {
+            self.emit(NodeEvent::DeliveryDelayed {
+                to,
+                waiting,
+                reason,
+                retry_in,
+            });
+        }
+    }
+
+    fn redial(&mut self, to: PeerAddr, ctx: &mut Context<Self>) {
+        let wanted = self.outbox.waiting(&to) > 0 || self.keeps_up_at(&to);
+        if wanted && self.peers.session_for(&to).is_none() && !self.draining() {
+            self.dial(to, None, ctx);
+        }
+    }
+
+    /// `to` is the address of a peer we had a session with, lost, and mean to get back.
+    fn keeps_up_at(&self, to: &PeerAddr) -> bool {
+        let key = self.peers.route(to);
+        key.is_some_and(|key| self.peers.keeps_up(&key) && self.peers.session_of(&key).is_none())
+    }
+
+    /// A peer we had a session with has none now: redial it (quietly, unless chats wait)
+    /// until it answers or the user disconnects it.
+    pub(super) fn keep_up(&mut self, key: PeerKey, ctx: &mut Context<Self>) {
+        let Some(addr) = self.peers.address_of(&key) else {
+            return;
+        };
+        if self.peers.keeps_up(&key) && !self.dialer.redial_planned(&addr) {
+            self.retry_later(addr, "connection lost".into(), ctx);
+        }
     }
 
     /// A restarted Registry: its Sessions register again, and its dials start over.
@@ -196,8 +244,8 @@ impl Registry {
         }
         // So did the redial timers: those peers are dialed now (a failure plans anew).
         for to in self.dialer.forget_redials() {
-            let waiting = self.outbox.waiting(&to) > 0;
-            if waiting && !self.peers.is_rejoining(&to) && !self.draining() {
+            let wanted = self.outbox.waiting(&to) > 0 || self.keeps_up_at(&to);
+            if wanted && !self.peers.is_rejoining(&to) && !self.draining() {
                 self.dial(to, None, ctx);
             }
         }
@@ -242,32 +290,45 @@ impl Registry {
             .peers
             .connected()
             .iter()
-            .filter_map(|peer| self.peers.session_for(peer))
+            .filter_map(|key| self.peers.session_of(key))
             .map(|(_, live)| ask(Role::Registry, &live.handle, RefreshPeers))
             .collect();
         let refreshed = actix_rt::time::timeout(self.timeouts.peer_refresh, join_all(refreshes));
         Box::pin(refreshed.into_actor(self).then(|_, act, ctx| {
             let mut report = ConnectAllReport::default();
             let mut waits = Vec::new();
-            for addr in act.peers.keys() {
-                if act.peers.is_self(&addr) {
+            let (connected, targets) = act.dial_targets();
+            report.already_connected = connected;
+            for addr in targets {
+                if act.peers.is_self(&addr) || act.draining() {
                     continue;
                 }
-                if act.peers.session_for(&addr).is_some() {
-                    report.already_connected.push(addr);
-                } else if !act.draining() {
-                    let (tx, rx) = oneshot::channel();
-                    act.dial(addr, Some(tx), ctx);
-                    waits.push(async move {
-                        (addr, rx.await.unwrap_or(Err(ConnectError::ShuttingDown)))
-                    });
-                }
+                let (tx, rx) = oneshot::channel();
+                act.dial(addr, Some(tx), ctx);
+                waits.push(
+                    async move { (addr, rx.await.unwrap_or(Err(ConnectError::ShuttingDown))) },
+                );
             }
             join_all(waits).into_actor(act).map(move |attempts, _, _| {
                 report.attempts = attempts;
                 report
             })
         }))
+    }
+
+    /// Menu 3's split: the connected peers (at the address each is known by), and one
+    /// address to dial for every other listening peer and every address not answered yet.
+    fn dial_targets(&self) -> (Vec<PeerAddr>, Vec<PeerAddr>) {
+        let (mut connected, mut targets) = (Vec::new(), Vec::new());
+        for (key, record) in self.peers.keys() {
+            if let Some((_, live)) = self.peers.session_of(key) {
+                connected.push(live.peer);
+            } else if !record.one_shot {
+                targets.extend(self.peers.address_of(key));
+            }
+        }
+        targets.extend(self.peers.unkeyed().copied());
+        (connected, targets)
     }
 }
 
@@ -338,22 +399,31 @@ impl Registry {
         let connected = self.peers.connected();
         connected
             .into_iter()
-            .filter(|peer| self.disconnect(*peer, "disconnected by user"))
+            .filter(|key| self.disconnect_key(*key, "disconnected by user"))
             .count()
     }
 
-    /// Says bye to the peer's Session; the peer is disconnected from now on.
+    /// Says bye to the Session of the peer at `peer` (any of its addresses).
     pub(super) fn disconnect(&mut self, peer: PeerAddr, reason: &str) -> bool {
-        let Some(session) = self.peers.disconnect(&peer) else {
+        let key = self.peers.route(&peer).or_else(|| self.peers.key_at(&peer));
+        key.is_some_and(|key| self.disconnect_key(key, reason))
+    }
+
+    /// Says bye to `key`'s Session; the peer is disconnected from now on, and not redialed.
+    pub(super) fn disconnect_key(&mut self, key: PeerKey, reason: &str) -> bool {
+        self.peers.let_go(&key);
+        let Some(session) = self.peers.disconnect(&key) else {
             return false;
         };
-        if let Some(live) = self.peers.session(session) {
-            let close = Close {
-                reason: reason.to_string(),
-            };
-            tell(Role::Registry, &live.handle, close);
-        }
-        let name = self.peers.name_of(&peer);
+        let Some(live) = self.peers.session(session) else {
+            return false;
+        };
+        let close = Close {
+            reason: reason.to_string(),
+        };
+        tell(Role::Registry, &live.handle, close);
+        let peer = live.peer;
+        let name = self.peers.name_of(&key);
         self.emit(NodeEvent::PeerDisconnected {
             peer,
             name,

@@ -8,6 +8,7 @@ use actix::prelude::*;
 use super::Registry;
 use crate::guarded_handler;
 use crate::nearby::{node_identity, NearbyPeer};
+use crate::peer::PeerAddr;
 
 /// From the Discovery actor: every peer announced on the LAN now (the whole list, each time
 /// it changes).
@@ -33,7 +34,7 @@ impl Registry {
     /// Nearby peers none of whose addresses a live session serves, and whose announced
     /// identity is not that of a connected node.
     fn nearby_not_connected(&self) -> Vec<NearbyPeer> {
-        let connected = self.peers.connected();
+        let connected = |addr: &PeerAddr| self.peers.session_for(addr).is_some();
         let connected_ids: Vec<String> = self
             .peers
             .all_sessions()
@@ -41,10 +42,7 @@ impl Registry {
             .collect();
         self.nearby
             .iter()
-            .filter(|peer| {
-                !peer.addrs.iter().any(|addr| connected.contains(addr))
-                    && !connected_ids.contains(&peer.id)
-            })
+            .filter(|peer| !peer.addrs.iter().any(connected) && !connected_ids.contains(&peer.id))
             .cloned()
             .collect()
     }

@@ -125,10 +125,10 @@ impl Registry {
         let connected = self.peers.connected();
         let told: HashSet<SessionId> = connected
             .iter()
-            .filter_map(|peer| self.peers.session_for(peer).map(|(id, _)| id))
+            .filter_map(|key| self.peers.session_of(key).map(|(id, _)| id))
             .collect();
-        for peer in connected {
-            self.disconnect(peer, reason);
+        for key in connected {
+            self.disconnect_key(key, reason);
         }
         for (id, live) in self.peers.all_sessions() {
             if !told.contains(id) {

@@ -8,6 +8,7 @@
 //! `sessions.rs`, connecting and disconnecting in `connections.rs`, subscribers, quitting and
 //! faults in `lifecycle.rs`, peers found on the LAN in `discovery.rs`.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -18,6 +19,7 @@ use crate::config::{LocalIdentity, NodeConfig, Timeouts};
 use crate::events::NodeEvent;
 use crate::helpers::now_ms;
 use crate::identity::DataDirLock;
+use crate::key::PeerKey;
 use crate::nearby::NearbyPeer;
 use crate::peer::{MessageId, PeerAddr, SessionId};
 use crate::session::{Session, SessionTemplate};
@@ -25,6 +27,7 @@ use crate::store::{Recovered, Store};
 use crate::supervision::{SupervisedChild, SupervisorLink};
 use crate::trace::{Role, Traced};
 
+pub mod addresses;
 mod chats;
 mod classic;
 mod connections;
@@ -35,6 +38,8 @@ mod lifecycle;
 pub mod outbox;
 pub mod peers;
 mod sessions;
+pub mod trust;
+mod whois;
 
 pub use chats::{AcksReceived, History, IncomingChats, SendChat, SendChats, SendError};
 pub use classic::{ClassicAttempted, ClassicIncoming, ListClassicPeers, SendClassic};
@@ -46,11 +51,14 @@ pub use discovery::{ListNearby, NearbyPeers};
 pub use lifecycle::{InjectConnection, Publish, Shutdown, ShutdownReport, Subscribe, Subscriber};
 pub use peers::{TableKey, PEERS_PER_FRAME};
 pub use sessions::{KnownPeers, PeersLearned, Register, SessionClosed};
+pub use trust::KeyChange;
+pub use whois::{Trust, TrustError, Whois, WhoisAddress, WhoisReport};
 
 use dialer::Dialer;
 use inbox::Inbox;
 use outbox::Outbox;
 use peers::PeerTable;
+use trust::Pins;
 
 /// Where the node is in its life; it only moves forward.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -95,6 +103,18 @@ pub struct Registry {
     nearby: Vec<NearbyPeer>,
     /// Classic peers and our chats to them (registry/classic.rs).
     classic: classic::Classic,
+    /// Pinned keys and key changes waiting for `/trust` (registry/trust.rs).
+    pins: Pins,
+    /// The key each dial under way must prove, and why (registry/connections.rs).
+    expecting: HashMap<PeerAddr, Expectation>,
+}
+
+/// A key a dial must prove, and where the expectation came from.
+#[derive(Debug, Clone)]
+struct Expectation {
+    key: PeerKey,
+    /// `None`: pinned for that address (a mismatch is a key change); else who introduced it.
+    source: Option<String>,
 }
 
 impl Registry {
@@ -107,6 +127,7 @@ impl Registry {
         store: Option<Store>,
         recovered: Recovered,
     ) -> Self {
+        let pins = Pins::load(store.as_ref().map(|store| store.dir()));
         let mut registry = Registry {
             peers: PeerTable::new(me.keys.public(), me.listen_port, me.bind),
             me,
@@ -129,6 +150,8 @@ impl Registry {
             incarnation: 0,
             nearby: Vec::new(),
             classic: classic::Classic::new(config.classic),
+            pins,
+            expecting: HashMap::new(),
         };
         registry.recover(recovered);
         registry

@@ -10,7 +10,7 @@ use actix::prelude::*;
 
 use super::connections::{ConnectError, ConnectOutcome};
 use super::peers::{Admission, LiveSession};
-use super::{Phase, Registry};
+use super::{Expectation, Phase, Registry};
 use crate::events::NodeEvent;
 use crate::guarded_handler;
 use crate::key::PeerKey;
@@ -94,6 +94,10 @@ impl Registry {
         if self.phase >= Phase::Closing {
             return Err("node is shutting down".into());
         }
+        if let Err(refusal) = self.check_pinned(&msg) {
+            self.refuse_dial(&msg, Err(ConnectError::Handshake(refusal.clone())));
+            return Err(refusal);
+        }
         let live = LiveSession {
             handle: msg.session.clone(),
             peer: msg.peer,
@@ -101,31 +105,23 @@ impl Registry {
             direction: msg.direction,
             one_shot: msg.listen_port == 0,
         };
-        let admission = self.peers.admit(msg.session_id, live, msg.name.clone());
-        let (was_connected, replaced) = match admission {
-            Admission::Admitted {
-                was_connected,
-                replaced,
-            } => (was_connected, replaced),
-            Admission::Refused(reason) => {
-                // This node already has its one connection to that key, or another key is
-                // connected from that address.
-                if let Some(dialed) = msg.dialed() {
-                    self.dialer
-                        .finish(&dialed, Ok(ConnectOutcome::AlreadyConnected));
+        let (was_connected, replaced) =
+            match self.peers.admit(msg.session_id, live, msg.name.clone()) {
+                Admission::Admitted {
+                    was_connected,
+                    replaced,
+                } => (was_connected, replaced),
+                Admission::Refused(reason) => {
+                    // This node already has its one connection to that key, or another key is
+                    // connected from that address.
+                    self.refuse_dial(&msg, Ok(ConnectOutcome::AlreadyConnected));
+                    return Err(reason.into());
                 }
-                return Err(reason.into());
-            }
-        };
+            };
         if let Some((old_id, old, reason)) = replaced {
-            self.close_replaced(old_id, old, reason, msg.peer, ctx);
+            self.close_replaced(old_id, old, reason, ctx);
         }
-        for addr in [Some(msg.peer), msg.dialed()].into_iter().flatten() {
-            self.dialer.finish(&addr, Ok(ConnectOutcome::Connected));
-            if let Some(timer) = self.dialer.cancel_redial(&addr) {
-                ctx.cancel_future(timer);
-            }
-        }
+        self.now_connected(&msg, ctx);
         // A Session rejoining a restarted Registry is no news to anyone.
         let quiet_rejoin = rejoined && msg.rejoin;
         if !was_connected && !quiet_rejoin {
@@ -136,8 +132,55 @@ impl Registry {
                 outbound,
             });
         }
-        self.flush_outbox(msg.peer, msg.session_id);
-        Ok(self.peers.known_peers_for(msg.peer))
+        self.flush_outbox(msg.session_id);
+        Ok(self.peers.known_peers_for(&msg.key, &msg.peer))
+    }
+
+    /// Trust on first use for a peer that listens: its first key is pinned, another key for
+    /// a pinned name or address is refused (and waits for `/trust`). A one-shot sender
+    /// proves only a key of its own making: never pinned, never refused for it.
+    fn check_pinned(&mut self, msg: &Register) -> Result<(), String> {
+        if msg.listen_port == 0 || msg.rejoin {
+            return Ok(());
+        }
+        let Err(change) = self.pins.check(&msg.name, Some(msg.peer), msg.key) else {
+            return Ok(());
+        };
+        let refusal = format!(
+            "key changed: {} is pinned to {}, this peer proved {}",
+            change.pinned_by,
+            change.pinned,
+            change.presented.fingerprint()
+        );
+        self.emit(NodeEvent::KeyChanged {
+            peer: msg.peer,
+            name: msg.name.clone(),
+            pinned_by: change.pinned_by,
+            pinned: change.pinned,
+            presented: change.presented.fingerprint(),
+        });
+        Err(refusal)
+    }
+
+    /// A dial that ends in a refused registration: its waiters learn why.
+    fn refuse_dial(&mut self, msg: &Register, outcome: Result<ConnectOutcome, ConnectError>) {
+        if let Some(dialed) = msg.dialed() {
+            self.expecting.remove(&dialed);
+            self.dialer.finish(&dialed, outcome);
+        }
+    }
+
+    /// The Session is admitted: the dials it answers end, and no redial is planned for it.
+    fn now_connected(&mut self, msg: &Register, ctx: &mut Context<Self>) {
+        let addrs = [Some(msg.peer), msg.dialed()].into_iter().flatten();
+        let routes = self.peers.routes_of(&msg.key);
+        for addr in addrs.chain(routes) {
+            self.expecting.remove(&addr);
+            self.dialer.finish(&addr, Ok(ConnectOutcome::Connected));
+            if let Some(timer) = self.dialer.cancel_redial(&addr) {
+                ctx.cancel_future(timer);
+            }
+        }
     }
 
     /// The peer proved our own key: the address is us, and chats waiting for it never leave.
@@ -150,23 +193,25 @@ impl Registry {
         }
     }
 
-    /// The Session that served the peer of a newcomer gives way to it.
+    /// The Session that served the key of a newcomer gives way to it.
     fn close_replaced(
         &mut self,
         old_id: SessionId,
         old: LiveSession<Addr<Session>>,
         reason: &str,
-        newcomer_peer: PeerAddr,
         ctx: &mut Context<Self>,
     ) {
         let close = Close {
             reason: reason.into(),
         };
         tell(Role::Registry, &old.handle, close);
-        // Chats on the replaced connection go out again: on the new one if they are for
-        // the same address (flushed by the caller), else once their address is reached.
+        // Chats on the replaced connection go out again: on the new one if it serves the
+        // same key (flushed by the caller), else once their peer is reached.
         self.outbox.unhand_session(&old.peer, old_id);
-        if old.peer != newcomer_peer {
+        for addr in self.peers.routes_of(&old.key) {
+            self.outbox.unhand_session(&addr, old_id);
+        }
+        if self.peers.session_of(&old.key).is_none() {
             self.retry_later(old.peer, "connection replaced".into(), ctx);
         }
     }
@@ -186,6 +231,8 @@ pub struct SessionClosed {
     pub dialed: Option<PeerAddr>,
     /// Why it ended.
     pub reason: String,
+    /// The key a dialed peer proved where another was expected (`Session::start_expecting`).
+    pub presented_key: Option<PeerKey>,
 }
 
 guarded_handler!(Registry, SessionClosed, |act, msg, ctx| act
@@ -195,34 +242,60 @@ impl Registry {
     fn on_session_closed(&mut self, msg: SessionClosed, ctx: &mut Context<Self>) {
         tracing::debug!(session = msg.session_id, remote = %msg.remote, "session closed: {}", msg.reason);
         if let Some((live, current)) = self.peers.closed(msg.session_id) {
-            let peer = live.peer;
             if current {
-                let name = self.peers.name_of(&peer);
+                let name = self.peers.name_of(&live.key);
                 self.emit(NodeEvent::PeerDisconnected {
-                    peer,
+                    peer: live.peer,
                     name,
                     reason: msg.reason.clone(),
                 });
-            }
-            // Chats that were on this connection go to its replacement, if there is one;
-            // else they are kept, and sent again once the peer is back.
-            self.outbox.unhand_session(&peer, msg.session_id);
-            match self.peers.session_for(&peer) {
-                Some((replacement, _)) => self.flush_outbox(peer, replacement),
-                None => {
-                    let reason = format!("connection lost ({})", msg.reason);
-                    self.retry_later(peer, reason, ctx);
+                if msg.reason.starts_with("peer said bye") {
+                    // It left on purpose: it comes back when it wants to.
+                    self.peers.let_go(&live.key);
                 }
             }
+            self.after_session(live, msg.session_id, &msg.reason, ctx);
         } else if msg.peer.is_none() {
             self.handshake_failed(msg, ctx);
         }
         self.no_sessions_left();
     }
 
+    /// Chats that were on an ended Session go to its key's replacement, if there is one;
+    /// else they are kept and sent again once the peer is back, which it is redialed for.
+    fn after_session(
+        &mut self,
+        live: LiveSession<Addr<Session>>,
+        id: SessionId,
+        reason: &str,
+        ctx: &mut Context<Self>,
+    ) {
+        let mut routes = self.peers.routes_of(&live.key);
+        if !routes.contains(&live.peer) {
+            routes.push(live.peer);
+        }
+        for addr in &routes {
+            self.outbox.unhand_session(addr, id);
+        }
+        if let Some((replacement, _)) = self.peers.session_of(&live.key) {
+            return self.flush_outbox(replacement);
+        }
+        let reason = format!("connection lost ({reason})");
+        for addr in routes {
+            if self.outbox.waiting(&addr) > 0 {
+                self.retry_later(addr, reason.clone(), ctx);
+            }
+        }
+        self.keep_up(live.key, ctx);
+    }
+
     /// A Session that never registered has ended.
     fn handshake_failed(&mut self, msg: SessionClosed, ctx: &mut Context<Self>) {
         if let Some(dialed) = msg.dialed {
+            let expected = self.expecting.remove(&dialed);
+            if let (Some(presented), Some(expected)) = (msg.presented_key, expected) {
+                self.wrong_key(dialed, expected, presented);
+            }
             if self.dialer.is_dialing(&dialed) {
                 self.dial_failed(dialed, ConnectError::Handshake(msg.reason), ctx);
             }
@@ -233,6 +306,34 @@ impl Registry {
             });
         }
     }
+
+    /// A dial met another key than the one expected at that address: reported; a false
+    /// introduction is dropped, a pinned key's change waits for `/trust`.
+    fn wrong_key(&mut self, dialed: PeerAddr, expected: Expectation, presented: PeerKey) {
+        match expected.source {
+            None => {
+                let name = self.peers.name_of(&expected.key);
+                if let Some(change) = self.pins.changed_at(dialed, &name, presented) {
+                    self.emit(NodeEvent::KeyChanged {
+                        peer: dialed,
+                        name,
+                        pinned_by: change.pinned_by,
+                        pinned: change.pinned,
+                        presented: presented.fingerprint(),
+                    });
+                }
+            }
+            Some(source) => {
+                self.peers.drop_introduction(&dialed, &expected.key);
+                self.emit(NodeEvent::KeyMismatch {
+                    peer: dialed,
+                    source,
+                    expected: expected.key.fingerprint(),
+                    presented: presented.fingerprint(),
+                });
+            }
+        }
+    }
 }
 
 /// From a Session: the peer's `peers` frame.
@@ -241,6 +342,8 @@ impl Registry {
 pub struct PeersLearned {
     /// The peer that sent the frame.
     pub from: PeerAddr,
+    /// The key it proved: whose word the entries are.
+    pub from_key: PeerKey,
     /// Its entries.
     pub peers: Vec<PeerEntry>,
 }
@@ -250,16 +353,22 @@ guarded_handler!(Registry, PeersLearned, |act, msg, _| act
 
 impl Registry {
     fn on_peers_learned(&mut self, msg: PeersLearned) {
+        let by = match self.peers.name_of(&msg.from_key) {
+            name if name.is_empty() => msg.from_key.fingerprint().to_string(),
+            name => name,
+        };
         for entry in msg.peers {
             let Ok(addr) = entry.addr.parse::<PeerAddr>() else {
                 tracing::info!(from = %msg.from, "ignoring peer entry with bad address {:?}", entry.addr);
                 continue;
             };
-            if self.peers.is_self(&addr) {
+            // A loopback address from a peer on another host means nothing here.
+            let foreign_loopback = addr.ip().is_loopback() && !msg.from.ip().is_loopback();
+            if self.peers.is_self(&addr) || foreign_loopback || entry.key == msg.from_key {
                 continue;
             }
             let name = (!entry.name.is_empty()).then_some(entry.name);
-            if self.peers.learn(addr, name.clone(), entry.key) {
+            if self.peers.learn(addr, name.clone(), entry.key, &by) {
                 self.emit(NodeEvent::PeerDiscovered {
                     peer: addr,
                     name: name.unwrap_or_default(),
@@ -273,13 +382,15 @@ impl Registry {
 #[derive(Message, Debug)]
 #[rtype(result = "Vec<PeerEntry>")]
 pub struct KnownPeers {
-    /// The peer the list is for (left out of it).
+    /// The address the peer is reached at (loopback addresses go only to loopback peers).
     pub for_peer: PeerAddr,
+    /// Its key (left out of the list).
+    pub for_key: PeerKey,
 }
 
 guarded_handler!(
     Registry,
     KnownPeers as MessageResult<KnownPeers>,
-    |act, msg, _| MessageResult(act.peers.known_peers_for(msg.for_peer)),
+    |act, msg, _| MessageResult(act.peers.known_peers_for(&msg.for_key, &msg.for_peer)),
     on_panic: MessageResult(Vec::new()),
 );

@@ -6,6 +6,7 @@ use actix::prelude::*;
 use futures::channel::oneshot;
 
 use super::{Session, State, LINGER};
+use crate::key::PeerKey;
 use crate::peer::{MessageId, PeerAddr};
 use crate::registry::{AcksReceived, IncomingChats, KnownPeers, PeersLearned, Registry};
 use crate::trace::{ask, offer, tell, Role};
@@ -28,8 +29,8 @@ pub struct Chat {
 impl Session {
     /// A frame from an established peer.
     pub(super) fn on_frame(&mut self, frame: Frame, ctx: &mut Context<Self>) {
-        let from = match &self.state {
-            State::Established(established) => established.peer,
+        let (from, key) = match &self.state {
+            State::Established(established) => (established.peer, established.key),
             // Only while the Registry decides, which holds the reading back: never.
             State::Handshake => return,
             State::Lingering(_) => return,
@@ -55,8 +56,8 @@ impl Session {
                 self.inbound_acks.push(id);
                 self.schedule_flush(ctx);
             }
-            Frame::GetPeers => self.answer_get_peers(from, ctx),
-            Frame::Peers { peers } => self.on_peers(from, peers, ctx),
+            Frame::GetPeers => self.answer_get_peers(from, key, ctx),
+            Frame::Peers { peers } => self.on_peers(from, key, peers, ctx),
             Frame::Ping { nonce } => self.send_frame(&Frame::Pong { nonce }, ctx),
             Frame::Pong { .. } => {}
             Frame::Bye { reason } => self.on_bye(reason, ctx),
@@ -116,6 +117,7 @@ impl Session {
         if !self.inbound_acks.is_empty() {
             let acks = AcksReceived {
                 from,
+                key,
                 ids: std::mem::take(&mut self.inbound_acks),
             };
             if self.state.is_lingering() {
@@ -134,10 +136,10 @@ impl Session {
         let Some(peer) = self.state.peer() else {
             return;
         };
-        let from = peer.peer;
+        let (from, key) = (peer.peer, peer.key);
         if !self.inbound_acks.is_empty() {
             let ids = std::mem::take(&mut self.inbound_acks);
-            let acks = AcksReceived { from, ids };
+            let acks = AcksReceived { from, key, ids };
             tell(Role::Session, &self.template.registry, acks);
         }
     }
@@ -166,11 +168,14 @@ impl Session {
         }
     }
 
-    fn answer_get_peers(&mut self, from: PeerAddr, ctx: &mut Context<Self>) {
+    fn answer_get_peers(&mut self, from: PeerAddr, key: PeerKey, ctx: &mut Context<Self>) {
         let known = ask(
             Role::Session,
             &self.template.registry,
-            KnownPeers { for_peer: from },
+            KnownPeers {
+                for_peer: from,
+                for_key: key,
+            },
         );
         ctx.wait(known.into_actor(self).map(|known, act, ctx| {
             if let Ok(peers) = known {
@@ -179,13 +184,23 @@ impl Session {
         }));
     }
 
-    fn on_peers(&mut self, from: PeerAddr, peers: Vec<PeerEntry>, ctx: &mut Context<Self>) {
+    fn on_peers(
+        &mut self,
+        from: PeerAddr,
+        key: PeerKey,
+        peers: Vec<PeerEntry>,
+        ctx: &mut Context<Self>,
+    ) {
         let waiters = std::mem::take(&mut self.peers_waiters);
         // Answer RefreshPeers only after the Registry has taken the list in.
         let learned = ask(
             Role::Session,
             &self.template.registry,
-            PeersLearned { from, peers },
+            PeersLearned {
+                from,
+                from_key: key,
+                peers,
+            },
         );
         ctx.wait(learned.into_actor(self).map(move |_, _, _| {
             for waiter in waiters {

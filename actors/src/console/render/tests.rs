@@ -19,6 +19,8 @@ fn peer(at: &str, name: Option<&str>, connected: bool, waiting: usize) -> PeerIn
         connected,
         last_seen: None,
         waiting,
+        key: None,
+        also: Vec::new(),
     }
 }
 

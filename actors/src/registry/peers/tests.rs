@@ -1,0 +1,309 @@
+use super::*;
+
+const ME: PeerKey = key(50);
+
+const fn key(n: u8) -> PeerKey {
+    let mut bytes = [0u8; 32];
+    bytes[0] = n;
+    PeerKey::from_bytes(bytes)
+}
+
+fn addr(port: u16) -> PeerAddr {
+    PeerAddr::from_ip_port([10, 0, 0, 1].into(), port)
+}
+
+fn ours(n: u8) -> Connection {
+    Connection {
+        key: key(n),
+        outbound: true,
+    }
+}
+
+fn theirs(n: u8) -> Connection {
+    Connection {
+        key: key(n),
+        outbound: false,
+    }
+}
+
+fn live(handle: u32, peer: PeerAddr, n: u8, outbound: bool) -> LiveSession<u32> {
+    let direction = if outbound {
+        Direction::Outbound { dialed: peer }
+    } else {
+        Direction::Inbound
+    };
+    LiveSession {
+        handle,
+        peer,
+        key: key(n),
+        direction,
+        one_shot: false,
+    }
+}
+
+fn table() -> PeerTable<u32> {
+    PeerTable::new(ME, 9000, [0, 0, 0, 0].into())
+}
+
+fn admitted(admission: Admission<u32>) -> (bool, Option<SessionId>) {
+    match admission {
+        Admission::Admitted {
+            was_connected,
+            replaced,
+        } => (was_connected, replaced.map(|(id, _, _)| id)),
+        Admission::Refused(why) => panic!("refused: {why}"),
+    }
+}
+
+#[test]
+fn the_connection_opened_by_the_lower_key_survives() {
+    // The peer (key 70) is higher: ours (opened by 50) wins, whichever came first.
+    assert_eq!(
+        settle_duplicate(ME, ours(70), theirs(70)),
+        Verdict::KeepExisting("duplicate connection")
+    );
+    assert_eq!(
+        settle_duplicate(ME, theirs(70), ours(70)),
+        Verdict::Replace("duplicate connection")
+    );
+    // The peer (key 20) is lower: its connection wins.
+    assert_eq!(
+        settle_duplicate(ME, theirs(20), ours(20)),
+        Verdict::KeepExisting("duplicate connection")
+    );
+    assert_eq!(
+        settle_duplicate(ME, ours(20), theirs(20)),
+        Verdict::Replace("duplicate connection")
+    );
+}
+
+#[test]
+fn both_ends_keep_the_same_connection() {
+    // Seen from the peer (key 70), our outbound connection is its inbound one.
+    for peer in [20, 70] {
+        let here = settle_duplicate(ME, ours(peer), theirs(peer));
+        let there = settle_duplicate(key(peer), theirs(50), ours(50));
+        assert_eq!(here, there, "peer {peer}");
+    }
+}
+
+#[test]
+fn the_same_key_from_the_same_opener_replaces_the_old_connection() {
+    for (old, new) in [(ours(70), ours(70)), (theirs(70), theirs(70))] {
+        assert_eq!(
+            settle_duplicate(ME, old, new),
+            Verdict::Replace("replaced by a new connection")
+        );
+    }
+}
+
+#[test]
+fn another_key_never_evicts_a_connected_peer() {
+    for (old, new) in [(ours(70), theirs(71)), (theirs(70), theirs(10))] {
+        assert_eq!(
+            settle_duplicate(ME, old, new),
+            Verdict::KeepExisting(ADDRESS_TAKEN)
+        );
+    }
+}
+
+#[test]
+fn registering_connects_the_key_and_a_duplicate_is_refused() {
+    let mut table = table();
+    let peer = addr(9001);
+    let (was_connected, replaced) = admitted(table.admit(1, live(1, peer, 70, true), "bob".into()));
+    assert!(!was_connected && replaced.is_none());
+    assert_eq!(table.session_for(&peer).map(|(id, _)| id), Some(1));
+    assert_eq!(table.name_of(&key(70)), "bob");
+    // Bob's own connection to us: ours (node 50 < 70) stays.
+    assert!(matches!(
+        table.admit(2, live(2, peer, 70, false), "bob".into()),
+        Admission::Refused("duplicate connection")
+    ));
+    assert_eq!(table.session_of(&key(70)).map(|(id, _)| id), Some(1));
+}
+
+#[test]
+fn a_second_address_of_a_connected_key_routes_to_its_session_once_dialed() {
+    let mut table = table();
+    let (first, second) = (
+        addr(9001),
+        PeerAddr::from_ip_port([10, 1, 0, 1].into(), 9001),
+    );
+    table.admit(1, live(1, first, 70, true), "mia".into());
+    table.know(second);
+    // Not known to be mia's until a handshake there proves it.
+    assert!(table.session_for(&second).is_none());
+    assert_eq!(table.unkeyed().count(), 1);
+    // Reached at the second address: the same key, the new connection serves it, and it
+    // is no new peer.
+    let (was_connected, replaced) =
+        admitted(table.admit(2, live(2, second, 70, true), "mia".into()));
+    assert!(was_connected, "mia was connected already");
+    assert_eq!(replaced, Some(1));
+    for at in [first, second] {
+        assert_eq!(table.session_for(&at).map(|(id, _)| id), Some(2), "{at}");
+    }
+    assert_eq!(table.unkeyed().count(), 0);
+    let listed = table.list(|_| 1);
+    assert_eq!(listed.len(), 1, "one line per key");
+    assert_eq!(listed[0].addr, second);
+    assert_eq!(listed[0].also, vec![first]);
+    assert_eq!(listed[0].waiting, 2, "chats to both addresses count");
+    assert_eq!(listed[0].key, Some(key(70)));
+}
+
+#[test]
+fn a_lingering_session_is_no_rival() {
+    let mut table = table();
+    let peer = addr(9001);
+    table.admit(1, live(1, peer, 70, false), "bob".into());
+    assert_eq!(table.disconnect(&key(70)), Some(1));
+    assert!(table.is_live(1), "still reading acks after its bye");
+    let (was_connected, replaced) = admitted(table.admit(2, live(2, peer, 70, true), "bob".into()));
+    assert!(!was_connected && replaced.is_none());
+    let (_, current) = table.closed(1).expect("was registered");
+    assert!(!current);
+    assert_eq!(table.connected(), vec![key(70)]);
+}
+
+#[test]
+fn a_restart_keeps_the_peers_and_waits_for_the_sessions() {
+    let mut table = table();
+    let (bob, carol) = (addr(9001), addr(9002));
+    table.admit(1, live(1, bob, 70, true), "bob".into());
+    table.admit(2, live(2, carol, 71, true), "carol".into());
+    table.restart();
+    assert!(table.connected().is_empty());
+    assert!(table.is_rejoining(&bob));
+    assert_eq!(table.all_sessions().count(), 2);
+    assert!(table.rejoined(1));
+    table.admit(1, live(1, bob, 70, true), "bob".into());
+    let (live, current) = table.closed(2).expect("was rejoining");
+    assert_eq!((live.peer, current), (carol, true));
+    assert_eq!(table.connected(), vec![key(70)]);
+    assert_eq!(table.keys().count(), 2);
+}
+
+#[test]
+fn own_addresses_are_never_peers() {
+    let mut table = table();
+    assert!(table.is_self(&PeerAddr::from_ip_port([127, 0, 0, 1].into(), 9000)));
+    assert!(!table.is_self(&addr(9000)));
+    table.note_local_ip([10, 0, 0, 1].into());
+    assert!(table.is_self(&addr(9000)));
+    table.know(addr(7000));
+    table.mark_self(addr(7000));
+    assert!(table.is_self(&addr(7000)));
+    assert_eq!(table.unkeyed().count(), 0);
+}
+
+#[test]
+fn a_peers_frame_lists_connected_peers_first_and_not_the_recipient() {
+    let mut table = table();
+    for port in 1..=300u16 {
+        let mut bytes = [0u8; 32];
+        bytes[..2].copy_from_slice(&port.to_be_bytes());
+        let mut session = live(u32::from(port), addr(port), 0, true);
+        session.key = PeerKey::from_bytes(bytes);
+        let peer_key = session.key;
+        table.admit(u64::from(port), session, format!("p{port}"));
+        if port < 300 {
+            table.disconnect(&peer_key);
+        }
+    }
+    let mut first = [0u8; 32];
+    first[..2].copy_from_slice(&1u16.to_be_bytes());
+    let entries = table.known_peers_for(&PeerKey::from_bytes(first), &addr(1));
+    assert_eq!(entries.len(), PEERS_PER_FRAME);
+    assert_eq!(entries[0].addr, addr(300).to_string());
+    assert!(entries
+        .iter()
+        .all(|entry| entry.addr != addr(1).to_string()));
+    assert_eq!(entries[0].key.as_bytes()[..2], 300u16.to_be_bytes());
+}
+
+#[test]
+fn only_dialed_addresses_are_passed_on_never_claims_introductions_or_one_shots() {
+    let mut table = table();
+    table.know(addr(1));
+    let mut sender = live(2, addr(2), 71, false);
+    sender.one_shot = true;
+    table.admit(2, sender, "script".into());
+    table.admit(3, live(3, addr(3), 72, true), "carol".into());
+    // Connected to us, but only claims where it listens.
+    table.admit(4, live(4, addr(4), 73, false), "dave".into());
+    table.learn(addr(5), Some("erin".into()), key(74), "carol");
+    let entries = table.known_peers_for(&key(99), &addr(9));
+    let addrs: Vec<&str> = entries.iter().map(|e| e.addr.as_str()).collect();
+    assert_eq!(addrs, vec![addr(3).to_string()]);
+    assert_eq!(entries[0].key, key(72));
+    // Not to the peer itself.
+    assert!(table.known_peers_for(&key(72), &addr(3)).is_empty());
+}
+
+#[test]
+fn loopback_addresses_go_only_to_loopback_peers() {
+    let mut table = table();
+    let local = PeerAddr::from_ip_port([127, 0, 0, 1].into(), 9001);
+    table.admit(1, live(1, local, 70, true), "bob".into());
+    assert!(table.known_peers_for(&key(99), &addr(9)).is_empty());
+    let other_local = PeerAddr::from_ip_port([127, 0, 0, 1].into(), 9002);
+    assert_eq!(table.known_peers_for(&key(99), &other_local).len(), 1);
+}
+
+#[test]
+fn introductions_never_take_an_address_from_a_key_that_proved_it() {
+    let mut table = table();
+    table.admit(1, live(1, addr(1), 70, true), "bob".into());
+    // Mallory says bob's address is hers, and that bob is at her address.
+    assert!(!table.learn(addr(1), Some("mallory".into()), key(66), "mallory"));
+    assert_eq!(table.key_at(&addr(1)), Some(key(70)));
+    table.learn(addr(6), Some("bob".into()), key(70), "mallory");
+    // The introduced address is only an expectation: chats to it do not go to bob.
+    assert_eq!(table.route(&addr(6)), None);
+    assert_eq!(
+        table.introduced_at(&addr(6)),
+        Some((key(70), "mallory".to_string()))
+    );
+    // Dialing it met another key: the introduction is dropped, bob's real address stays.
+    table.drop_introduction(&addr(6), &key(70));
+    assert_eq!(table.key_at(&addr(6)), None);
+    assert_eq!(table.routes_of(&key(70)), vec![addr(1)]);
+    // Unusable addresses are never stored.
+    assert!(!table.learn("0.0.0.0:9001".parse().unwrap(), None, key(71), "x"));
+    assert!(!table.learn("224.0.0.1:9001".parse().unwrap(), None, key(71), "x"));
+    table.know("0.0.0.0:9001".parse().unwrap());
+    assert_eq!(table.unkeyed().count(), 0);
+    // Dialed as 0.0.0.0:P: the session serves the key, the address is not kept.
+    let unspecified: PeerAddr = "0.0.0.0:9002".parse().unwrap();
+    table.admit(2, live(2, unspecified, 75, true), "zed".into());
+    assert!(table.session_of(&key(75)).is_some());
+    assert!(table.routes_of(&key(75)).is_empty());
+    assert_eq!(table.key_at(&unspecified), None);
+}
+
+#[test]
+fn a_new_key_at_a_known_address_takes_it_over_and_the_old_one_is_not_redialed_there() {
+    let mut table = table();
+    table.admit(1, live(1, addr(1), 70, true), "bob".into());
+    table.closed(1);
+    assert!(table.keeps_up(&key(70)));
+    // Bob came back with a new key (no pins in this table).
+    table.admit(2, live(2, addr(1), 71, true), "bob".into());
+    assert_eq!(table.route(&addr(1)), Some(key(71)));
+    assert_eq!(table.address_of(&key(70)), None);
+}
+
+#[test]
+fn peers_are_kept_up_until_let_go_and_one_shot_senders_never() {
+    let mut table = table();
+    table.admit(1, live(1, addr(1), 70, false), "bob".into());
+    let mut sender = live(2, addr(2), 71, false);
+    sender.one_shot = true;
+    table.admit(2, sender, "script".into());
+    assert!(table.keeps_up(&key(70)));
+    assert!(!table.keeps_up(&key(71)));
+    table.let_go(&key(70));
+    assert!(!table.keeps_up(&key(70)));
+}
