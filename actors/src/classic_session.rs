@@ -18,9 +18,12 @@ use crate::classic::text::{
     classify_first_byte, parse_inbound, FirstByte, MAX_INBOUND_BYTES, SENDER_PAUSE,
 };
 use crate::classic::ClassicConfig;
+use crate::events::NodeEvent;
+use crate::helpers::human;
 use crate::registry::ClassicIncoming;
+use crate::registry::Publish;
 use crate::session::{Direction, Session, SessionTemplate};
-use crate::trace::{ask, Role};
+use crate::trace::{ask, tell, Role};
 
 /// What the first byte of a new connection said, or that none came.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +70,12 @@ pub async fn route(
         }
         Sniffed::First(FirstByte::Classic) => {
             tracing::info!(%remote, "classic connection closed: --no-classic");
+        }
+        Sniffed::Silent => {
+            // Said as a Session says it when a peer stops half-way through the handshake.
+            let reason = format!("no handshake within {}", human(template.timeouts.hello));
+            let refused = NodeEvent::ConnectionRefused { remote, reason };
+            tell(Role::Listener, &template.registry, Publish(refused));
         }
         other => tracing::info!(%remote, "connection closed quietly: {other:?}"),
     }
