@@ -18,8 +18,9 @@ use crate::classic::text::{
     classify_first_byte, parse_inbound, FirstByte, MAX_INBOUND_BYTES, SENDER_PAUSE,
 };
 use crate::classic::ClassicConfig;
+use crate::listener::ConnectionSlot;
 use crate::registry::ClassicIncoming;
-use crate::session::{Direction, Session, SessionTemplate};
+use crate::session::{Session, SessionTemplate};
 use crate::trace::{ask, Role};
 
 /// What the first byte of a new connection said, or that none came.
@@ -50,20 +51,22 @@ pub async fn route(
     remote: SocketAddr,
     template: SessionTemplate,
     classic: ClassicConfig,
+    slot: ConnectionSlot,
 ) {
     // The dialer speaks first in both protocols (Noise message 1, or a classic text), so a
     // connection that says nothing within the hello timeout is nobody we can serve.
     let sniffed = sniff(&stream, template.timeouts.hello).await;
-    let session = |stream| {
-        if let Err(err) = Session::start(stream, Direction::Inbound, template.clone()) {
+    let session = |stream, slot| {
+        if let Err(err) = Session::start_inbound(stream, template.clone(), slot) {
             tracing::info!(%remote, "connection lost before its session started: {err}");
         }
     };
     match sniffed {
-        Sniffed::First(FirstByte::Peerchat) => session(stream),
+        Sniffed::First(FirstByte::Peerchat) => session(stream, slot),
         Sniffed::First(FirstByte::Classic) if classic.enabled => {
             let deadline = Instant::now() + template.timeouts.hello;
-            serve(stream, remote, &template, deadline).await
+            serve(stream, remote, &template, deadline).await;
+            drop(slot);
         }
         Sniffed::First(FirstByte::Classic) => {
             tracing::info!(%remote, "classic connection closed: --no-classic");

@@ -276,8 +276,13 @@ impl Console {
                 .into_actor(self)
                 .map(|report, console, _| {
                     let look = console.look;
-                    if let Some(line) = render::undelivered(report.undelivered, report.kept, &look)
-                    {
+                    let line = render::undelivered(
+                        report.undelivered,
+                        report.kept,
+                        report.not_saved,
+                        &look,
+                    );
+                    if let Some(line) = line {
                         console.print(&line);
                     }
                     console.print("Goodbye.");

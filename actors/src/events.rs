@@ -86,6 +86,22 @@ pub enum NodeEvent {
         /// Why it was given up.
         reason: String,
     },
+    /// Our chat `id` to `to` was accepted but could not be saved in the data directory: it
+    /// is sent while the node runs, and lost if the node quits before it is delivered.
+    NotSaved {
+        /// The recipient.
+        to: PeerAddr,
+        /// Our id for it.
+        id: MessageId,
+        /// Why the write failed.
+        error: String,
+    },
+    /// Writing to the data directory failed (the history, an ack's record). Said once, and
+    /// again only after a write has worked in between.
+    StorageFailed {
+        /// Why the write failed.
+        error: String,
+    },
     /// A connection was refused or closed before its handshake, e.g. for a bad frame.
     ConnectionRefused {
         /// The socket address the connection came from.

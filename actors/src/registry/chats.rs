@@ -15,7 +15,7 @@ use crate::helpers::now_ms;
 use crate::key::PeerKey;
 use crate::peer::{MessageId, PeerAddr, SessionId};
 use crate::session::{AckChats, Chat, Deliver, Session};
-use crate::store::{HistoryEntry, QueuedChat};
+use crate::store::{HistoryEntry, OutboxFull, QueuedChat, MAX_MESSAGE_ID};
 
 use crate::trace::{tell, Role};
 use crate::wire::MAX_TEXT_BYTES;
@@ -57,6 +57,11 @@ pub enum SendError {
     ShuttingDown,
     /// The Registry failed while taking the message: it was not queued.
     RegistryFailed,
+    /// The outbox is at its cap (`StoreLimits`): no new chat until some are delivered or
+    /// given up. Says how full it is.
+    OutboxFull(String),
+    /// Every chat id up to `MAX_MESSAGE_ID` is used: ids never wrap to 0.
+    IdsExhausted,
 }
 
 impl fmt::Display for SendError {
@@ -71,6 +76,11 @@ impl fmt::Display for SendError {
             SendError::RegistryFailed => write!(
                 f,
                 "the registry failed taking this message (it was restarted); it was not sent"
+            ),
+            SendError::OutboxFull(why) => write!(f, "not sent: {why}"),
+            SendError::IdsExhausted => write!(
+                f,
+                "not sent: every message id up to {MAX_MESSAGE_ID} is used (ids never wrap)"
             ),
         }
     }
@@ -102,6 +112,7 @@ impl Registry {
         if self.classic.is_classic(&msg.to) {
             return self.on_send_classic(msg.to, msg.text, ctx);
         }
+        self.check_room(&msg.to, std::slice::from_ref(&msg.text))?;
         let id = self.accept(msg.to, msg.text, ctx);
         self.route_accepted(msg.to, ctx);
         Ok(id)
@@ -118,6 +129,7 @@ impl Registry {
             let mut send = |text| self.on_send_classic(to, text, ctx);
             return msg.texts.into_iter().map(&mut send).collect();
         }
+        self.check_room(&msg.to, &msg.texts)?;
         let ids = msg
             .texts
             .into_iter()
@@ -141,20 +153,57 @@ impl Registry {
         }
     }
 
+    /// Whether the outbox has room for these chats, and ids are left for them: checked
+    /// before any is accepted, so that all or none are.
+    fn check_room(&self, to: &PeerAddr, texts: &[String]) -> Result<(), SendError> {
+        let last = u64::try_from(texts.len())
+            .ok()
+            .and_then(|count| self.next_message_id.checked_add(count));
+        if last.is_none_or(|last| last > MAX_MESSAGE_ID) {
+            return Err(SendError::IdsExhausted);
+        }
+        let Some(store) = &self.store else {
+            return Ok(());
+        };
+        let chats: Vec<QueuedChat> = texts
+            .iter()
+            .map(|text| QueuedChat {
+                id: self.next_message_id,
+                to: to.to_string(),
+                text: text.clone(),
+                sent_at_ms: 0,
+            })
+            .collect();
+        store
+            .room_for_all(&chats)
+            .map_err(|full| SendError::OutboxFull(full.to_string()))
+    }
+
     /// Puts a chat in the outbox (and on disk) and, if its peer is connected, on the way.
+    /// `check_room` said there is room and an id.
     fn accept(&mut self, to: PeerAddr, text: String, ctx: &mut Context<Self>) -> MessageId {
-        self.next_message_id += 1;
+        // check_room made sure of it; saturating all the same, never wrapping.
+        self.next_message_id = self.next_message_id.saturating_add(1).min(MAX_MESSAGE_ID);
         let id = self.next_message_id;
         let sent_at_ms = now_ms();
-        // On disk before anyone is told it was accepted.
-        if self.store.is_some() {
+        // On disk before anyone is told it was accepted. A chat that could not be saved is
+        // still sent while the node runs, but said to be `not saved` (and never kept).
+        if let Some(store) = self.store.as_mut() {
             let queued = QueuedChat {
                 id,
                 to: to.to_string(),
                 text: text.clone(),
                 sent_at_ms,
             };
-            self.persist(|store| store.queued(&queued));
+            if let Err(err) = store.queued(&queued) {
+                let error = match OutboxFull::in_error(&err) {
+                    Some(full) => full.to_string(),
+                    None => format!("{}: {err}", store.dir().display()),
+                };
+                tracing::error!("chat {id} not saved: {error}");
+                self.unsaved.insert(id);
+                self.emit(NodeEvent::NotSaved { to, id, error });
+            }
         }
         let now = Instant::now();
         self.outbox.insert(id, to, text, sent_at_ms, now);
@@ -256,6 +305,7 @@ impl Registry {
     }
 
     fn report_failed(&mut self, id: MessageId, to: PeerAddr, text: String, reason: String) {
+        self.unsaved.remove(&id);
         self.persist(|store| store.done(id, &format!("failed: {reason}")));
         self.emit(NodeEvent::DeliveryFailed {
             to,
@@ -360,6 +410,7 @@ impl Registry {
             let Some(out) = self.outbox.take_acked(id, &msg.from) else {
                 continue; // A repeat, or not for a chat of ours: nothing to do.
             };
+            self.unsaved.remove(&id);
             let entry = HistoryEntry::Out {
                 at_ms,
                 to: out.to,

@@ -80,8 +80,10 @@ pub struct Shutdown {
 pub struct ShutdownReport {
     /// Chats that were still without an ack when the node stopped.
     pub undelivered: usize,
-    /// They are kept in the data directory and sent at the next start.
+    /// They are kept in the data directory and sent at the next start (but for `not_saved`).
     pub kept: bool,
+    /// Of the undelivered chats, those whose save failed: lost, never claimed kept.
+    pub not_saved: usize,
 }
 
 guarded_handler!(
@@ -101,7 +103,13 @@ impl Registry {
         Box::pin(drained.into_actor(self).then(|_, act, _| {
             act.phase = act.phase.max(Phase::Closing);
             let undelivered = act.outbox.len();
-            // With a data directory they stay in the outbox file for the next start.
+            // With a data directory they stay in the outbox file for the next start, but
+            // for those whose save failed.
+            let not_saved = act
+                .unsaved
+                .iter()
+                .filter(|id| act.outbox.get(**id).is_some())
+                .count();
             let kept = act.store.is_some();
             if !kept {
                 act.fail_waiting(None, "node quit before the ack arrived");
@@ -114,7 +122,11 @@ impl Registry {
                 .into_actor(act)
                 .map(move |_, act, _| {
                     act.let_go_of_data_dir();
-                    ShutdownReport { undelivered, kept }
+                    ShutdownReport {
+                        undelivered,
+                        kept,
+                        not_saved,
+                    }
                 })
         }))
     }

@@ -1,0 +1,234 @@
+//! Issue 13: what a peer sends cannot grow a node's state without bound. Each test plays the
+//! attack on a real node over 127.0.0.1 and asserts the limit of docs/limits.md.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use peerchat_actors::limits::{Limits, Rate, MAX_NAME_BYTES, MAX_PEERS_TAKEN};
+use peerchat_actors::noise::StaticKeypair;
+use peerchat_actors::wire::{Frame, Hello, PeerEntry};
+use peerchat_actors::{NodeConfig, PeerAddr, PeerKey, SendError};
+
+/// Connections from one IP past `max_sessions_per_ip` are closed before any handshake; the
+/// ones admitted keep working, and a place freed is taken again.
+#[actix_rt::test]
+async fn connections_past_the_per_ip_limit_are_closed_and_the_first_keep_working() {
+    let limit = Limits::default().max_sessions_per_ip;
+    let (node, _events) = start("n").await;
+    let addr = node.peer_addr();
+    let mut admitted = Vec::new();
+    for _ in 0..limit {
+        admitted.push(RawPeer::handshake(addr, 0).await);
+    }
+    for extra in 0..3 {
+        // Noise message 1 goes out; the node answers nothing and closes.
+        let keys = StaticKeypair::generate().unwrap();
+        let refused = RawPeer::handshake_as(addr, keys, Hello::new("extra", 0)).await;
+        assert!(
+            refused.is_err(),
+            "connection {} past the limit got a handshake",
+            limit + extra
+        );
+    }
+    // Every admitted one still answers pings.
+    for (nonce, peer) in admitted.iter_mut().enumerate() {
+        let nonce = nonce as u64;
+        peer.send(&Frame::Ping { nonce }).await;
+        loop {
+            match peer.next().await {
+                Some(Frame::Pong { nonce: n }) if n == nonce => break,
+                Some(_) => continue,
+                None => panic!("admitted connection {nonce} was closed"),
+            }
+        }
+    }
+    // One leaves: its place is given back, and a new connection is served.
+    admitted.pop().unwrap().shutdown().await;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let keys = StaticKeypair::generate().unwrap();
+        if RawPeer::handshake_as(addr, keys, Hello::new("late", 0))
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the freed place was never given back"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The total limit holds whatever the IPs (here all one, under a higher per-IP limit).
+#[actix_rt::test]
+async fn connections_past_the_total_limit_are_closed() {
+    let mut config = NodeConfig::local("n");
+    config.limits.max_sessions = 3;
+    config.limits.max_sessions_per_ip = 100;
+    let (node, _events) = start_with(config).await;
+    let mut admitted = Vec::new();
+    for _ in 0..3 {
+        admitted.push(RawPeer::handshake(node.peer_addr(), 0).await);
+    }
+    let keys = StaticKeypair::generate().unwrap();
+    let refused = RawPeer::handshake_as(node.peer_addr(), keys, Hello::new("x", 0)).await;
+    assert!(refused.is_err(), "a fourth connection got a handshake");
+    admitted[0].send(&Frame::Ping { nonce: 7 }).await;
+    assert!(matches!(
+        admitted[0].next().await,
+        Some(Frame::Pong { nonce: 7 })
+    ));
+}
+
+#[actix_rt::test]
+async fn a_hello_name_over_64_bytes_is_refused_with_a_bye() {
+    let (node, _events) = start("n").await;
+    let long = "é".repeat(MAX_NAME_BYTES / 2) + "x"; // 65 bytes, 33 characters
+    let keys = StaticKeypair::generate().unwrap();
+    let mut peer = RawPeer::handshake_as(node.peer_addr(), keys, Hello::new(long, 0))
+        .await
+        .expect("the handshake itself completes");
+    let reason = peer.expect_bye_and_close().await;
+    assert!(reason.contains("name too long: 65 bytes"), "{reason}");
+    // 64 bytes are fine.
+    let keys = StaticKeypair::generate().unwrap();
+    let at_limit = "é".repeat(MAX_NAME_BYTES / 2);
+    let mut peer = RawPeer::handshake_as(node.peer_addr(), keys, Hello::new(at_limit, 0))
+        .await
+        .unwrap();
+    assert!(matches!(peer.next().await, Some(Frame::Peers { .. })));
+}
+
+/// A `peers` frame with 800 entries teaches the node at most 256 of them, and none with a
+/// name over 64 bytes.
+#[actix_rt::test]
+async fn at_most_256_entries_are_taken_from_one_peers_frame() {
+    let (node, _events) = start("n").await;
+    let mut peer = RawPeer::handshake(node.peer_addr(), 0).await;
+    let entry = |i: u32, name: String| {
+        let mut key = [9u8; 32];
+        key[..4].copy_from_slice(&i.to_be_bytes());
+        PeerEntry {
+            addr: format!("10.{}.{}.{}:4000", i >> 16 & 255, i >> 8 & 255, i & 255),
+            name,
+            key: PeerKey::from_bytes(key),
+        }
+    };
+    // The first ten have names too long: skipped.
+    let mut peers: Vec<PeerEntry> = (0..10).map(|i| entry(i, "n".repeat(65))).collect();
+    peers.extend((10..800).map(|i| entry(i, format!("p{i}"))));
+    peer.send(&Frame::Peers { peers }).await;
+    // A ping answered means the frame before it was handled (one Session, in order), and
+    // the Registry took what it handed on before answering its next question.
+    peer.send(&Frame::Ping { nonce: 1 }).await;
+    while !matches!(peer.next().await, Some(Frame::Pong { nonce: 1 })) {}
+    let known = node.peers().await.unwrap();
+    let learned: Vec<_> = known
+        .iter()
+        .filter(|p| p.addr.to_string().starts_with("10."))
+        .collect();
+    assert!(
+        learned.len() <= MAX_PEERS_TAKEN - 10,
+        "{} peers learned from one frame",
+        learned.len()
+    );
+    assert!(!learned.is_empty(), "nothing was learned at all");
+    assert!(learned
+        .iter()
+        .all(|p| p.name.as_ref().map_or(0, String::len) <= MAX_NAME_BYTES));
+}
+
+/// A `get_peers` loop (issue 13: 5.7× the bytes it sends came back) gets `bye "rate limit"`
+/// past its burst.
+#[actix_rt::test]
+async fn a_get_peers_flood_gets_bye_rate_limit() {
+    let (node, _events) = start("n").await;
+    let mut peer = RawPeer::handshake(node.peer_addr(), 0).await;
+    let burst = Limits::default().get_peers.burst as usize;
+    peer.send_all(&vec![Frame::GetPeers; 50]).await;
+    let mut answers = 0;
+    let reason = loop {
+        match peer.next().await {
+            Some(Frame::Peers { .. }) => answers += 1,
+            Some(Frame::Bye { reason }) => break reason,
+            Some(_) => {}
+            None => panic!("closed without a bye after {answers} answers"),
+        }
+    };
+    assert!(reason.contains("rate limit"), "{reason}");
+    assert!(answers <= burst, "{answers} answers to a flood");
+}
+
+/// Chats past a peer's rate are read more slowly, never dropped: every one is acked, and
+/// the flood takes at least as long as its budget says.
+#[actix_rt::test]
+async fn chats_past_their_rate_are_slowed_down_not_dropped() {
+    let mut config = NodeConfig::local("n");
+    config.limits.chats = Rate {
+        per_second: 100.0,
+        burst: 20.0,
+    };
+    let (node, mut events) = start_with(config).await;
+    let mut peer = RawPeer::handshake(node.peer_addr(), 0).await;
+    let count = 220u64;
+    let started = Instant::now();
+    let chats: Vec<Frame> = (0..count)
+        .map(|id| Frame::Chat {
+            id,
+            text: format!("c{id}"),
+            sent_at_ms: 0,
+        })
+        .collect();
+    peer.send_all(&chats).await;
+    let mut acked = std::collections::BTreeSet::new();
+    while acked.len() < count as usize {
+        match peer.next().await {
+            Some(Frame::Ack { id }) => {
+                acked.insert(id);
+            }
+            Some(Frame::Bye { reason }) => panic!("bye {reason:?} after {} acks", acked.len()),
+            Some(_) => {}
+            None => panic!("closed after {} acks", acked.len()),
+        }
+    }
+    let took = started.elapsed();
+    // 200 chats past the burst at 100 a second: 2 s; a little slack for the clock.
+    assert!(
+        took >= Duration::from_millis(1800),
+        "{count} chats acked in {took:?}"
+    );
+    let mut shown = 0;
+    while shown < count {
+        received(&mut events).await;
+        shown += 1;
+    }
+}
+
+/// The outbox's cap (10,000 chats) refuses the next chat with a clear error; nothing is
+/// queued past it.
+#[actix_rt::test]
+async fn a_chat_past_the_outbox_cap_is_refused_with_outbox_full() {
+    let dir = temp_dir("outbox-full");
+    let mut config = NodeConfig::local("full");
+    config.data_dir = Some(dir.clone());
+    let (node, _events) = start_with(config).await;
+    let nobody = RefusingPort::new();
+    let to: PeerAddr = nobody.addr().parse().unwrap();
+    let cap = peerchat_actors::store::StoreLimits::default().outbox_chats;
+    let texts: Vec<String> = (0..cap).map(|n| format!("c{n}")).collect();
+    node.send_chats(to, texts).await.expect("up to the cap");
+    let refused = node.send_chat(to, "one more").await.unwrap_err();
+    assert!(matches!(refused, SendError::OutboxFull(_)), "{refused:?}");
+    assert!(refused.to_string().contains("outbox is full"), "{refused}");
+    // All or none: two chats do not squeeze one in either.
+    let refused = node.send_chats(to, ["a", "b"]).await.unwrap_err();
+    assert!(matches!(refused, SendError::OutboxFull(_)), "{refused:?}");
+    let waiting: usize = node.peers().await.unwrap().iter().map(|p| p.waiting).sum();
+    assert_eq!(waiting, cap);
+    node.shutdown(Duration::ZERO).await;
+    let _ = std::fs::remove_dir_all(dir);
+}
