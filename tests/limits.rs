@@ -9,7 +9,7 @@ use common::*;
 use peerchat_actors::limits::{Limits, Rate, MAX_NAME_BYTES, MAX_PEERS_TAKEN};
 use peerchat_actors::noise::StaticKeypair;
 use peerchat_actors::wire::{Frame, Hello, PeerEntry};
-use peerchat_actors::{NodeConfig, PeerAddr, PeerKey, SendError};
+use peerchat_actors::{NodeConfig, NodeEvent, PeerAddr, PeerKey, SendError};
 
 /// Connections from one IP past `max_sessions_per_ip` are closed before any handshake; the
 /// ones admitted keep working, and a place freed is taken again.
@@ -231,4 +231,66 @@ async fn a_chat_past_the_outbox_cap_is_refused_with_outbox_full() {
     assert_eq!(waiting, cap);
     node.shutdown(Duration::ZERO).await;
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Issue 13: 300 peers that never read held 491 MB. Now all queues together are bounded
+/// (`--max-write-buffers`, here 512 KiB under a per-peer 8 MiB): the peers with the biggest
+/// queues are cut `too slow`, and a peer that reads loses nothing.
+#[actix_rt::test]
+async fn peers_that_never_read_are_cut_at_the_node_wide_write_budget() {
+    let mut config = NodeConfig::local("a");
+    config.write_buffer_bytes = 8 * 1024 * 1024;
+    config.limits.max_write_buffers = 512 * 1024;
+    // Only the budget may cut the slow peers here, not their silence.
+    config.timeouts.ping_interval = Duration::from_secs(60);
+    config.timeouts.idle = Duration::from_secs(120);
+    let (a, mut a_events) = start_with(config).await;
+    let (b, mut b_events) = start("b").await;
+    b.connect(a.peer_addr()).await.unwrap();
+    let slow_ports = [45101u16, 45102];
+    let mut raws = Vec::new();
+    for port in slow_ports {
+        raws.push(RawPeer::handshake(a.peer_addr(), port).await);
+    }
+    let slow: Vec<PeerAddr> = slow_ports
+        .iter()
+        .map(|port| format!("127.0.0.1:{port}").parse().unwrap())
+        .collect();
+    let text = "x".repeat(1024);
+    let mut cut = std::collections::HashMap::new();
+    let mut b_ids = Vec::new();
+    let mut sent = 0;
+    while cut.len() < slow.len() {
+        for peer in &slow {
+            if !cut.contains_key(peer) {
+                a.send_chat(*peer, text.clone()).await.unwrap();
+            }
+        }
+        sent += 1;
+        if sent % 100 == 0 {
+            b_ids.push(
+                a.send_chat(b.peer_addr(), format!("to b {sent}"))
+                    .await
+                    .unwrap(),
+            );
+        }
+        while let Some(event) = a_events.next_within(Duration::ZERO).await {
+            if let NodeEvent::PeerDisconnected { peer, reason, .. } = event {
+                assert_ne!(peer, b.peer_addr(), "the reading peer was cut: {reason}");
+                cut.insert(peer, reason);
+            }
+        }
+        assert!(sent < 100_000, "the slow peers were never cut");
+    }
+    for (peer, reason) in &cut {
+        assert!(
+            reason.starts_with("too slow") && reason.contains("--max-write-buffers"),
+            "{peer}: {reason}"
+        );
+    }
+    let mut shown = std::collections::HashSet::new();
+    while shown.len() < b_ids.len() {
+        shown.insert(received(&mut b_events).await.1);
+    }
+    drop(raws);
 }
