@@ -299,8 +299,16 @@ impl Io {
                 Err(why) => tracing::info!("no line editor ({why}); reading plain lines"),
             }
         }
+        // Written by a thread: a stdout nobody reads must not stop the node.
+        let screen = match PlainScreen::on_thread(unbuffered_stdout()) {
+            Ok(screen) => screen,
+            Err(err) => {
+                tracing::warn!("no thread for stdout ({err}); writing it from the node's");
+                PlainScreen::new(unbuffered_stdout())
+            }
+        };
         let io = Io {
-            screen: Box::new(PlainScreen::new(unbuffered_stdout())),
+            screen: Box::new(screen),
             input: stdin_lines(),
             interrupts,
             interrupt_tx,
@@ -312,7 +320,7 @@ impl Io {
 /// Standard output without std's line buffer: the plain screen assembles each batch of lines
 /// (and the prompt after them) itself, to write it with one `write`; through a LineWriter the
 /// prompt after the last line end would be a second one.
-fn unbuffered_stdout() -> Box<dyn Write> {
+fn unbuffered_stdout() -> Box<dyn Write + Send> {
     #[cfg(unix)]
     {
         use std::os::fd::AsFd;

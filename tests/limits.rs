@@ -6,6 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
+use peerchat_actors::events::WhenShown;
 use peerchat_actors::limits::{Limits, Rate, MAX_NAME_BYTES, MAX_PEERS_TAKEN};
 use peerchat_actors::noise::StaticKeypair;
 use peerchat_actors::wire::{Frame, Hello, PeerEntry};
@@ -293,4 +294,114 @@ async fn peers_that_never_read_are_cut_at_the_node_wide_write_budget() {
         shown.insert(received(&mut b_events).await.1);
     }
     drop(raws);
+}
+
+/// A display that shows chats slowly: each `WhenShown` takes `delay`, then confirms every
+/// chat received before it. Test state shared with the test body (a test may hold a lock).
+struct SlowDisplay {
+    delay: Duration,
+    pending: Vec<u64>,
+    state: std::sync::Arc<std::sync::Mutex<Shown>>,
+}
+
+#[derive(Default)]
+struct Shown {
+    /// Chats confirmed shown, in order.
+    confirmed: Vec<u64>,
+    /// Most chats ever received and not yet confirmed.
+    most_pending: usize,
+}
+
+impl actix::Actor for SlowDisplay {
+    type Context = actix::Context<Self>;
+}
+
+impl actix::Handler<NodeEvent> for SlowDisplay {
+    type Result = ();
+    fn handle(&mut self, event: NodeEvent, _: &mut Self::Context) {
+        if let NodeEvent::ChatReceived { id, .. } = event {
+            self.pending.push(id);
+            let mut state = self.state.lock().unwrap();
+            state.most_pending = state.most_pending.max(self.pending.len());
+        }
+    }
+}
+
+impl actix::Handler<WhenShown> for SlowDisplay {
+    type Result = actix::ResponseActFuture<Self, ()>;
+    fn handle(&mut self, _: WhenShown, _: &mut Self::Context) -> Self::Result {
+        use actix::{ActorFutureExt, WrapFuture};
+        Box::pin(
+            tokio::time::sleep(self.delay)
+                .into_actor(self)
+                .map(|_, act, _| {
+                    let shown = std::mem::take(&mut act.pending);
+                    act.state.lock().unwrap().confirmed.extend(shown);
+                }),
+        )
+    }
+}
+
+/// Console flow control, in process: a display that confirms slowly. Every chat is shown
+/// once, acked only after it was shown, the chats waiting to be shown never pass the
+/// Session's bound, and the paused peer is not timed out for the silence we cause.
+#[actix_rt::test]
+async fn chats_are_acked_only_once_shown_and_a_slow_display_slows_the_sender() {
+    use actix::Actor;
+    let mut config = fast_config("n");
+    config.limits.max_unacked_chats = 64;
+    let (node, _events) = start_with(config).await;
+    let state = std::sync::Arc::new(std::sync::Mutex::new(Shown::default()));
+    let display = SlowDisplay {
+        delay: Duration::from_millis(700), // longer than the 600 ms idle timeout
+        pending: Vec::new(),
+        state: state.clone(),
+    }
+    .start();
+    node.subscribe_display(display.clone().recipient(), display.recipient());
+    let mut peer = RawPeer::handshake(node.peer_addr(), 0).await;
+    let count = 600u64;
+    let chats: Vec<Frame> = (0..count)
+        .map(|id| Frame::Chat {
+            id,
+            text: format!("c{id}"),
+            sent_at_ms: 0,
+        })
+        .collect();
+    peer.send_all(&chats).await;
+    let mut acked = std::collections::BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while acked.len() < count as usize {
+        assert!(Instant::now() < deadline, "{} acks in 60 s", acked.len());
+        match peer.next().await {
+            Some(Frame::Ack { id }) => {
+                let state = state.lock().unwrap();
+                assert!(
+                    state.confirmed.contains(&id),
+                    "chat {id} acked before shown"
+                );
+                acked.insert(id);
+            }
+            // While its reading is held, the node reads none of these pongs: it must not
+            // time the peer out for that silence.
+            Some(Frame::Ping { nonce }) => peer.send(&Frame::Pong { nonce }).await,
+            Some(Frame::Bye { reason }) => panic!("bye {reason:?} after {} acks", acked.len()),
+            Some(_) => {}
+            None => panic!("closed after {} acks", acked.len()),
+        }
+    }
+    let state = state.lock().unwrap();
+    let mut shown = state.confirmed.clone();
+    shown.sort_unstable();
+    assert_eq!(
+        shown,
+        (0..count).collect::<Vec<_>>(),
+        "every chat shown once"
+    );
+    // At most the Session's bound waits, plus what one read turn hands over past it.
+    assert!(
+        state.most_pending <= 64 + 256,
+        "{} chats waited to be shown",
+        state.most_pending
+    );
 }

@@ -18,7 +18,7 @@ use crate::classic::text::{
     classify_first_byte, parse_inbound, FirstByte, MAX_INBOUND_BYTES, SENDER_PAUSE,
 };
 use crate::classic::ClassicConfig;
-use crate::listener::ConnectionSlot;
+use crate::limits::ConnectionSlot;
 use crate::registry::ClassicIncoming;
 use crate::session::{Session, SessionTemplate};
 use crate::trace::{ask, Role};

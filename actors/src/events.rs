@@ -122,6 +122,14 @@ pub enum NodeEvent {
     },
 }
 
+/// From the Registry to a display (the Console), after the `ChatReceived` events of one
+/// batch: answered once those lines are written out (console flow control: only then are
+/// the chats acked). Here with the events, not beside its handler in console.rs, because the
+/// Registry sends it and must not depend on the Console.
+#[derive(actix::Message, Debug)]
+#[rtype(result = "()")]
+pub struct WhenShown;
+
 /// What the supervisor did about a failed actor.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SupervisionStep {

@@ -1,12 +1,14 @@
 //! The budgets of what peers can make a node hold (issue 13, docs/limits.md): the settings
 //! ([`Limits`]), and the plain parts that enforce them where the state lives: the Listener's
 //! [`ConnectionCounts`], a Session's [`TokenBucket`]s, the writers' shared [`WriteBudget`].
-//! Data types only: no actor here.
+//! Data types only: no actor here (the Listener handles [`ConnectionEnded`]).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+
+use actix::{Message, Recipient};
 
 /// The longest name a peer may announce in its `hello`, in bytes (UTF-8). Longer ones are
 /// refused (see `session/handshake.rs`); a `peers` entry with a longer name is skipped.
@@ -116,6 +118,34 @@ pub struct ConnectionCounts {
     total: usize,
     per_ip: HashMap<IpAddr, usize>,
 }
+
+/// Held by every inbound connection the Listener admitted, for as long as it lives (the
+/// Session's state, or the classic exchange): dropping it tells the Listener the connection
+/// ended, however it ended. A recipient, not the Listener's address, so that Sessions do
+/// not depend on the Listener.
+#[derive(Debug)]
+pub struct ConnectionSlot {
+    listener: Recipient<ConnectionEnded>,
+    ip: IpAddr,
+}
+
+impl ConnectionSlot {
+    /// A place counted for `ip`, given back to `listener` when dropped.
+    pub fn new(listener: Recipient<ConnectionEnded>, ip: IpAddr) -> Self {
+        ConnectionSlot { listener, ip }
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.listener.do_send(ConnectionEnded(self.ip));
+    }
+}
+
+/// From a [`ConnectionSlot`] to the Listener: a connection from this IP has ended.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct ConnectionEnded(pub IpAddr);
 
 /// Why a connection was not admitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

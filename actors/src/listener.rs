@@ -5,7 +5,7 @@
 //! reports its failures and restarts to the NodeSupervisor.
 
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -16,7 +16,7 @@ use crate::classic::ClassicConfig;
 use crate::classic_session::route;
 use crate::faults::Inject;
 use crate::guarded_handler;
-use crate::limits::{ConnectionCounts, Limits};
+use crate::limits::{ConnectionCounts, ConnectionEnded, ConnectionSlot, Limits};
 use crate::session::SessionTemplate;
 use crate::supervision::{guarded, suffer, Retire, SupervisedChild, SupervisorLink};
 use crate::trace::{Role, Traced};
@@ -171,10 +171,7 @@ impl StreamHandler<io::Result<(TcpStream, SocketAddr)>> for Listener {
                         drop(stream);
                         return;
                     }
-                    let slot = ConnectionSlot {
-                        listener: ctx.address(),
-                        ip: remote.ip(),
-                    };
+                    let slot = ConnectionSlot::new(ctx.address().recipient(), remote.ip());
                     // Its first byte says which protocol it speaks (classic_session.rs).
                     let template = act.template.clone();
                     actix_rt::spawn(route(stream, remote, template, act.classic, slot));
@@ -194,26 +191,6 @@ impl StreamHandler<io::Result<(TcpStream, SocketAddr)>> for Listener {
 }
 
 guarded_handler!(Listener, Inject, |act, msg, ctx| suffer(act, ctx, msg.0));
-
-/// Held by every inbound connection the Listener admitted, for as long as it lives (the
-/// Session's state, or the classic exchange): dropping it tells the Listener the connection
-/// ended, however it ended.
-#[derive(Debug)]
-pub struct ConnectionSlot {
-    listener: Addr<Listener>,
-    ip: IpAddr,
-}
-
-impl Drop for ConnectionSlot {
-    fn drop(&mut self) {
-        self.listener.do_send(ConnectionEnded(self.ip));
-    }
-}
-
-/// From a [`ConnectionSlot`]: a connection from this IP has ended.
-#[derive(Message, Debug)]
-#[rtype(result = "()")]
-pub struct ConnectionEnded(pub IpAddr);
 
 guarded_handler!(Listener, ConnectionEnded, |act, msg, _| act
     .open

@@ -16,6 +16,7 @@ use crate::config::{LocalIdentity, NodeConfig};
 use crate::discovery::{self, Discovery};
 use crate::events::EventStream;
 use crate::events::NodeEvent;
+use crate::events::WhenShown;
 use crate::faults::{Fault, Inject, InjectError};
 use crate::identity::{Identity, IdentityError};
 use crate::key::{Fingerprint, PeerKey};
@@ -269,6 +270,16 @@ impl Node {
             Subscribe(Subscriber::Channel(tx)),
         );
         EventStream::new(rx)
+    }
+
+    /// Every event from now on, to a display's mailbox; the chats of each batch are acked
+    /// only once `shown` answers a [`WhenShown`] sent after their events.
+    pub fn subscribe_display(&self, events: Recipient<NodeEvent>, shown: Recipient<WhenShown>) {
+        tell(
+            self.caller,
+            &self.registry,
+            Subscribe(Subscriber::display(events, shown)),
+        );
     }
 
     /// Every event from now on, to an actor's mailbox (survives that actor's restarts).

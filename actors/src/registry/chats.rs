@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use actix::prelude::*;
 
-use super::Registry;
+use super::{Registry, Subscriber};
 use crate::events::NodeEvent;
 use crate::guarded_handler;
 use crate::helpers::now_ms;
@@ -384,8 +384,31 @@ impl Registry {
                 sent_at_ms: chat.sent_at_ms,
             });
         }
-        // Handed to the console: now, and only now, they are acked.
-        tell(Role::Registry, &msg.session, AckChats { ids: acks });
+        self.ack_once_shown(msg.session, AckChats { ids: acks });
+    }
+
+    /// Console flow control: with a display subscribed, chats are acked only once it has
+    /// written them out (its `ack_once_shown` task, registry/lifecycle.rs). Meanwhile the
+    /// Session holds them as unacked and stops reading its peer at its bound.
+    fn ack_once_shown(&mut self, session: Addr<Session>, acks: AckChats) {
+        let display = self
+            .subscribers
+            .iter()
+            .find_map(|subscriber| match subscriber {
+                // Repeats too, behind the rest: acks reach each peer in the order its chats came.
+                Subscriber::Display { acks, .. } => Some(acks.clone()),
+                _ => None,
+            });
+        let unsent = match display {
+            Some(display) => display
+                .unbounded_send((session, acks))
+                .err()
+                .map(|e| e.into_inner()),
+            None => Some((session, acks)),
+        };
+        if let Some((session, acks)) = unsent {
+            tell(Role::Registry, &session, acks);
+        }
     }
 }
 
