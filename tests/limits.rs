@@ -405,3 +405,77 @@ async fn chats_are_acked_only_once_shown_and_a_slow_display_slows_the_sender() {
         state.most_pending
     );
 }
+
+/// Issue 13: 64 KiB chats at full speed pushed another peer's ping to 127 ms. One peer
+/// floods big chats for 3 s; another peer's pings stay answered quickly (a generous bound:
+/// the machine is shared), and the flood is slowed to its rate, not cut.
+#[actix_rt::test]
+async fn a_flood_of_big_chats_does_not_starve_another_peers_pings() {
+    use futures::StreamExt;
+    use tokio::io::AsyncWriteExt;
+    let (node, _events) = start("n").await;
+    let flood = RawPeer::handshake(node.peer_addr(), 0).await;
+    let (mut from_node, mut to_node, mut sealer) = flood.into_parts();
+    let text = "f".repeat(peerchat_actors::wire::MAX_TEXT_BYTES - 100);
+    let flooding_until = Instant::now() + Duration::from_secs(3);
+    let writer = actix_rt::spawn(async move {
+        let mut id = 0u64;
+        while Instant::now() < flooding_until {
+            let chat = Frame::Chat {
+                id,
+                text: text.clone(),
+                sent_at_ms: 0,
+            };
+            let mut sealed = bytes::BytesMut::new();
+            let framed = peerchat_actors::wire::encode_frame(&chat).unwrap();
+            sealer.seal_frames(&framed, &mut sealed).unwrap();
+            to_node
+                .write_all(&sealed)
+                .await
+                .expect("the flood is slowed, not cut");
+            id += 1;
+        }
+        (to_node, id)
+    });
+    let acker = actix_rt::spawn(async move {
+        let mut acks = 0u64;
+        while let Some(Ok(frame)) = from_node.next().await {
+            match frame {
+                Frame::Ack { .. } => acks += 1,
+                Frame::Bye { reason } => panic!("the flood got bye {reason:?}"),
+                _ => {}
+            }
+        }
+        acks
+    });
+    let mut pinger = RawPeer::handshake(node.peer_addr(), 0).await;
+    let mut rtts = Vec::new();
+    let mut nonce = 0;
+    while Instant::now() < flooding_until {
+        nonce += 1;
+        let sent = Instant::now();
+        pinger.send(&Frame::Ping { nonce }).await;
+        loop {
+            match pinger.next().await {
+                Some(Frame::Pong { nonce: n }) if n == nonce => break,
+                Some(Frame::Ping { nonce }) => pinger.send(&Frame::Pong { nonce }).await,
+                Some(_) => {}
+                None => panic!("the pinging peer was disconnected"),
+            }
+        }
+        rtts.push(sent.elapsed());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (_to_node, sent) = writer.await.unwrap();
+    rtts.sort_unstable();
+    let median = rtts[rtts.len() / 2];
+    let worst = *rtts.last().unwrap();
+    eprintln!(
+        "{sent} chats of 64 KiB in 3 s; pings: median {median:?}, worst {worst:?} of {}",
+        rtts.len()
+    );
+    assert!(sent > 100, "the flood itself never got going: {sent} chats");
+    assert!(median < Duration::from_millis(50), "median ping {median:?}");
+    assert!(worst < Duration::from_millis(500), "worst ping {worst:?}");
+    drop(acker);
+}
