@@ -27,6 +27,7 @@ use peerchat_actors::console::{
 };
 use peerchat_actors::faults::parse_duration;
 use peerchat_actors::identity::{default_data_dir, SEND_KEY_FILE};
+use peerchat_actors::limits::{Limits, Rate, MAX_NAME_BYTES};
 use peerchat_actors::sanitize::visible;
 use peerchat_actors::trace::{self, Role};
 use peerchat_actors::{Node, NodeConfig, NodeEvent, PeerAddr, Timeouts};
@@ -126,6 +127,25 @@ struct Cli {
     /// How to answer a classic peer's CONNECT_REQUEST: yes (CONNECTED) or no (REJECTED).
     #[arg(long, value_name = "yes|no", default_value = "yes", value_parser = parse_yes_no, action = clap::ArgAction::Set)]
     classic_accept: bool,
+
+    /// At most this many inbound connections at once; more are closed at once, before any
+    /// handshake.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().max_sessions, global = true)]
+    max_sessions: usize,
+
+    /// At most this many inbound connections at once from one IP address.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().max_sessions_per_ip, global = true)]
+    max_sessions_per_ip: usize,
+
+    /// Bytes queued for all peers together (K, M, G suffixes: 64M); past it, the peers with
+    /// the biggest queues are disconnected as too slow.
+    #[arg(long, value_name = "BYTES", default_value = "64M", value_parser = parse_bytes, global = true)]
+    max_write_buffers: usize,
+
+    /// Chats per second a peer may send (bursts of five times as many); past it, that peer
+    /// is read more slowly.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().chats.per_second, global = true)]
+    chat_rate: f64,
 
     /// Accept fault commands at the menu prompt (`!crash registry`, `!panic listener`,
     /// `!reset IP:PORT`, ...; `!help` lists them), to watch supervision heal the node.
@@ -279,8 +299,16 @@ impl Io {
                 Err(why) => tracing::info!("no line editor ({why}); reading plain lines"),
             }
         }
+        // Written by a thread: a stdout nobody reads must not stop the node.
+        let screen = match PlainScreen::on_thread(unbuffered_stdout()) {
+            Ok(screen) => screen,
+            Err(err) => {
+                tracing::warn!("no thread for stdout ({err}); writing it from the node's");
+                PlainScreen::new(unbuffered_stdout())
+            }
+        };
         let io = Io {
-            screen: Box::new(PlainScreen::new(unbuffered_stdout())),
+            screen: Box::new(screen),
             input: stdin_lines(),
             interrupts,
             interrupt_tx,
@@ -292,7 +320,7 @@ impl Io {
 /// Standard output without std's line buffer: the plain screen assembles each batch of lines
 /// (and the prompt after them) itself, to write it with one `write`; through a LineWriter the
 /// prompt after the last line end would be a second one.
-fn unbuffered_stdout() -> Box<dyn Write> {
+fn unbuffered_stdout() -> Box<dyn Write + Send> {
     #[cfg(unix)]
     {
         use std::os::fd::AsFd;
@@ -537,13 +565,44 @@ fn check_name(text: &str) -> Result<String, String> {
     if name.is_empty() {
         return Err("The name cannot be empty.".into());
     }
-    if name.chars().count() > 64 {
-        return Err("The name is too long (64 characters at most).".into());
+    // Peers refuse a longer name in a hello (docs/limits.md).
+    if name.len() > MAX_NAME_BYTES {
+        return Err(format!(
+            "The name is too long ({} bytes; {MAX_NAME_BYTES} at most).",
+            name.len()
+        ));
     }
     if name.chars().any(char::is_control) {
         return Err("The name cannot contain control characters.".into());
     }
     Ok(name.to_string())
+}
+
+/// A byte count with an optional K, M or G suffix (powers of 1024): `--max-write-buffers`.
+fn parse_bytes(text: &str) -> Result<usize, String> {
+    let text = text.trim();
+    let (digits, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((at, _)) => text.split_at(at),
+        None => (text, ""),
+    };
+    let shift = match unit
+        .trim()
+        .to_ascii_uppercase()
+        .trim_end_matches(['B', 'I'])
+    {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        _ => return Err(format!("{text:?}: a number of bytes, e.g. 64M")),
+    };
+    let number: usize = digits
+        .parse()
+        .map_err(|_| format!("{text:?}: a number of bytes, e.g. 64M"))?;
+    number
+        .checked_mul(1 << shift)
+        .filter(|bytes| *bytes > 0)
+        .ok_or_else(|| format!("{text:?}: out of range"))
 }
 
 /// `yes` or `no` (`--classic-accept`).
@@ -584,6 +643,16 @@ fn node_config(cli: &Cli, name: String, port: u16) -> NodeConfig {
             window: cli.restart_window,
         },
         discovery: !cli.no_discovery,
+        limits: Limits {
+            max_sessions: cli.max_sessions,
+            max_sessions_per_ip: cli.max_sessions_per_ip,
+            max_write_buffers: cli.max_write_buffers,
+            chats: Rate {
+                per_second: cli.chat_rate,
+                burst: cli.chat_rate * 5.0,
+            },
+            ..Limits::default()
+        },
         classic: ClassicConfig {
             enabled: !cli.no_classic,
             accept: cli.classic_accept,

@@ -13,7 +13,7 @@ use futures::channel::mpsc;
 use rustyline::error::ReadlineError;
 use rustyline::{Config, DefaultEditor, ExternalPrinter};
 
-use peerchat_actors::console::{InputLine, Screen};
+use peerchat_actors::console::{InputLine, Screen, Written};
 
 /// The pieces main.rs hands out: the screen to the Console, the lines to its input, the
 /// guard kept to give the terminal back at the end.
@@ -86,6 +86,8 @@ enum ToPrinter {
     Close,
     /// Say when everything before this is written.
     Flush(std_mpsc::Sender<()>),
+    /// The same, to the Console (chats are acked once shown).
+    Written(futures::channel::oneshot::Sender<()>),
 }
 
 /// The Console's [`Screen`] on a terminal.
@@ -124,6 +126,16 @@ impl Screen for EditorScreen {
 
     fn interactive(&self) -> bool {
         true
+    }
+
+    fn written(&mut self) -> Written {
+        let (done, written) = futures::channel::oneshot::channel();
+        if self.prints.send(ToPrinter::Written(done)).is_err() {
+            return Box::pin(std::future::ready(()));
+        }
+        Box::pin(async move {
+            let _ = written.await;
+        })
     }
 }
 
@@ -234,6 +246,9 @@ fn print_lines(
                 direct = true;
             }
             ToPrinter::Flush(done) => {
+                let _ = done.send(());
+            }
+            ToPrinter::Written(done) => {
                 let _ = done.send(());
             }
         }

@@ -10,8 +10,10 @@ use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod common;
+
 use peerchat_actors::store::{HistoryEntry, QueuedChat, Store, StoreLimits};
-use peerchat_actors::{Node, NodeConfig};
+use peerchat_actors::{Node, NodeConfig, NodeEvent, PeerAddr};
 
 fn temp_dir(tag: &str) -> PathBuf {
     let nanos = std::time::SystemTime::now()
@@ -408,4 +410,59 @@ async fn a_node_on_a_full_disk_starts_and_says_it_runs_degraded() {
     assert!(warnings.contains("degraded"), "{warnings}");
     assert!(warnings.contains("key could not be saved"), "{warnings}");
     node.shutdown(std::time::Duration::ZERO).await;
+}
+
+/// Issue 13: a chat typed while the disk was full was accepted, never written, and said to be
+/// `kept in the data directory` at quit. Now it is reported `not saved` at once and never
+/// claimed kept; the history writes that fail for incoming chats are said once, not per chat.
+#[actix_rt::test]
+async fn a_chat_on_a_full_disk_is_reported_not_saved_and_never_claimed_kept() {
+    let Some(disk) = TinyDisk::mount("full-disk-chat") else {
+        return;
+    };
+    let mut config = NodeConfig::local("full");
+    config.data_dir = Some(disk.mount_point.join("data"));
+    let node = Node::start(config).await.unwrap();
+    let mut events = node.events();
+    disk.fill();
+    let nobody = common::RefusingPort::new();
+    let to: PeerAddr = nobody.addr().parse().unwrap();
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        ids.push(node.send_chat(to, format!("typed {n}")).await.unwrap());
+    }
+    for id in &ids {
+        let error = events
+            .wait_for(common::WAIT, |e| match e {
+                NodeEvent::NotSaved { id: i, error, .. } if i == id => Some(error.clone()),
+                _ => None,
+            })
+            .await
+            .unwrap_or_else(|e| panic!("chat {id} never reported not saved: {e}"));
+        assert!(error.contains("No space left"), "{error}");
+    }
+    // Five chats from a peer: their history lines fail; said once.
+    let (sender, mut sender_events) = common::start("sender").await;
+    let texts: Vec<String> = (0..5).map(|n| format!("in {n}")).collect();
+    let sent = sender.send_chats(node.peer_addr(), texts).await.unwrap();
+    for id in sent {
+        common::delivered(&mut sender_events, id).await;
+    }
+    let mut storage_failures = 0;
+    while let Ok(Some(event)) = tokio::time::timeout(
+        std::time::Duration::from_millis(300),
+        futures::StreamExt::next(&mut events),
+    )
+    .await
+    {
+        if let NodeEvent::StorageFailed { error } = event {
+            assert!(error.contains("No space left"), "{error}");
+            storage_failures += 1;
+        }
+    }
+    assert_eq!(storage_failures, 1, "a failing disk is reported once");
+    let report = node.shutdown(std::time::Duration::ZERO).await;
+    assert_eq!(report.undelivered, 3);
+    assert_eq!(report.not_saved, 3);
+    sender.shutdown(std::time::Duration::ZERO).await;
 }

@@ -20,9 +20,9 @@ use crate::classic::text::{
 use crate::classic::ClassicConfig;
 use crate::events::NodeEvent;
 use crate::helpers::human;
-use crate::registry::ClassicIncoming;
-use crate::registry::Publish;
-use crate::session::{Direction, Session, SessionTemplate};
+use crate::limits::ConnectionSlot;
+use crate::registry::{ClassicIncoming, Publish};
+use crate::session::{Session, SessionTemplate};
 use crate::trace::{ask, tell, Role};
 
 /// What the first byte of a new connection said, or that none came.
@@ -53,20 +53,22 @@ pub async fn route(
     remote: SocketAddr,
     template: SessionTemplate,
     classic: ClassicConfig,
+    slot: ConnectionSlot,
 ) {
     // The dialer speaks first in both protocols (Noise message 1, or a classic text), so a
     // connection that says nothing within the hello timeout is nobody we can serve.
     let sniffed = sniff(&stream, template.timeouts.hello).await;
-    let session = |stream| {
-        if let Err(err) = Session::start(stream, Direction::Inbound, template.clone()) {
+    let session = |stream, slot| {
+        if let Err(err) = Session::start_inbound(stream, template.clone(), slot) {
             tracing::info!(%remote, "connection lost before its session started: {err}");
         }
     };
     match sniffed {
-        Sniffed::First(FirstByte::Peerchat) => session(stream),
+        Sniffed::First(FirstByte::Peerchat) => session(stream, slot),
         Sniffed::First(FirstByte::Classic) if classic.enabled => {
             let deadline = Instant::now() + template.timeouts.hello;
-            serve(stream, remote, &template, deadline).await
+            serve(stream, remote, &template, deadline).await;
+            drop(slot);
         }
         Sniffed::First(FirstByte::Classic) => {
             tracing::info!(%remote, "classic connection closed: --no-classic");

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::classic::ClassicConfig;
+use crate::limits::Limits;
 use crate::noise::StaticKeypair;
 
 /// Everything [`crate::Node::start`] needs. `NodeConfig::local("alice")` is a node on
@@ -43,6 +44,8 @@ pub struct NodeConfig {
     pub one_shot: bool,
     /// Classic peers: accepted or not, and how a `CONNECT_REQUEST` is answered (issue 15).
     pub classic: ClassicConfig,
+    /// The budgets of what peers can make the node hold (docs/limits.md).
+    pub limits: Limits,
 }
 
 impl NodeConfig {
@@ -61,6 +64,7 @@ impl NodeConfig {
             key_file: None,
             one_shot: false,
             classic: ClassicConfig::default(),
+            limits: Limits::default(),
         }
     }
 }

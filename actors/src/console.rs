@@ -19,7 +19,7 @@ use futures::StreamExt;
 
 use crate::child::ChildName;
 use crate::classic::ClassicEvent;
-use crate::events::NodeEvent;
+use crate::events::{NodeEvent, WhenShown};
 use crate::guarded_handler;
 use crate::node::Node;
 use crate::peer::{MessageId, PeerAddr};
@@ -29,7 +29,7 @@ use command::{parse, Back, Known, Prompt};
 
 pub use look::{push_wrapped, wrap, Look};
 pub use render::{MENU, SHORTCUTS};
-pub use screen::{stdin_lines, InputStream, PlainScreen, Screen};
+pub use screen::{stdin_lines, InputStream, PlainScreen, Screen, Written};
 
 /// How the console ended, for the process's exit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -277,16 +277,27 @@ impl Console {
                 .into_actor(self)
                 .map(|report, console, _| {
                     let look = console.look;
-                    if let Some(line) = render::undelivered(report.undelivered, report.kept, &look)
-                    {
+                    let line = render::undelivered(
+                        report.undelivered,
+                        report.kept,
+                        report.not_saved,
+                        &look,
+                    );
+                    if let Some(line) = line {
                         console.print(&line);
                     }
                     console.print("Goodbye.");
-                    if let Some(on_quit) = console.on_quit.take() {
-                        let _ = on_quit.send(QuitReport {
-                            undelivered: report.undelivered,
-                        });
-                    }
+                    // The process ends once `on_quit` is heard: everything is written first.
+                    let written = console.screen.written();
+                    let on_quit = console.on_quit.take();
+                    actix_rt::spawn(async move {
+                        written.await;
+                        if let Some(on_quit) = on_quit {
+                            let _ = on_quit.send(QuitReport {
+                                undelivered: report.undelivered,
+                            });
+                        }
+                    });
                     // Not stopped: to its Supervisor a stop is a failure to restart from.
                     // The process ends once `on_quit` is heard.
                 }),
@@ -300,8 +311,10 @@ impl Actor for Console {
     fn started(&mut self, ctx: &mut Context<Self>) {
         if self.incarnation == 0 {
             // Input and events come through the mailbox, not streams of this context: a
-            // restart clears a context's streams, the mailbox survives it.
-            self.node.subscribe(ctx.address().recipient());
+            // restart clears a context's streams, the mailbox survives it. Chats are acked
+            // only once this Console says they are shown (`WhenShown`).
+            self.node
+                .subscribe_display(ctx.address().recipient(), ctx.address().recipient());
             if let Some(mut input) = self.input.take() {
                 let console = ctx.address();
                 actix_rt::spawn(async move {
@@ -423,6 +436,16 @@ impl Console {
         let time = chrono::Local::now().format("%H:%M:%S").to_string();
         let line = render::event(&event, &self.look, &time);
         self.say_long(&line);
+    }
+}
+
+impl Handler<WhenShown> for Console {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: WhenShown, _: &mut Context<Self>) -> Self::Result {
+        // The chat lines of this turn go out now, not at its end: they are what is asked.
+        self.print_batch();
+        self.screen.written()
     }
 }
 

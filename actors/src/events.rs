@@ -87,6 +87,22 @@ pub enum NodeEvent {
         /// Why it was given up.
         reason: String,
     },
+    /// Our chat `id` to `to` was accepted but could not be saved in the data directory: it
+    /// is sent while the node runs, and lost if the node quits before it is delivered.
+    NotSaved {
+        /// The recipient.
+        to: PeerAddr,
+        /// Our id for it.
+        id: MessageId,
+        /// Why the write failed.
+        error: String,
+    },
+    /// Writing to the data directory failed (the history, an ack's record). Said once, and
+    /// again only after a write has worked in between.
+    StorageFailed {
+        /// Why the write failed.
+        error: String,
+    },
     /// A connection was refused or closed before its handshake, e.g. for a bad frame.
     ConnectionRefused {
         /// The socket address the connection came from.
@@ -132,6 +148,14 @@ pub enum NodeEvent {
         step: SupervisionStep,
     },
 }
+
+/// From the Registry to a display (the Console), after the `ChatReceived` events of one
+/// batch: answered once those lines are written out (console flow control: only then are
+/// the chats acked). Here with the events, not beside its handler in console.rs, because the
+/// Registry sends it and must not depend on the Console.
+#[derive(actix::Message, Debug)]
+#[rtype(result = "()")]
+pub struct WhenShown;
 
 /// What the supervisor did about a failed actor.
 #[derive(Debug, Clone, PartialEq, Eq)]

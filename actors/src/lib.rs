@@ -74,6 +74,7 @@ pub mod helpers;
 pub mod identity;
 pub mod key;
 pub mod known_peers;
+pub mod limits;
 pub mod listener;
 pub mod nearby;
 pub mod node;

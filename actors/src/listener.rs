@@ -1,6 +1,8 @@
-//! Listener: owns the node's listening TCP socket. For each accepted connection it starts a
-//! Session (which then reports to the Registry). Supervised: after a failure it binds the same
-//! port again; it reports its failures and restarts to the NodeSupervisor.
+//! Listener: owns the node's listening TCP socket and the count of inbound connections open
+//! (in total and per remote IP). For each accepted connection within the limits it starts a
+//! Session (which then reports to the Registry); each holds a [`ConnectionSlot`] that tells
+//! the Listener when it ends. Supervised: after a failure it binds the same port again; it
+//! reports its failures and restarts to the NodeSupervisor.
 
 use std::io;
 use std::net::SocketAddr;
@@ -14,6 +16,7 @@ use crate::classic::ClassicConfig;
 use crate::classic_session::route;
 use crate::faults::Inject;
 use crate::guarded_handler;
+use crate::limits::{ConnectionCounts, ConnectionEnded, ConnectionSlot, Limits};
 use crate::session::SessionTemplate;
 use crate::supervision::{guarded, suffer, Retire, SupervisedChild, SupervisorLink};
 use crate::trace::{Role, Traced};
@@ -33,6 +36,10 @@ pub struct Listener {
     retired: bool,
     /// Whether classic connections are served (`--no-classic`).
     classic: ClassicConfig,
+    /// `max_sessions` and `max_sessions_per_ip`.
+    limits: Limits,
+    /// Inbound connections open now. Kept across restarts: the connections outlive them.
+    open: ConnectionCounts,
 }
 
 /// Binds a listening socket the way every incarnation of the Listener does: with
@@ -67,7 +74,15 @@ impl Listener {
             incarnation: 0,
             retired: false,
             classic: ClassicConfig::default(),
+            limits: Limits::default(),
+            open: ConnectionCounts::default(),
         })
+    }
+
+    /// The connection limits (the node's `NodeConfig::limits`).
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// How classic connections are treated (the node's `NodeConfig::classic`).
@@ -148,9 +163,18 @@ impl StreamHandler<io::Result<(TcpStream, SocketAddr)>> for Listener {
             || (),
             |act, ctx| match accepted {
                 Ok((stream, remote)) => {
+                    // Decided here, before any handshake: a refused connection costs no
+                    // crypto. It is closed at once (no `bye`: before the handshake there is
+                    // no channel to say it on); the accept loop goes on to the next one.
+                    if let Err(busy) = act.open.admit(remote.ip(), &act.limits) {
+                        tracing::info!(%remote, "connection refused: {busy}");
+                        drop(stream);
+                        return;
+                    }
+                    let slot = ConnectionSlot::new(ctx.address().recipient(), remote.ip());
                     // Its first byte says which protocol it speaks (classic_session.rs).
                     let template = act.template.clone();
-                    actix_rt::spawn(route(stream, remote, template, act.classic));
+                    actix_rt::spawn(route(stream, remote, template, act.classic, slot));
                 }
                 Err(err) => {
                     // E.g. out of file descriptors: pause instead of spinning on the error.
@@ -167,6 +191,10 @@ impl StreamHandler<io::Result<(TcpStream, SocketAddr)>> for Listener {
 }
 
 guarded_handler!(Listener, Inject, |act, msg, ctx| suffer(act, ctx, msg.0));
+
+guarded_handler!(Listener, ConnectionEnded, |act, msg, _| act
+    .open
+    .release(msg.0));
 
 // `Retire` closes the port for good: node shutdown, node failure, or the ListenerGone fault.
 guarded_handler!(Listener, Retire, |act, msg, ctx| act

@@ -5,6 +5,7 @@ use std::fmt;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -15,9 +16,11 @@ use crate::config::{LocalIdentity, NodeConfig};
 use crate::discovery::{self, Discovery};
 use crate::events::EventStream;
 use crate::events::NodeEvent;
+use crate::events::WhenShown;
 use crate::faults::{Fault, Inject, InjectError};
 use crate::identity::{Identity, IdentityError};
 use crate::key::{Fingerprint, PeerKey};
+use crate::limits::WriteBudget;
 use crate::listener::{self, Listener};
 use crate::nearby::NearbyPeer;
 use crate::peer::{MessageId, PeerAddr, PeerInfo};
@@ -154,10 +157,15 @@ impl Node {
         };
         // The supervision tree: the root first, then its children, which report to it.
         let supervisor = NodeSupervisor::new(config.restarts).start();
+        // One budget for the writers of every Session, dialed or accepted.
+        let write_budget = Arc::new(WriteBudget::new(config.limits.max_write_buffers));
         let registry = {
             let (me, config, link) = (me.clone(), config.clone(), SupervisorLink::to(&supervisor));
+            let budget = write_budget.clone();
             Supervisor::start(move |_| {
-                Registry::new(me, &config, link, store, recovered).holding(lock)
+                Registry::new(me, &config, link, store, recovered)
+                    .holding(lock)
+                    .with_write_budget(budget)
             })
         };
         let template = SessionTemplate {
@@ -165,10 +173,13 @@ impl Node {
             me: me.clone(),
             timeouts: config.timeouts,
             write_buffer_bytes: config.write_buffer_bytes,
+            limits: config.limits,
+            write_budget,
         };
         let listener = Listener::new(socket, template, SupervisorLink::to(&supervisor))
             .map_err(|source| StartError::Bind { addr, source })?
-            .with_classic(config.classic);
+            .with_classic(config.classic)
+            .with_limits(config.limits);
         let listener = Supervisor::start(move |_| listener);
         let discovery = start_discovery(&config, &me, &registry, &mut warnings);
         tell(
@@ -278,6 +289,16 @@ impl Node {
             Subscribe(Subscriber::Channel(tx)),
         );
         EventStream::new(rx)
+    }
+
+    /// Every event from now on, to a display's mailbox; the chats of each batch are acked
+    /// only once `shown` answers a [`WhenShown`] sent after their events.
+    pub fn subscribe_display(&self, events: Recipient<NodeEvent>, shown: Recipient<WhenShown>) {
+        tell(
+            self.caller,
+            &self.registry,
+            Subscribe(Subscriber::display(events, shown)),
+        );
     }
 
     /// Every event from now on, to an actor's mailbox (survives that actor's restarts).

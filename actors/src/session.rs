@@ -9,8 +9,10 @@
 //! it writes through the writer, which seals once the handshake is done. The handshake's end
 //! and registering are in `session/handshake.rs`, the traffic after it in `session/frames.rs`.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -22,6 +24,7 @@ use crate::config::{LocalIdentity, Timeouts};
 use crate::faults::ConnectionFault;
 use crate::helpers::human;
 use crate::key::PeerKey;
+use crate::limits::{ConnectionSlot, Limits, TokenBucket, WriteBudget};
 use crate::noise::{Handshake, HandshakeOptions, NoiseError};
 use crate::peer::{MessageId, PeerAddr, SessionId};
 use crate::registry::{Registry, SessionClosed};
@@ -31,9 +34,11 @@ use crate::writer::{FrameWriter, WriteRefused};
 
 mod codec;
 mod frames;
+mod gate;
 mod handshake;
 
 use codec::{Incoming, SessionCodec};
+use gate::{Gated, Hold, ReadGate};
 
 pub use frames::{AckChats, Chat, Deliver, RefreshPeers};
 pub use handshake::Reannounce;
@@ -63,6 +68,10 @@ pub struct SessionTemplate {
     pub timeouts: Timeouts,
     /// Bytes a Session may queue for a slow reader before it disconnects it.
     pub write_buffer_bytes: usize,
+    /// Rates and bounds per peer (docs/limits.md).
+    pub limits: Limits,
+    /// The bytes queued by every Session's writer together.
+    pub write_budget: Arc<WriteBudget>,
 }
 
 /// Where a Session is in its life; it only moves forward.
@@ -111,7 +120,17 @@ pub struct Session {
     remote: SocketAddr,
     local: SocketAddr,
     template: SessionTemplate,
-    reader: Option<FramedRead<tokio::net::tcp::OwnedReadHalf, SessionCodec>>,
+    reader: Option<Gated<FramedRead<tokio::net::tcp::OwnedReadHalf, SessionCodec>>>,
+    /// Holds the reader back: a chat rate over budget, or too many chats not yet shown.
+    gate: ReadGate,
+    /// The peer's budget of chats, and of `get_peers`.
+    chat_bucket: TokenBucket,
+    get_peers_bucket: TokenBucket,
+    /// The text size of each chat handed on and not yet acked, oldest first, and their sum.
+    unacked_sizes: VecDeque<usize>,
+    unacked_bytes: usize,
+    /// An inbound connection's place in the Listener's count, given back when this ends.
+    _slot: Option<ConnectionSlot>,
     writer: FrameWriter,
     /// The handshake is done: frames are sealed, a `bye` can be said.
     sealing: bool,
@@ -148,7 +167,7 @@ impl Session {
         direction: Direction,
         template: SessionTemplate,
     ) -> std::io::Result<(SessionId, Addr<Session>)> {
-        Session::start_expecting(stream, direction, None, template)
+        Self::start_with(stream, direction, None, template, None)
     }
 
     /// Like `start`, for a dial whose peer must prove `expected_remote` (an introduced,
@@ -159,6 +178,25 @@ impl Session {
         direction: Direction,
         expected_remote: Option<PeerKey>,
         template: SessionTemplate,
+    ) -> std::io::Result<(SessionId, Addr<Session>)> {
+        Self::start_with(stream, direction, expected_remote, template, None)
+    }
+
+    /// Starts a Session on a connection the Listener accepted and counted in `slot`.
+    pub fn start_inbound(
+        stream: TcpStream,
+        template: SessionTemplate,
+        slot: ConnectionSlot,
+    ) -> std::io::Result<(SessionId, Addr<Session>)> {
+        Self::start_with(stream, Direction::Inbound, None, template, Some(slot))
+    }
+
+    fn start_with(
+        stream: TcpStream,
+        direction: Direction,
+        expected_remote: Option<PeerKey>,
+        template: SessionTemplate,
+        slot: Option<ConnectionSlot>,
     ) -> std::io::Result<(SessionId, Addr<Session>)> {
         let remote = stream.peer_addr()?;
         let local = stream.local_addr()?;
@@ -188,7 +226,8 @@ impl Session {
             write_half,
             template.write_buffer_bytes,
             template.timeouts.idle,
-        );
+        )
+        .with_budget(template.write_budget.clone());
         if let Some(first) = message_1 {
             let _ = writer.send_bytes(first);
         }
@@ -205,6 +244,8 @@ impl Session {
             reason: None,
             presented_key: None,
         };
+        let gate = ReadGate::default();
+        let now = Instant::now();
         let session = Session {
             id,
             direction,
@@ -212,11 +253,17 @@ impl Session {
             local,
             // Small to start with (it grows for big frames): thousands of idle sessions
             // must not cost 8 KiB of read buffer each.
-            reader: Some(FramedRead::with_capacity(
+            reader: Some(gate.guard(FramedRead::with_capacity(
                 read_half,
                 SessionCodec::new(handshake),
                 256,
-            )),
+            ))),
+            gate,
+            chat_bucket: TokenBucket::new(template.limits.chats, now),
+            get_peers_bucket: TokenBucket::new(template.limits.get_peers, now),
+            unacked_sizes: VecDeque::new(),
+            unacked_bytes: 0,
+            _slot: slot,
             writer,
             sealing: false,
             template,
@@ -247,6 +294,7 @@ impl Session {
                 );
                 self.close(ctx, reason, true);
             }
+            Err(WriteRefused::BudgetFull) => self.cut_over_budget(ctx),
             Err(WriteRefused::Closed) => {
                 self.close(ctx, "connection lost while writing".into(), false);
             }
@@ -302,10 +350,29 @@ impl Session {
         let _ = self.writer.send_past_limit(&bye);
     }
 
+    /// The node's write budget is over and this peer's queue is among the biggest: cut at
+    /// once, what is queued dropped (a `bye` would wait behind the backlog the peer is not
+    /// reading), so that its bytes go back to the budget now.
+    fn cut_over_budget(&mut self, ctx: &mut Context<Self>) {
+        let reason = format!(
+            "too slow: {} bytes waiting for the peer to read, and all peers' queues are over \
+             the node's {} bytes (--max-write-buffers)",
+            self.writer.queued_bytes(),
+            self.template.limits.max_write_buffers
+        );
+        self.writer.reset();
+        self.close(ctx, reason, false);
+    }
+
     fn heartbeat(&mut self, ctx: &mut Context<Self>) {
+        if self.writer.over_budget() {
+            return self.cut_over_budget(ctx);
+        }
         let quiet = self.last_heard.elapsed();
         let timeouts = self.template.timeouts;
-        if quiet >= timeouts.idle {
+        // Silence we cause by not reading (the gate is held) is not the peer's: no timeout.
+        // Our pings still go out, so the peer hears from us.
+        if quiet >= timeouts.idle && !self.gate.is_closed() {
             let reason = format!("timeout: nothing heard for {}", human(timeouts.idle));
             self.close(ctx, reason, true);
         } else if quiet >= timeouts.ping_interval && self.state.peer().is_some() {

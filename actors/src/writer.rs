@@ -31,6 +31,7 @@ use futures::task::AtomicWaker;
 use socket2::SockRef;
 use tokio::net::tcp::OwnedWriteHalf;
 
+use crate::limits::WriteBudget;
 use crate::noise::Sealer;
 use crate::wire::{encode_frame_into, Frame, WireError};
 
@@ -42,6 +43,9 @@ const BATCH_BYTES: usize = 64 * 1024;
 pub enum WriteRefused {
     /// The queue is full: the peer reads slower than we write.
     QueueFull,
+    /// The queues of all peers together are over the node's budget, and this one is among
+    /// the biggest ([`WriteBudget::over_for`]).
+    BudgetFull,
     /// The connection is closing or its writer failed.
     Closed,
     /// The frame cannot be encoded (too large).
@@ -64,6 +68,32 @@ struct Queue {
     writing: usize,
     /// No more frames: the handle closed, or the writing task ended.
     closed: bool,
+    /// The node's budget for all queues, and the bytes of this queue counted in it.
+    budget: Option<Arc<WriteBudget>>,
+    counted: usize,
+}
+
+impl Queue {
+    fn queued(&self) -> usize {
+        self.pending.len() + self.writing
+    }
+
+    /// Brings the node's budget up to date with this queue; called after every change.
+    fn account(&mut self) {
+        let now = self.queued();
+        if let Some(budget) = &self.budget {
+            budget.moved(self.counted, now);
+        }
+        self.counted = now;
+    }
+}
+
+impl Drop for Queue {
+    fn drop(&mut self) {
+        if let Some(budget) = &self.budget {
+            budget.moved(self.counted, 0);
+        }
+    }
 }
 
 struct Shared {
@@ -110,12 +140,33 @@ impl FrameWriter {
         }
     }
 
-    /// Queues a frame, unless the queue already holds `max_queued` bytes.
+    /// Counts this writer's bytes in the node's `budget` of all writers together.
+    pub fn with_budget(self, budget: Arc<WriteBudget>) -> Self {
+        let mut queue = self.shared.lock();
+        queue.budget = Some(budget);
+        queue.account();
+        drop(queue);
+        self
+    }
+
+    /// Whether the node's budget is over and this queue is among the biggest: it should let
+    /// go ([`WriteBudget::over_for`]).
+    pub fn over_budget(&self) -> bool {
+        let queue = self.shared.lock();
+        let queued = queue.queued();
+        queue
+            .budget
+            .as_ref()
+            .is_some_and(|budget| budget.over_for(queued))
+    }
+
+    /// Queues a frame, unless the queue already holds `max_queued` bytes, or the node's
+    /// budget is over and this queue is among the biggest.
     pub fn send(&mut self, frame: &Frame) -> Result<(), WriteRefused> {
         let mut queue = self.shared.lock();
         let before = queue.pending.len();
         encode_frame_into(frame, &mut queue.pending).map_err(WriteRefused::Encode)?;
-        let queued = queue.pending.len() + queue.writing;
+        let queued = queue.queued();
         if queued > self.max_queued {
             queue.pending.truncate(before);
             return Err(WriteRefused::QueueFull);
@@ -123,6 +174,16 @@ impl FrameWriter {
         if queue.closed {
             queue.pending.truncate(before);
             return Err(WriteRefused::Closed);
+        }
+        queue.account();
+        if queue
+            .budget
+            .as_ref()
+            .is_some_and(|budget| budget.over_for(queued))
+        {
+            queue.pending.truncate(before);
+            queue.account();
+            return Err(WriteRefused::BudgetFull);
         }
         drop(queue);
         self.shared.task.wake();
@@ -136,6 +197,7 @@ impl FrameWriter {
             return Err(WriteRefused::Closed);
         }
         encode_frame_into(frame, &mut queue.pending).map_err(WriteRefused::Encode)?;
+        queue.account();
         drop(queue);
         self.shared.task.wake();
         Ok(())
@@ -154,6 +216,7 @@ impl FrameWriter {
             let end = queue.pending.len();
             queue.unsealed.push(start..end);
         }
+        queue.account();
         drop(queue);
         self.shared.task.wake();
         Ok(())
@@ -176,8 +239,7 @@ impl FrameWriter {
 
     /// Bytes waiting to be written.
     pub fn queued_bytes(&self) -> usize {
-        let queue = self.shared.lock();
-        queue.pending.len() + queue.writing
+        self.shared.lock().queued()
     }
 
     /// No more frames; what is queued is still written.
@@ -194,6 +256,7 @@ impl FrameWriter {
         queue.closed = true;
         queue.pending = BytesMut::new();
         queue.unsealed.clear();
+        queue.account();
         drop(queue);
         // A write the task has under way fails at once, and the task ends.
         self.shared.shutdown(Shutdown::Both);
@@ -248,6 +311,7 @@ async fn pump(shared: Arc<Shared>, stall: Duration) {
                     queue.writing = 0;
                     queue.closed = true;
                     queue.pending = BytesMut::new();
+                    queue.account();
                     return;
                 }
             },
@@ -265,6 +329,7 @@ async fn pump(shared: Arc<Shared>, stall: Duration) {
         if !written {
             queue.closed = true;
             queue.pending = BytesMut::new();
+            queue.account();
             return;
         }
         if queue.pending.is_empty() {
@@ -272,6 +337,7 @@ async fn pump(shared: Arc<Shared>, stall: Duration) {
             // holds no buffer at all.
             queue.pending = BytesMut::new();
         }
+        queue.account();
     }
 }
 
@@ -338,6 +404,8 @@ impl Drop for Ending {
         let mut queue = self.0.lock();
         queue.closed = true;
         queue.pending = BytesMut::new();
+        queue.writing = 0;
+        queue.account();
         drop(queue);
         self.0.shutdown(Shutdown::Write);
     }

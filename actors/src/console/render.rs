@@ -227,6 +227,18 @@ pub fn event(event: &NodeEvent, look: &Look, time: &str) -> String {
         NodeEvent::PeerDiscovered { peer, name } => {
             format!("{time} learned of peer {}", who(name, peer))
         }
+        NodeEvent::NotSaved { to, id, error } => format!(
+            "{time} {} message {id} to {} ({}): it is sent while the node runs, and lost if \
+             it quits first",
+            look.bad("not saved:"),
+            look.addr(to),
+            visible(error)
+        ),
+        NodeEvent::StorageFailed { error } => format!(
+            "{time} {} {} (said once until a write works again)",
+            look.bad("cannot write to the data directory:"),
+            visible(error)
+        ),
         NodeEvent::ConnectionRefused { remote, reason } => format!(
             "{time} {} from {}: {}",
             look.warn("refused a connection"),
@@ -386,10 +398,20 @@ pub fn quitting(why: &str, waiting: usize) -> String {
     }
 }
 
-/// The warning after quitting with messages not delivered, if any were left.
-pub fn undelivered(undelivered: usize, kept: bool, look: &Look) -> Option<String> {
+/// The warning after quitting with messages not delivered, if any were left. `not_saved` of
+/// them could not be written to the data directory: never claimed kept.
+pub fn undelivered(
+    undelivered: usize,
+    kept: bool,
+    not_saved: usize,
+    look: &Look,
+) -> Option<String> {
     match (undelivered, kept) {
         (0, _) => None,
+        (n, true) if not_saved > 0 => Some(look.bad(format!(
+            "Warning: {n} message(s) not delivered yet; {not_saved} of them could not be saved \
+             and are lost, the others are kept in the data directory and sent at the next start."
+        ))),
         (n, true) => Some(look.bad(format!(
             "Warning: {n} message(s) not delivered yet; they are kept in the data directory \
              and sent at the next start."

@@ -1,16 +1,21 @@
 //! The Console's device: a [`Screen`] to print to and ask on (the plain line protocol here,
 //! the binary's line editor on a terminal) and standard input as a stream of lines.
 
+use std::future::Future;
 use std::io::{self, BufRead, Write};
 use std::pin::Pin;
+use std::sync::mpsc as std_mpsc;
 
-use futures::channel::mpsc;
-use futures::Stream;
+use futures::channel::{mpsc, oneshot};
+use futures::{FutureExt, Stream};
 
 use super::InputLine;
 
 /// The user's lines, as the Console receives them.
 pub type InputStream = Pin<Box<dyn Stream<Item = InputLine>>>;
+
+/// Resolves once everything printed before it was asked for is written out.
+pub type Written = Pin<Box<dyn Future<Output = ()>>>;
 
 /// The Console's output. The Console decides what to print and when it is ready for the next
 /// line; a Screen decides how that looks on its device.
@@ -40,13 +45,37 @@ pub trait Screen {
     fn interactive(&self) -> bool {
         false
     }
+    /// Resolves once everything printed so far is out on the device: a chat is acked only
+    /// then (console flow control). At once for a screen that writes as it is told.
+    fn written(&mut self) -> Written {
+        Box::pin(std::future::ready(()))
+    }
+}
+
+/// What a [`PlainScreen`] hands its writing thread.
+enum ToWriter {
+    Bytes(Vec<u8>),
+    /// Everything before this is written: say so.
+    Mark(oneshot::Sender<()>),
+}
+
+/// Where a [`PlainScreen`] writes.
+enum Out {
+    /// Straight to the writer, in the Console's turn (a file, a test's buffer).
+    Direct(Box<dyn Write>),
+    /// To a thread that writes to stdout: a pipe nobody reads blocks that thread, never the
+    /// actors' thread, so pings, other sessions and handshakes go on. Its queue is not
+    /// bounded here but by flow control: a chat is acked only once this thread has written
+    /// it, and each Session stops reading its peer at `max_unacked_chats` (or bytes) not
+    /// yet acked, so at most that much per peer waits here.
+    Thread(std_mpsc::Sender<ToWriter>),
 }
 
 /// The plain line protocol for pipes and scripts: every prompt is written as text, and a
 /// line printed while a prompt is open starts on a line of its own. Each call is one
 /// `write_all` and one flush of what it assembled (give it an unbuffered writer).
 pub struct PlainScreen {
-    out: Box<dyn Write>,
+    out: Out,
     /// A prompt is out without its line end: the next print must end that line first.
     prompt_open: bool,
     /// What one call writes, kept for the next call.
@@ -60,16 +89,50 @@ impl PlainScreen {
     /// A plain screen writing to `out` (stdout in the binary).
     pub fn new(out: Box<dyn Write>) -> PlainScreen {
         PlainScreen {
-            out,
+            out: Out::Direct(out),
             prompt_open: false,
             buf: Vec::new(),
         }
     }
 
+    /// A plain screen whose writes are made by a thread of their own (the binary's stdout,
+    /// which may be a pipe nobody reads).
+    pub fn on_thread(mut out: Box<dyn Write + Send>) -> io::Result<PlainScreen> {
+        let (tx, rx) = std_mpsc::channel::<ToWriter>();
+        std::thread::Builder::new()
+            .name("stdout".into())
+            .spawn(move || {
+                for message in rx {
+                    match message {
+                        ToWriter::Bytes(bytes) => {
+                            let _ = out.write_all(&bytes);
+                            let _ = out.flush();
+                        }
+                        ToWriter::Mark(done) => {
+                            let _ = done.send(());
+                        }
+                    }
+                }
+            })?;
+        Ok(PlainScreen {
+            out: Out::Thread(tx),
+            prompt_open: false,
+            buf: Vec::new(),
+        })
+    }
+
     fn write_buf(&mut self) {
-        let _ = self.out.write_all(&self.buf);
-        let _ = self.out.flush();
-        self.buf.clear();
+        match &mut self.out {
+            Out::Direct(out) => {
+                let _ = out.write_all(&self.buf);
+                let _ = out.flush();
+                self.buf.clear();
+            }
+            Out::Thread(tx) => {
+                let bytes = std::mem::take(&mut self.buf);
+                let _ = tx.send(ToWriter::Bytes(bytes));
+            }
+        }
         if self.buf.capacity() > KEEP_BYTES {
             self.buf = Vec::new();
         }
@@ -104,6 +167,18 @@ impl Screen for PlainScreen {
     fn answered(&mut self) {
         // The user's Enter ended the prompt's line.
         self.prompt_open = false;
+    }
+
+    fn written(&mut self) -> Written {
+        match &self.out {
+            Out::Direct(_) => Box::pin(std::future::ready(())),
+            Out::Thread(tx) => {
+                let (done, written) = oneshot::channel();
+                let _ = tx.send(ToWriter::Mark(done));
+                // A thread gone (it cannot be, but) has nothing left to write.
+                Box::pin(written.map(|_| ()))
+            }
+        }
     }
 }
 

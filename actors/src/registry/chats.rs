@@ -8,14 +8,14 @@ use std::time::Instant;
 
 use actix::prelude::*;
 
-use super::Registry;
+use super::{Registry, Subscriber};
 use crate::events::NodeEvent;
 use crate::guarded_handler;
 use crate::helpers::now_ms;
 use crate::key::PeerKey;
 use crate::peer::{MessageId, PeerAddr, SessionId};
 use crate::session::{AckChats, Chat, Deliver, Session};
-use crate::store::{HistoryEntry, QueuedChat};
+use crate::store::{HistoryEntry, OutboxFull, QueuedChat, MAX_MESSAGE_ID};
 
 use crate::trace::{tell, Role};
 use crate::wire::MAX_TEXT_BYTES;
@@ -57,6 +57,11 @@ pub enum SendError {
     ShuttingDown,
     /// The Registry failed while taking the message: it was not queued.
     RegistryFailed,
+    /// The outbox is at its cap (`StoreLimits`): no new chat until some are delivered or
+    /// given up. Says how full it is.
+    OutboxFull(String),
+    /// Every chat id up to `MAX_MESSAGE_ID` is used: ids never wrap to 0.
+    IdsExhausted,
 }
 
 impl fmt::Display for SendError {
@@ -71,6 +76,11 @@ impl fmt::Display for SendError {
             SendError::RegistryFailed => write!(
                 f,
                 "the registry failed taking this message (it was restarted); it was not sent"
+            ),
+            SendError::OutboxFull(why) => write!(f, "not sent: {why}"),
+            SendError::IdsExhausted => write!(
+                f,
+                "not sent: every message id up to {MAX_MESSAGE_ID} is used (ids never wrap)"
             ),
         }
     }
@@ -102,6 +112,7 @@ impl Registry {
         if self.classic.is_classic(&msg.to) {
             return self.on_send_classic(msg.to, msg.text, ctx);
         }
+        self.check_room(&msg.to, std::slice::from_ref(&msg.text))?;
         let id = self.accept(msg.to, msg.text, ctx);
         self.route_accepted(msg.to, ctx);
         Ok(id)
@@ -118,6 +129,7 @@ impl Registry {
             let mut send = |text| self.on_send_classic(to, text, ctx);
             return msg.texts.into_iter().map(&mut send).collect();
         }
+        self.check_room(&msg.to, &msg.texts)?;
         let ids = msg
             .texts
             .into_iter()
@@ -141,20 +153,57 @@ impl Registry {
         }
     }
 
+    /// Whether the outbox has room for these chats, and ids are left for them: checked
+    /// before any is accepted, so that all or none are.
+    fn check_room(&self, to: &PeerAddr, texts: &[String]) -> Result<(), SendError> {
+        let last = u64::try_from(texts.len())
+            .ok()
+            .and_then(|count| self.next_message_id.checked_add(count));
+        if last.is_none_or(|last| last > MAX_MESSAGE_ID) {
+            return Err(SendError::IdsExhausted);
+        }
+        let Some(store) = &self.store else {
+            return Ok(());
+        };
+        let chats: Vec<QueuedChat> = texts
+            .iter()
+            .map(|text| QueuedChat {
+                id: self.next_message_id,
+                to: to.to_string(),
+                text: text.clone(),
+                sent_at_ms: 0,
+            })
+            .collect();
+        store
+            .room_for_all(&chats)
+            .map_err(|full| SendError::OutboxFull(full.to_string()))
+    }
+
     /// Puts a chat in the outbox (and on disk) and, if its peer is connected, on the way.
+    /// `check_room` said there is room and an id.
     fn accept(&mut self, to: PeerAddr, text: String, ctx: &mut Context<Self>) -> MessageId {
-        self.next_message_id += 1;
+        // check_room made sure of it; saturating all the same, never wrapping.
+        self.next_message_id = self.next_message_id.saturating_add(1).min(MAX_MESSAGE_ID);
         let id = self.next_message_id;
         let sent_at_ms = now_ms();
-        // On disk before anyone is told it was accepted.
-        if self.store.is_some() {
+        // On disk before anyone is told it was accepted. A chat that could not be saved is
+        // still sent while the node runs, but said to be `not saved` (and never kept).
+        if let Some(store) = self.store.as_mut() {
             let queued = QueuedChat {
                 id,
                 to: to.to_string(),
                 text: text.clone(),
                 sent_at_ms,
             };
-            self.persist(|store| store.queued(&queued));
+            if let Err(err) = store.queued(&queued) {
+                let error = match OutboxFull::in_error(&err) {
+                    Some(full) => full.to_string(),
+                    None => format!("{}: {err}", store.dir().display()),
+                };
+                tracing::error!("chat {id} not saved: {error}");
+                self.unsaved.insert(id);
+                self.emit(NodeEvent::NotSaved { to, id, error });
+            }
         }
         let now = Instant::now();
         self.outbox.insert(id, to, text, sent_at_ms, now);
@@ -268,6 +317,7 @@ impl Registry {
     }
 
     fn report_failed(&mut self, id: MessageId, to: PeerAddr, text: String, reason: String) {
+        self.unsaved.remove(&id);
         self.persist(|store| store.done(id, &format!("failed: {reason}")));
         self.emit(NodeEvent::DeliveryFailed {
             to,
@@ -346,8 +396,31 @@ impl Registry {
                 sent_at_ms: chat.sent_at_ms,
             });
         }
-        // Handed to the console: now, and only now, they are acked.
-        tell(Role::Registry, &msg.session, AckChats { ids: acks });
+        self.ack_once_shown(msg.session, AckChats { ids: acks });
+    }
+
+    /// Console flow control: with a display subscribed, chats are acked only once it has
+    /// written them out (its `ack_once_shown` task, registry/lifecycle.rs). Meanwhile the
+    /// Session holds them as unacked and stops reading its peer at its bound.
+    fn ack_once_shown(&mut self, session: Addr<Session>, acks: AckChats) {
+        let display = self
+            .subscribers
+            .iter()
+            .find_map(|subscriber| match subscriber {
+                // Repeats too, behind the rest: acks reach each peer in the order its chats came.
+                Subscriber::Display { acks, .. } => Some(acks.clone()),
+                _ => None,
+            });
+        let unsent = match display {
+            Some(display) => display
+                .unbounded_send((session, acks))
+                .err()
+                .map(|e| e.into_inner()),
+            None => Some((session, acks)),
+        };
+        if let Some((session, acks)) = unsent {
+            tell(Role::Registry, &session, acks);
+        }
     }
 }
 
@@ -381,6 +454,7 @@ impl Registry {
             .filter_map(|id| outbox.take_acked(id, from_acker).map(|out| (id, out)))
             .collect();
         for (id, out) in acked {
+            self.unsaved.remove(&id);
             let entry = HistoryEntry::Out {
                 at_ms,
                 to: out.to,

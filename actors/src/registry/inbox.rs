@@ -1,15 +1,14 @@
 //! Inbox: what this node has shown. Per sender, a window of chat ids already shown (so that a
 //! chat sent again after a lost ack is shown once), and the recent history for `/history`.
+//! The windows are bounded per sender and in total: past the total, the window of the sender
+//! heard from longest ago is dropped first (its resent chats could show twice; nobody else's).
 //! A plain struct owned by the Registry; the Registry writes the same entries to the Store.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use crate::key::PeerKey;
 use crate::peer::MessageId;
 use crate::store::HistoryEntry;
-
-/// Chat ids remembered per sender.
-pub(crate) const SEEN_PER_SENDER: usize = 65536;
 
 /// Chats kept in memory for `/history`.
 pub(crate) const HISTORY_IN_MEMORY: usize = 1000;
@@ -48,28 +47,83 @@ impl SeenWindow {
         }
         true
     }
+
+    /// Ids remembered.
+    pub(crate) fn len(&self) -> usize {
+        self.order.len()
+    }
+}
+
+/// One sender's window, and when it was last used (for dropping the stalest first).
+struct Seen {
+    window: SeenWindow,
+    used: u64,
 }
 
 /// The seen windows of every sender and the recent history.
 pub(crate) struct Inbox {
-    seen: HashMap<PeerKey, SeenWindow>,
+    seen: HashMap<PeerKey, Seen>,
+    /// Senders by their window's last use, oldest first: who goes when the total is over.
+    by_use: BTreeMap<u64, PeerKey>,
+    /// Counts uses; each use of a window gets the next value.
+    clock: u64,
+    /// Ids in all windows together.
+    total: usize,
+    per_sender: usize,
+    max_total: usize,
     history: VecDeque<HistoryEntry>,
 }
 
 impl Inbox {
-    pub(crate) fn new() -> Self {
+    /// Windows of `per_sender` ids, at most `max_total` ids in all.
+    pub(crate) fn new(per_sender: usize, max_total: usize) -> Self {
         Inbox {
             seen: HashMap::new(),
+            by_use: BTreeMap::new(),
+            clock: 0,
+            total: 0,
+            per_sender: per_sender.max(1),
+            max_total: max_total.max(1),
             history: VecDeque::new(),
         }
     }
 
     /// True the first time chat `id` of `sender` is offered: show it. False: a repeat.
     pub(crate) fn first_time(&mut self, sender: PeerKey, id: MessageId) -> bool {
-        self.seen
-            .entry(sender)
-            .or_insert_with(|| SeenWindow::new(SEEN_PER_SENDER))
-            .first_time(id)
+        self.clock += 1;
+        let per_sender = self.per_sender;
+        let seen = self.seen.entry(sender).or_insert_with(|| Seen {
+            window: SeenWindow::new(per_sender),
+            used: 0,
+        });
+        self.by_use.remove(&seen.used);
+        seen.used = self.clock;
+        self.by_use.insert(self.clock, sender);
+        let before = seen.window.len();
+        let first = seen.window.first_time(id);
+        self.total = self.total + seen.window.len() - before;
+        while self.total > self.max_total {
+            // The stalest sender's window; never the one just used while another is left.
+            let Some((&used, &stalest)) = self.by_use.iter().next() else {
+                break;
+            };
+            if stalest == sender {
+                // It alone holds more than the total: trim it instead (cannot happen while
+                // per_sender <= max_total, kept for a node set up otherwise).
+                break;
+            }
+            self.by_use.remove(&used);
+            if let Some(dropped) = self.seen.remove(&stalest) {
+                self.total -= dropped.window.len();
+            }
+        }
+        first
+    }
+
+    /// Ids remembered in all windows, and the senders they belong to.
+    #[cfg(test)]
+    pub(crate) fn seen_counts(&self) -> (usize, usize) {
+        (self.total, self.seen.len())
     }
 
     /// Adds a chat shown or delivered to the history (the oldest goes when it is full).
@@ -150,16 +204,57 @@ mod tests {
 
     #[test]
     fn senders_have_windows_of_their_own() {
-        let mut inbox = Inbox::new();
+        let mut inbox = Inbox::new(65_536, 1_000_000);
         let (a, b) = (PeerKey::from_bytes([1; 32]), PeerKey::from_bytes([2; 32]));
         assert!(inbox.first_time(a, 100));
         assert!(inbox.first_time(b, 100));
         assert!(!inbox.first_time(a, 100));
     }
 
+    /// Issue 13: each new sender identity added a window of its own, without any total.
+    #[test]
+    fn many_senders_never_hold_more_ids_than_the_total() {
+        let (per_sender, total) = (100, 1000);
+        let mut inbox = Inbox::new(per_sender, total);
+        for sender in 0..500u32 {
+            let mut key = [0u8; 32];
+            key[..4].copy_from_slice(&sender.to_be_bytes());
+            let key = PeerKey::from_bytes(key);
+            for id in 0..(per_sender as u64 * 2) {
+                inbox.first_time(key, id);
+            }
+            let (ids, senders) = inbox.seen_counts();
+            assert!(ids <= total, "{ids} ids after sender {sender}");
+            assert!(senders <= total / per_sender + 1, "{senders} windows kept");
+        }
+        assert_eq!(inbox.seen_counts().0, total);
+    }
+
+    #[test]
+    fn the_sender_heard_from_longest_ago_is_forgotten_first() {
+        let mut inbox = Inbox::new(10, 20);
+        let (a, b, c) = (
+            PeerKey::from_bytes([1; 32]),
+            PeerKey::from_bytes([2; 32]),
+            PeerKey::from_bytes([3; 32]),
+        );
+        for id in 0..10 {
+            inbox.first_time(a, id);
+            inbox.first_time(b, id);
+        }
+        // a is used again, so b is now the stalest.
+        assert!(!inbox.first_time(a, 9));
+        for id in 0..10 {
+            inbox.first_time(c, id);
+        }
+        assert!(!inbox.first_time(a, 0), "a's window is kept");
+        assert!(!inbox.first_time(c, 0), "c's window is kept");
+        assert!(inbox.first_time(b, 0), "b's window was dropped");
+    }
+
     #[test]
     fn recovered_history_counts_as_shown_and_is_listed() {
-        let mut inbox = Inbox::new();
+        let mut inbox = Inbox::new(65_536, 1_000_000);
         inbox.recover(vec![shown(5), shown(6)]);
         let seven = PeerKey::from_bytes([7; 32]);
         assert!(!inbox.first_time(seven, 5));
@@ -176,7 +271,7 @@ mod tests {
 
     #[test]
     fn history_keeps_the_latest_entries_oldest_first() {
-        let mut inbox = Inbox::new();
+        let mut inbox = Inbox::new(65_536, 1_000_000);
         for id in 0..(HISTORY_IN_MEMORY as u64 + 5) {
             inbox.remember(shown(id));
         }

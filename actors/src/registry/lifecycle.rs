@@ -10,10 +10,11 @@ use futures::channel::{mpsc, oneshot};
 
 use super::{Phase, Registry};
 use crate::events::NodeEvent;
+use crate::events::WhenShown;
 use crate::faults::{ConnectionFault, Inject, InjectError};
 use crate::guarded_handler;
 use crate::peer::{PeerAddr, SessionId};
-use crate::session::{Close, InjectSessionFault};
+use crate::session::{AckChats, Close, InjectSessionFault, Session};
 use crate::supervision::{guarded, suffer, Retire};
 use crate::trace::{tell, Role};
 
@@ -29,6 +30,50 @@ pub enum Subscriber {
     Channel(mpsc::UnboundedSender<NodeEvent>),
     /// Events sent to an actor's mailbox.
     Actor(Recipient<NodeEvent>),
+    /// A display (the Console): events to its mailbox, and chats acked only once it
+    /// answers `WhenShown` ([`Subscriber::display`], registry/chats.rs).
+    Display {
+        /// Where events go.
+        events: Recipient<NodeEvent>,
+        /// The acks waiting for the display, in order, to its [`ack_once_shown`] task.
+        acks: mpsc::UnboundedSender<(Addr<Session>, AckChats)>,
+    },
+}
+
+impl Subscriber {
+    /// A display subscriber: its events go to `events`; the acks of the chats it is shown
+    /// go out once `shown` answers a `WhenShown` sent after their events.
+    pub fn display(events: Recipient<NodeEvent>, shown: Recipient<WhenShown>) -> Subscriber {
+        let (acks, waiting) = mpsc::unbounded();
+        actix_rt::spawn(ack_once_shown(shown, waiting));
+        Subscriber::Display { events, acks }
+    }
+}
+
+/// Console flow control: acks leave only once the display has written out the chats they
+/// are for. One task for all, in order (acks must reach each peer in the order its chats
+/// came, and the Console's answers are not ordered among themselves otherwise). It takes
+/// every batch waiting at once and asks once for them all: one round trip per turn of the
+/// display, not per batch. A task of its own, not of the Registry's context: it survives a
+/// Registry restart, and the Registry never waits on the terminal. Its queue is bounded by
+/// the Sessions: each holds at most `max_unacked_chats` of its peer's chats unacked.
+async fn ack_once_shown(
+    shown: Recipient<WhenShown>,
+    mut waiting: mpsc::UnboundedReceiver<(Addr<Session>, AckChats)>,
+) {
+    use futures::StreamExt;
+    while let Some(first) = waiting.next().await {
+        let mut batch = vec![first];
+        while let Ok(more) = waiting.try_recv() {
+            batch.push(more);
+        }
+        // Sent after the events of every batch taken (they went to the same mailbox before
+        // their acks were queued here). A display gone has nothing to show: ack all the same.
+        let _ = shown.send(WhenShown).await;
+        for (session, acks) in batch {
+            tell(Role::Registry, &session, acks);
+        }
+    }
 }
 
 impl std::fmt::Debug for Subscriber {
@@ -36,6 +81,7 @@ impl std::fmt::Debug for Subscriber {
         f.write_str(match self {
             Subscriber::Channel(_) => "Channel",
             Subscriber::Actor(_) => "Actor",
+            Subscriber::Display { .. } => "Display",
         })
     }
 }
@@ -45,7 +91,10 @@ impl Subscriber {
     pub(super) fn deliver(&self, event: NodeEvent) -> bool {
         match self {
             Subscriber::Channel(tx) => tx.unbounded_send(event).is_ok(),
-            Subscriber::Actor(recipient) => {
+            Subscriber::Actor(recipient)
+            | Subscriber::Display {
+                events: recipient, ..
+            } => {
                 if crate::trace::enabled(Role::Registry, Role::Console) {
                     crate::trace::record(Role::Registry, Role::Console, &event);
                 }
@@ -80,8 +129,10 @@ pub struct Shutdown {
 pub struct ShutdownReport {
     /// Chats that were still without an ack when the node stopped.
     pub undelivered: usize,
-    /// They are kept in the data directory and sent at the next start.
+    /// They are kept in the data directory and sent at the next start (but for `not_saved`).
     pub kept: bool,
+    /// Of the undelivered chats, those whose save failed: lost, never claimed kept.
+    pub not_saved: usize,
 }
 
 guarded_handler!(
@@ -101,7 +152,13 @@ impl Registry {
         Box::pin(drained.into_actor(self).then(|_, act, _| {
             act.phase = act.phase.max(Phase::Closing);
             let undelivered = act.outbox.len();
-            // With a data directory they stay in the outbox file for the next start.
+            // With a data directory they stay in the outbox file for the next start, but
+            // for those whose save failed.
+            let not_saved = act
+                .unsaved
+                .iter()
+                .filter(|id| act.outbox.get(**id).is_some())
+                .count();
             let kept = act.store.is_some();
             if !kept {
                 act.fail_waiting(None, "node quit before the ack arrived");
@@ -114,7 +171,11 @@ impl Registry {
                 .into_actor(act)
                 .map(move |_, act, _| {
                     act.let_go_of_data_dir();
-                    ShutdownReport { undelivered, kept }
+                    ShutdownReport {
+                        undelivered,
+                        kept,
+                        not_saved,
+                    }
                 })
         }))
     }

@@ -9,6 +9,8 @@
 //! faults in `lifecycle.rs`, peers found on the LAN in `discovery.rs`.
 
 use std::collections::HashMap;
+use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -20,6 +22,7 @@ use crate::events::NodeEvent;
 use crate::helpers::now_ms;
 use crate::identity::DataDirLock;
 use crate::key::PeerKey;
+use crate::limits::{Limits, WriteBudget};
 use crate::nearby::NearbyPeer;
 use crate::peer::{MessageId, PeerAddr, SessionId};
 use crate::session::{Session, SessionTemplate};
@@ -78,6 +81,10 @@ pub struct Registry {
     me: LocalIdentity,
     timeouts: Timeouts,
     write_buffer_bytes: usize,
+    /// Budgets per peer, handed to the Sessions it starts.
+    limits: Limits,
+    /// The node's write budget, shared by every Session's writer.
+    write_budget: Arc<WriteBudget>,
     supervisor: SupervisorLink,
     phase: Phase,
     peers: PeerTable<Addr<Session>>,
@@ -88,6 +95,12 @@ pub struct Registry {
     subscribers: Vec<Subscriber>,
     /// The data directory's files, if the node has one.
     store: Option<Store>,
+    /// Our chats whose save to the outbox file failed (reported `NotSaved`): never claimed
+    /// kept. Bounded by the outbox: an id leaves when its chat does.
+    unsaved: HashSet<MessageId>,
+    /// The last write to the data directory failed and was reported: the next failures are
+    /// not, until a write works again.
+    storage_failing: bool,
     /// The data directory's lock, held until the node has shut down (or given up), so that
     /// no second node uses the directory meanwhile.
     data_dir_lock: Option<DataDirLock>,
@@ -133,16 +146,20 @@ impl Registry {
             me,
             timeouts: config.timeouts,
             write_buffer_bytes: config.write_buffer_bytes,
+            limits: config.limits,
+            write_budget: Arc::new(WriteBudget::new(config.limits.max_write_buffers)),
             supervisor,
             phase: Phase::Running,
             outbox: Outbox::new(config.timeouts.ack, config.retry.give_up_after),
             // Ids from a clock: a restarted node does not reuse the ids of its last run.
             next_message_id: now_ms().saturating_mul(1000),
-            inbox: Inbox::new(),
+            inbox: Inbox::new(config.limits.seen_per_sender, config.limits.seen_total),
             dialer: Dialer::new(config.retry),
             subscribers: Vec::new(),
             store,
             data_dir_lock: None,
+            unsaved: HashSet::new(),
+            storage_failing: false,
             to_deliver: Vec::new(),
             outbox_empty_waiters: Vec::new(),
             no_sessions_waiters: Vec::new(),
@@ -160,6 +177,12 @@ impl Registry {
     /// Holds the data directory's lock until the node shuts down.
     pub fn holding(mut self, lock: Option<DataDirLock>) -> Self {
         self.data_dir_lock = lock;
+        self
+    }
+
+    /// Shares the node's write budget (the Listener's Sessions count in the same one).
+    pub fn with_write_budget(mut self, budget: Arc<WriteBudget>) -> Self {
+        self.write_budget = budget;
         self
     }
 
@@ -191,12 +214,20 @@ impl Registry {
         self.inbox.recover(recovered.history);
     }
 
-    /// Writes to the data directory; a full disk or a removed directory is reported, and
-    /// the node goes on in memory.
+    /// Writes to the data directory; a full disk or a removed directory is reported on the
+    /// console once (not per chat, until a write works again), and the node goes on in memory.
     fn persist(&mut self, write: impl FnOnce(&mut Store) -> std::io::Result<()>) {
-        if let Some(store) = self.store.as_mut() {
-            if let Err(err) = write(store) {
-                tracing::error!("cannot write to {}: {err}", store.dir().display());
+        let Some(store) = self.store.as_mut() else {
+            return;
+        };
+        match write(store) {
+            Ok(()) => self.storage_failing = false,
+            Err(err) => {
+                let error = format!("{}: {err}", store.dir().display());
+                tracing::error!("cannot write to {error}");
+                if !std::mem::replace(&mut self.storage_failing, true) {
+                    self.emit(NodeEvent::StorageFailed { error });
+                }
             }
         }
     }
@@ -229,6 +260,8 @@ impl Registry {
             me: self.me.clone(),
             timeouts: self.timeouts,
             write_buffer_bytes: self.write_buffer_bytes,
+            limits: self.limits,
+            write_budget: self.write_budget.clone(),
         }
     }
 

@@ -5,8 +5,11 @@
 use actix::prelude::*;
 use futures::channel::oneshot;
 
-use super::{Session, State, LINGER};
+use std::time::Instant;
+
+use super::{Hold, Session, State, LINGER};
 use crate::key::PeerKey;
+use crate::limits::{MAX_NAME_BYTES, MAX_PEERS_TAKEN};
 use crate::peer::{MessageId, PeerAddr};
 use crate::registry::{AcksReceived, IncomingChats, KnownPeers, PeersLearned, Registry};
 use crate::trace::{ask, offer, tell, Role};
@@ -41,9 +44,13 @@ impl Session {
                 text,
                 sent_at_ms,
             } => {
-                // The ack is sent when the Registry says the chat was handed to the console
-                // (AckChats); meanwhile the next frames are read.
+                // The ack is sent when the Registry says the chat was shown (AckChats);
+                // meanwhile the next frames are read, within the peer's budgets.
                 self.acks_pending += 1;
+                self.unacked_sizes.push_back(text.len());
+                self.unacked_bytes += text.len();
+                self.hold_if_unshown();
+                self.take_chat_token(ctx);
                 let chat = Chat {
                     id,
                     text,
@@ -56,8 +63,24 @@ impl Session {
                 self.inbound_acks.push(id);
                 self.schedule_flush(ctx);
             }
-            Frame::GetPeers => self.answer_get_peers(from, key, ctx),
-            Frame::Peers { peers } => self.on_peers(from, key, peers, ctx),
+            Frame::GetPeers => {
+                if self.get_peers_bucket.take(Instant::now()).is_err() {
+                    let rate = self.template.limits.get_peers;
+                    let reason = format!(
+                        "rate limit: more than {} get_peers per second (burst {})",
+                        rate.per_second, rate.burst
+                    );
+                    return self.close(ctx, reason, true);
+                }
+                self.answer_get_peers(from, key, ctx)
+            }
+            Frame::Peers { mut peers } => {
+                // A frame can list thousands: at most MAX_PEERS_TAKEN are taken, and none
+                // with a name no `hello` may carry.
+                peers.truncate(MAX_PEERS_TAKEN);
+                peers.retain(|entry| entry.name.len() <= MAX_NAME_BYTES);
+                self.on_peers(from, key, peers, ctx)
+            }
             Frame::Ping { nonce } => self.send_frame(&Frame::Pong { nonce }, ctx),
             Frame::Pong { .. } => {}
             Frame::Bye { reason } => self.on_bye(reason, ctx),
@@ -65,6 +88,58 @@ impl Session {
             Frame::Unknown => {
                 tracing::debug!(session = self.id, "ignoring a frame of unknown type");
             }
+        }
+    }
+
+    /// A chat over the peer's rate: reading stops until its bucket has a token again. The
+    /// chat already read goes on; the peer's next ones wait in its own TCP window.
+    fn take_chat_token(&mut self, ctx: &mut Context<Self>) {
+        let Err(wait) = self.chat_bucket.take(Instant::now()) else {
+            return;
+        };
+        if self.gate.is_held(Hold::Rate) {
+            return;
+        }
+        self.gate.hold(Hold::Rate);
+        ctx.run_later(wait, |act, _| {
+            act.gate.release(Hold::Rate);
+            act.heard_after_hold();
+        });
+    }
+
+    /// Console flow control: chats handed on and not yet shown (so not acked) are bounded in
+    /// number and bytes; at the bound the peer is not read until acks make room.
+    fn hold_if_unshown(&mut self) {
+        let limits = &self.template.limits;
+        if self.acks_pending as usize >= limits.max_unacked_chats
+            || self.unacked_bytes >= limits.max_unacked_bytes
+        {
+            self.gate.hold(Hold::Unshown);
+        }
+    }
+
+    /// Acks for `count` chats went out (or never will): their room is free again.
+    pub(super) fn unacked_done(&mut self, count: usize) {
+        for _ in 0..count {
+            match self.unacked_sizes.pop_front() {
+                Some(size) => self.unacked_bytes -= size,
+                None => break,
+            }
+        }
+        let limits = &self.template.limits;
+        if self.gate.is_held(Hold::Unshown)
+            && (self.acks_pending as usize) < limits.max_unacked_chats
+            && self.unacked_bytes < limits.max_unacked_bytes
+        {
+            self.gate.release(Hold::Unshown);
+            self.heard_after_hold();
+        }
+    }
+
+    /// Reading resumes: the silence while it was held was ours, not the peer's.
+    fn heard_after_hold(&mut self) {
+        if !self.gate.is_closed() {
+            self.last_heard = std::time::Instant::now();
         }
     }
 
@@ -253,6 +328,7 @@ impl Handler<AckChats> for Session {
     fn handle(&mut self, msg: AckChats, ctx: &mut Context<Self>) {
         let count = u32::try_from(msg.ids.len()).unwrap_or(u32::MAX);
         self.acks_pending = self.acks_pending.saturating_sub(count);
+        self.unacked_done(msg.ids.len());
         for id in msg.ids {
             if self.state.is_lingering() {
                 return;

@@ -7,6 +7,7 @@ use actix::prelude::*;
 
 use super::{Direction, Session, State};
 use crate::key::PeerKey;
+use crate::limits::MAX_NAME_BYTES;
 use crate::peer::PeerAddr;
 use crate::registry::Register;
 use crate::trace::{ask, Role};
@@ -31,6 +32,16 @@ impl Session {
         hello: Hello,
         ctx: &mut Context<Self>,
     ) {
+        // Refused rather than cut short: a shortened name could look like someone else's,
+        // and the peer's implementer learns what is wrong. peerchat itself never sends one
+        // (the binary refuses a longer --name).
+        if hello.name.len() > MAX_NAME_BYTES {
+            let reason = format!(
+                "name too long: {} bytes; the limit is {MAX_NAME_BYTES}",
+                hello.name.len()
+            );
+            return self.close(ctx, reason, true);
+        }
         // The peer is known by the address we reached it at, or else by the IP its
         // connection comes from and the port it says it listens on. A one-shot sender
         // (port 0) listens nowhere: it is known by its connection's own address.
@@ -95,8 +106,16 @@ impl Handler<Reannounce> for Session {
     type Result = ();
 
     fn handle(&mut self, _: Reannounce, ctx: &mut Context<Self>) {
-        let Some(peer) = self.state.peer() else {
+        if self.state.peer().is_none() {
             return; // Still in its handshake: it registers when that completes.
+        }
+        // The failed Registry will never ack the chats it had: the peer sends them again
+        // after its ack timeout, and they are read (and shown once) then.
+        self.acks_pending = 0;
+        let unacked = self.unacked_sizes.len();
+        self.unacked_done(unacked);
+        let Some(peer) = self.state.peer() else {
+            return;
         };
         let register = self.register(peer, true, ctx);
         ctx.wait(

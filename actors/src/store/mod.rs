@@ -285,6 +285,25 @@ impl Store {
         Ok(())
     }
 
+    /// Whether all of these chats fit in the outbox's budget together (a `SendChats` takes all
+    /// or none).
+    pub fn room_for_all(&self, chats: &[QueuedChat]) -> Result<(), OutboxFull> {
+        let bytes: u64 = chats
+            .iter()
+            .map(|chat| record_len(&OutboxRecord::Queued(chat.clone())))
+            .sum();
+        if self.pending.len().saturating_add(chats.len()) > self.limits.outbox_chats
+            || self.pending_bytes.saturating_add(bytes) > self.limits.outbox_bytes
+        {
+            return Err(OutboxFull {
+                chats: self.pending.len(),
+                bytes: self.pending_bytes,
+                limits: self.limits,
+            });
+        }
+        Ok(())
+    }
+
     /// Records a chat accepted for sending. Fails (and nothing is recorded) if the outbox is
     /// full ([`OutboxFull::in_error`] finds it), if the id is above [`MAX_MESSAGE_ID`], or if
     /// the write fails: then the chat is not saved and must not be reported as kept.

@@ -351,13 +351,13 @@ fn quitting_says_what_is_left() {
         quitting("interrupted", 2),
         "Quitting (interrupted): waiting for 2 message(s) to be acknowledged..."
     );
-    assert_eq!(undelivered(0, true, &PLAIN), None);
+    assert_eq!(undelivered(0, true, 0, &PLAIN), None);
     assert_eq!(
-        undelivered(1, false, &PLAIN).as_deref(),
+        undelivered(1, false, 0, &PLAIN).as_deref(),
         Some("Warning: 1 message(s) were not delivered.")
     );
     assert_eq!(
-        undelivered(3, true, &PLAIN).as_deref(),
+        undelivered(3, true, 0, &PLAIN).as_deref(),
         Some(
             "Warning: 3 message(s) not delivered yet; they are kept in the data \
              directory and sent at the next start."
@@ -371,4 +371,13 @@ fn the_menu_is_the_standard_one_with_a_bold_title() {
     let coloured = menu(&Look::coloured());
     assert!(coloured.starts_with('\u{1b}'));
     assert!(coloured.ends_with("0. Quit"));
+}
+
+#[test]
+fn chats_that_could_not_be_saved_are_never_said_to_be_kept() {
+    let said = undelivered(3, true, 2, &PLAIN).unwrap();
+    assert!(
+        said.contains("2 of them could not be saved and are lost"),
+        "{said}"
+    );
 }
