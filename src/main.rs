@@ -23,7 +23,8 @@ use peerchat_actors::classic::ClassicConfig;
 use peerchat_actors::config::RestartPolicy;
 use peerchat_actors::config::RetryPolicy;
 use peerchat_actors::console::{
-    stdin_lines, Console, InputLine, Look, Notice, PlainScreen, Quit, QuitReport, Screen,
+    joined_addrs, reachable_addrs, stdin_lines, Console, InputLine, Look, Notice, PlainScreen,
+    Quit, QuitReport, Screen,
 };
 use peerchat_actors::faults::parse_duration;
 use peerchat_actors::identity::{default_data_dir, SEND_KEY_FILE};
@@ -375,10 +376,12 @@ fn start_console(
     on_quit: oneshot::Sender<QuitReport>,
 ) -> Addr<Console> {
     let look = cli.color.look();
+    // Where peers can reach us, never 0.0.0.0: each interface's address with the port.
+    let reachable = reachable_addrs(node.listen_addr());
     screen.print(&format!(
         "{} listening on {} (key {})",
         look.name(&visible(node.name())),
-        look.addr(node.listen_addr()),
+        look.addr(joined_addrs(&reachable)),
         node.fingerprint()
     ));
     if node.discovers() {

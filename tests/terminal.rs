@@ -239,11 +239,16 @@ fn messages_arrive_above_the_line_being_typed() {
     alice.keys(&["Enter"]);
     bob.expect("alice (");
     bob.expect("): thanks bob, I was typing");
-    let screen = alice.wait_for(&format!(
-        "delivered to {bob_addr}: thanks bob, I was typing"
-    ));
-    assert!(screen.contains(&format!("Sending to {bob_addr}: thanks bob, I was typing")));
-    alice.wait_for_last_line(PROMPT);
+    // Shown once, then marked delivered without repeating the text.
+    let screen = alice.wait_for("] delivered to bob");
+    assert!(screen.contains("/r thanks bob, I was typing"), "{screen}");
+    assert_eq!(
+        screen.matches("thanks bob, I was typing").count(),
+        1,
+        "{screen}"
+    );
+    // A reply on a terminal makes bob the conversation.
+    alice.wait_for_last_line("bob>");
 }
 
 #[test]
@@ -329,20 +334,29 @@ fn up_arrow_recalls_earlier_lines_and_the_line_can_be_edited() {
     alice.type_text("e");
     alice.wait_for_last_line(&format!("{PROMPT} /help"));
     alice.keys(&["Enter"]);
-    alice.wait_for("/msg IP:PORT text");
+    alice.wait_for("/msg PEER text");
     alice.wait_for_last_line(PROMPT);
 }
 
 #[test]
-fn ctrl_c_at_the_prompt_quits_cleanly_and_says_bye() {
+fn ctrl_c_clears_a_line_with_text_and_quits_on_an_empty_one() {
     let (mut bob, bob_port) = Peerchat::start_named("bob", &[]);
     let bob_addr = format!("127.0.0.1:{bob_port}");
     let Some(alice) = alice("ctrl-c", &["--peer", &bob_addr]) else {
         return;
     };
     alice.wait_for(&format!("connected to bob ({bob_addr})"));
+    // Ctrl-C on a line with text clears the line, as in a shell.
     alice.type_text("half a thought");
     alice.wait_for_last_line(&format!("{PROMPT} half a thought"));
+    alice.keys(&["C-c"]);
+    alice.wait_for_last_line(PROMPT);
+    assert!(alice.alive());
+    alice.type_text("2");
+    alice.wait_for_last_line(&format!("{PROMPT} 2"));
+    // On an empty line it quits.
+    alice.keys(&["BSpace"]);
+    alice.wait_for_last_line(PROMPT);
     alice.keys(&["C-c"]);
     assert_eq!(alice.wait_for_exit(), 0);
     let screen = alice.screen();
@@ -424,19 +438,19 @@ fn shortcuts_status_and_colours_on_a_terminal() {
 
     alice.type_text(&format!("/msg {bob_addr} hi from a shortcut"));
     alice.keys(&["Enter"]);
-    alice.wait_for(&format!("delivered to {bob_addr}: hi from a shortcut"));
+    alice.wait_for("] delivered to bob");
     bob.expect("): hi from a shortcut");
 
     alice.type_text("/nope");
     alice.keys(&["Enter"]);
     alice.wait_for("'/nope' is not a shortcut: type /help for the list.");
-    alice.wait_for_last_line(PROMPT);
+    alice.wait_for_last_line("bob>");
 
     // Names, addresses and statuses are coloured (the pane's NO_COLOR is unset).
     let coloured = alice.screen_with_colours();
     let line = coloured
         .lines()
-        .find(|l| l.contains("hi from a shortcut") && l.contains("delivered"))
+        .find(|l| l.contains("delivered") && l.contains("bob"))
         .expect("the delivered line");
     assert!(line.contains('\u{1b}'), "no colour in {line:?}");
     alice.type_text("/quit");

@@ -23,15 +23,25 @@ pub const MENU: &str = "\
 
 /// What `/help` prints.
 pub const SHORTCUTS: &str = "\
-Shortcuts (type them at \"Choose an option:\"):
-  /msg IP:PORT text    send text to a peer (also /m)
+Shortcuts (type them at \"Choose an option:\" or in a conversation):
+  /msg PEER text       send text to a peer (also /m)
   /r text              reply to the peer who wrote to you last
+  /talk PEER           talk to a peer: a line you type goes to them (also /t)
+  /menu                leave the conversation, back to the menu (also /leave)
+  /all text            send text to every connected peer
   /peers               list known peers, like 2
-  /connect [IP:PORT]   connect to one peer, or to all known peers like 3
-  /status              your name and address, connected peers, messages waiting
+  /connect [PEER]      connect to one peer, or to all known peers like 3
+  /cancel PEER         cancel the messages waiting for a peer
+  /forget PEER         cancel its messages, disconnect and forget a peer
+  /status              your name and addresses, connected peers, messages waiting
   /history [N]         the last N messages shown or delivered (default 20)
   /help                this list
-  /quit                quit, like 0 (also /q)";
+  /quit                quit, like 0 (also /q)
+PEER: a name, a number from /peers, IP:PORT, HOST:PORT or classic:IP:PORT.";
+
+/// The one line shown on a terminal, instead of the whole menu, after a numbered choice.
+pub const MENU_HINT: &str =
+    "(Enter or ? shows the menu: 1 send, 2 peers, 3 connect, 4/5 disconnect, 0 quit; /help)";
 
 /// What one command's trip to the node brought back. Errors are the node's own words.
 #[derive(Debug)]
@@ -84,6 +94,8 @@ pub struct Status {
     pub name: String,
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Where peers can reach it (addresses.rs); empty: `addr`.
+    pub reachable: Vec<SocketAddr>,
     /// Its known peers.
     pub peers: Vec<PeerInfo>,
 }
@@ -121,7 +133,7 @@ pub fn outcome(outcome: &Outcome, look: &Look, width: Option<usize>) -> String {
             Ok(n) => format!("{} {n} peer(s).", look.warn("Disconnected from")),
             Err(err) => look.bad(err),
         },
-        Outcome::ToDisconnect(connected) if connected.is_empty() => {
+        Outcome::ToDisconnect(peers) if !peers.iter().any(|p| p.connected) => {
             "Not connected to any peer.".to_string()
         }
         Outcome::ToDisconnect(connected) => peer_listing(connected, true, look),
@@ -258,7 +270,10 @@ pub fn status_line(status: &Status, look: &Look) -> String {
         "{} {} at {} | connected peers: {} ({} known) | messages waiting: {}",
         look.heading("Status:"),
         look.name(&visible(&status.name)),
-        look.addr(status.addr),
+        match status.reachable.as_slice() {
+            [] => look.addr(status.addr),
+            reachable => look.addr(super::addresses::joined(reachable)),
+        },
         if connected > 0 {
             look.good(connected)
         } else {
@@ -283,7 +298,12 @@ fn peer_listing(peers: &[PeerInfo], connected_only: bool, look: &Look) -> String
     } else {
         "Known peers:"
     });
-    for (n, peer) in peers.iter().enumerate() {
+    // Numbered in the one list (names.rs): menu 5 shows the connected ones, numbers kept.
+    let shown = peers
+        .iter()
+        .enumerate()
+        .filter(|(_, peer)| !connected_only || peer.connected);
+    for (n, peer) in shown {
         let name = match peer.name.as_deref() {
             Some(name) => look.name(&visible(name)),
             None => "?".into(),
@@ -366,6 +386,15 @@ fn history_listing(entries: &[HistoryEntry], look: &Look) -> String {
         })
         .collect();
     format!("History:\n{}", lines.join("\n"))
+}
+
+/// The start of a text already shown, to say which message a short line is about.
+pub fn excerpt(shown: &str) -> String {
+    const KEPT: usize = 24;
+    match shown.char_indices().nth(KEPT) {
+        Some((at, _)) => format!("{}…", &shown[..at]),
+        None => shown.to_string(),
+    }
 }
 
 /// The first line of quitting: why, and how many messages still wait for an ack.

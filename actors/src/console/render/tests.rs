@@ -26,6 +26,7 @@ fn status(peers: Vec<PeerInfo>) -> Status {
     Status {
         name: "alice".into(),
         addr: "0.0.0.0:9000".parse().unwrap(),
+        reachable: vec!["192.168.1.20:9000".parse().unwrap()],
         peers,
     }
 }
@@ -205,11 +206,11 @@ fn the_status_line_counts_connected_peers_and_waiting_messages() {
     ];
     assert_eq!(
         outcome(&Outcome::Status(Ok(status(peers))), &PLAIN, None),
-        "Status: alice at 0.0.0.0:9000 | connected peers: 1 (2 known) | messages waiting: 4"
+        "Status: alice at 192.168.1.20:9000 | connected peers: 1 (2 known) | messages waiting: 4"
     );
     assert_eq!(
         outcome(&Outcome::Menu(Ok(status(vec![]))), &PLAIN, None),
-        "Status: alice at 0.0.0.0:9000 | connected peers: 0 (0 known) | messages waiting: 0"
+        "Status: alice at 192.168.1.20:9000 | connected peers: 0 (0 known) | messages waiting: 0"
     );
     assert_eq!(
         outcome(&Outcome::Menu(Err("stopped".into())), &PLAIN, None),
