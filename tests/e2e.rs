@@ -293,11 +293,13 @@ fn history_lists_the_conversation_and_survives_a_restart() {
     alice.expect("an answer");
     alice.type_lines(&["/history"]);
     alice.expect("History:");
-    alice.expect(&format!("you to {bob_addr}: first words"));
+    alice.expect(&format!("you to bob ({bob_addr}): first words"));
     alice.expect(&format!("bob ({bob_addr}): an answer"));
     alice.type_lines(&["/history 1"]);
     let listing = alice.expect("an answer");
     assert!(!listing.contains("first words"), "{listing}");
+    alice.type_lines(&["/history 0"]);
+    alice.expect("/history 0 shows no message");
     alice.type_lines(&["/history many"]);
     alice.expect("Usage: /history [N]");
     alice.type_lines(&["0"]);

@@ -9,6 +9,7 @@ mod command;
 mod look;
 mod names;
 mod nearby;
+mod reasons;
 mod render;
 mod screen;
 mod talk;
@@ -31,6 +32,7 @@ use command::{parse, Back, Known, Prompt, Talk};
 
 pub use addresses::{joined as joined_addrs, reachable as reachable_addrs};
 pub use look::{push_wrapped, wrap, Look};
+pub use reasons::{cannot_listen, plain as plain_reason};
 pub use render::{MENU, SHORTCUTS};
 pub use screen::{stdin_lines, InputStream, PlainScreen, Screen};
 

@@ -94,8 +94,14 @@ impl Console {
                 self.run(back, disconnecting, ctx)
             }
             Command::History(limit) => {
-                let history =
-                    async move { Outcome::History(node.history(limit).await.map_err(said)) };
+                let history = async move {
+                    let peers = node.peers().await.unwrap_or_default();
+                    let names = peers
+                        .into_iter()
+                        .filter_map(|peer| peer.name.map(|name| (peer.addr, name)))
+                        .collect();
+                    Outcome::History(node.history(limit).await.map_err(said), names)
+                };
                 self.run(back, history, ctx)
             }
             Command::Status => {

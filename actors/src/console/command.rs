@@ -341,6 +341,10 @@ fn peer_to_disconnect(answer: &str) -> Parsed {
     )
 }
 
+/// What `/history 0` says.
+pub const HISTORY_ZERO: &str =
+    "/history 0 shows no message: N is how many of the last ones to show (20 by default).";
+
 /// How `/msg` is used.
 pub const MSG_USAGE: &str =
     "Usage: /msg PEER text (PEER: a name, a number from /peers, IP:PORT or HOST:PORT)";
@@ -423,6 +427,7 @@ fn shortcut(line: &str, known: &Known) -> Parsed {
         "/history" => match rest.trim() {
             "" => Command::History(20),
             n => match n.parse::<usize>() {
+                Ok(0) => return Parsed::Cancelled(HISTORY_ZERO, Back::Prompt),
                 Ok(limit) => Command::History(limit),
                 Err(_) => {
                     let why = format!("Usage: /history [N] ('{}' is not a number)", visible(n));

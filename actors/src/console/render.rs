@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 
 use super::look::{wrap, Look};
+use super::reasons::plain;
 use crate::events::{NodeEvent, SupervisionStep};
 use crate::peer::{MessageId, PeerAddr, PeerInfo};
 use crate::sanitize::{push_visible, visible};
@@ -79,8 +80,8 @@ pub enum Outcome {
         /// How it went.
         result: Result<(), String>,
     },
-    /// `/history`, oldest first.
-    History(Result<Vec<HistoryEntry>, String>),
+    /// `/history`, oldest first, with the names of the peers known now (for whom we wrote to).
+    History(Result<Vec<HistoryEntry>, String>, Vec<(PeerAddr, String)>),
     /// `/status`.
     Status(Result<Status, String>),
     /// A `!` fault was injected (or not).
@@ -109,7 +110,7 @@ pub fn outcome(outcome: &Outcome, look: &Look, width: Option<usize>) -> String {
             .unwrap_or_default(),
         Outcome::Sent { to, shown, result } => match result {
             Ok(_) => wrap(&format!("Sending to {}: {shown}", look.addr(to)), width),
-            Err(err) => look.bad(format!("Cannot send to {to}: {}.", visible(err))),
+            Err(err) => look.bad(format!("Cannot send to {to}: {}.", visible(&plain(err)))),
         },
         Outcome::Peers(peers) => match peers {
             Ok(peers) => peer_listing(peers, false, look),
@@ -126,7 +127,10 @@ pub fn outcome(outcome: &Outcome, look: &Look, width: Option<usize>) -> String {
             Ok(ConnectOutcome::AlreadyConnected) => {
                 format!("Already connected to {}.", look.addr(peer))
             }
-            Err(err) => look.bad(format!("Cannot connect to {peer}: {}.", visible(err))),
+            Err(err) => look.bad(format!(
+                "Cannot connect to {peer}: {}.",
+                visible(&plain(err))
+            )),
         },
         Outcome::DisconnectedAll(count) => match count {
             Ok(0) => "Not connected to any peer.".to_string(),
@@ -139,11 +143,11 @@ pub fn outcome(outcome: &Outcome, look: &Look, width: Option<usize>) -> String {
         Outcome::ToDisconnect(connected) => peer_listing(connected, true, look),
         Outcome::Disconnected { peer, result } => match result {
             Ok(()) => format!("{} {}.", look.warn("Disconnected from"), look.addr(peer)),
-            Err(err) => look.bad(format!("{}.", visible(err))),
+            Err(err) => look.bad(format!("{}.", visible(&plain(err)))),
         },
-        Outcome::History(history) => match history {
+        Outcome::History(history, names) => match history {
             Ok(entries) if entries.is_empty() => "No messages yet.".into(),
-            Ok(entries) => history_listing(entries, look),
+            Ok(entries) => history_listing(entries, names, look),
             Err(err) => look.bad(err),
         },
         Outcome::Status(status) => match status {
@@ -210,7 +214,7 @@ pub fn event(event: &NodeEvent, look: &Look, time: &str) -> String {
             "{time} {} {} ({}): {waiting} message(s) waiting, retrying in {:.1}s",
             look.addr(to),
             look.bad("unreachable"),
-            visible(reason),
+            visible(&plain(reason)),
             retry_in.as_secs_f64()
         ),
         NodeEvent::DeliveryFailed {
@@ -220,7 +224,7 @@ pub fn event(event: &NodeEvent, look: &Look, time: &str) -> String {
             look.bad("failed to deliver"),
             look.addr(to),
             visible(text),
-            visible(reason)
+            visible(&plain(reason))
         ),
         NodeEvent::PeerConnected { peer, name, .. } => {
             format!("{time} {} {}", look.good("connected to"), who(name, peer))
@@ -229,7 +233,7 @@ pub fn event(event: &NodeEvent, look: &Look, time: &str) -> String {
             "{time} {} {}: {}",
             look.warn("disconnected from"),
             who(name, peer),
-            visible(reason)
+            visible(&plain(reason))
         ),
         NodeEvent::PeerDiscovered { peer, name } => {
             format!("{time} learned of peer {}", who(name, peer))
@@ -238,7 +242,7 @@ pub fn event(event: &NodeEvent, look: &Look, time: &str) -> String {
             "{time} {} from {}: {}",
             look.warn("refused a connection"),
             look.addr(remote),
-            visible(reason)
+            visible(&plain(reason))
         ),
         NodeEvent::Classic(classic) => super::classic::event(classic, look, &time),
         NodeEvent::Supervision { actor, step } => {
@@ -338,7 +342,7 @@ fn connect_all_listing(report: &ConnectAllReport, look: &Look) -> String {
             Ok(ConnectOutcome::AlreadyConnected) => format!("  {peer}: already connected"),
             Err(err) => format!(
                 "  {peer}: {}",
-                look.bad(format!("failed: {}", visible(&err.to_string())))
+                look.bad(format!("failed: {}", visible(&plain(&err.to_string()))))
             ),
         });
     }
@@ -349,7 +353,17 @@ fn connect_all_listing(report: &ConnectAllReport, look: &Look) -> String {
 }
 
 /// `/history`: one line per message, oldest first, in local time.
-fn history_listing(entries: &[HistoryEntry], look: &Look) -> String {
+fn history_listing(entries: &[HistoryEntry], names: &[(PeerAddr, String)], look: &Look) -> String {
+    // Whom we wrote to, by name: the peers known now, else the name they wrote under.
+    let mut known: std::collections::HashMap<PeerAddr, &str> = std::collections::HashMap::new();
+    for entry in entries {
+        if let HistoryEntry::In { from, name, .. } = entry {
+            known.insert(*from, name);
+        }
+    }
+    for (addr, name) in names {
+        known.insert(*addr, name);
+    }
     let time = |at_ms: u64| {
         chrono::DateTime::from_timestamp_millis(at_ms as i64)
             .map(|t| {
@@ -377,12 +391,21 @@ fn history_listing(entries: &[HistoryEntry], look: &Look) -> String {
             ),
             HistoryEntry::Out {
                 at_ms, to, text, ..
-            } => format!(
-                "  {} you to {}: {}",
-                look.dim(time(*at_ms)),
-                to,
-                visible(text)
-            ),
+            } => match known.get(to).filter(|name| !name.is_empty()) {
+                Some(name) => format!(
+                    "  {} you to {} ({}): {}",
+                    look.dim(time(*at_ms)),
+                    look.name(&visible(name)),
+                    to,
+                    visible(text)
+                ),
+                None => format!(
+                    "  {} you to {}: {}",
+                    look.dim(time(*at_ms)),
+                    to,
+                    visible(text)
+                ),
+            },
         })
         .collect();
     format!("History:\n{}", lines.join("\n"))

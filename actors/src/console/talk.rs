@@ -275,10 +275,12 @@ impl Console {
 
     /// Opens a conversation with `to` (said when it is a new one).
     pub(super) fn start_talk(&mut self, to: PeerAddr, classic: bool) {
-        if self.talking.as_ref().is_some_and(|t| t.to == to) {
+        let who = self.who(&to);
+        if let Some(talk) = self.talking.as_mut().filter(|t| t.to == to) {
+            // The same conversation; its peer may have a name by now.
+            talk.prompt = format!("{who}> ");
             return;
         }
-        let who = self.who(&to);
         self.talking = Some(Talk {
             to,
             classic,

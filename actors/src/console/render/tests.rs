@@ -313,7 +313,7 @@ fn sending_and_disconnecting_outcomes() {
 #[test]
 fn history_lists_messages_both_ways() {
     assert_eq!(
-        outcome(&Outcome::History(Ok(vec![])), &PLAIN, None),
+        outcome(&Outcome::History(Ok(vec![]), vec![]), &PLAIN, None),
         "No messages yet."
     );
     let entries = vec![
@@ -332,7 +332,7 @@ fn history_lists_messages_both_ways() {
             text: "hello".into(),
         },
     ];
-    let text = outcome(&Outcome::History(Ok(entries)), &PLAIN, None);
+    let text = outcome(&Outcome::History(Ok(entries), vec![]), &PLAIN, None);
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 3, "{text}");
     assert_eq!(lines[0], "History:");
