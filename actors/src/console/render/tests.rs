@@ -337,10 +337,26 @@ fn history_lists_messages_both_ways() {
     assert_eq!(lines.len(), 3, "{text}");
     assert_eq!(lines[0], "History:");
     assert!(lines[1].ends_with(" bob (127.0.0.1:9001): hi\\r"), "{text}");
+    // Whom we wrote to, by name (from the conversation itself here).
     assert!(
-        lines[2].ends_with(" you to 127.0.0.1:9001: hello"),
+        lines[2].ends_with(" you to bob (127.0.0.1:9001): hello"),
         "{text}"
     );
+    // A peer never heard from: by the name the peer list knows, else by its address.
+    let to_carol = vec![HistoryEntry::Out {
+        at_ms: 1_700_000_001_000,
+        to: addr("127.0.0.1:9002"),
+        id: 3,
+        text: "yo".into(),
+    }];
+    let named = vec![(addr("127.0.0.1:9002"), "carol".to_string())];
+    let text = outcome(&Outcome::History(Ok(to_carol.clone()), named), &PLAIN, None);
+    assert!(
+        text.ends_with(" you to carol (127.0.0.1:9002): yo"),
+        "{text}"
+    );
+    let text = outcome(&Outcome::History(Ok(to_carol), vec![]), &PLAIN, None);
+    assert!(text.ends_with(" you to 127.0.0.1:9002: yo"), "{text}");
 }
 
 #[test]
