@@ -23,14 +23,15 @@ use peerchat_actors::classic::ClassicConfig;
 use peerchat_actors::config::RestartPolicy;
 use peerchat_actors::config::RetryPolicy;
 use peerchat_actors::console::{
-    stdin_lines, Console, InputLine, Look, Notice, PlainScreen, Quit, QuitReport, Screen,
+    cannot_listen, joined_addrs, plain_reason, reachable_addrs, stdin_lines, Console, InputLine,
+    Look, Notice, PlainScreen, Quit, QuitReport, Screen,
 };
 use peerchat_actors::faults::parse_duration;
 use peerchat_actors::identity::{default_data_dir, SEND_KEY_FILE};
 use peerchat_actors::limits::{Limits, Rate, MAX_NAME_BYTES};
 use peerchat_actors::sanitize::visible;
 use peerchat_actors::trace::{self, Role};
-use peerchat_actors::{Node, NodeConfig, NodeEvent, PeerAddr, Timeouts};
+use peerchat_actors::{Node, NodeConfig, NodeEvent, PeerAddr, StartError, Timeouts};
 
 /// Peer-to-peer terminal chat: every peer runs its own TCP server and talks to others
 /// directly by IP and port. Driven by a numbered menu and /shortcuts on standard input.
@@ -40,12 +41,12 @@ struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
 
-    /// Name shown to other peers (asked on stdin if missing; `send` uses $USER).
-    #[arg(short, long, global = true)]
+    /// Name shown to other peers (asked on stdin if missing).
+    #[arg(short, long)]
     name: Option<String>,
 
-    /// Port to listen on; 0 picks a free one (asked on stdin if missing; `send` uses 0).
-    #[arg(short, long, global = true)]
+    /// Port to listen on; 0 picks a free one (asked on stdin if missing).
+    #[arg(short, long)]
     port: Option<u16>,
 
     /// Interface to listen on. The default, all interfaces, lets peers on the LAN reach you.
@@ -173,6 +174,12 @@ enum Command {
     /// delivered, 2 for a usage error. With `-` for the text, every line of standard input
     /// is a message: 0 once all are acknowledged.
     Send {
+        /// Name shown to the peer (default: $USER).
+        #[arg(short, long)]
+        name: Option<String>,
+        /// Port to listen on while sending (default: any free one).
+        #[arg(short, long)]
+        port: Option<u16>,
         /// The peer to send to.
         #[arg(value_name = "IP:PORT")]
         to: PeerAddr,
@@ -219,7 +226,17 @@ fn main() -> ExitCode {
     let system = actix_rt::System::new();
     // The input threads may still be blocked reading; the process ends anyway.
     let code = match cli.command.take() {
-        Some(Command::Send { to, text }) => system.block_on(send(cli, to, text.join(" "))),
+        Some(Command::Send {
+            to,
+            text,
+            name,
+            port,
+        }) => {
+            // Given after `send` or before it, alike.
+            cli.name = name.or(cli.name);
+            cli.port = port.or(cli.port);
+            system.block_on(send(cli, to, text.join(" ")))
+        }
         None => system.block_on(chat(cli)),
     };
     // The trace is written by a thread of its own: let it finish the last lines.
@@ -350,11 +367,9 @@ async fn run_chat(cli: Cli, mut io: Io, restore: Option<impl Fn() + 'static>) ->
         Ok(dir) => dir,
         Err(why) => return fail(&why),
     };
-    let mut config = node_config(&cli, name, port);
-    config.data_dir = data_dir;
-    let node = match Node::start(config).await {
+    let node = match start_node(&cli, &mut io, name, port, data_dir).await {
         Ok(node) => node,
-        Err(err) => return fail(&err.to_string()),
+        Err(code) => return code,
     };
     for warning in node.warnings() {
         let _ = writeln!(io::stderr(), "warning: {}", visible(warning));
@@ -374,6 +389,43 @@ async fn run_chat(cli: Cli, mut io: Io, restore: Option<impl Fn() + 'static>) ->
     quit_on_interrupts(&console, interrupts, restore.clone());
     quit_on_sigterm(&console);
     wait_for_the_end(&node, quit_rx, restore).await
+}
+
+/// Starts the node. A port in use asks for another when a person is at the keyboard
+/// (stdin is a terminal); for a script it stays an error (exit 2).
+async fn start_node(
+    cli: &Cli,
+    io: &mut Io,
+    name: String,
+    mut port: u16,
+    data_dir: Option<PathBuf>,
+) -> Result<Node, ExitCode> {
+    loop {
+        let mut config = node_config(cli, name.clone(), port);
+        config.data_dir = data_dir.clone();
+        match Node::start(config).await {
+            Ok(node) => return Ok(node),
+            Err(StartError::Bind { source, .. })
+                if source.kind() == io::ErrorKind::AddrInUse && io::stdin().is_terminal() =>
+            {
+                io.screen.print(&format!(
+                    "Port {port} is already in use (another program, or another peerchat, \
+                     listens there)."
+                ));
+                port = ask(
+                    io,
+                    "Another port to listen on (0 = any free port): ",
+                    check_port,
+                )
+                .await
+                .map_err(|why| unanswered(why, "a free port was given (use --port)"))?;
+            }
+            Err(StartError::Bind { addr, source }) => {
+                return Err(fail(&cannot_listen(addr, &source)))
+            }
+            Err(err) => return Err(fail(&err.to_string())),
+        }
+    }
 }
 
 /// The name and port from the command line, or else asked on standard input.
@@ -403,10 +455,12 @@ fn start_console(
     on_quit: oneshot::Sender<QuitReport>,
 ) -> Addr<Console> {
     let look = cli.color.look();
+    // Where peers can reach us, never 0.0.0.0: each interface's address with the port.
+    let reachable = reachable_addrs(node.listen_addr());
     screen.print(&format!(
         "{} listening on {} (key {})",
         look.name(&visible(node.name())),
-        look.addr(node.listen_addr()),
+        look.addr(joined_addrs(&reachable)),
         node.fingerprint()
     ));
     if node.discovers() {
@@ -428,7 +482,7 @@ fn connect_at_start(node: &Node, console: &Addr<Console>, peers: Vec<PeerAddr>) 
             if let Err(err) = node.connect(peer).await {
                 console.do_send(Notice(format!(
                     "Cannot connect to {peer}: {}",
-                    visible(&err.to_string())
+                    visible(&plain_reason(&err.to_string()))
                 )));
             }
         });
@@ -690,11 +744,19 @@ async fn send(cli: Cli, to: PeerAddr, text: String) -> ExitCode {
             Ok(name) => name,
             Err(why) => return fail(&why),
         },
-        // Whoever runs the script, as the peer will see it; any name will do.
-        None => std::env::var("USER")
-            .ok()
-            .and_then(|user| check_name(&user).ok())
-            .unwrap_or_else(|| "peerchat".into()),
+        // Whoever runs the script, as the peer will see it.
+        None => match std::env::var("USER").ok().map(|user| check_name(&user)) {
+            Some(Ok(user)) => user,
+            // Said, not silent: the peer will see this name.
+            _ => {
+                let _ = writeln!(
+                    io::stderr(),
+                    "note: $USER is empty or not a usable name: sending as 'peerchat' \
+                     (give a name with --name NAME)"
+                );
+                "peerchat".into()
+            }
+        },
     };
     // A key of its own, not the node's (whose directory a running node holds locked): kept
     // beside the node's as `send.key` so that a receiver sees the same sender every time,
@@ -711,6 +773,7 @@ async fn send(cli: Cli, to: PeerAddr, text: String) -> ExitCode {
     config.discovery = false;
     let node = match Node::start(config).await {
         Ok(node) => node,
+        Err(StartError::Bind { addr, source }) => return fail(&cannot_listen(addr, &source)),
         Err(err) => return fail(&err.to_string()),
     };
     // Subscribed before sending, so the outcome cannot pass unseen.
@@ -762,7 +825,10 @@ async fn send_one(
                 Ok(Ok(())) => (0, format!("delivered to {to}")),
                 Ok(Err(reason)) => (
                     1,
-                    format!("error: not delivered to {to}: {}", visible(&reason)),
+                    format!(
+                        "error: not delivered to {to}: {}",
+                        visible(&plain_reason(&reason))
+                    ),
                 ),
                 Err(_) => (
                     1,
@@ -777,6 +843,6 @@ async fn send_one(
 }
 
 fn fail(why: &str) -> ExitCode {
-    let _ = writeln!(io::stderr(), "error: {why}");
+    let _ = writeln!(io::stderr(), "error: {}", plain_reason(why));
     ExitCode::from(2)
 }

@@ -11,7 +11,10 @@ use std::time::Duration;
 
 use futures::channel::mpsc;
 use rustyline::error::ReadlineError;
-use rustyline::{Config, DefaultEditor, ExternalPrinter};
+use rustyline::{
+    Cmd, ConditionalEventHandler, Config, DefaultEditor, Event, EventContext, EventHandler,
+    ExternalPrinter, KeyEvent, Movement, RepeatCount,
+};
 
 use peerchat_actors::console::{InputLine, Screen, Written};
 
@@ -40,6 +43,10 @@ pub fn start(
         .map_err(|e| e.to_string())?
         .build();
     let mut editor = DefaultEditor::with_config(config).map_err(|e| e.to_string())?;
+    editor.bind_sequence(
+        KeyEvent::ctrl('C'),
+        EventHandler::Conditional(Box::new(CtrlCClearsTheLine)),
+    );
     if let Some(path) = &history {
         // A missing or unreadable history file only means no old history.
         let _ = editor.load_history(path);
@@ -160,6 +167,16 @@ impl TerminalGuard {
     pub fn restorer(&self) -> impl Fn() + 'static {
         let saved = self.saved.clone();
         move || saved.restore()
+    }
+}
+
+/// Ctrl-C on a line with text clears it, as in a shell; on an empty line it is the usual
+/// interrupt (main.rs quits, and a second one quits at once).
+struct CtrlCClearsTheLine;
+
+impl ConditionalEventHandler for CtrlCClearsTheLine {
+    fn handle(&self, _: &Event, _: RepeatCount, _: bool, ctx: &EventContext) -> Option<Cmd> {
+        (!ctx.line().is_empty()).then_some(Cmd::Kill(Movement::WholeLine))
     }
 }
 

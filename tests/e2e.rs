@@ -88,11 +88,21 @@ fn wrong_menu_input_is_explained_and_the_menu_comes_back() {
     node.expect("***** Menu *****");
     node.type_lines(&["hello"]);
     node.expect("'hello' is not a menu option");
-    node.type_lines(&["1", "not-an-ip"]);
-    node.expect("'not-an-ip' is not an IP address or IP:PORT");
+    // A wrong answer is asked again with the reason; an empty answer cancels.
+    node.type_lines(&["1", "not-a-peer"]);
+    node.expect("'not-a-peer' is not a known peer");
+    node.expect("Recipient IP (or IP:PORT): ");
+    node.type_lines(&["999.1.1.1"]);
+    node.expect("'999.1.1.1' is not an IP address or IP:PORT");
+    node.expect("Recipient IP (or IP:PORT): ");
+    node.type_lines(&[""]);
+    node.expect("Nothing sent.");
     node.expect("***** Menu *****");
     node.type_lines(&["1", "127.0.0.1", "99999"]);
     node.expect("'99999' is not a port number (1-65535)");
+    node.expect("Recipient port: ");
+    node.type_lines(&[""]);
+    node.expect("Nothing sent.");
     node.type_lines(&["1", "127.0.0.1:9", ""]);
     node.expect("Empty message, nothing sent.");
     node.type_lines(&["2"]);
@@ -283,11 +293,13 @@ fn history_lists_the_conversation_and_survives_a_restart() {
     alice.expect("an answer");
     alice.type_lines(&["/history"]);
     alice.expect("History:");
-    alice.expect(&format!("you to {bob_addr}: first words"));
+    alice.expect(&format!("you to bob ({bob_addr}): first words"));
     alice.expect(&format!("bob ({bob_addr}): an answer"));
     alice.type_lines(&["/history 1"]);
     let listing = alice.expect("an answer");
     assert!(!listing.contains("first words"), "{listing}");
+    alice.type_lines(&["/history 0"]);
+    alice.expect("/history 0 shows no message");
     alice.type_lines(&["/history many"]);
     alice.expect("Usage: /history [N]");
     alice.type_lines(&["0"]);

@@ -14,7 +14,7 @@ fn chatting_with_shortcuts() {
 
     // Nobody wrote yet: /r explains itself.
     alice.type_lines(&["/r hello?"]);
-    alice.expect("No one has written to you yet: use /msg IP:PORT text.");
+    alice.expect("No one has written to you yet: use /msg PEER text or /talk PEER.");
 
     bob.type_lines(&[&format!("/msg {alice_addr}   hi alice,  spaces kept")]);
     bob.expect(&format!("Sending to {alice_addr}: hi alice,  spaces kept"));
@@ -55,16 +55,16 @@ fn chatting_with_shortcuts() {
 fn wrong_shortcuts_are_explained() {
     let (mut node, _) = Peerchat::start_named("n", &[]);
     node.type_lines(&["/help"]);
-    node.expect("/msg IP:PORT text");
+    node.expect("/msg PEER text");
     node.expect("/quit");
     node.type_lines(&["/bogus"]);
     node.expect("'/bogus' is not a shortcut: type /help for the list.");
     node.type_lines(&["/msg 127.0.0.1:9"]);
-    node.expect("Usage: /msg IP:PORT text");
+    node.expect("Usage: /msg PEER text");
     node.type_lines(&["/msg nowhere hi"]);
-    node.expect("'nowhere' is not an address of the form IP:PORT");
+    node.expect("'nowhere' is not a known peer");
     node.type_lines(&["/connect x"]);
-    node.expect("'x' is not an address of the form IP:PORT");
+    node.expect("'x' is not a known peer");
     node.type_lines(&["/\u{1b}[2J"]);
     node.expect("'/\\u{1b}[2J' is not a shortcut");
     // At the other prompts a slash is text like any other.

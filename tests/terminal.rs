@@ -239,11 +239,16 @@ fn messages_arrive_above_the_line_being_typed() {
     alice.keys(&["Enter"]);
     bob.expect("alice (");
     bob.expect("): thanks bob, I was typing");
-    let screen = alice.wait_for(&format!(
-        "delivered to {bob_addr}: thanks bob, I was typing"
-    ));
-    assert!(screen.contains(&format!("Sending to {bob_addr}: thanks bob, I was typing")));
-    alice.wait_for_last_line(PROMPT);
+    // Shown once, then marked delivered without repeating the text.
+    let screen = alice.wait_for("] delivered to bob");
+    assert!(screen.contains("/r thanks bob, I was typing"), "{screen}");
+    assert_eq!(
+        screen.matches("thanks bob, I was typing").count(),
+        1,
+        "{screen}"
+    );
+    // A reply on a terminal makes bob the conversation.
+    alice.wait_for_last_line("bob>");
 }
 
 #[test]
@@ -329,20 +334,29 @@ fn up_arrow_recalls_earlier_lines_and_the_line_can_be_edited() {
     alice.type_text("e");
     alice.wait_for_last_line(&format!("{PROMPT} /help"));
     alice.keys(&["Enter"]);
-    alice.wait_for("/msg IP:PORT text");
+    alice.wait_for("/msg PEER text");
     alice.wait_for_last_line(PROMPT);
 }
 
 #[test]
-fn ctrl_c_at_the_prompt_quits_cleanly_and_says_bye() {
+fn ctrl_c_clears_a_line_with_text_and_quits_on_an_empty_one() {
     let (mut bob, bob_port) = Peerchat::start_named("bob", &[]);
     let bob_addr = format!("127.0.0.1:{bob_port}");
     let Some(alice) = alice("ctrl-c", &["--peer", &bob_addr]) else {
         return;
     };
     alice.wait_for(&format!("connected to bob ({bob_addr})"));
+    // Ctrl-C on a line with text clears the line, as in a shell.
     alice.type_text("half a thought");
     alice.wait_for_last_line(&format!("{PROMPT} half a thought"));
+    alice.keys(&["C-c"]);
+    alice.wait_for_last_line(PROMPT);
+    assert!(alice.alive());
+    alice.type_text("2");
+    alice.wait_for_last_line(&format!("{PROMPT} 2"));
+    // On an empty line it quits.
+    alice.keys(&["BSpace"]);
+    alice.wait_for_last_line(PROMPT);
     alice.keys(&["C-c"]);
     assert_eq!(alice.wait_for_exit(), 0);
     let screen = alice.screen();
@@ -424,19 +438,19 @@ fn shortcuts_status_and_colours_on_a_terminal() {
 
     alice.type_text(&format!("/msg {bob_addr} hi from a shortcut"));
     alice.keys(&["Enter"]);
-    alice.wait_for(&format!("delivered to {bob_addr}: hi from a shortcut"));
+    alice.wait_for("] delivered to bob");
     bob.expect("): hi from a shortcut");
 
     alice.type_text("/nope");
     alice.keys(&["Enter"]);
     alice.wait_for("'/nope' is not a shortcut: type /help for the list.");
-    alice.wait_for_last_line(PROMPT);
+    alice.wait_for_last_line("bob>");
 
     // Names, addresses and statuses are coloured (the pane's NO_COLOR is unset).
     let coloured = alice.screen_with_colours();
     let line = coloured
         .lines()
-        .find(|l| l.contains("hi from a shortcut") && l.contains("delivered"))
+        .find(|l| l.contains("delivered") && l.contains("bob"))
         .expect("the delivered line");
     assert!(line.contains('\u{1b}'), "no colour in {line:?}");
     alice.type_text("/quit");
@@ -459,4 +473,120 @@ fn no_color_turns_colour_off() {
         !screen.contains('\u{1b}'),
         "coloured despite NO_COLOR:\n{screen}"
     );
+}
+
+#[test]
+fn a_conversation_sends_plain_lines_and_keeps_a_half_typed_line() {
+    let Some(alice) = alice("talk", &[]) else {
+        return;
+    };
+    let alice_addr = format!("127.0.0.1:{}", alice.port());
+    let (mut bob, bob_port) = Peerchat::start_named("bob", &["--idle-timeout", "60s"]);
+    let bob_addr = format!("127.0.0.1:{bob_port}");
+    alice.type_text(&format!("/talk {bob_addr}"));
+    alice.keys(&["Enter"]);
+    alice.wait_for(&format!("Talking to {bob_addr} ({bob_addr})"));
+    alice.wait_for_last_line(&format!("{bob_addr}>"));
+
+    // A plain line is a message to the current peer.
+    alice.type_text("hello everyone");
+    alice.keys(&["Enter"]);
+    bob.expect("): hello everyone");
+    alice.wait_for("] delivered to bob");
+    // Once bob is named, the prompt says so.
+    alice.type_text("/talk bob");
+    alice.keys(&["Enter"]);
+    alice.wait_for_last_line("bob>");
+
+    // A half-typed line survives bob's messages.
+    alice.type_text("half a rep");
+    alice.wait_for_last_line("bob> half a rep");
+    bob.type_lines(&["/msg alice one from bob", "/msg alice two from bob"]);
+    let screen = alice.wait_for(&format!("bob ({bob_addr}): two from bob"));
+    assert!(screen.contains(&format!("bob ({bob_addr}): one from bob")));
+    assert_eq!(last_line(&screen), "bob> half a rep", "{screen}");
+    alice.type_text("ly");
+    alice.keys(&["Enter"]);
+    bob.expect(&format!("alice ({alice_addr}): half a reply"));
+
+    // /menu goes back to the numbered menu; a number is a menu choice again.
+    alice.type_text("/menu");
+    alice.keys(&["Enter"]);
+    alice.wait_for_last_line(PROMPT);
+    alice.type_text("2");
+    alice.keys(&["Enter"]);
+    alice.wait_for(&format!("1. {bob_addr}  bob  connected"));
+    // Quieter: a numbered choice brings back a one-line hint, not the whole menu.
+    let screen = alice.wait_for("(Enter or ? shows the menu");
+    assert_eq!(screen.matches("***** Menu *****").count(), 2, "{screen}");
+}
+
+#[test]
+fn menu_2_and_menu_5_number_peers_the_same_way() {
+    let (_bob, bob_port) = Peerchat::start_named("bob", &[]);
+    let (_carol, carol_port) = Peerchat::start_named("carol", &[]);
+    let refusing = common::RefusingPort::new();
+    let (bob_addr, carol_addr) = (
+        format!("127.0.0.1:{bob_port}"),
+        format!("127.0.0.1:{carol_port}"),
+    );
+    let Some(alice) = alice("numbers", &["--peer", &bob_addr, "--peer", &carol_addr]) else {
+        return;
+    };
+    alice.wait_for(&format!("connected to bob ({bob_addr})"));
+    alice.wait_for(&format!("connected to carol ({carol_addr})"));
+    // A peer that is known but not connected takes a number in the list too.
+    alice.type_text(&format!("/msg 127.0.0.1:{} waiting", refusing.port));
+    alice.keys(&["Enter"]);
+    alice.wait_for("unreachable");
+    alice.type_text("/menu");
+    alice.keys(&["Enter"]);
+    alice.wait_for_last_line(PROMPT);
+    alice.type_text("2");
+    alice.keys(&["Enter"]);
+    let screen = alice.wait_for("Known peers:");
+    let numbered = |screen: &str, addr: &str| -> String {
+        screen
+            .lines()
+            .rev()
+            .find(|l| l.contains(addr) && l.trim_start().starts_with(char::is_numeric))
+            .map(|l| l.trim().to_string())
+            .unwrap_or_else(|| panic!("{addr} not numbered:\n{screen}"))
+    };
+    let carol_in_2 = numbered(&screen, &carol_addr);
+    alice.type_text("5");
+    alice.keys(&["Enter"]);
+    let screen = alice.wait_for("Peer to disconnect");
+    let carol_in_5 = numbered(&screen, &carol_addr);
+    let number = |line: &str| line.split('.').next().unwrap_or_default().to_string();
+    assert_eq!(number(&carol_in_2), number(&carol_in_5), "{screen}");
+    alice.type_text(&number(&carol_in_5));
+    alice.keys(&["Enter"]);
+    alice.wait_for(&format!("Disconnected from {carol_addr}."));
+}
+
+#[test]
+fn a_port_in_use_at_start_up_asks_for_another() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let Some(alice) = Tmux::start(
+        "port-in-use",
+        &["-u", "NO_COLOR"],
+        &["--name", "alice", "--port", &port, "--bind", "127.0.0.1"],
+    ) else {
+        return;
+    };
+    alice.wait_for(&format!("Port {port} is already in use"));
+    alice.wait_for_last_line("Another port to listen on (0 = any free port):");
+    alice.type_text(&port);
+    alice.keys(&["Enter"]);
+    // Still taken: asked again.
+    alice.wait_until("asked twice", |s| {
+        s.matches("is already in use").count() == 2
+    });
+    alice.type_text("0");
+    alice.keys(&["Enter"]);
+    alice.wait_for("alice listening on 127.0.0.1:");
+    alice.wait_for_last_line(PROMPT);
+    assert!(alice.alive());
 }

@@ -2,14 +2,18 @@
 //! runs, the chats it sent, who wrote last); asks the Registry through its [`Node`] handle and
 //! prints the node's events on a [`Screen`]. A line goes command.rs → apply.rs → render.rs.
 
+mod addresses;
 mod apply;
 mod classic;
 mod command;
 mod identity;
 mod look;
+mod names;
 mod nearby;
+mod reasons;
 mod render;
 mod screen;
+mod talk;
 
 use std::collections::{HashMap, VecDeque};
 
@@ -25,9 +29,11 @@ use crate::node::Node;
 use crate::peer::{MessageId, PeerAddr};
 use crate::supervision::{SupervisedChild, SupervisorLink};
 use crate::trace::{Role, Traced};
-use command::{parse, Back, Known, Prompt};
+use command::{parse, Back, Known, Prompt, Talk};
 
+pub use addresses::{joined as joined_addrs, reachable as reachable_addrs};
 pub use look::{push_wrapped, wrap, Look};
+pub use reasons::{cannot_listen, plain as plain_reason};
 pub use render::{MENU, SHORTCUTS};
 pub use screen::{stdin_lines, InputStream, PlainScreen, Screen, Written};
 
@@ -65,6 +71,12 @@ pub struct Console {
     on_quit: Option<oneshot::Sender<QuitReport>>,
     /// Chat lines received in this mailbox turn, printed together at its end.
     batch: ChatBatch,
+    /// The current conversation (`/talk`): plain lines go to this peer.
+    talking: Option<Talk>,
+    /// Peers' names as last heard, for prompts and short lines (`bob> `).
+    names: HashMap<PeerAddr, String>,
+    /// Messages sent with `/all`, to sum up who got them (talk.rs).
+    everyone: talk::Everyone,
 }
 
 /// Chat lines waiting to be printed at the end of the Console's mailbox turn (one `write` for
@@ -153,6 +165,9 @@ impl Console {
             quitting: false,
             on_quit: Some(on_quit),
             batch: ChatBatch::default(),
+            talking: None,
+            names: HashMap::new(),
+            everyone: talk::Everyone::default(),
         }
     }
 
@@ -171,13 +186,8 @@ impl Console {
     /// Prints one line above the prompt, keeping the prompt below it: one piece of output.
     fn say(&mut self, line: &str) {
         self.print_batch();
-        let prompt = self.prompt_to_show();
+        let prompt = (!self.busy && !self.quitting).then(|| self.prompt.text());
         self.screen.print_lines(line, prompt);
-    }
-
-    /// The prompt to show again after a print, if a question is open.
-    fn prompt_to_show(&self) -> Option<&'static str> {
-        (!self.busy && !self.quitting).then(|| self.prompt.text())
     }
 
     /// A chat's line joins this turn's batch; the first one schedules the batch's printing
@@ -198,7 +208,7 @@ impl Console {
         if self.batch.lines.is_empty() {
             return;
         }
-        let prompt = self.prompt_to_show();
+        let prompt = (!self.busy && !self.quitting).then(|| self.prompt.text());
         self.screen.print_lines(&self.batch.lines, prompt);
         self.batch.lines.clear();
         if self.batch.lines.capacity() > 1 << 20 {
@@ -234,15 +244,35 @@ impl Console {
         self.show_prompt();
     }
 
-    /// Prints a line and goes back to the menu, or only to its prompt.
+    /// Prints a line and goes back to the menu, or only to its prompt (the conversation's,
+    /// if one is open). On a terminal a numbered choice brings back a one-line hint, not the
+    /// whole menu: that comes at start, after `?`, `/menu` or an empty line.
     fn done(&mut self, back: Back, line: &str, ctx: &mut Context<Self>) {
-        self.print(line);
+        if !line.is_empty() {
+            self.print(line);
+        }
         match back {
-            Back::Menu => self.show_menu(ctx),
-            Back::Prompt => {
+            Back::Menu if self.talking.is_none() && !self.screen.interactive() => {
+                self.show_menu(ctx)
+            }
+            Back::Menu if self.talking.is_none() => {
+                let hint = self.look.dim(render::MENU_HINT);
+                self.print(&hint);
                 self.prompt = Prompt::Menu;
                 self.show_prompt();
             }
+            _ => {
+                self.prompt = self.home();
+                self.show_prompt();
+            }
+        }
+    }
+
+    /// The question open between commands: the conversation's line, or the menu's.
+    fn home(&self) -> Prompt {
+        match &self.talking {
+            Some(talk) => Prompt::Talk(talk.clone()),
+            None => Prompt::Menu,
         }
     }
 
@@ -421,14 +451,46 @@ impl Console {
                 from, name, text, ..
             } => {
                 self.known.last_sender = Some(*from);
+                self.note_name(from, name);
                 // The hot path: batched, no allocation per line.
                 return self.queue_chat(from, name, text, ctx);
             }
             NodeEvent::Classic(ClassicEvent::Chat { from, .. }) => {
                 self.known.last_sender = Some(*from)
             }
-            NodeEvent::Delivered { id, .. } | NodeEvent::DeliveryFailed { id, .. } => {
-                self.sent.remove(id);
+            NodeEvent::PeerConnected { peer, name, .. } => self.note_name(peer, name),
+            NodeEvent::Delivered { id, to, .. } | NodeEvent::DeliveryFailed { id, to, .. } => {
+                let sent = self.sent.remove(id);
+                let failed = match &event {
+                    NodeEvent::DeliveryFailed { reason, .. } => Some(reason.as_str()),
+                    _ => None,
+                };
+                // A chat you cancelled: the answer to /cancel or /forget said so.
+                if failed == Some(crate::registry::CANCELLED) {
+                    return;
+                }
+                let who = self.who(to);
+                if let Some(summary) = self.everyone.settle(*id, &who, failed) {
+                    if let Some(summary) = summary {
+                        self.say_long(&summary);
+                    }
+                    return;
+                }
+                // On a terminal your text was shown once when sent: a short line now.
+                if let (None, Some((_, shown)), true) = (failed, &sent, self.screen.interactive()) {
+                    let time = chrono::Local::now().format("%H:%M:%S").to_string();
+                    let mut line = format!(
+                        "{} {} to {}",
+                        render::stamp(&time, &self.look),
+                        self.look.good("delivered"),
+                        self.look.name(&who)
+                    );
+                    // Which one, when others to the same peer are still on their way.
+                    if self.sent.values().any(|(other, _)| other == to) {
+                        line.push_str(&format!(": {}", render::excerpt(shown)));
+                    }
+                    return self.say(&line);
+                }
             }
             _ => {}
         }
@@ -446,6 +508,19 @@ impl Handler<WhenShown> for Console {
         // The chat lines of this turn go out now, not at its end: they are what is asked.
         self.print_batch();
         self.screen.written()
+    }
+}
+
+impl Console {
+    /// A peer's name as last heard, for prompts and short lines.
+    fn note_name(&mut self, peer: &PeerAddr, name: &str) {
+        if name.is_empty() {
+            return;
+        }
+        if self.names.len() >= SENDERS_KEPT && !self.names.contains_key(peer) {
+            self.names.clear();
+        }
+        self.names.insert(*peer, name.to_string());
     }
 }
 

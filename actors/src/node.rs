@@ -38,6 +38,7 @@ use crate::supervisor::{Adopt, NodeFailure, NodeSupervisor, WatchFailure};
 use crate::trace::{ask, tell, Role};
 
 mod classic;
+mod forget;
 
 /// Why a node did not start.
 #[derive(Debug)]

@@ -32,6 +32,11 @@ impl Console {
                 self.done(back, &line, ctx)
             }
             Parsed::Cancelled(why, back) => self.done(back, why, ctx),
+            Parsed::Retry(why, prompt) => {
+                let line = self.look.bad(why);
+                self.print(&line);
+                self.ask(prompt)
+            }
         }
     }
 
@@ -77,8 +82,8 @@ impl Console {
             }
             Command::ChooseDisconnect => {
                 let listing = async move {
-                    let peers = node.peers().await.unwrap_or_default();
-                    Outcome::ToDisconnect(peers.into_iter().filter(|p| p.connected).collect())
+                    // The whole list: its numbers are the ones every listing uses.
+                    Outcome::ToDisconnect(node.peers().await.unwrap_or_default())
                 };
                 self.run(back, listing, ctx)
             }
@@ -90,8 +95,14 @@ impl Console {
                 self.run(back, disconnecting, ctx)
             }
             Command::History(limit) => {
-                let history =
-                    async move { Outcome::History(node.history(limit).await.map_err(said)) };
+                let history = async move {
+                    let peers = node.peers().await.unwrap_or_default();
+                    let names = peers
+                        .into_iter()
+                        .filter_map(|peer| peer.name.map(|name| (peer.addr, name)))
+                        .collect();
+                    Outcome::History(node.history(limit).await.map_err(said), names)
+                };
                 self.run(back, history, ctx)
             }
             Command::Status => {
@@ -111,12 +122,20 @@ impl Console {
             Command::Help => self.done(back, SHORTCUTS, ctx),
             Command::Fault(fault) => self.inject(fault, back, ctx),
             Command::Quit => self.quit("bye".into(), ctx),
+            Command::ToPeer { name, action } => self.name_peer(name, action, back, ctx),
+            Command::AtPeer { to, action } => self.at_peer(to, false, action, back, ctx),
+            Command::Leave => self.leave(ctx),
+            Command::All(text) => self.send_all(text, back, ctx),
         }
     }
 
     /// A chat: queued by the Registry, which answers its id at once; the ack comes later as
     /// an event.
-    fn send(&mut self, to: PeerAddr, text: String, back: Back, ctx: &mut Context<Self>) {
+    pub(super) fn send(&mut self, to: PeerAddr, text: String, back: Back, ctx: &mut Context<Self>) {
+        // On a terminal a shortcut's send (`/msg`, `/r`) makes that peer the conversation.
+        if back == Back::Prompt && self.screen.interactive() {
+            self.start_talk(to, false);
+        }
         let node = self.node.clone();
         let shown = visible(&text).into_owned();
         let sending = async move {
@@ -140,7 +159,12 @@ impl Console {
         let addr = self.node.listen_addr();
         async move {
             let peers = node.peers().await.map_err(said)?;
-            Ok(Status { name, addr, peers })
+            Ok(Status {
+                name,
+                addr,
+                reachable: super::addresses::reachable(addr),
+                peers,
+            })
         }
     }
 
@@ -202,7 +226,12 @@ impl Console {
         back: Back,
         ctx: &mut Context<Self>,
     ) {
-        let mut text = render::outcome(&outcome, &self.look, self.screen.width());
+        let mut text = match &outcome {
+            // On a terminal your message stays on screen as you typed it: shown once, and
+            // its delivery is a short line later.
+            Outcome::Sent { result: Ok(_), .. } if self.screen.interactive() => String::new(),
+            _ => render::outcome(&outcome, &self.look, self.screen.width()),
+        };
         if let Some(note) = note {
             text = format!("{text}\n{note}");
         }
@@ -224,10 +253,9 @@ impl Console {
             } => {
                 self.sent.insert(id, (to, shown));
             }
-            Outcome::ToDisconnect(connected) if !connected.is_empty() => {
+            Outcome::ToDisconnect(peers) if peers.iter().any(|p| p.connected) => {
                 self.print(&text);
-                let connected = connected.iter().map(|p| p.addr).collect();
-                return self.ask(Prompt::DisconnectWhich { connected });
+                return self.ask(Prompt::DisconnectWhich);
             }
             _ => {}
         }

@@ -162,9 +162,16 @@ mod tests {
         use crate::console::command::{parse, Command, Known, Parsed, Prompt};
         let known = Known::default();
         let to = addr("10.0.0.2:5000");
+        // Menu 1 hands the name to the resolver (names.rs), which knows classic:.
         assert_eq!(
             parse(Prompt::SendTo, "classic:10.0.0.2:5000", &known),
-            Parsed::Ask(Prompt::SendClassicText { to })
+            Parsed::Run(
+                crate::console::command::Command::ToPeer {
+                    name: "classic:10.0.0.2:5000".into(),
+                    action: crate::console::command::PeerAction::AskText
+                },
+                Back::Menu
+            )
         );
         assert_eq!(
             parse(Prompt::SendClassicText { to }, "hi there", &known),
@@ -193,7 +200,10 @@ mod tests {
         ));
         for bad in ["classic:bob", "classic:10.0.0.2", "classic:"] {
             assert!(
-                matches!(parse(Prompt::SendTo, bad, &known), Parsed::Wrong(..)),
+                matches!(
+                    parse(Prompt::SendTo, bad, &known),
+                    Parsed::Retry(_, Prompt::SendTo)
+                ),
                 "{bad}"
             );
             let line = format!("/msg {bad} hi");

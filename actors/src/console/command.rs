@@ -4,6 +4,7 @@
 
 use std::net::IpAddr;
 
+use super::names::Listed;
 use crate::faults::{parse_fault, Fault};
 use crate::peer::{parse_port, PeerAddr};
 use crate::sanitize::visible;
@@ -30,22 +31,61 @@ pub enum Prompt {
         /// The classic peer.
         to: PeerAddr,
     },
-    /// Menu 5: which connected peer to disconnect, by its number in the list shown.
-    DisconnectWhich {
-        /// The list shown, in order (number 1 is the first).
-        connected: Vec<PeerAddr>,
+    /// Menu 5: which connected peer to disconnect, named as anywhere else (its number in the
+    /// one list, its name, IP:PORT, ...).
+    DisconnectWhich,
+    /// A name meant several peers: which one (the candidates' numbers in the one list).
+    WhichPeer {
+        /// The peers the name meant.
+        candidates: Vec<Listed>,
+        /// What to do with the one chosen.
+        action: PeerAction,
     },
+    /// A conversation (`/talk PEER`): a plain line is a message to this peer.
+    Talk(Talk),
+}
+
+/// The current conversation: who, and the prompt that shows it (`bob> `).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Talk {
+    /// The peer.
+    pub to: PeerAddr,
+    /// Whether it is a classic peer (`classic:IP:PORT`).
+    pub classic: bool,
+    /// The prompt: the peer's name (or address) and `> `.
+    pub prompt: String,
+}
+
+/// What to do with a peer once its name is resolved (names.rs) to one address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerAction {
+    /// Menu 1: ask for the text next.
+    AskText,
+    /// Send this text (`/msg`).
+    Send(String),
+    /// Make it the current conversation (`/talk`).
+    Talk,
+    /// Connect to it (`/connect PEER`).
+    Connect,
+    /// Disconnect from it (menu 5).
+    Disconnect,
+    /// Cancel the messages waiting for it and forget it (`/forget`).
+    Forget,
+    /// Cancel the messages waiting for it (`/cancel`).
+    Cancel,
 }
 
 impl Prompt {
     /// The question, as the user sees it.
-    pub fn text(&self) -> &'static str {
+    pub fn text(&self) -> &str {
         match self {
             Prompt::Menu => "Choose an option: ",
             Prompt::SendTo => "Recipient IP (or IP:PORT): ",
             Prompt::SendPort { .. } => "Recipient port: ",
             Prompt::SendText { .. } | Prompt::SendClassicText { .. } => "Message: ",
-            Prompt::DisconnectWhich { .. } => "Peer to disconnect (number or IP:PORT): ",
+            Prompt::DisconnectWhich => "Peer to disconnect (number or IP:PORT): ",
+            Prompt::WhichPeer { .. } => "Which one (number, empty to cancel): ",
+            Prompt::Talk(talk) => &talk.prompt,
         }
     }
 }
@@ -91,6 +131,24 @@ pub enum Command {
     ChooseDisconnect,
     /// Disconnect from one peer (menu 5's answer).
     Disconnect(PeerAddr),
+    /// Do something with a peer named as the user named it (resolved by names.rs).
+    ToPeer {
+        /// The name, number, fingerprint or address as typed.
+        name: String,
+        /// What to do with it.
+        action: PeerAction,
+    },
+    /// Do something with the peer chosen among several (its address).
+    AtPeer {
+        /// The peer.
+        to: PeerAddr,
+        /// What to do with it.
+        action: PeerAction,
+    },
+    /// Leave the conversation for the numbered menu (`/menu`, `/leave`).
+    Leave,
+    /// Send a text to every connected peer (`/all`).
+    All(String),
     /// The last N messages (`/history [N]`).
     History(usize),
     /// Name, address, peers, messages waiting (`/status`).
@@ -118,6 +176,8 @@ pub enum Parsed {
     Wrong(String, Back),
     /// Understood, but there is nothing to do: say so, then go back.
     Cancelled(&'static str, Back),
+    /// A wrong answer: say why, then ask the same question again.
+    Retry(String, Prompt),
 }
 
 /// What the parser needs to know besides the line.
@@ -137,11 +197,17 @@ pub fn parse(prompt: Prompt, line: &str, known: &Known) -> Parsed {
         Prompt::Menu if answer.starts_with('!') => fault(answer, known),
         Prompt::Menu => menu_choice(answer),
         Prompt::SendTo => recipient(answer),
+        Prompt::SendPort { .. } if answer.is_empty() => {
+            Parsed::Cancelled("Nothing sent.", Back::Menu)
+        }
         Prompt::SendPort { ip } => match parse_port(answer) {
             Ok(port) => Parsed::Ask(Prompt::SendText {
                 to: PeerAddr::from_ip_port(ip, port),
             }),
-            Err(err) => Parsed::Wrong(visible(&err.to_string()).into_owned(), Back::Menu),
+            Err(err) => Parsed::Retry(
+                visible(&err.to_string()).into_owned(),
+                Prompt::SendPort { ip },
+            ),
         },
         Prompt::SendText { to } | Prompt::SendClassicText { to } => {
             // Keep the text as typed (spaces included), minus the line end.
@@ -156,14 +222,51 @@ pub fn parse(prompt: Prompt, line: &str, known: &Known) -> Parsed {
             };
             Parsed::Run(command, Back::Menu)
         }
-        Prompt::DisconnectWhich { connected } => peer_to_disconnect(answer, &connected),
+        Prompt::DisconnectWhich => peer_to_disconnect(answer),
+        Prompt::WhichPeer { .. } if answer.is_empty() => {
+            Parsed::Cancelled("Cancelled.", Back::Prompt)
+        }
+        Prompt::WhichPeer { candidates, action } => {
+            match super::names::choose(answer, &candidates) {
+                Ok(to) => Parsed::Run(Command::AtPeer { to, action }, Back::Prompt),
+                Err(why) => Parsed::Retry(why, Prompt::WhichPeer { candidates, action }),
+            }
+        }
+        Prompt::Talk(talk) => talking(talk, line, known),
     }
 }
+
+/// A line in a conversation: a shortcut, or a message to the peer (`//` sends a text that
+/// starts with `/`).
+fn talking(talk: Talk, line: &str, known: &Known) -> Parsed {
+    let answer = line.trim();
+    if answer.is_empty() {
+        return Parsed::Cancelled(TALK_HINT, Back::Prompt);
+    }
+    if answer.starts_with('/') && !answer.starts_with("//") {
+        return shortcut(answer, known);
+    }
+    let text = line.trim_end_matches(['\r', '\n']);
+    let text = match text.trim_start().strip_prefix("//") {
+        Some(rest) => format!("/{rest}"),
+        None => text.to_string(),
+    };
+    let command = if talk.classic {
+        Command::SendClassic { to: talk.to, text }
+    } else {
+        Command::Send { to: talk.to, text }
+    };
+    Parsed::Run(command, Back::Prompt)
+}
+
+/// What an empty line in a conversation says.
+pub const TALK_HINT: &str =
+    "A line you type goes to this peer (//text for one that starts with /); /menu for the menu, /help for shortcuts.";
 
 /// A line at the menu prompt that is not a shortcut.
 fn menu_choice(choice: &str) -> Parsed {
     let command = match choice {
-        "" => Command::Menu,
+        "" | "?" => Command::Menu,
         "1" => return Parsed::Ask(Prompt::SendTo),
         "2" => Command::ListPeers,
         "3" => Command::ConnectAll,
@@ -181,27 +284,37 @@ fn menu_choice(choice: &str) -> Parsed {
     Parsed::Run(command, Back::Menu)
 }
 
-/// Menu 1's first answer: IP:PORT, or an IP whose port is asked next.
+/// Menu 1's first answer: an IP (or `localhost`) whose port is asked next, or a peer named
+/// as anywhere else (resolved by the Console); empty cancels.
 fn recipient(answer: &str) -> Parsed {
-    if let Some(classic) = classic_peer(answer) {
-        return match classic {
-            Ok(to) => Parsed::Ask(Prompt::SendClassicText { to }),
-            Err(why) => Parsed::Wrong(why, Back::Menu),
-        };
+    if answer.is_empty() {
+        return Parsed::Cancelled("Nothing sent.", Back::Menu);
     }
-    if let Ok(to) = answer.parse::<PeerAddr>() {
-        return Parsed::Ask(Prompt::SendText { to });
+    if let Some(Err(why)) = classic_peer(answer) {
+        return Parsed::Retry(why, Prompt::SendTo);
     }
-    match answer.parse::<IpAddr>() {
-        Ok(ip) => Parsed::Ask(Prompt::SendPort { ip }),
-        Err(_) => Parsed::Wrong(
-            format!(
-                "'{}' is not an IP address or IP:PORT (e.g. 127.0.0.1:9000)",
-                visible(answer)
-            ),
-            Back::Menu,
-        ),
+    if answer.eq_ignore_ascii_case("localhost") {
+        let ip = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+        return Parsed::Ask(Prompt::SendPort { ip });
     }
+    if let Ok(ip) = answer.parse::<IpAddr>() {
+        return Parsed::Ask(Prompt::SendPort { ip });
+    }
+    if answer.contains('.') && answer.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        let why = format!(
+            "'{}' is not an IP address or IP:PORT (e.g. 127.0.0.1:9000)",
+            visible(answer)
+        );
+        return Parsed::Retry(why, Prompt::SendTo);
+    }
+    let name = answer.to_string();
+    Parsed::Run(
+        Command::ToPeer {
+            name,
+            action: PeerAction::AskText,
+        },
+        Back::Menu,
+    )
 }
 
 /// `classic:IP:PORT`, a peer that speaks the classic protocol (issue 15); `None` without
@@ -217,24 +330,28 @@ fn classic_peer(answer: &str) -> Option<Result<PeerAddr, String>> {
     }))
 }
 
-/// Menu 5's answer: a number from the list shown, or an address.
-fn peer_to_disconnect(answer: &str, connected: &[PeerAddr]) -> Parsed {
-    let chosen = match answer.parse::<usize>() {
-        Ok(n) if (1..=connected.len()).contains(&n) => Some(connected[n - 1]),
-        Ok(_) => None,
-        Err(_) => answer.parse::<PeerAddr>().ok(),
-    };
-    match chosen {
-        Some(peer) => Parsed::Run(Command::Disconnect(peer), Back::Menu),
-        None => Parsed::Wrong(
-            format!(
-                "'{}' is not a number from the list or an IP:PORT.",
-                visible(answer)
-            ),
-            Back::Menu,
-        ),
+/// Menu 5's answer: a peer named as anywhere else (its number in the list shown, ...);
+/// empty cancels.
+fn peer_to_disconnect(answer: &str) -> Parsed {
+    if answer.is_empty() {
+        return Parsed::Cancelled("Nobody disconnected.", Back::Menu);
     }
+    Parsed::Run(
+        Command::ToPeer {
+            name: answer.to_string(),
+            action: PeerAction::Disconnect,
+        },
+        Back::Menu,
+    )
 }
+
+/// What `/history 0` says.
+pub const HISTORY_ZERO: &str =
+    "/history 0 shows no message: N is how many of the last ones to show (20 by default).";
+
+/// How `/msg` is used.
+pub const MSG_USAGE: &str =
+    "Usage: /msg PEER text (PEER: a name, a number from /peers, IP:PORT or HOST:PORT)";
 
 /// A line starting with `/` at the menu prompt.
 fn shortcut(line: &str, known: &Known) -> Parsed {
@@ -244,7 +361,7 @@ fn shortcut(line: &str, known: &Known) -> Parsed {
         "/msg" | "/m" => {
             let (to, text) = split_word(rest);
             if to.is_empty() || text.trim().is_empty() {
-                return usage("Usage: /msg IP:PORT text");
+                return usage(MSG_USAGE);
             }
             match classic_peer(to) {
                 Some(Ok(to)) => Command::SendClassic {
@@ -253,16 +370,47 @@ fn shortcut(line: &str, known: &Known) -> Parsed {
                 },
                 Some(Err(why)) => return usage(&why),
                 None => match to.parse::<PeerAddr>() {
-                    Ok(to) => Command::Send {
+                    Ok(to) if !to.ip().is_unspecified() => Command::Send {
                         to,
                         text: text.to_string(),
                     },
-                    Err(err) => return usage(&visible(&err.to_string())),
+                    _ => Command::ToPeer {
+                        name: to.to_string(),
+                        action: PeerAction::Send(text.to_string()),
+                    },
                 },
             }
         }
+        "/talk" | "/t" => match rest.trim() {
+            "" => return usage("Usage: /talk PEER (a name, a number from /peers, IP:PORT)"),
+            name => Command::ToPeer {
+                name: name.to_string(),
+                action: PeerAction::Talk,
+            },
+        },
+        "/menu" | "/leave" => Command::Leave,
+        "/all" => match rest.trim() {
+            "" => return usage("Usage: /all text (sends it to every connected peer)"),
+            _ => Command::All(rest.to_string()),
+        },
+        "/forget" => match rest.trim() {
+            "" => return usage("Usage: /forget PEER (cancels its waiting messages, forgets it)"),
+            name => Command::ToPeer {
+                name: name.to_string(),
+                action: PeerAction::Forget,
+            },
+        },
+        "/cancel" => match rest.trim() {
+            "" => return usage("Usage: /cancel PEER (cancels the messages waiting for it)"),
+            name => Command::ToPeer {
+                name: name.to_string(),
+                action: PeerAction::Cancel,
+            },
+        },
         "/r" | "/reply" => match known.last_sender {
-            None => return usage("No one has written to you yet: use /msg IP:PORT text."),
+            None => {
+                return usage("No one has written to you yet: use /msg PEER text or /talk PEER.")
+            }
             Some(to) if rest.trim().is_empty() => {
                 return usage(&format!("Usage: /r text (replies to {to})"))
             }
@@ -274,12 +422,16 @@ fn shortcut(line: &str, known: &Known) -> Parsed {
         "/peers" => Command::ListPeers,
         "/connect" if rest.is_empty() => Command::ConnectAll,
         "/connect" => match rest.parse::<PeerAddr>() {
-            Ok(peer) => Command::Connect(peer),
-            Err(err) => return usage(&visible(&err.to_string())),
+            Ok(peer) if !peer.ip().is_unspecified() => Command::Connect(peer),
+            _ => Command::ToPeer {
+                name: rest.trim().to_string(),
+                action: PeerAction::Connect,
+            },
         },
         "/history" => match rest.trim() {
             "" => Command::History(20),
             n => match n.parse::<usize>() {
+                Ok(0) => return Parsed::Cancelled(HISTORY_ZERO, Back::Prompt),
                 Ok(limit) => Command::History(limit),
                 Err(_) => {
                     let why = format!("Usage: /history [N] ('{}' is not a number)", visible(n));
@@ -382,11 +534,23 @@ mod tests {
         let bob = addr("127.0.0.1:9001");
         assert_eq!(
             parse(Prompt::SendTo, "127.0.0.1:9001", &known),
-            Parsed::Ask(Prompt::SendText { to: bob })
+            run(
+                Command::ToPeer {
+                    name: "127.0.0.1:9001".into(),
+                    action: PeerAction::AskText
+                },
+                Back::Menu
+            )
         );
         assert_eq!(
             parse(Prompt::SendTo, "localhost:9001", &known),
-            Parsed::Ask(Prompt::SendText { to: bob })
+            run(
+                Command::ToPeer {
+                    name: "localhost:9001".into(),
+                    action: PeerAction::AskText
+                },
+                Back::Menu
+            )
         );
         let ip: IpAddr = "127.0.0.1".parse().unwrap();
         assert_eq!(
@@ -410,23 +574,52 @@ mod tests {
     }
 
     #[test]
-    fn menu_1_wrong_answers_go_back_to_the_menu() {
+    fn menu_1_wrong_answers_are_asked_again_and_empty_cancels() {
         let known = Known::default();
         assert_eq!(
             parse(Prompt::SendTo, "999.1.1.1", &known),
-            wrong(
-                "'999.1.1.1' is not an IP address or IP:PORT (e.g. 127.0.0.1:9000)",
+            Parsed::Retry(
+                "'999.1.1.1' is not an IP address or IP:PORT (e.g. 127.0.0.1:9000)".into(),
+                Prompt::SendTo
+            )
+        );
+        assert_eq!(
+            parse(Prompt::SendTo, "", &known),
+            Parsed::Cancelled("Nothing sent.", Back::Menu)
+        );
+        // A name goes to the resolver (which re-asks if it names nobody).
+        assert_eq!(
+            parse(Prompt::SendTo, "bob", &known),
+            run(
+                Command::ToPeer {
+                    name: "bob".into(),
+                    action: PeerAction::AskText
+                },
                 Back::Menu
             )
         );
         let ip: IpAddr = "127.0.0.1".parse().unwrap();
         assert_eq!(
+            parse(Prompt::SendTo, "LocalHost", &known),
+            Parsed::Ask(Prompt::SendPort { ip })
+        );
+        assert_eq!(
             parse(Prompt::SendPort { ip }, "x", &known),
-            wrong("'x' is not a port number (1-65535)", Back::Menu)
+            Parsed::Retry(
+                "'x' is not a port number (1-65535)".into(),
+                Prompt::SendPort { ip }
+            )
         );
         assert_eq!(
             parse(Prompt::SendPort { ip }, "0", &known),
-            wrong("port 0 is not a port a peer can listen on", Back::Menu)
+            Parsed::Retry(
+                "port 0 is not a port a peer can listen on".into(),
+                Prompt::SendPort { ip }
+            )
+        );
+        assert_eq!(
+            parse(Prompt::SendPort { ip }, "", &known),
+            Parsed::Cancelled("Nothing sent.", Back::Menu)
         );
         let to = addr("127.0.0.1:9001");
         assert_eq!(
@@ -436,30 +629,168 @@ mod tests {
     }
 
     #[test]
-    fn menu_5_takes_a_number_from_the_list_or_an_address() {
+    fn menu_5_names_the_peer_as_anywhere_else_and_empty_cancels() {
         let known = Known::default();
-        let (a, b) = (addr("127.0.0.1:9001"), addr("127.0.0.1:9002"));
-        let which = || Prompt::DisconnectWhich {
-            connected: vec![a, b],
+        for answer in ["2", "127.0.0.1:9001", "bob"] {
+            assert_eq!(
+                parse(Prompt::DisconnectWhich, answer, &known),
+                run(
+                    Command::ToPeer {
+                        name: answer.into(),
+                        action: PeerAction::Disconnect
+                    },
+                    Back::Menu
+                )
+            );
+        }
+        assert_eq!(
+            parse(Prompt::DisconnectWhich, " ", &known),
+            Parsed::Cancelled("Nobody disconnected.", Back::Menu)
+        );
+    }
+
+    #[test]
+    fn a_conversation_sends_plain_lines_and_keeps_shortcuts() {
+        let known = Known::default();
+        let bob = addr("127.0.0.1:9001");
+        let talk = || {
+            Prompt::Talk(Talk {
+                to: bob,
+                classic: false,
+                prompt: "bob> ".into(),
+            })
+        };
+        assert_eq!(talk().text(), "bob> ");
+        let send = |text: &str| {
+            run(
+                Command::Send {
+                    to: bob,
+                    text: text.into(),
+                },
+                Back::Prompt,
+            )
         };
         assert_eq!(
-            parse(which(), "2", &known),
-            run(Command::Disconnect(b), Back::Menu)
+            parse(talk(), "hello everyone", &known),
+            send("hello everyone")
+        );
+        // Numbers are text in a conversation, not menu choices.
+        assert_eq!(parse(talk(), "2", &known), send("2"));
+        assert_eq!(
+            parse(talk(), "//quit is a word", &known),
+            send("/quit is a word")
         );
         assert_eq!(
-            parse(which(), "127.0.0.1:9001", &known),
-            run(Command::Disconnect(a), Back::Menu)
+            parse(talk(), "/peers", &known),
+            run(Command::ListPeers, Back::Prompt)
         );
-        // An address not in the list is the Registry's to refuse.
-        let c = addr("127.0.0.1:9003");
         assert_eq!(
-            parse(which(), "127.0.0.1:9003", &known),
-            run(Command::Disconnect(c), Back::Menu)
+            parse(talk(), "/menu", &known),
+            run(Command::Leave, Back::Prompt)
         );
-        for bad in ["0", "3", "", "bob"] {
-            let why = format!("'{bad}' is not a number from the list or an IP:PORT.");
-            assert_eq!(parse(which(), bad, &known), wrong(&why, Back::Menu));
+        assert_eq!(
+            parse(talk(), "/leave", &known),
+            run(Command::Leave, Back::Prompt)
+        );
+        assert_eq!(
+            parse(talk(), "", &known),
+            Parsed::Cancelled(TALK_HINT, Back::Prompt)
+        );
+    }
+
+    #[test]
+    fn peers_are_named_the_same_way_in_every_shortcut() {
+        let to_peer = |name: &str, action: PeerAction| {
+            run(
+                Command::ToPeer {
+                    name: name.into(),
+                    action,
+                },
+                Back::Prompt,
+            )
+        };
+        assert_eq!(
+            at_menu("/msg bob hi there"),
+            to_peer("bob", PeerAction::Send("hi there".into()))
+        );
+        assert_eq!(
+            at_menu("/msg 2 hi"),
+            to_peer("2", PeerAction::Send("hi".into()))
+        );
+        assert_eq!(
+            at_menu("/msg LOCALHOST:9001 hi"),
+            to_peer("LOCALHOST:9001", PeerAction::Send("hi".into()))
+        );
+        // An unspecified address goes to the resolver, which refuses it with a hint.
+        assert_eq!(
+            at_menu("/msg 0.0.0.0:9001 hi"),
+            to_peer("0.0.0.0:9001", PeerAction::Send("hi".into()))
+        );
+        assert_eq!(at_menu("/talk bob"), to_peer("bob", PeerAction::Talk));
+        assert_eq!(at_menu("/t 1"), to_peer("1", PeerAction::Talk));
+        assert_eq!(
+            at_menu("/connect carol"),
+            to_peer("carol", PeerAction::Connect)
+        );
+        assert_eq!(at_menu("/forget 3"), to_peer("3", PeerAction::Forget));
+        assert_eq!(
+            at_menu("/cancel 127.0.0.1:9"),
+            to_peer("127.0.0.1:9", PeerAction::Cancel)
+        );
+        assert_eq!(
+            at_menu("/all hi  all"),
+            run(Command::All("hi  all".into()), Back::Prompt)
+        );
+        assert_eq!(at_menu("?"), run(Command::Menu, Back::Menu));
+        for bare in ["/talk", "/all", "/forget", "/cancel"] {
+            assert!(
+                matches!(at_menu(bare), Parsed::Wrong(_, Back::Prompt)),
+                "{bare}"
+            );
         }
+    }
+
+    #[test]
+    fn choosing_among_several_peers_takes_their_list_numbers() {
+        let known = Known::default();
+        let candidates = vec![
+            Listed {
+                number: 2,
+                addr: addr("127.0.0.1:9002"),
+                name: Some("carol".into()),
+                fingerprint: None,
+                connected: true,
+            },
+            Listed {
+                number: 5,
+                addr: addr("127.0.0.1:9005"),
+                name: Some("carol".into()),
+                fingerprint: None,
+                connected: false,
+            },
+        ];
+        let which = || Prompt::WhichPeer {
+            candidates: candidates.clone(),
+            action: PeerAction::Talk,
+        };
+        assert_eq!(
+            parse(which(), "5", &known),
+            run(
+                Command::AtPeer {
+                    to: addr("127.0.0.1:9005"),
+                    action: PeerAction::Talk
+                },
+                Back::Prompt
+            )
+        );
+        assert_eq!(
+            parse(which(), "1", &known),
+            Parsed::Retry("'1' is not one of 2 or 5.".into(), which())
+        );
+        assert_eq!(
+            parse(which(), "", &known),
+            Parsed::Cancelled("Cancelled.", Back::Prompt)
+        );
     }
 
     #[test]
@@ -519,7 +850,7 @@ mod tests {
         assert_eq!(
             at_menu("/r hi"),
             wrong(
-                "No one has written to you yet: use /msg IP:PORT text.",
+                "No one has written to you yet: use /msg PEER text or /talk PEER.",
                 Back::Prompt
             )
         );
@@ -536,16 +867,8 @@ mod tests {
                 "/\u{1b}[2J",
                 "'/\\u{1b}[2J' is not a shortcut: type /help for the list.",
             ),
-            ("/msg", "Usage: /msg IP:PORT text"),
-            ("/msg 127.0.0.1:9001", "Usage: /msg IP:PORT text"),
-            (
-                "/msg nowhere hi",
-                "'nowhere' is not an address of the form IP:PORT (e.g. 127.0.0.1:9000)",
-            ),
-            (
-                "/connect x",
-                "'x' is not an address of the form IP:PORT (e.g. 127.0.0.1:9000)",
-            ),
+            ("/msg", MSG_USAGE),
+            ("/msg 127.0.0.1:9001", MSG_USAGE),
             ("/history x", "Usage: /history [N] ('x' is not a number)"),
             ("/history -1", "Usage: /history [N] ('-1' is not a number)"),
         ];

@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 
 use super::look::{wrap, Look};
+use super::reasons::plain;
 use crate::events::{NodeEvent, SupervisionStep};
 use crate::peer::{MessageId, PeerAddr, PeerInfo};
 use crate::sanitize::{push_visible, visible};
@@ -23,17 +24,27 @@ pub const MENU: &str = "\
 
 /// What `/help` prints.
 pub const SHORTCUTS: &str = "\
-Shortcuts (type them at \"Choose an option:\"):
-  /msg IP:PORT text    send text to a peer (also /m)
+Shortcuts (type them at \"Choose an option:\" or in a conversation):
+  /msg PEER text       send text to a peer (also /m)
   /r text              reply to the peer who wrote to you last
+  /talk PEER           talk to a peer: a line you type goes to them (also /t)
+  /menu                leave the conversation, back to the menu (also /leave)
+  /all text            send text to every connected peer
   /peers               list known peers, like 2
-  /connect [IP:PORT]   connect to one peer, or to all known peers like 3
-  /status              your name, key and address, connected peers, messages waiting
+  /connect [PEER]      connect to one peer, or to all known peers like 3
+  /cancel PEER         cancel the messages waiting for a peer
+  /forget PEER         cancel its messages, disconnect and forget a peer
+  /status              your name, key and addresses, connected peers, messages waiting
   /whois PEER          a peer's key, addresses and whether its key is pinned
   /trust PEER          accept the new key of a peer whose key changed
   /history [N]         the last N messages shown or delivered (default 20)
   /help                this list
-  /quit                quit, like 0 (also /q)";
+  /quit                quit, like 0 (also /q)
+PEER: a name, a number from /peers, IP:PORT, HOST:PORT or classic:IP:PORT.";
+
+/// The one line shown on a terminal, instead of the whole menu, after a numbered choice.
+pub const MENU_HINT: &str =
+    "(Enter or ? shows the menu: 1 send, 2 peers, 3 connect, 4/5 disconnect, 0 quit; /help)";
 
 /// What one command's trip to the node brought back. Errors are the node's own words.
 #[derive(Debug)]
@@ -71,8 +82,8 @@ pub enum Outcome {
         /// How it went.
         result: Result<(), String>,
     },
-    /// `/history`, oldest first.
-    History(Result<Vec<HistoryEntry>, String>),
+    /// `/history`, oldest first, with the names of the peers known now (for whom we wrote to).
+    History(Result<Vec<HistoryEntry>, String>, Vec<(PeerAddr, String)>),
     /// `/status`.
     Status(Result<Status, String>),
     /// A `!` fault was injected (or not).
@@ -88,6 +99,8 @@ pub struct Status {
     pub name: String,
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Where peers can reach it (addresses.rs); empty: `addr`.
+    pub reachable: Vec<SocketAddr>,
     /// Its known peers.
     pub peers: Vec<PeerInfo>,
 }
@@ -101,7 +114,7 @@ pub fn outcome(outcome: &Outcome, look: &Look, width: Option<usize>) -> String {
             .unwrap_or_default(),
         Outcome::Sent { to, shown, result } => match result {
             Ok(_) => wrap(&format!("Sending to {}: {shown}", look.addr(to)), width),
-            Err(err) => look.bad(format!("Cannot send to {to}: {}.", visible(err))),
+            Err(err) => look.bad(format!("Cannot send to {to}: {}.", visible(&plain(err)))),
         },
         Outcome::Peers(peers) => match peers {
             Ok(peers) => peer_listing(peers, false, look),
@@ -118,24 +131,27 @@ pub fn outcome(outcome: &Outcome, look: &Look, width: Option<usize>) -> String {
             Ok(ConnectOutcome::AlreadyConnected) => {
                 format!("Already connected to {}.", look.addr(peer))
             }
-            Err(err) => look.bad(format!("Cannot connect to {peer}: {}.", visible(err))),
+            Err(err) => look.bad(format!(
+                "Cannot connect to {peer}: {}.",
+                visible(&plain(err))
+            )),
         },
         Outcome::DisconnectedAll(count) => match count {
             Ok(0) => "Not connected to any peer.".to_string(),
             Ok(n) => format!("{} {n} peer(s).", look.warn("Disconnected from")),
             Err(err) => look.bad(err),
         },
-        Outcome::ToDisconnect(connected) if connected.is_empty() => {
+        Outcome::ToDisconnect(peers) if !peers.iter().any(|p| p.connected) => {
             "Not connected to any peer.".to_string()
         }
         Outcome::ToDisconnect(connected) => peer_listing(connected, true, look),
         Outcome::Disconnected { peer, result } => match result {
             Ok(()) => format!("{} {}.", look.warn("Disconnected from"), look.addr(peer)),
-            Err(err) => look.bad(format!("{}.", visible(err))),
+            Err(err) => look.bad(format!("{}.", visible(&plain(err)))),
         },
-        Outcome::History(history) => match history {
+        Outcome::History(history, names) => match history {
             Ok(entries) if entries.is_empty() => "No messages yet.".into(),
-            Ok(entries) => history_listing(entries, look),
+            Ok(entries) => history_listing(entries, names, look),
             Err(err) => look.bad(err),
         },
         Outcome::Status(status) => match status {
@@ -203,7 +219,7 @@ pub fn event(event: &NodeEvent, look: &Look, time: &str) -> String {
             "{time} {} {} ({}): {waiting} message(s) waiting, retrying in {:.1}s",
             look.addr(to),
             look.bad("unreachable"),
-            visible(reason),
+            visible(&plain(reason)),
             retry_in.as_secs_f64()
         ),
         NodeEvent::DeliveryFailed {
@@ -213,7 +229,7 @@ pub fn event(event: &NodeEvent, look: &Look, time: &str) -> String {
             look.bad("failed to deliver"),
             look.addr(to),
             visible(text),
-            visible(reason)
+            visible(&plain(reason))
         ),
         NodeEvent::PeerConnected { peer, name, .. } => {
             format!("{time} {} {}", look.good("connected to"), who(name, peer))
@@ -222,7 +238,7 @@ pub fn event(event: &NodeEvent, look: &Look, time: &str) -> String {
             "{time} {} {}: {}",
             look.warn("disconnected from"),
             who(name, peer),
-            visible(reason)
+            visible(&plain(reason))
         ),
         NodeEvent::PeerDiscovered { peer, name } => {
             format!("{time} learned of peer {}", who(name, peer))
@@ -243,7 +259,7 @@ pub fn event(event: &NodeEvent, look: &Look, time: &str) -> String {
             "{time} {} from {}: {}",
             look.warn("refused a connection"),
             look.addr(remote),
-            visible(reason)
+            visible(&plain(reason))
         ),
         NodeEvent::KeyChanged { .. } | NodeEvent::KeyMismatch { .. } => {
             super::identity::event(event, look, &time).unwrap_or_default()
@@ -278,7 +294,10 @@ pub fn status_line(status: &Status, look: &Look) -> String {
         "{} {} at {} | connected peers: {} ({} known) | messages waiting: {}",
         look.heading("Status:"),
         look.name(&visible(&status.name)),
-        look.addr(status.addr),
+        match status.reachable.as_slice() {
+            [] => look.addr(status.addr),
+            reachable => look.addr(super::addresses::joined(reachable)),
+        },
         if connected > 0 {
             look.good(connected)
         } else {
@@ -303,7 +322,12 @@ fn peer_listing(peers: &[PeerInfo], connected_only: bool, look: &Look) -> String
     } else {
         "Known peers:"
     });
-    for (n, peer) in peers.iter().enumerate() {
+    // Numbered in the one list (names.rs): menu 5 shows the connected ones, numbers kept.
+    let shown = peers
+        .iter()
+        .enumerate()
+        .filter(|(_, peer)| !connected_only || peer.connected);
+    for (n, peer) in shown {
         let name = match peer.name.as_deref() {
             Some(name) => look.name(&visible(name)),
             None => "?".into(),
@@ -339,7 +363,7 @@ fn connect_all_listing(report: &ConnectAllReport, look: &Look) -> String {
             Ok(ConnectOutcome::AlreadyConnected) => format!("  {peer}: already connected"),
             Err(err) => format!(
                 "  {peer}: {}",
-                look.bad(format!("failed: {}", visible(&err.to_string())))
+                look.bad(format!("failed: {}", visible(&plain(&err.to_string()))))
             ),
         });
     }
@@ -350,7 +374,17 @@ fn connect_all_listing(report: &ConnectAllReport, look: &Look) -> String {
 }
 
 /// `/history`: one line per message, oldest first, in local time.
-fn history_listing(entries: &[HistoryEntry], look: &Look) -> String {
+fn history_listing(entries: &[HistoryEntry], names: &[(PeerAddr, String)], look: &Look) -> String {
+    // Whom we wrote to, by name: the peers known now, else the name they wrote under.
+    let mut known: std::collections::HashMap<PeerAddr, &str> = std::collections::HashMap::new();
+    for entry in entries {
+        if let HistoryEntry::In { from, name, .. } = entry {
+            known.insert(*from, name);
+        }
+    }
+    for (addr, name) in names {
+        known.insert(*addr, name);
+    }
     let time = |at_ms: u64| {
         chrono::DateTime::from_timestamp_millis(at_ms as i64)
             .map(|t| {
@@ -378,15 +412,33 @@ fn history_listing(entries: &[HistoryEntry], look: &Look) -> String {
             ),
             HistoryEntry::Out {
                 at_ms, to, text, ..
-            } => format!(
-                "  {} you to {}: {}",
-                look.dim(time(*at_ms)),
-                to,
-                visible(text)
-            ),
+            } => match known.get(to).filter(|name| !name.is_empty()) {
+                Some(name) => format!(
+                    "  {} you to {} ({}): {}",
+                    look.dim(time(*at_ms)),
+                    look.name(&visible(name)),
+                    to,
+                    visible(text)
+                ),
+                None => format!(
+                    "  {} you to {}: {}",
+                    look.dim(time(*at_ms)),
+                    to,
+                    visible(text)
+                ),
+            },
         })
         .collect();
     format!("History:\n{}", lines.join("\n"))
+}
+
+/// The start of a text already shown, to say which message a short line is about.
+pub fn excerpt(shown: &str) -> String {
+    const KEPT: usize = 24;
+    match shown.char_indices().nth(KEPT) {
+        Some((at, _)) => format!("{}…", &shown[..at]),
+        None => shown.to_string(),
+    }
 }
 
 /// The first line of quitting: why, and how many messages still wait for an ack.

@@ -36,6 +36,7 @@ mod classic;
 mod connections;
 pub mod dialer;
 mod discovery;
+mod forget;
 pub mod inbox;
 mod lifecycle;
 pub mod outbox;
@@ -51,6 +52,7 @@ pub use connections::{
     ListPeers, NotConnected,
 };
 pub use discovery::{ListNearby, NearbyPeers};
+pub use forget::{CancelWaiting, Forget, Forgotten, CANCELLED};
 pub use lifecycle::{InjectConnection, Publish, Shutdown, ShutdownReport, Subscribe, Subscriber};
 pub use peers::{TableKey, PEERS_PER_FRAME};
 pub use sessions::{KnownPeers, PeersLearned, Register, SessionClosed};

@@ -230,6 +230,19 @@ impl<S> PeerTable<S> {
         }
     }
 
+    /// The user forgot the peer at `addr` (`/forget`): its record and every address of it
+    /// go, or the address alone if no handshake ever answered there. Its pinned key stays
+    /// pinned (trust.rs): forgetting a peer is not trusting whoever comes next. Answers
+    /// whether anything was known.
+    pub(crate) fn forget(&mut self, addr: &PeerAddr) -> bool {
+        let unkeyed = self.unkeyed.remove(addr);
+        let Some(key) = self.route(addr).or_else(|| self.key_at(addr)) else {
+            return unkeyed;
+        };
+        self.owner.retain(|_, owner| *owner != key);
+        self.peers.remove(&key).is_some() || unkeyed
+    }
+
     /// Something came from `key` now.
     pub(crate) fn touch(&mut self, key: &PeerKey) {
         if let Some(record) = self.peers.get_mut(key) {

@@ -28,6 +28,7 @@ fn status(peers: Vec<PeerInfo>) -> Status {
     Status {
         name: "alice".into(),
         addr: "0.0.0.0:9000".parse().unwrap(),
+        reachable: vec!["192.168.1.20:9000".parse().unwrap()],
         peers,
     }
 }
@@ -207,11 +208,11 @@ fn the_status_line_counts_connected_peers_and_waiting_messages() {
     ];
     assert_eq!(
         outcome(&Outcome::Status(Ok(status(peers))), &PLAIN, None),
-        "Status: alice at 0.0.0.0:9000 | connected peers: 1 (2 known) | messages waiting: 4"
+        "Status: alice at 192.168.1.20:9000 | connected peers: 1 (2 known) | messages waiting: 4"
     );
     assert_eq!(
         outcome(&Outcome::Menu(Ok(status(vec![]))), &PLAIN, None),
-        "Status: alice at 0.0.0.0:9000 | connected peers: 0 (0 known) | messages waiting: 0"
+        "Status: alice at 192.168.1.20:9000 | connected peers: 0 (0 known) | messages waiting: 0"
     );
     assert_eq!(
         outcome(&Outcome::Menu(Err("stopped".into())), &PLAIN, None),
@@ -314,7 +315,7 @@ fn sending_and_disconnecting_outcomes() {
 #[test]
 fn history_lists_messages_both_ways() {
     assert_eq!(
-        outcome(&Outcome::History(Ok(vec![])), &PLAIN, None),
+        outcome(&Outcome::History(Ok(vec![]), vec![]), &PLAIN, None),
         "No messages yet."
     );
     let entries = vec![
@@ -333,15 +334,31 @@ fn history_lists_messages_both_ways() {
             text: "hello".into(),
         },
     ];
-    let text = outcome(&Outcome::History(Ok(entries)), &PLAIN, None);
+    let text = outcome(&Outcome::History(Ok(entries), vec![]), &PLAIN, None);
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 3, "{text}");
     assert_eq!(lines[0], "History:");
     assert!(lines[1].ends_with(" bob (127.0.0.1:9001): hi\\r"), "{text}");
+    // Whom we wrote to, by name (from the conversation itself here).
     assert!(
-        lines[2].ends_with(" you to 127.0.0.1:9001: hello"),
+        lines[2].ends_with(" you to bob (127.0.0.1:9001): hello"),
         "{text}"
     );
+    // A peer never heard from: by the name the peer list knows, else by its address.
+    let to_carol = vec![HistoryEntry::Out {
+        at_ms: 1_700_000_001_000,
+        to: addr("127.0.0.1:9002"),
+        id: 3,
+        text: "yo".into(),
+    }];
+    let named = vec![(addr("127.0.0.1:9002"), "carol".to_string())];
+    let text = outcome(&Outcome::History(Ok(to_carol.clone()), named), &PLAIN, None);
+    assert!(
+        text.ends_with(" you to carol (127.0.0.1:9002): yo"),
+        "{text}"
+    );
+    let text = outcome(&Outcome::History(Ok(to_carol), vec![]), &PLAIN, None);
+    assert!(text.ends_with(" you to 127.0.0.1:9002: yo"), "{text}");
 }
 
 #[test]

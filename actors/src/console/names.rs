@@ -1,0 +1,411 @@
+//! Naming a peer, the same way everywhere (menu 1, menu 5, `/msg`, `/talk`, `/forget`,
+//! `/cancel`): [`resolve`] turns what the user typed into the peer meant, using [`Listed`],
+//! the ONE numbered list every listing shows. Pure: a host name to look up comes back as
+//! [`Named::Lookup`] for the Console to resolve off its thread.
+
+use std::net::IpAddr;
+
+use crate::peer::{PeerAddr, PeerInfo};
+use crate::sanitize::visible;
+
+/// One peer of the numbered list (menu 2, `/peers`, menu 5 all number the same way).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    /// Its number in the list, from 1.
+    pub number: usize,
+    /// Where it listens.
+    pub addr: PeerAddr,
+    /// Its name, if heard.
+    pub name: Option<String>,
+    /// Its key's fingerprint (`4kq2-7vxe-…`), once the peer list carries it.
+    pub fingerprint: Option<String>,
+    /// Whether a session serves it now.
+    pub connected: bool,
+}
+
+/// The one numbered list, in the Registry's order.
+pub fn numbered(peers: &[PeerInfo]) -> Vec<Listed> {
+    peers
+        .iter()
+        .enumerate()
+        .map(|(n, peer)| Listed {
+            number: n + 1,
+            addr: peer.addr,
+            name: peer.name.clone(),
+            // Wired when PeerInfo carries the fingerprint (the peer set keyed by key).
+            fingerprint: None,
+            connected: peer.connected,
+        })
+        .collect()
+}
+
+/// The peer a name means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Named {
+    /// A peerchat peer at this address.
+    Peer(PeerAddr),
+    /// A classic peer (`classic:IP:PORT`).
+    Classic(PeerAddr),
+    /// `host:port`: the host is to be looked up (DNS) before it is an address.
+    Lookup {
+        /// The host as typed.
+        host: String,
+        /// The port.
+        port: u16,
+    },
+    /// Several peers answer to it: the user must choose.
+    Ambiguous(Vec<Listed>),
+}
+
+/// Shortest fingerprint prefix taken as a fingerprint (shorter ones are too easily a name).
+const FINGERPRINT_PREFIX_MIN: usize = 4;
+
+/// What `text` names: a peer's name (exact, any case; else the start of one name), its
+/// number in `listed`, a fingerprint prefix, `IP:PORT`, `classic:IP:PORT` or `HOST:PORT`.
+/// An unspecified address (`0.0.0.0:P`) is refused with the addresses that work, made of
+/// `local_ips` (this machine's) with its port.
+pub fn resolve(text: &str, listed: &[Listed], local_ips: &[IpAddr]) -> Result<Named, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("No peer given.".into());
+    }
+    if let Some(addr) = text.strip_prefix("classic:") {
+        return match addr.parse::<PeerAddr>() {
+            Ok(to) => reachable(to, local_ips).map(Named::Classic),
+            Err(err) => Err(format!(
+                "classic:{} is not classic:IP:PORT ({})",
+                visible(addr),
+                visible(&err.to_string())
+            )),
+        };
+    }
+    if let Ok(to) = text.parse::<PeerAddr>() {
+        return reachable(to, local_ips).map(Named::Peer);
+    }
+    if text.bytes().all(|b| b.is_ascii_digit()) {
+        return by_number(text, listed);
+    }
+    let by_name = by_name(text, listed);
+    if !by_name.is_empty() {
+        return one_of(by_name);
+    }
+    let by_key = by_fingerprint(text, listed);
+    if !by_key.is_empty() {
+        return one_of(by_key);
+    }
+    if let Some((host, port)) = host_port(text) {
+        return Ok(Named::Lookup {
+            host: host.to_string(),
+            port,
+        });
+    }
+    Err(format!(
+        "'{}' is not a known peer: give its name or number (see /peers), IP:PORT or \
+         HOST:PORT.",
+        visible(text)
+    ))
+}
+
+/// Which of the addresses a host name resolved to is meant: a known peer's first, then
+/// IPv4 (a node on all interfaces listens on IPv4 only), then any.
+pub fn pick_looked_up(found: &[PeerAddr], listed: &[Listed]) -> Option<PeerAddr> {
+    found
+        .iter()
+        .find(|addr| listed.iter().any(|peer| peer.addr == **addr))
+        .or_else(|| found.iter().find(|addr| addr.ip().is_ipv4()))
+        .or_else(|| found.first())
+        .copied()
+}
+
+/// An answer to "which one?": a number from the candidates' list numbers, or anything
+/// [`resolve`] takes as long as it names one of them.
+pub fn choose(text: &str, candidates: &[Listed]) -> Result<PeerAddr, String> {
+    let text = text.trim();
+    if let Ok(number) = text.parse::<usize>() {
+        if let Some(peer) = candidates.iter().find(|peer| peer.number == number) {
+            return Ok(peer.addr);
+        }
+    }
+    match resolve(text, candidates, &[]) {
+        Ok(Named::Peer(addr)) if candidates.iter().any(|peer| peer.addr == addr) => Ok(addr),
+        _ => Err(format!(
+            "'{}' is not one of {}.",
+            visible(text),
+            numbers(candidates)
+        )),
+    }
+}
+
+/// "1, 3 or 4": the numbers of `candidates`.
+fn numbers(candidates: &[Listed]) -> String {
+    let numbers: Vec<String> = candidates.iter().map(|p| p.number.to_string()).collect();
+    match numbers.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => "the list".into(),
+    }
+}
+
+/// An address a peer can be reached at; `0.0.0.0:P` and `[::]:P` are where a node listens,
+/// not where it is reached.
+fn reachable(to: PeerAddr, local_ips: &[IpAddr]) -> Result<PeerAddr, String> {
+    if !to.ip().is_unspecified() {
+        return Ok(to);
+    }
+    let port = to.port();
+    let mut works: Vec<String> = local_ips
+        .iter()
+        .filter(|ip| !ip.is_unspecified())
+        .map(|ip| PeerAddr::from_ip_port(*ip, port).to_string())
+        .collect();
+    if works.is_empty() {
+        works.push(format!("127.0.0.1:{port}"));
+    }
+    Err(format!(
+        "{to} is where a node listens, not an address to reach it at: on this machine use {} \
+         (from another machine, the address its owner's start-up line shows).",
+        works.join(" or ")
+    ))
+}
+
+fn by_number(text: &str, listed: &[Listed]) -> Result<Named, String> {
+    match text.parse::<usize>() {
+        Ok(n) => match listed.iter().find(|peer| peer.number == n) {
+            Some(peer) => Ok(Named::Peer(peer.addr)),
+            None if listed.is_empty() => {
+                Err(format!("There is no peer {n}: no peer is known yet."))
+            }
+            None => Err(format!(
+                "There is no peer {n}: the peers are numbered 1 to {} (see /peers).",
+                listed.len()
+            )),
+        },
+        Err(_) => Err(format!("'{}' is not a peer number.", visible(text))),
+    }
+}
+
+/// Peers named `text` (any case); if none, peers whose name starts with it.
+fn by_name(text: &str, listed: &[Listed]) -> Vec<Listed> {
+    let wanted = text.to_lowercase();
+    let name_of = |peer: &Listed| peer.name.as_deref().map(str::to_lowercase);
+    let exact: Vec<Listed> = listed
+        .iter()
+        .filter(|peer| name_of(peer).as_deref() == Some(wanted.as_str()))
+        .cloned()
+        .collect();
+    if !exact.is_empty() {
+        return exact;
+    }
+    listed
+        .iter()
+        .filter(|peer| name_of(peer).is_some_and(|name| name.starts_with(&wanted)))
+        .cloned()
+        .collect()
+}
+
+/// Peers whose fingerprint starts with `text` (dashes and case aside).
+fn by_fingerprint(text: &str, listed: &[Listed]) -> Vec<Listed> {
+    let plain = |s: &str| -> String {
+        s.chars()
+            .filter(|c| *c != '-')
+            .flat_map(char::to_lowercase)
+            .collect()
+    };
+    let wanted = plain(text);
+    if wanted.len() < FINGERPRINT_PREFIX_MIN || !wanted.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return Vec::new();
+    }
+    listed
+        .iter()
+        .filter(|peer| {
+            peer.fingerprint
+                .as_deref()
+                .is_some_and(|key| plain(key).starts_with(&wanted))
+        })
+        .cloned()
+        .collect()
+}
+
+fn one_of(mut found: Vec<Listed>) -> Result<Named, String> {
+    if found.len() == 1 {
+        return Ok(Named::Peer(found.remove(0).addr));
+    }
+    Ok(Named::Ambiguous(found))
+}
+
+/// `host:port` with a host name (letters, digits, dots, dashes) and a port 1-65535.
+fn host_port(text: &str) -> Option<(&str, u16)> {
+    let (host, port) = text.rsplit_once(':')?;
+    let port = port.parse::<u16>().ok().filter(|p| *p != 0)?;
+    let host_ok = !host.is_empty()
+        && host.len() <= 253
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
+    host_ok.then_some((host, port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(text: &str) -> PeerAddr {
+        text.parse().unwrap()
+    }
+
+    fn peer(number: usize, at: &str, name: Option<&str>, key: Option<&str>) -> Listed {
+        Listed {
+            number,
+            addr: addr(at),
+            name: name.map(str::to_string),
+            fingerprint: key.map(str::to_string),
+            connected: true,
+        }
+    }
+
+    fn three() -> Vec<Listed> {
+        vec![
+            peer(
+                1,
+                "127.0.0.1:9001",
+                Some("bob"),
+                Some("4kq2-7vxe-m0d3-tg8a-zr5c"),
+            ),
+            peer(
+                2,
+                "127.0.0.1:9002",
+                Some("Carol"),
+                Some("ab3k-9xq2-h7mw-0ve4-ysc1"),
+            ),
+            peer(3, "10.0.0.7:9003", Some("carol"), None),
+        ]
+    }
+
+    #[test]
+    fn a_peer_is_named_by_name_number_or_address() {
+        let listed = three();
+        let bob = Named::Peer(addr("127.0.0.1:9001"));
+        assert_eq!(resolve("bob", &listed, &[]), Ok(bob.clone()));
+        assert_eq!(resolve(" BOB ", &listed, &[]), Ok(bob.clone()));
+        assert_eq!(resolve("bo", &listed, &[]), Ok(bob.clone()));
+        assert_eq!(resolve("1", &listed, &[]), Ok(bob.clone()));
+        assert_eq!(resolve("127.0.0.1:9001", &listed, &[]), Ok(bob.clone()));
+        assert_eq!(resolve("localhost:9001", &listed, &[]), Ok(bob));
+        assert_eq!(
+            resolve("3", &listed, &[]),
+            Ok(Named::Peer(addr("10.0.0.7:9003")))
+        );
+        // An address nobody listed is still an address.
+        assert_eq!(
+            resolve("10.1.1.1:5", &listed, &[]),
+            Ok(Named::Peer(addr("10.1.1.1:5")))
+        );
+        assert_eq!(
+            resolve("classic:10.1.1.1:5", &listed, &[]),
+            Ok(Named::Classic(addr("10.1.1.1:5")))
+        );
+    }
+
+    #[test]
+    fn a_fingerprint_prefix_names_its_peer() {
+        let listed = three();
+        assert_eq!(
+            resolve("ab3k", &listed, &[]),
+            Ok(Named::Peer(addr("127.0.0.1:9002")))
+        );
+        assert_eq!(
+            resolve("4KQ2-7v", &listed, &[]),
+            Ok(Named::Peer(addr("127.0.0.1:9001")))
+        );
+        // Too short to be taken as a key.
+        assert!(resolve("4kq", &listed, &[]).is_err());
+    }
+
+    #[test]
+    fn an_ambiguous_name_lists_the_candidates_and_a_number_chooses() {
+        let listed = three();
+        let Ok(Named::Ambiguous(candidates)) = resolve("carol", &listed, &[]) else {
+            panic!("carol is two peers");
+        };
+        assert_eq!(
+            candidates.iter().map(|p| p.number).collect::<Vec<_>>(),
+            [2, 3]
+        );
+        assert_eq!(choose("3", &candidates), Ok(addr("10.0.0.7:9003")));
+        assert_eq!(
+            choose("127.0.0.1:9002", &candidates),
+            Ok(addr("127.0.0.1:9002"))
+        );
+        assert_eq!(
+            choose("1", &candidates),
+            Err("'1' is not one of 2 or 3.".into())
+        );
+    }
+
+    #[test]
+    fn host_names_are_looked_up_later() {
+        let listed = three();
+        for (text, host) in [
+            ("LOCALHOST:9001", "LOCALHOST"),
+            ("my-laptop:9001", "my-laptop"),
+            ("pc.example.org:9001", "pc.example.org"),
+        ] {
+            assert_eq!(
+                resolve(text, &listed, &[]),
+                Ok(Named::Lookup {
+                    host: host.into(),
+                    port: 9001
+                })
+            );
+        }
+        let found = [addr("[::1]:9001"), addr("127.0.0.1:9001")];
+        assert_eq!(pick_looked_up(&found, &[]), Some(addr("127.0.0.1:9001")));
+        let v6 = [addr("[::1]:9001")];
+        assert_eq!(pick_looked_up(&v6, &[]), Some(addr("[::1]:9001")));
+        assert_eq!(pick_looked_up(&[], &[]), None);
+    }
+
+    #[test]
+    fn wrong_names_say_what_works() {
+        let listed = three();
+        assert_eq!(
+            resolve("7", &listed, &[]),
+            Err("There is no peer 7: the peers are numbered 1 to 3 (see /peers).".into())
+        );
+        assert_eq!(
+            resolve("1", &[], &[]),
+            Err("There is no peer 1: no peer is known yet.".into())
+        );
+        assert_eq!(
+            resolve("dave", &listed, &[]),
+            Err(
+                "'dave' is not a known peer: give its name or number (see /peers), \
+                 IP:PORT or HOST:PORT."
+                    .into()
+            )
+        );
+        assert!(resolve("nowhere:0", &listed, &[]).is_err());
+        assert!(resolve("\u{1b}[2J", &listed, &[])
+            .unwrap_err()
+            .contains("\\u{1b}[2J"));
+        assert!(resolve("classic:bob", &listed, &[]).is_err());
+        assert_eq!(resolve("  ", &listed, &[]), Err("No peer given.".into()));
+    }
+
+    #[test]
+    fn an_unspecified_address_is_refused_with_the_ones_that_work() {
+        let ips: [IpAddr; 2] = [
+            "127.0.0.1".parse().unwrap(),
+            "192.168.1.20".parse().unwrap(),
+        ];
+        let why = resolve("0.0.0.0:9101", &[], &ips).unwrap_err();
+        assert!(
+            why.starts_with("0.0.0.0:9101 is where a node listens, not an address to reach it at"),
+            "{why}"
+        );
+        assert!(why.contains("127.0.0.1:9101 or 192.168.1.20:9101"), "{why}");
+        let why = resolve("[::]:9101", &[], &[]).unwrap_err();
+        assert!(why.contains("use 127.0.0.1:9101"), "{why}");
+        assert!(resolve("classic:0.0.0.0:9101", &[], &[]).is_err());
+    }
+}
