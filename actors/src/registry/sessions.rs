@@ -10,7 +10,8 @@ use actix::prelude::*;
 
 use super::connections::{ConnectError, ConnectOutcome};
 use super::peers::{Admission, LiveSession};
-use super::{Expectation, Phase, Registry};
+use super::trust::Expectation;
+use super::{Phase, Registry};
 use crate::events::NodeEvent;
 use crate::guarded_handler;
 use crate::key::PeerKey;
