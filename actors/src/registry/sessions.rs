@@ -313,6 +313,8 @@ impl Registry {
     fn wrong_key(&mut self, dialed: PeerAddr, expected: Expectation, presented: PeerKey) {
         match expected.source {
             None => {
+                // No redialing into the same refusal: `/trust` dials it if the user agrees.
+                self.peers.let_go(&expected.key);
                 let name = self.peers.name_of(&expected.key);
                 if let Some(change) = self.pins.changed_at(dialed, &name, presented) {
                     self.emit(NodeEvent::KeyChanged {
