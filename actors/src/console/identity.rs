@@ -2,6 +2,7 @@
 //! another key, a dial that met the wrong key, `/whois` and `/trust`, and the fingerprint
 //! beside each peer in menu 2. Pure, like render.rs, which calls it.
 
+use super::command::Command;
 use super::look::Look;
 use crate::events::NodeEvent;
 use crate::key::{Fingerprint, PeerKey};
@@ -16,6 +17,20 @@ pub enum Answer {
     Whois(Result<WhoisReport, TrustError>),
     /// `/trust PEER`.
     Trusted(Result<KeyChange, TrustError>),
+}
+
+/// `/whois PEER` or `/trust PEER` (`shortcut` is which), or the usage line.
+pub fn command(shortcut: &str, rest: &str) -> Result<Command, String> {
+    let peer = rest.trim();
+    if peer.is_empty() {
+        return Err(format!(
+            "Usage: {shortcut} PEER (a name, a number in the list, a fingerprint or IP:PORT)"
+        ));
+    }
+    Ok(match shortcut {
+        "/trust" => Command::Trust(peer.to_string()),
+        _ => Command::Whois(peer.to_string()),
+    })
 }
 
 /// The first two groups of a fingerprint: enough to tell peers apart in a list (compare the
@@ -137,6 +152,14 @@ mod tests {
 
     fn plain() -> Look {
         Look::plain()
+    }
+
+    #[test]
+    fn whois_and_trust_need_a_peer() {
+        assert_eq!(command("/whois", " bob "), Ok(Command::Whois("bob".into())));
+        assert_eq!(command("/trust", "2"), Ok(Command::Trust("2".into())));
+        let usage = command("/trust", "  ").unwrap_err();
+        assert!(usage.starts_with("Usage: /trust PEER"), "{usage}");
     }
 
     #[test]
