@@ -179,6 +179,26 @@ mod tests {
     }
 
     #[test]
+    fn a_dial_that_met_the_wrong_key_says_where_the_expectation_came_from() {
+        let event = NodeEvent::KeyMismatch {
+            peer: "10.0.0.9:9001".parse().unwrap(),
+            source: "introduced by mallory".into(),
+            expected: PeerKey::from_bytes([0; 32]).fingerprint(),
+            presented: PeerKey::from_bytes([0; 32]).fingerprint(),
+        };
+        assert_eq!(
+            super::event(&event, &plain(), "12:00:00").unwrap(),
+            "12:00:00 warning: 10.0.0.9:9001 proved key csm7-nbfr-cayq-ev4f-r65r, not \
+             csm7-nbfr-cayq-ev4f-r65r (introduced by mallory); not connected"
+        );
+        let other = NodeEvent::PeerDiscovered {
+            peer: "10.0.0.9:9001".parse().unwrap(),
+            name: "x".into(),
+        };
+        assert_eq!(super::event(&other, &plain(), "12:00:00"), None);
+    }
+
+    #[test]
     fn whois_shows_the_key_and_each_address_with_how_it_was_learned() {
         let report = WhoisReport {
             name: "bob".into(),
