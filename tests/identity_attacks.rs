@@ -197,6 +197,12 @@ fn a_pinned_peer_with_another_key_is_refused_loudly_until_trusted() {
     bob.type_lines(&[&format!("/connect {alice_addr}")]);
     bob.expect(&format!("Connected to {alice_addr}."));
     alice.expect(&format!("connected to bob (127.0.0.1:{bob_port})"));
+    // Menu 2: one line for bob, with the first two groups of his key's fingerprint.
+    alice.type_lines(&["2"]);
+    alice.expect(&format!(
+        "1. 127.0.0.1:{bob_port}  bob  connected  key {}",
+        &first_key[..9]
+    ));
     bob.type_lines(&["/quit"]);
     assert!(bob.wait().success());
     alice.expect("disconnected from bob");
@@ -243,4 +249,97 @@ fn a_pinned_peer_with_another_key_is_refused_loudly_until_trusted() {
     for dir in dirs {
         let _ = std::fs::remove_dir_all(dir);
     }
+}
+
+#[test]
+fn one_shot_senders_are_never_pinned_nor_refused_for_a_new_key() {
+    let dirs = [temp_dir("oneshot-alice"), temp_dir("oneshot-bob")];
+    let alice_dir = dirs[0].to_str().unwrap().to_string();
+    let bob_dir = dirs[1].to_str().unwrap().to_string();
+    let (mut alice, alice_port) = Peerchat::start_named("alice", &["--data-dir", &alice_dir]);
+    let alice_addr = format!("127.0.0.1:{alice_port}");
+    // The listening bob is pinned.
+    let (mut bob, _) = Peerchat::start_named("bob", &["--data-dir", &bob_dir]);
+    bob.type_lines(&[&format!("/connect {alice_addr}")]);
+    alice.expect("connected to bob (");
+    // Two scripts calling themselves bob, each with a fresh key: both delivered.
+    for text in ["first run", "second run"] {
+        let mut script = Peerchat::start(&[
+            "send",
+            "--name",
+            "bob",
+            "--bind",
+            "127.0.0.1",
+            &alice_addr,
+            text,
+        ]);
+        script.expect_stderr(&format!("delivered to {alice_addr}"));
+        assert!(script.wait().success());
+        alice.expect(&format!("): {text}"));
+    }
+    let output = alice.unread_after(Duration::from_millis(300)).to_string();
+    let everything = alice.stdout_so_far().to_string();
+    assert!(!everything.contains("WARNING"), "{everything}\n{output}");
+    let pins = std::fs::read_to_string(dirs[0].join("known_peers")).expect("pins saved");
+    assert_eq!(pins.matches("name \"bob\"").count(), 1, "{pins}");
+    // The one-shot senders' addresses (ephemeral ports) are not pinned: only bob's one.
+    assert_eq!(pins.matches("addr ").count(), 1, "{pins}");
+    for node in [&mut alice, &mut bob] {
+        node.type_lines(&["/quit"]);
+        assert!(node.wait().success());
+    }
+    for dir in dirs {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+#[actix_rt::test]
+async fn dialing_a_pinned_address_that_shows_another_key_is_refused_until_trusted() {
+    let dir = temp_dir("pinned-dial");
+    let mut config = NodeConfig::local("alice");
+    config.data_dir = Some(dir.clone());
+    let (alice, mut alice_ev) = start_with(config).await;
+    let (bob, _) = start("bob").await;
+    let bob_at = bob.peer_addr();
+    alice.connect(bob_at).await.unwrap();
+    connected(&mut alice_ev, bob_at).await;
+    let first = bob.fingerprint();
+    bob.shutdown(Duration::from_millis(100)).await;
+    disconnected(&mut alice_ev, bob_at).await;
+
+    // Another key listens at bob's pinned address now.
+    let mut config = NodeConfig::local("bob");
+    config.port = bob_at.port();
+    let (stranger, _) = start_with(config).await;
+    let dialed = alice.connect(bob_at).await;
+    assert!(
+        matches!(dialed, Err(ConnectError::Handshake(_))),
+        "{dialed:?}"
+    );
+    let (pinned_by, pinned, presented) = alice_ev
+        .wait_for(WAIT, |e| match e {
+            NodeEvent::KeyChanged {
+                pinned_by,
+                pinned,
+                presented,
+                ..
+            } => Some((pinned_by.clone(), pinned.clone(), presented.clone())),
+            _ => None,
+        })
+        .await
+        .expect("the key change is reported");
+    assert_eq!(pinned_by, format!("address {bob_at}"));
+    assert_eq!((pinned, presented), (first, stranger.fingerprint()));
+    assert!(alice.peers().await.unwrap().iter().all(|p| !p.connected));
+
+    // The user trusts it (by fingerprint prefix): alice dials it and it is bob now.
+    let prefix = &stranger.fingerprint().to_string()[..9];
+    let change = alice.trust(prefix).await.expect("a change waits");
+    assert_eq!(change.presented, stranger.key());
+    connected(&mut alice_ev, bob_at).await;
+    let whois = alice.whois(&bob_at.to_string()).await.unwrap();
+    assert_eq!(whois.fingerprint, stranger.fingerprint());
+    assert!(whois.pinned && whois.connected);
+    alice.shutdown(Duration::from_millis(100)).await;
+    let _ = std::fs::remove_dir_all(dir);
 }

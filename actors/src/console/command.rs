@@ -440,14 +440,10 @@ fn shortcut(line: &str, known: &Known) -> Parsed {
             },
         },
         "/status" => Command::Status,
-        "/whois" | "/trust" if rest.trim().is_empty() => {
-            let why = format!(
-                "Usage: {name} PEER (a name, a number in the list, a fingerprint or IP:PORT)"
-            );
-            return usage(&why);
-        }
-        "/whois" => Command::Whois(rest.trim().to_string()),
-        "/trust" => Command::Trust(rest.trim().to_string()),
+        "/whois" | "/trust" => match super::identity::command(name, rest) {
+            Ok(command) => command,
+            Err(why) => return usage(&why),
+        },
         "/help" | "/?" | "/h" => Command::Help,
         "/quit" | "/q" | "/exit" => Command::Quit,
         other => {

@@ -2,6 +2,7 @@
 //! another key, a dial that met the wrong key, `/whois` and `/trust`, and the fingerprint
 //! beside each peer in menu 2. Pure, like render.rs, which calls it.
 
+use super::command::Command;
 use super::look::Look;
 use crate::events::NodeEvent;
 use crate::key::{Fingerprint, PeerKey};
@@ -16,6 +17,20 @@ pub enum Answer {
     Whois(Result<WhoisReport, TrustError>),
     /// `/trust PEER`.
     Trusted(Result<KeyChange, TrustError>),
+}
+
+/// `/whois PEER` or `/trust PEER` (`shortcut` is which), or the usage line.
+pub fn command(shortcut: &str, rest: &str) -> Result<Command, String> {
+    let peer = rest.trim();
+    if peer.is_empty() {
+        return Err(format!(
+            "Usage: {shortcut} PEER (a name, a number in the list, a fingerprint or IP:PORT)"
+        ));
+    }
+    Ok(match shortcut {
+        "/trust" => Command::Trust(peer.to_string()),
+        _ => Command::Whois(peer.to_string()),
+    })
 }
 
 /// The first two groups of a fingerprint: enough to tell peers apart in a list (compare the
@@ -140,6 +155,14 @@ mod tests {
     }
 
     #[test]
+    fn whois_and_trust_need_a_peer() {
+        assert_eq!(command("/whois", " bob "), Ok(Command::Whois("bob".into())));
+        assert_eq!(command("/trust", "2"), Ok(Command::Trust("2".into())));
+        let usage = command("/trust", "  ").unwrap_err();
+        assert!(usage.starts_with("Usage: /trust PEER"), "{usage}");
+    }
+
+    #[test]
     fn a_key_change_is_a_loud_warning_with_both_fingerprints_and_what_to_type() {
         let event = NodeEvent::KeyChanged {
             peer: "127.0.0.1:9001".parse().unwrap(),
@@ -153,6 +176,26 @@ mod tests {
         assert!(text.contains(PeerKey::from_bytes([1; 32]).fingerprint().as_str()));
         assert!(text.contains(PeerKey::from_bytes([2; 32]).fingerprint().as_str()));
         assert!(text.contains("type /trust bob to accept it"));
+    }
+
+    #[test]
+    fn a_dial_that_met_the_wrong_key_says_where_the_expectation_came_from() {
+        let event = NodeEvent::KeyMismatch {
+            peer: "10.0.0.9:9001".parse().unwrap(),
+            source: "introduced by mallory".into(),
+            expected: PeerKey::from_bytes([0; 32]).fingerprint(),
+            presented: PeerKey::from_bytes([0; 32]).fingerprint(),
+        };
+        assert_eq!(
+            super::event(&event, &plain(), "12:00:00").unwrap(),
+            "12:00:00 warning: 10.0.0.9:9001 proved key csm7-nbfr-cayq-ev4f-r65r, not \
+             csm7-nbfr-cayq-ev4f-r65r (introduced by mallory); not connected"
+        );
+        let other = NodeEvent::PeerDiscovered {
+            peer: "10.0.0.9:9001".parse().unwrap(),
+            name: "x".into(),
+        };
+        assert_eq!(super::event(&other, &plain(), "12:00:00"), None);
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! session with yet, each with its name, addresses and announced identity. Pure, like
 //! render.rs (kept apart from it while render.rs is being reworked).
 
+use super::identity::short;
 use super::look::Look;
+use crate::key::PeerKey;
 use crate::nearby::NearbyPeer;
 use crate::sanitize::visible;
 
@@ -18,10 +20,19 @@ pub fn listing(nearby: &[NearbyPeer], look: &Look) -> Option<String> {
             "\n  {}  {}  {}",
             addrs.join(", "),
             look.name(&visible(&peer.name)),
-            look.dim(format!("(id {})", peer.id)),
+            look.dim(announced(&peer.id)),
         ));
     }
     Some(text)
+}
+
+/// What a peer announced itself as: its key's short fingerprint (a session with it must
+/// prove that key), or, for an identity that is no key, the identity escaped.
+fn announced(id: &str) -> String {
+    match PeerKey::from_hex(id) {
+        Some(key) => format!("(key {})", short(&key.fingerprint())),
+        None => format!("(id {})", visible(id)),
+    }
 }
 
 #[cfg(test)]
@@ -49,5 +60,12 @@ mod tests {
             text,
             "Nearby on the LAN (not connected):\n  10.0.0.2:9001, 10.1.0.2:9001  bo\\u{202e}b  (id 00000000000000b0)"
         );
+    }
+
+    #[test]
+    fn an_announced_key_shows_as_its_short_fingerprint_and_a_bad_id_escaped() {
+        let key = PeerKey::from_bytes([0; 32]);
+        assert_eq!(announced(&key.to_hex()), "(key csm7-nbfr)");
+        assert_eq!(announced("\u{1b}]0;x"), "(id \\u{1b}]0;x)");
     }
 }

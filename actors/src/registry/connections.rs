@@ -11,7 +11,8 @@ use futures::future::join_all;
 use tokio::net::TcpStream;
 
 use super::dialer::DialWaiter;
-use super::{Expectation, Registry};
+use super::trust::{self, Expectation};
+use super::Registry;
 use crate::events::NodeEvent;
 use crate::guarded_handler;
 use crate::helpers::{human, now_ms};
@@ -136,17 +137,12 @@ impl Registry {
     /// one it was introduced with, else the one announced for it on the LAN. An address a
     /// key's own connection stands behind expects nothing more than its pin.
     fn expectation_for(&self, to: &PeerAddr) -> Option<Expectation> {
-        if let Some(key) = self.pins.pinned_at(to) {
-            return Some(Expectation { key, source: None });
-        }
-        if let Some((key, by)) = self.peers.introduced_at(to) {
-            let source = Some(format!("introduced by {by}"));
-            return Some(Expectation { key, source });
-        }
-        let announced = self.nearby.iter().find(|peer| peer.addrs.contains(to))?;
-        let key = PeerKey::from_hex(&announced.id)?;
-        let source = Some(format!("announced on the LAN as {}", announced.name));
-        Some(Expectation { key, source })
+        let announced = self.nearby.iter().find(|peer| peer.addrs.contains(to));
+        trust::expectation(
+            self.pins.pinned_at(to),
+            self.peers.introduced_at(to),
+            announced.map(|peer| (peer.id.as_str(), peer.name.as_str())),
+        )
     }
 
     /// The TCP connect of a dial; it ends when the Session it starts registers or closes.

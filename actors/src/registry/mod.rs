@@ -21,7 +21,6 @@ use crate::config::{LocalIdentity, NodeConfig, Timeouts};
 use crate::events::NodeEvent;
 use crate::helpers::now_ms;
 use crate::identity::DataDirLock;
-use crate::key::PeerKey;
 use crate::limits::{Limits, WriteBudget};
 use crate::nearby::NearbyPeer;
 use crate::peer::{MessageId, PeerAddr, SessionId};
@@ -63,7 +62,7 @@ use dialer::Dialer;
 use inbox::Inbox;
 use outbox::Outbox;
 use peers::PeerTable;
-use trust::Pins;
+use trust::{Expectation, Pins};
 
 /// Where the node is in its life; it only moves forward.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -122,14 +121,6 @@ pub struct Registry {
     pins: Pins,
     /// The key each dial under way must prove, and why (registry/connections.rs).
     expecting: HashMap<PeerAddr, Expectation>,
-}
-
-/// A key a dial must prove, and where the expectation came from.
-#[derive(Debug, Clone)]
-struct Expectation {
-    key: PeerKey,
-    /// `None`: pinned for that address (a mismatch is a key change); else who introduced it.
-    source: Option<String>,
 }
 
 impl Registry {

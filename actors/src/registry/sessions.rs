@@ -10,7 +10,8 @@ use actix::prelude::*;
 
 use super::connections::{ConnectError, ConnectOutcome};
 use super::peers::{Admission, LiveSession};
-use super::{Expectation, Phase, Registry};
+use super::trust::Expectation;
+use super::{Phase, Registry};
 use crate::events::NodeEvent;
 use crate::guarded_handler;
 use crate::key::PeerKey;
@@ -312,6 +313,8 @@ impl Registry {
     fn wrong_key(&mut self, dialed: PeerAddr, expected: Expectation, presented: PeerKey) {
         match expected.source {
             None => {
+                // No redialing into the same refusal: `/trust` dials it if the user agrees.
+                self.peers.let_go(&expected.key);
                 let name = self.peers.name_of(&expected.key);
                 if let Some(change) = self.pins.changed_at(dialed, &name, presented) {
                     self.emit(NodeEvent::KeyChanged {

@@ -23,6 +23,36 @@ pub struct KeyChange {
     pub presented: PeerKey,
 }
 
+/// A key a dial must prove, and where the expectation came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Expectation {
+    pub(crate) key: PeerKey,
+    /// `None`: pinned for that address (a mismatch is a key change); else where it came
+    /// from (`introduced by bob`, `announced on the LAN as bob`).
+    pub(crate) source: Option<String>,
+}
+
+/// The key a dial must prove: the one pinned for the address; else the one it was
+/// introduced with (and by whom); else the one announced for it on the LAN (its `id`, the
+/// key in hex, and its name). An announcement whose id is no key expects nothing.
+pub(crate) fn expectation(
+    pinned: Option<PeerKey>,
+    introduced: Option<(PeerKey, String)>,
+    announced: Option<(&str, &str)>,
+) -> Option<Expectation> {
+    if let Some(key) = pinned {
+        return Some(Expectation { key, source: None });
+    }
+    if let Some((key, by)) = introduced {
+        let source = Some(format!("introduced by {by}"));
+        return Some(Expectation { key, source });
+    }
+    let (id, name) = announced?;
+    let key = PeerKey::from_hex(id)?;
+    let source = Some(format!("announced on the LAN as {name}"));
+    Some(Expectation { key, source })
+}
+
 /// The pins and the key changes waiting for `/trust` (see the module docs).
 #[derive(Default)]
 pub(crate) struct Pins {
@@ -172,6 +202,30 @@ mod tests {
 
     fn at(text: &str) -> Option<PeerAddr> {
         Some(text.parse().unwrap())
+    }
+
+    #[test]
+    fn a_dial_expects_the_pinned_key_then_the_introduced_then_the_announced_one() {
+        let hex = key(3).to_hex();
+        let announced = Some((hex.as_str(), "carol"));
+        let introduced = Some((key(2), "bob".to_string()));
+        let pinned = expectation(Some(key(1)), introduced.clone(), announced).unwrap();
+        assert_eq!((pinned.key, pinned.source), (key(1), None));
+        let by_bob = expectation(None, introduced, announced).unwrap();
+        assert_eq!(by_bob.key, key(2));
+        assert_eq!(by_bob.source.as_deref(), Some("introduced by bob"));
+        let on_lan = expectation(None, None, announced).unwrap();
+        assert_eq!(on_lan.key, key(3));
+        assert_eq!(
+            on_lan.source.as_deref(),
+            Some("announced on the LAN as carol")
+        );
+        // An announcement that carries no key (an old node id) expects nothing.
+        assert_eq!(
+            expectation(None, None, Some(("00000000000000b0", "x"))),
+            None
+        );
+        assert_eq!(expectation(None, None, None), None);
     }
 
     #[test]
