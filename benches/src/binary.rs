@@ -149,7 +149,16 @@ impl Running {
                 let mut c = Command::new(bin);
                 // --ephemeral: nothing kept on disk (no data directory of the user's touched).
                 c.args(["--name", "recv", "--port", "0", "--bind", "127.0.0.1"])
-                    .args(["--color", "never", "--ephemeral"]);
+                    .args(["--color", "never", "--ephemeral"])
+                    // Every load comes from this host, and the stream is one peer as fast as
+                    // it can: the limits against floods (docs/limits.md) are lifted.
+                    .args([
+                        "--max-sessions",
+                        "1000000",
+                        "--max-sessions-per-ip",
+                        "1000000",
+                    ])
+                    .args(["--chat-rate", "1000000000000"]);
                 c
             }
             Receiver::Printer | Receiver::Acker => {

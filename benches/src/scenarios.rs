@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use futures::{FutureExt, StreamExt};
 use peerchat_actors::wire::{encode_frame, encode_frame_into, Frame};
-use peerchat_actors::{ConnectOutcome, EventStream, Node, NodeConfig, NodeEvent, PeerAddr};
+use peerchat_actors::{ConnectOutcome, EventStream, Node, NodeEvent, PeerAddr};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, watch, Semaphore};
 
@@ -175,7 +175,7 @@ struct PeerchatRig {
 async fn peerchat_rig(nodes: usize) -> Res<PeerchatRig> {
     let mut child = ChildProc::spawn_self(&serve_args("peerchat", nodes))?;
     let ports = child.ready_ports(READY_WAIT).await?;
-    let node = Node::start(NodeConfig::local("sender")).await?;
+    let node = Node::start(crate::serve::bench_config("sender")).await?;
     let events = node.events();
     let peers = ports
         .iter()

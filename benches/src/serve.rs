@@ -86,7 +86,7 @@ pub fn serve_peerchat(nodes: usize) -> Res<()> {
         let mut ports = Vec::with_capacity(nodes);
         let mut running = Vec::with_capacity(nodes);
         for i in 0..nodes {
-            let node = Node::start(NodeConfig::local(&format!("peer{i}"))).await?;
+            let node = Node::start(bench_config(&format!("peer{i}"))).await?;
             ports.push(node.listen_addr().port());
             let mut events = node.events();
             let stats = stats.clone();
@@ -108,6 +108,20 @@ pub fn serve_peerchat(nodes: usize) -> Res<()> {
         // A thousand nodes need not be taken down one by one.
         std::process::exit(0)
     })
+}
+
+/// A node as the bench runs it: `NodeConfig::local` with the limits against floods lifted
+/// (sessions per IP, chats per second per peer; docs/limits.md), because every load here
+/// comes from one host, and the stream scenario is one peer sending as fast as it can.
+pub fn bench_config(name: &str) -> NodeConfig {
+    let mut config = NodeConfig::local(name);
+    config.limits.max_sessions = 1_000_000;
+    config.limits.max_sessions_per_ip = 1_000_000;
+    config.limits.chats = peerchat_actors::limits::Rate {
+        per_second: 1e12,
+        burst: 1e12,
+    };
+    config
 }
 
 /// A single-threaded tokio runtime with a LocalSet: what an actix system runs on, too.
