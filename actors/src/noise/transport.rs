@@ -90,7 +90,11 @@ impl Sealer {
             sealed += 1;
         }
         plaintext.clear();
-        self.plaintext = plaintext;
+        // Kept for the next batch only while small: an idle session must not hold the 64 KiB
+        // a burst (or its first `peers` frame) grew it to (docs/performance.md, idle sessions).
+        if plaintext.capacity() <= KEEP_PLAINTEXT_BYTES {
+            self.plaintext = plaintext;
+        }
         match result {
             Ok(()) => Ok(sealed),
             Err(err) => {
@@ -124,6 +128,9 @@ impl Sealer {
         self.seal_maps(maps, dst)
     }
 }
+
+/// The most plaintext buffer a [`Sealer`] keeps between batches.
+const KEEP_PLAINTEXT_BYTES: usize = 2048;
 
 /// The receiving half of an established session: opens transport messages.
 pub struct Opener {
