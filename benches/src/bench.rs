@@ -175,6 +175,7 @@ fn header(s: &Settings) {
 /// Runs the scenarios; exit code 1 if any could not be measured (targets missed are not
 /// errors: they are reported in the table).
 fn run(s: Settings, only: &[String]) -> ExitCode {
+    progress("start");
     header(&s);
     let started = Instant::now();
     let wanted = |name: &str| only.iter().any(|o| o == name);
@@ -517,6 +518,10 @@ fn side<T>(wanted: bool, run: impl FnOnce() -> Res<T>) -> Res<T> {
     }
 }
 
+/// Says which scenario starts, and when (seconds since the bench started), so that a slow
+/// run shows where its time went.
 fn progress(what: &str) {
-    eprintln!("... {what}");
+    static STARTED: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let since = STARTED.get_or_init(Instant::now).elapsed().as_secs_f64();
+    eprintln!("... {what} (at {since:.1} s)");
 }
