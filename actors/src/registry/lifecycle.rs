@@ -35,7 +35,7 @@ pub enum Subscriber {
     Display {
         /// Where events go.
         events: Recipient<NodeEvent>,
-        /// The acks waiting for the display, in order, to its [`ack_once_shown`] task.
+        /// The acks waiting for the display, in order, to its `ack_once_shown` task.
         acks: mpsc::UnboundedSender<(Addr<Session>, AckChats)>,
     },
 }
