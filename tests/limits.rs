@@ -479,3 +479,61 @@ async fn a_flood_of_big_chats_does_not_starve_another_peers_pings() {
     assert!(worst < Duration::from_millis(500), "worst ping {worst:?}");
     drop(acker);
 }
+
+/// Known peers are bounded (issue 13: 200 `peers` frames made 492,608 known peers), and menu 3
+/// dials a bounded number at a time (it made the node a flood amplifier: 6,488 connections
+/// in 5 s to a third party).
+#[actix_rt::test]
+async fn known_peers_are_bounded_and_menu_3_dials_a_bounded_number() {
+    use peerchat_actors::registry::{MAX_DIALS_AT_ONCE, MAX_KNOWN_PEERS};
+    let (node, _events) = start("n").await;
+    let mut peer = RawPeer::handshake(node.peer_addr(), 0).await;
+    let own_port = node.peer_addr().port();
+    let mut sent = 0u32;
+    for frame in 0..6u32 {
+        let peers = (0..250u32)
+            .map(|i| frame * 250 + i)
+            .filter(|n| 20_000 + *n as u16 != own_port)
+            .map(|n| {
+                let mut key = [7u8; 32];
+                key[..4].copy_from_slice(&n.to_be_bytes());
+                sent += 1;
+                PeerEntry {
+                    addr: format!("127.0.0.1:{}", 20_000 + n),
+                    name: format!("p{n}"),
+                    key: PeerKey::from_bytes(key),
+                }
+            })
+            .collect();
+        peer.send(&Frame::Peers { peers }).await;
+    }
+    peer.send(&Frame::Ping { nonce: 1 }).await;
+    while !matches!(peer.next().await, Some(Frame::Pong { nonce: 1 })) {}
+    assert!(
+        sent as usize > MAX_KNOWN_PEERS,
+        "the test sends more than the limit"
+    );
+    let known = node.peers().await.unwrap();
+    assert!(
+        known.len() <= MAX_KNOWN_PEERS,
+        "{} peers known after {sent} introductions",
+        known.len()
+    );
+    assert!(known.len() >= MAX_KNOWN_PEERS - 1, "{} known", known.len());
+    let report = tokio::time::timeout(WAIT * 3, node.connect_all())
+        .await
+        .expect("menu 3 ends")
+        .unwrap();
+    assert!(
+        report.attempts.len() <= MAX_DIALS_AT_ONCE,
+        "{} dials at once",
+        report.attempts.len()
+    );
+    assert!(report.not_tried > 0, "the rest are said to be not tried");
+    // Every introduced peer is either dialed or counted as not tried: none is lost silently.
+    let introduced = known
+        .iter()
+        .filter(|p| p.name.as_deref().is_some_and(|n| n.starts_with('p')))
+        .count();
+    assert_eq!(report.attempts.len() + report.not_tried, introduced);
+}

@@ -8,6 +8,7 @@ use super::look::{wrap, Look};
 use super::reasons::plain;
 use crate::events::{NodeEvent, SupervisionStep};
 use crate::peer::{MessageId, PeerAddr, PeerInfo};
+use crate::registry::MAX_DIALS_AT_ONCE;
 use crate::sanitize::{push_visible, visible};
 use crate::store::HistoryEntry;
 use crate::{ConnectAllReport, ConnectOutcome};
@@ -369,6 +370,12 @@ fn connect_all_listing(report: &ConnectAllReport, look: &Look) -> String {
     }
     for peer in &report.already_connected {
         lines.push(format!("  {}: already connected", look.addr(peer)));
+    }
+    if report.not_tried > 0 {
+        lines.push(format!(
+            "  {} more not tried now (at most {MAX_DIALS_AT_ONCE} at once): choose 3 again",
+            report.not_tried
+        ));
     }
     format!("Connect to active peers:\n{}", lines.join("\n"))
 }

@@ -267,7 +267,13 @@ pub struct ConnectAllReport {
     pub already_connected: Vec<PeerAddr>,
     /// Every dial and how it ended.
     pub attempts: Vec<(PeerAddr, Result<ConnectOutcome, ConnectError>)>,
+    /// Peers not dialed this time: one menu 3 dials at most [`MAX_DIALS_AT_ONCE`].
+    pub not_tried: usize,
 }
+
+/// Most dials one menu 3 starts (docs/limits.md): a node that learned many peers must not
+/// become a flood of connections at the press of a key; the rest wait for the next press.
+pub const MAX_DIALS_AT_ONCE: usize = 64;
 
 guarded_handler!(
     Registry,
@@ -293,8 +299,10 @@ impl Registry {
         Box::pin(refreshed.into_actor(self).then(|_, act, ctx| {
             let mut report = ConnectAllReport::default();
             let mut waits = Vec::new();
-            let (connected, targets) = act.dial_targets();
+            let (connected, mut targets) = act.dial_targets();
             report.already_connected = connected;
+            report.not_tried = targets.len().saturating_sub(MAX_DIALS_AT_ONCE);
+            targets.truncate(MAX_DIALS_AT_ONCE);
             for addr in targets {
                 if act.peers.is_self(&addr) || act.draining() {
                     continue;

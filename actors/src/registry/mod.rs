@@ -48,12 +48,12 @@ pub use chats::{AcksReceived, History, IncomingChats, SendChat, SendChats, SendE
 pub use classic::{ClassicAttempted, ClassicIncoming, ListClassicPeers, SendClassic};
 pub use connections::{
     Connect, ConnectAll, ConnectAllReport, ConnectError, ConnectOutcome, Disconnect, DisconnectAll,
-    ListPeers, NotConnected,
+    ListPeers, NotConnected, MAX_DIALS_AT_ONCE,
 };
 pub use discovery::{ListNearby, NearbyPeers};
 pub use forget::{CancelWaiting, Forget, Forgotten, CANCELLED};
 pub use lifecycle::{InjectConnection, Publish, Shutdown, ShutdownReport, Subscribe, Subscriber};
-pub use peers::{TableKey, PEERS_PER_FRAME};
+pub use peers::{TableKey, MAX_KNOWN_PEERS, PEERS_PER_FRAME};
 pub use sessions::{KnownPeers, PeersLearned, Register, SessionClosed};
 pub use trust::KeyChange;
 pub use whois::{Trust, TrustError, Whois, WhoisAddress, WhoisReport};

@@ -19,6 +19,10 @@ use crate::wire::PeerEntry;
 /// it), and the peer table says which key, if any, it reaches.
 pub type TableKey = PeerAddr;
 
+/// Most peers known by key (docs/limits.md): past it, a new introduction evicts a peer we
+/// never had a session with, or is dropped.
+pub const MAX_KNOWN_PEERS: usize = 1024;
+
 /// Most entries in one `peers` frame (docs/protocol.md, section 6.2).
 pub const PEERS_PER_FRAME: usize = 256;
 
@@ -35,6 +39,13 @@ pub(crate) struct PeerRecord {
     /// We had a session with it and the user has not disconnected it: after an outage it
     /// is redialed until it answers.
     pub(crate) keep_up: bool,
+}
+
+impl PeerRecord {
+    /// Some address of it was dialed and proved its key.
+    fn worked(&self) -> bool {
+        self.addrs.iter().any(|known| known.last_worked.is_some())
+    }
 }
 
 /// A Session that has registered.
@@ -187,6 +198,9 @@ impl<S> PeerTable<S> {
             return false;
         }
         let new = !self.peers.contains_key(&key);
+        if new && !self.room_for_one_more() {
+            return false;
+        }
         let record = self.peers.entry(key).or_default();
         if record.name.is_none() {
             record.name = name;
@@ -196,6 +210,28 @@ impl<S> PeerTable<S> {
         self.owner.insert(addr, key);
         self.unkeyed.remove(&addr);
         new
+    }
+
+    /// Whether one more introduced peer may be recorded: below [`MAX_KNOWN_PEERS`], or after
+    /// evicting a peer we never had a session with (one nobody keeps up, not connected, with
+    /// no address that worked), the one heard from longest ago first. Peers we talked to are
+    /// never evicted for strangers: at the limit with only those, the introduction is dropped.
+    fn room_for_one_more(&mut self) -> bool {
+        if self.peers.len() < MAX_KNOWN_PEERS {
+            return true;
+        }
+        let stranger = self
+            .peers
+            .iter()
+            .filter(|(_, r)| r.session.is_none() && !r.keep_up && !r.worked())
+            .min_by_key(|(_, r)| r.last_seen)
+            .map(|(key, _)| *key);
+        let Some(stranger) = stranger else {
+            return false;
+        };
+        self.peers.remove(&stranger);
+        self.owner.retain(|_, owner| *owner != stranger);
+        true
     }
 
     /// The key `addr` was introduced with, and by whom, if that is all we know of it.

@@ -233,6 +233,7 @@ fn connect_outcomes_say_what_happened_to_each_peer() {
             (a, Ok(ConnectOutcome::Connected)),
             (b, Err(ConnectError::Refused)),
         ],
+        not_tried: 3,
     };
     let text = outcome(&Outcome::ConnectedAll(Ok(report)), &PLAIN, None);
     let lines: Vec<&str> = text.lines().collect();
@@ -240,6 +241,10 @@ fn connect_outcomes_say_what_happened_to_each_peer() {
     assert_eq!(lines[1], "  127.0.0.1:9001: connected");
     assert!(lines[2].starts_with("  127.0.0.1:9002: failed: "), "{text}");
     assert_eq!(lines[3], "  127.0.0.1:9003: already connected");
+    assert_eq!(
+        lines[4],
+        "  3 more not tried now (at most 64 at once): choose 3 again"
+    );
     assert_eq!(
         outcome(
             &Outcome::ConnectedAll(Ok(ConnectAllReport::default())),

@@ -307,3 +307,40 @@ fn peers_are_kept_up_until_let_go_and_one_shot_senders_never() {
     table.let_go(&key(70));
     assert!(!table.keeps_up(&key(70)));
 }
+
+/// A key made of a number up to 65535, for tables of many peers.
+fn many(n: u16) -> PeerKey {
+    let mut bytes = [0u8; 32];
+    bytes[0] = 1;
+    bytes[1..3].copy_from_slice(&n.to_be_bytes());
+    PeerKey::from_bytes(bytes)
+}
+
+#[test]
+fn introductions_past_the_known_peer_limit_evict_strangers_never_peers_we_talked_to() {
+    let mut table = table();
+    // One peer we had a session with, the rest strangers introduced by someone.
+    let friend = many(0);
+    table.learn(addr(1), Some("friend".into()), friend, "x");
+    let (id, live) = (1, live(1, addr(1), 0, true));
+    let live = LiveSession {
+        key: friend,
+        ..live
+    };
+    admitted(table.admit(id, live, "friend".into()));
+    for n in 1..MAX_KNOWN_PEERS as u16 {
+        assert!(table.learn(addr(1000 + n), None, many(n), "x"), "{n}");
+    }
+    assert_eq!(table.keys().count(), MAX_KNOWN_PEERS);
+    // One more: a stranger makes room, the count stays at the limit, the friend stays.
+    assert!(table.learn(addr(5000), None, many(5000), "x"));
+    assert_eq!(table.keys().count(), MAX_KNOWN_PEERS);
+    assert!(table.record(&friend).is_some());
+    assert!(table.record(&many(5000)).is_some());
+    // Twice the limit in introductions: still bounded.
+    for n in 6000..6000 + 2 * MAX_KNOWN_PEERS as u16 {
+        table.learn(addr(n), None, many(n), "x");
+    }
+    assert_eq!(table.keys().count(), MAX_KNOWN_PEERS);
+    assert!(table.record(&friend).is_some());
+}
