@@ -1,5 +1,6 @@
 //! Console flow control with the real binary (issue 13: a stdout pipe nobody read froze the
-//! whole node after 200 chats). Its stdout is a pipe the test stops reading: the node keeps
+//! whole node after 200 chats). Its stdout is a pipe, or a pseudo-terminal (then the line
+//! editor prints), that the test stops reading: the node keeps
 //! answering pings and handshakes, the flooding peer is slowed (its chats are acked only once
 //! shown), memory stays bounded; once the pipe is read again every chat is shown once and
 //! acked.
@@ -7,7 +8,7 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufReader, Read};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -50,11 +51,41 @@ async fn ping(peer: &mut RawPeer, nonce: u64) -> Duration {
     }
 }
 
+fn peerchat() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_peerchat"));
+    command
+        .args([
+            "--ephemeral",
+            "--name",
+            "flow",
+            "--port",
+            "0",
+            "--color",
+            "never",
+        ])
+        .args(["--bind", "127.0.0.1", "--no-discovery"]);
+    command
+}
+
+/// Reads until the start-up line's `127.0.0.1:PORT`.
+fn listening_at(output: &mut impl Read) -> PeerAddr {
+    let mut seen = String::new();
+    let mut byte = [0u8; 1];
+    while output.read(&mut byte).unwrap_or(0) == 1 {
+        seen.push(byte[0] as char);
+        if let Some(at) = seen.find("127.0.0.1:") {
+            let rest = &seen[at..];
+            if let Some(end) = rest.find(|c: char| c == ' ' || c == '\r' || c == '\n') {
+                return rest[..end].parse().unwrap();
+            }
+        }
+    }
+    panic!("no address in {seen:?}")
+}
+
 #[actix_rt::test]
 async fn a_stuck_stdout_slows_the_sender_but_never_stops_the_node() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_peerchat"))
-        .args(["--ephemeral", "--name", "flow", "--port", "0"])
-        .args(["--bind", "127.0.0.1", "--no-discovery"])
+    let mut child = peerchat()
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -63,15 +94,39 @@ async fn a_stuck_stdout_slows_the_sender_but_never_stops_the_node() {
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let stdin = child.stdin.take();
     let child = Killed(child);
-    let pid = child.0.id();
     // The start-up line says where it listens; after it, nobody reads stdout for a while.
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    let addr = line
-        .split_whitespace()
-        .find(|word| word.starts_with("127.0.0.1:"))
-        .unwrap_or_else(|| panic!("no address in {line:?}"));
-    let node: PeerAddr = addr.parse().unwrap();
+    let node = listening_at(&mut stdout);
+    stuck_then_read(node, child, stdout, Box::new(stdin)).await;
+}
+
+/// The same on a terminal: the binary's stdin and stdout are a pseudo-terminal (its line
+/// editor's printer, not the plain screen), whose reading end the test stops reading.
+#[actix_rt::test]
+async fn a_stuck_terminal_slows_the_sender_but_never_stops_the_node() {
+    let pty = nix::pty::openpty(None, None).expect("a pseudo-terminal");
+    let slave = std::fs::File::from(pty.slave);
+    let child = peerchat()
+        .stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("peerchat starts");
+    drop(slave);
+    let child = Killed(child);
+    let mut master = std::fs::File::from(pty.master);
+    let node = listening_at(&mut master);
+    let input = master.try_clone().unwrap();
+    stuck_then_read(node, child, master, Box::new(input)).await;
+}
+
+/// A flood of 3,000 chats while nobody reads the node's output for 3 s, then reading again.
+async fn stuck_then_read(
+    node: PeerAddr,
+    child: Killed,
+    mut stdout: impl Read + Send + 'static,
+    stdin: Box<dyn std::any::Any>,
+) {
+    let pid = child.0.id();
 
     let count = 3000u64;
     let flood = RawPeer::handshake(node, 0).await;
