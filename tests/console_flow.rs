@@ -75,7 +75,7 @@ fn listening_at(output: &mut impl Read) -> PeerAddr {
         seen.push(byte[0] as char);
         if let Some(at) = seen.find("127.0.0.1:") {
             let rest = &seen[at..];
-            if let Some(end) = rest.find(|c: char| c == ' ' || c == '\r' || c == '\n') {
+            if let Some(end) = rest.find([' ', '\r', '\n']) {
                 return rest[..end].parse().unwrap();
             }
         }
