@@ -279,6 +279,15 @@ impl<S> PeerTable<S> {
         self.peers.remove(&key).is_some() || unkeyed
     }
 
+    /// A one-shot sender's Session ended: it does not listen, so nothing of it is kept
+    /// (neither a peer to list nor an address to dial).
+    pub(crate) fn drop_transient(&mut self, key: &PeerKey) {
+        if self.peers.get(key).is_some_and(|record| record.one_shot) {
+            self.peers.remove(key);
+            self.owner.retain(|_, owner| owner != key);
+        }
+    }
+
     /// Something came from `key` now.
     pub(crate) fn touch(&mut self, key: &PeerKey) {
         if let Some(record) = self.peers.get_mut(key) {

@@ -308,6 +308,26 @@ fn peers_are_kept_up_until_let_go_and_one_shot_senders_never() {
     assert!(!table.keeps_up(&key(70)));
 }
 
+#[test]
+fn a_one_shot_sender_is_dropped_once_its_session_ends_a_listening_peer_never() {
+    let mut table = table();
+    table.admit(1, live(1, addr(1), 70, false), "bob".into());
+    let mut sender = live(2, addr(2), 71, false);
+    sender.one_shot = true;
+    table.admit(2, sender, "script".into());
+    assert_eq!(table.list(|_| 0).len(), 2);
+    for (id, key) in [(1, key(70)), (2, key(71))] {
+        table.closed(id);
+        table.drop_transient(&key);
+    }
+    let listed = table.list(|_| 0);
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].key, Some(key(70)));
+    assert!(table.record(&key(71)).is_none());
+    assert_eq!(table.key_at(&addr(2)), None);
+    assert_eq!(table.key_at(&addr(1)), Some(key(70)));
+}
+
 /// A key made of a number up to 65535, for tables of many peers.
 fn many(n: u16) -> PeerKey {
     let mut bytes = [0u8; 32];
