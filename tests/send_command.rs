@@ -90,9 +90,50 @@ fn a_delivered_message_exits_0() {
     assert!(out.stdout.is_empty(), "stdout is for nothing: {out:?}");
     bob.expect("carol (127.0.0.1:");
     bob.expect("): hello from a script, ünïcødé 👋");
-    // It said bye rather than vanish.
-    bob.expect("disconnected from carol");
-    bob.expect("peer said bye");
+}
+
+#[test]
+fn a_one_shot_sender_is_transient_no_connected_lines_and_not_kept_as_a_peer() {
+    let (mut bob, bob_port) = Peerchat::start_named("bob", &[]);
+    let to = format!("127.0.0.1:{bob_port}");
+    let out = peerchat(&[
+        "send",
+        "--name",
+        "carol",
+        "--bind",
+        "127.0.0.1",
+        &to,
+        "just passing",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    bob.expect("carol (127.0.0.1:");
+    bob.expect("): just passing");
+    // The sender has said bye and gone; bob's side of it ends a moment later, with no line
+    // to wait for (that is the point), so /peers is asked until carol has left the list.
+    let until = Instant::now() + PROCESS_WAIT;
+    loop {
+        bob.type_lines(&["/peers"]);
+        let listing = loop {
+            let out = bob.expect("Choose an option: ");
+            if out.contains("Known peers:") || out.contains("No known peers yet.") {
+                break out;
+            }
+        };
+        if listing.contains("No known peers yet.") {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "the one-shot sender is still listed: {listing}"
+        );
+        // Polling: nothing is printed when a one-shot session ends.
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let shown = bob.stdout_so_far().to_string();
+    assert!(!shown.contains("connected to"), "{shown}");
+    assert!(!shown.contains("disconnected from"), "{shown}");
+    bob.type_lines(&["/quit"]);
+    assert!(bob.wait().success());
 }
 
 #[test]

@@ -17,7 +17,7 @@ pub struct Listed {
     pub addr: PeerAddr,
     /// Its name, if heard.
     pub name: Option<String>,
-    /// Its key's fingerprint (`4kq2-7vxe-…`), once the peer list carries it.
+    /// Its key's fingerprint (`4kq2-7vxe-…`); `None` for an address no handshake answered.
     pub fingerprint: Option<String>,
     /// Whether a session serves it now.
     pub connected: bool,
@@ -32,8 +32,7 @@ pub fn numbered(peers: &[PeerInfo]) -> Vec<Listed> {
             number: n + 1,
             addr: peer.addr,
             name: peer.name.clone(),
-            // Wired when PeerInfo carries the fingerprint (the peer set keyed by key).
-            fingerprint: None,
+            fingerprint: peer.key.map(|key| key.fingerprint().to_string()),
             connected: peer.connected,
         })
         .collect()
@@ -248,6 +247,7 @@ fn host_port(text: &str) -> Option<(&str, u16)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::key::PeerKey;
 
     fn addr(text: &str) -> PeerAddr {
         text.parse().unwrap()
@@ -319,6 +319,76 @@ mod tests {
         );
         // Too short to be taken as a key.
         assert!(resolve("4kq", &listed, &[]).is_err());
+    }
+
+    fn known(at: &str, key: PeerKey) -> PeerInfo {
+        PeerInfo {
+            addr: addr(at),
+            name: None,
+            connected: false,
+            last_seen: None,
+            waiting: 0,
+            key: Some(key),
+            also: Vec::new(),
+        }
+    }
+
+    /// Two keys whose fingerprints share their first group (a search: about a thousand
+    /// keys in, two meet).
+    fn keys_sharing_a_first_group() -> (PeerKey, PeerKey) {
+        let mut seen = std::collections::HashMap::new();
+        for n in 0..=u16::MAX {
+            let mut bytes = [7u8; 32];
+            bytes[..2].copy_from_slice(&n.to_be_bytes());
+            let key = PeerKey::from_bytes(bytes);
+            let fingerprint = key.fingerprint().to_string();
+            if let Some(other) = seen.insert(fingerprint[..4].to_string(), key) {
+                return (other, key);
+            }
+        }
+        panic!("no two of 65536 fingerprints share a first group");
+    }
+
+    #[test]
+    fn the_listed_fingerprint_prefix_names_a_peer_and_an_ambiguous_one_asks() {
+        let (first, second) = keys_sharing_a_first_group();
+        let third = PeerKey::from_bytes([9; 32]);
+        let peers = [
+            known("127.0.0.1:9001", first),
+            known("127.0.0.1:9002", second),
+            known("127.0.0.1:9003", third),
+        ];
+        let listed = numbered(&peers);
+        let shown = |key: PeerKey| key.fingerprint().to_string();
+        assert_eq!(listed[2].fingerprint, Some(shown(third)));
+        // As menu 2 shows it: two groups, or one, in any case.
+        for typed in [
+            shown(first)[..9].to_string(),
+            shown(first)[..9].to_uppercase(),
+        ] {
+            assert_eq!(
+                resolve(&typed, &listed, &[]),
+                Ok(Named::Peer(addr("127.0.0.1:9001"))),
+                "{typed}"
+            );
+        }
+        assert_eq!(
+            resolve(&shown(third)[..4], &listed, &[]),
+            Ok(Named::Peer(addr("127.0.0.1:9003")))
+        );
+        // The shared first group names two peers: the user is asked which.
+        let Ok(Named::Ambiguous(candidates)) = resolve(&shown(first)[..4], &listed, &[]) else {
+            panic!("{} names two peers", &shown(first)[..4]);
+        };
+        let numbers: Vec<usize> = candidates.iter().map(|peer| peer.number).collect();
+        assert_eq!(numbers, [1, 2]);
+        assert_eq!(choose("2", &candidates), Ok(addr("127.0.0.1:9002")));
+        // An address no handshake answered has no fingerprint to match.
+        let unkeyed = PeerInfo {
+            key: None,
+            ..known("127.0.0.1:9004", third)
+        };
+        assert_eq!(numbered(&[unkeyed])[0].fingerprint, None);
     }
 
     #[test]

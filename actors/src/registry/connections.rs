@@ -426,7 +426,11 @@ impl Registry {
             reason: reason.to_string(),
         };
         tell(Role::Registry, &live.handle, close);
-        let peer = live.peer;
+        let (peer, one_shot) = (live.peer, live.one_shot);
+        if one_shot {
+            // Transient: its leaving is no news (and it is dropped once its Session ends).
+            return true;
+        }
         let name = self.peers.name_of(&key);
         self.emit(NodeEvent::PeerDisconnected {
             peer,

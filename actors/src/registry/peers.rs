@@ -279,6 +279,15 @@ impl<S> PeerTable<S> {
         self.peers.remove(&key).is_some() || unkeyed
     }
 
+    /// A one-shot sender's Session ended: it does not listen, so nothing of it is kept
+    /// (neither a peer to list nor an address to dial).
+    pub(crate) fn drop_transient(&mut self, key: &PeerKey) {
+        if self.peers.get(key).is_some_and(|record| record.one_shot) {
+            self.peers.remove(key);
+            self.owner.retain(|_, owner| owner != key);
+        }
+    }
+
     /// Something came from `key` now.
     pub(crate) fn touch(&mut self, key: &PeerKey) {
         if let Some(record) = self.peers.get_mut(key) {
@@ -535,8 +544,10 @@ impl<S> PeerTable<S> {
             .collect()
     }
 
-    /// Menu 2: one line per key (its other addresses folded in), then one per address no
-    /// handshake has answered yet, with how many chats wait for each.
+    /// Menu 2: one line per key (its other addresses folded in) and one per address no
+    /// handshake has answered yet, with how many chats wait for each. Online peers first,
+    /// then the rest, each part by name (any case; unnamed last), then address: this is the
+    /// ONE order every listing and every peer number (`/msg N`, menu 5) uses.
     pub(crate) fn list(&self, waiting: impl Fn(&PeerAddr) -> usize) -> Vec<PeerInfo> {
         let mut listed = Vec::new();
         for (key, record) in &self.peers {
@@ -565,6 +576,10 @@ impl<S> PeerTable<S> {
             key: None,
             also: Vec::new(),
         }));
+        listed.sort_by_cached_key(|peer| {
+            let name = peer.name.as_deref().map(str::to_lowercase);
+            (!peer.connected, name.is_none(), name, peer.addr)
+        });
         listed
     }
 }

@@ -125,7 +125,9 @@ impl Registry {
         self.now_connected(&msg, ctx);
         // A Session rejoining a restarted Registry is no news to anyone.
         let quiet_rejoin = rejoined && msg.rejoin;
-        if !was_connected && !quiet_rejoin {
+        // A one-shot sender is transient: its chats are shown, its coming and going is not.
+        let one_shot = msg.listen_port == 0;
+        if !was_connected && !quiet_rejoin && !one_shot {
             let outbound = msg.dialed().is_some();
             self.emit(NodeEvent::PeerConnected {
                 peer: msg.peer,
@@ -218,6 +220,10 @@ impl Registry {
     }
 }
 
+/// Why a reply to a one-shot sender fails once it has gone: nothing listens there.
+const ONE_SHOT_GONE: &str =
+    "the sender has gone: it was a one-shot `peerchat send`, which does not listen";
+
 /// From a Session's death watch: it has ended, for `reason`.
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
@@ -243,6 +249,9 @@ impl Registry {
     fn on_session_closed(&mut self, msg: SessionClosed, ctx: &mut Context<Self>) {
         tracing::debug!(session = msg.session_id, remote = %msg.remote, "session closed: {}", msg.reason);
         if let Some((live, current)) = self.peers.closed(msg.session_id) {
+            if live.one_shot {
+                return self.one_shot_ended(live, msg.session_id);
+            }
             if current {
                 let name = self.peers.name_of(&live.key);
                 self.emit(NodeEvent::PeerDisconnected {
@@ -258,6 +267,30 @@ impl Registry {
             self.after_session(live, msg.session_id, &msg.reason, ctx);
         } else if msg.peer.is_none() {
             self.handshake_failed(msg, ctx);
+        }
+        self.no_sessions_left();
+    }
+
+    /// A one-shot sender's session ended: it is not kept as a peer (it does not listen, so
+    /// there is nowhere to reach it again), and replies still waiting for it fail now
+    /// rather than redial a port nobody listens on.
+    fn one_shot_ended(&mut self, live: LiveSession<Addr<Session>>, id: SessionId) {
+        let mut routes = self.peers.routes_of(&live.key);
+        if !routes.contains(&live.peer) {
+            routes.push(live.peer);
+        }
+        for addr in &routes {
+            self.outbox.unhand_session(addr, id);
+        }
+        if let Some((replacement, _)) = self.peers.session_of(&live.key) {
+            self.flush_outbox(replacement);
+        } else {
+            self.peers.drop_transient(&live.key);
+            for addr in &routes {
+                if self.outbox.waiting(addr) > 0 {
+                    self.fail_waiting(Some(addr), ONE_SHOT_GONE);
+                }
+            }
         }
         self.no_sessions_left();
     }

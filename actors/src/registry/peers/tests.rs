@@ -308,6 +308,72 @@ fn peers_are_kept_up_until_let_go_and_one_shot_senders_never() {
     assert!(!table.keeps_up(&key(70)));
 }
 
+#[test]
+fn a_one_shot_sender_is_dropped_once_its_session_ends_a_listening_peer_never() {
+    let mut table = table();
+    table.admit(1, live(1, addr(1), 70, false), "bob".into());
+    let mut sender = live(2, addr(2), 71, false);
+    sender.one_shot = true;
+    table.admit(2, sender, "script".into());
+    assert_eq!(table.list(|_| 0).len(), 2);
+    for (id, key) in [(1, key(70)), (2, key(71))] {
+        table.closed(id);
+        table.drop_transient(&key);
+    }
+    let listed = table.list(|_| 0);
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].key, Some(key(70)));
+    assert!(table.record(&key(71)).is_none());
+    assert_eq!(table.key_at(&addr(2)), None);
+    assert_eq!(table.key_at(&addr(1)), Some(key(70)));
+}
+
+#[test]
+fn the_list_shows_online_peers_first_then_the_rest_each_by_name_then_address() {
+    let mut table = table();
+    // Known in an order that is neither: keys 60.. and addresses 1.. rise together.
+    table.learn(addr(1), Some("zoe".into()), key(60), "x");
+    table.learn(addr(2), None, key(61), "x");
+    table.know(addr(3));
+    table.learn(addr(4), Some("Anna".into()), key(62), "x");
+    table.admit(1, live(1, addr(5), 63, true), "yann".into());
+    table.admit(2, live(2, addr(6), 64, true), "Bob".into());
+    table.admit(3, live(3, addr(7), 65, true), "bob".into());
+    let listed = table.list(|_| 0);
+    let shown: Vec<(bool, Option<&str>, u16)> = listed
+        .iter()
+        .map(|peer| (peer.connected, peer.name.as_deref(), peer.addr.port()))
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            (true, Some("Bob"), 6),
+            (true, Some("bob"), 7),
+            (true, Some("yann"), 5),
+            (false, Some("Anna"), 4),
+            (false, Some("zoe"), 1),
+            (false, None, 2),
+            (false, None, 3),
+        ]
+    );
+    // A peer going offline moves down, among the rest.
+    table.closed(1);
+    let listed = table.list(|_| 0);
+    let names: Vec<Option<&str>> = listed.iter().map(|p| p.name.as_deref()).collect();
+    assert_eq!(
+        names,
+        [
+            Some("Bob"),
+            Some("bob"),
+            Some("Anna"),
+            Some("yann"),
+            Some("zoe"),
+            None,
+            None
+        ]
+    );
+}
+
 /// A key made of a number up to 65535, for tables of many peers.
 fn many(n: u16) -> PeerKey {
     let mut bytes = [0u8; 32];
