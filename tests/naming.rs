@@ -178,10 +178,9 @@ fn cancel_and_forget_drop_waiting_messages() {
     node.expect(&format!("Sending to {to}: two"));
     node.type_lines(&[&format!("/cancel {to}")]);
     node.expect(&format!("Cancelled 2 message(s) waiting for {to}."));
+    // It never answered and nothing waits for it any more: a mistake, not a peer.
     node.type_lines(&["/peers"]);
-    node.expect("Known peers:");
-    let listing = node.expect("Choose an option: ");
-    assert!(!listing.contains("message(s) waiting"), "{listing}");
+    node.expect("No known peers yet.");
     node.type_lines(&[&format!("/cancel {to}")]);
     node.expect(&format!("No message was waiting for {to}."));
 
@@ -196,6 +195,32 @@ fn cancel_and_forget_drop_waiting_messages() {
     node.type_lines(&["0"]);
     let end = node.expect("Goodbye.");
     assert!(!end.contains("not delivered"), "{end}");
+    assert!(node.wait().success());
+}
+
+#[test]
+fn an_address_that_never_answered_is_dropped_once_its_messages_fail() {
+    let refusing = RefusingPort::new();
+    let to = refusing.addr();
+    let (mut node, _) = Peerchat::start_named("n", &["--give-up-after", "1s"]);
+    node.type_lines(&[&format!("/msg {to} anyone?")]);
+    node.expect(&format!("{to} unreachable ("));
+    node.type_lines(&["/peers"]);
+    node.expect("Known peers:");
+    let listing = node.expect("Choose an option: ");
+    assert!(
+        listing.contains(&to),
+        "listed while a message waits: {listing}"
+    );
+    node.expect(&format!(
+        "failed to deliver to {to} (anyone?): gave up after 1s"
+    ));
+    node.type_lines(&["/peers"]);
+    node.expect("No known peers yet.");
+    // Nor is it redialed: no more retry lines for it.
+    node.type_lines(&["0"]);
+    let end = node.expect("Goodbye.");
+    assert!(!end.contains("unreachable"), "{end}");
     assert!(node.wait().success());
 }
 

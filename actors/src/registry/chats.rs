@@ -293,8 +293,13 @@ impl Registry {
     /// again; a chat that waited longer than the retry budget is given up.
     pub(super) fn check_outbox(&mut self) {
         let now = Instant::now();
+        let mut given_up = Vec::new();
         for (id, out, reason) in self.outbox.give_up_due(now) {
+            given_up.push(out.to);
             self.report_failed(id, out.to, out.text, reason);
+        }
+        for to in given_up {
+            self.drop_if_never_answered(&to);
         }
         self.check_outbox_empty();
         for peer in self.outbox.ack_due(now) {

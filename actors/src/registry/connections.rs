@@ -209,6 +209,9 @@ impl Registry {
         let wanted = self.outbox.waiting(&to) > 0 || self.keeps_up_at(&to);
         if wanted && self.peers.session_for(&to).is_none() && !self.draining() {
             self.dial(to, None, ctx);
+        } else if !wanted {
+            // Its timer has fired: nothing is planned for `to` any more.
+            self.dialer.cancel_redial(&to);
         }
     }
 

@@ -65,6 +65,13 @@ impl<T> Dialer<T> {
         self.dials.contains_key(to)
     }
 
+    /// Someone (a connect asked for by the user) waits for the dial to `to` to end.
+    pub(crate) fn has_waiters(&self, to: &PeerAddr) -> bool {
+        self.dials
+            .get(to)
+            .is_some_and(|waiters| !waiters.is_empty())
+    }
+
     /// The dials under way.
     pub(crate) fn dialing(&self) -> Vec<PeerAddr> {
         self.dials.keys().copied().collect()
@@ -195,6 +202,19 @@ mod tests {
         assert_eq!(rx2.try_recv().unwrap(), Some(Err(ConnectError::Refused)));
         assert!(!dialer.finish(&peer(1), Ok(ConnectOutcome::Connected)));
         assert!(dialer.dialing().is_empty());
+    }
+
+    #[test]
+    fn a_dial_has_waiters_only_when_someone_asked_for_it() {
+        let mut dialer: Dialer<u32> = Dialer::new(policy(250, 10_000));
+        assert!(dialer.begin(peer(1), None));
+        assert!(dialer.is_dialing(&peer(1)) && !dialer.has_waiters(&peer(1)));
+        let (tx, _rx) = oneshot::channel();
+        dialer.begin(peer(1), Some(tx));
+        assert!(dialer.has_waiters(&peer(1)));
+        assert!(!dialer.has_waiters(&peer(2)));
+        dialer.finish(&peer(1), Err(ConnectError::Refused));
+        assert!(!dialer.has_waiters(&peer(1)));
     }
 
     #[test]

@@ -12,7 +12,8 @@ use crate::peer::PeerAddr;
 pub const CANCELLED: &str = "cancelled by you";
 
 /// Cancels every chat waiting for `peer` (each reported `DeliveryFailed` with
-/// [`CANCELLED`]) and the reconnects planned for it; answers how many chats.
+/// [`CANCELLED`]) and the reconnects planned for it; answers how many chats. A `peer` that
+/// never answered a handshake leaves the peer list too (see `drop_if_never_answered`).
 #[derive(Message, Debug)]
 #[rtype(result = "usize")]
 pub struct CancelWaiting {
@@ -23,7 +24,11 @@ pub struct CancelWaiting {
 guarded_handler!(
     Registry,
     CancelWaiting,
-    |act, msg, ctx| act.cancel_waiting(msg.peer, ctx),
+    |act, msg, ctx| {
+        let cancelled = act.cancel_waiting(msg.peer, ctx);
+        act.drop_if_never_answered(&msg.peer);
+        cancelled
+    },
     on_panic: 0,
 );
 
@@ -73,5 +78,21 @@ impl Registry {
             disconnected,
             was_listed,
         }
+    }
+
+    /// The chats to `addr` failed or were cancelled. If nothing else waits for it and no
+    /// handshake ever answered there, it was a mistake (a mistyped recipient, a dead port):
+    /// it leaves the peer list, so it is neither listed, redialed nor passed on. Answers
+    /// whether it was dropped. A redial already planned finds nothing wanted and stops.
+    pub(super) fn drop_if_never_answered(&mut self, addr: &PeerAddr) -> bool {
+        let never_answered = self.peers.unkeyed().any(|unkeyed| unkeyed == addr);
+        let still_wanted = self.outbox.waiting(addr) > 0
+            || self.peers.session_for(addr).is_some()
+            || self.dialer.has_waiters(addr);
+        if !never_answered || still_wanted {
+            return false;
+        }
+        tracing::info!(peer = %addr, "never answered and nothing waits for it: forgotten");
+        self.peers.forget(addr)
     }
 }
