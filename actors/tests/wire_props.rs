@@ -7,8 +7,7 @@
 
 use bytes::BytesMut;
 use peerchat_actors::noise::{
-    Handshake, HandshakeOptions, NoiseError, Sealer, StaticKeypair, Step, TransportCodec,
-    MAX_NOISE_MESSAGE,
+    handshake_in_memory, NoiseError, Sealer, StaticKeypair, TransportCodec, MAX_NOISE_MESSAGE,
 };
 use peerchat_actors::wire::{
     decode_payload, encode_frame_into, split_maps, Frame, Hello, PeerEntry, WireError,
@@ -24,27 +23,7 @@ fn session() -> (Sealer, TransportCodec) {
         StaticKeypair::generate().unwrap(),
         StaticKeypair::generate().unwrap(),
     );
-    let (initiator, m1) =
-        Handshake::initiator(&a, &Hello::new("a", 1), HandshakeOptions::default()).unwrap();
-    let responder =
-        Handshake::responder(&b, &Hello::new("b", 2), HandshakeOptions::default()).unwrap();
-    let Step::Reply(responder, m2) = responder.read(&m1[4..]).unwrap() else {
-        panic!("message 2")
-    };
-    let Step::Done {
-        reply: Some(m3),
-        established: ours,
-    } = initiator.read(&m2[4..]).unwrap()
-    else {
-        panic!("message 3")
-    };
-    let Step::Done {
-        established: theirs,
-        ..
-    } = responder.read(&m3[4..]).unwrap()
-    else {
-        panic!("done")
-    };
+    let (ours, theirs) = handshake_in_memory(&a, &b).unwrap();
     (ours.sealer, TransportCodec::new(theirs.opener))
 }
 

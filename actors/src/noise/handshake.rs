@@ -225,6 +225,37 @@ impl Handshake {
     }
 }
 
+/// Both ends of one handshake run in memory, `initiator` dialing `responder` (each with a
+/// hello named "a"/"b"): the two `Established` halves, for tests and benches that need a
+/// sealer and the opener that opens what it seals, without a socket.
+pub fn handshake_in_memory(
+    initiator: &StaticKeypair,
+    responder: &StaticKeypair,
+) -> Result<(Established, Established), NoiseError> {
+    let out_of_step = NoiseError::BadHandshakeMessage("out of step in memory");
+    let options = HandshakeOptions::default;
+    let (dialer, m1) = Handshake::initiator(initiator, &Hello::new("a", 1), options())?;
+    let answerer = Handshake::responder(responder, &Hello::new("b", 2), options())?;
+    let Step::Reply(answerer, m2) = answerer.read(&m1[LENGTH_PREFIX..])? else {
+        return Err(out_of_step);
+    };
+    let Step::Done {
+        reply: Some(m3),
+        established: ours,
+    } = dialer.read(&m2[LENGTH_PREFIX..])?
+    else {
+        return Err(out_of_step);
+    };
+    let Step::Done {
+        established: theirs,
+        ..
+    } = answerer.read(&m3[LENGTH_PREFIX..])?
+    else {
+        return Err(out_of_step);
+    };
+    Ok((ours, theirs))
+}
+
 /// Reads a frame's length prefix; `Ok(None)` until the whole frame is in `src`.
 pub(super) fn whole_frame(src: &mut BytesMut) -> Result<Option<usize>, NoiseError> {
     if src.len() < LENGTH_PREFIX {

@@ -1,6 +1,6 @@
 use super::*;
-use crate::noise::{Handshake, HandshakeOptions, StaticKeypair, Step, TransportCodec};
-use crate::wire::{decode_payload, Hello};
+use crate::noise::{StaticKeypair, TransportCodec};
+use crate::wire::decode_payload;
 use futures::StreamExt;
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::{TcpListener, TcpStream};
@@ -160,28 +160,7 @@ fn established() -> (crate::noise::Established, crate::noise::Established) {
         StaticKeypair::generate().unwrap(),
         StaticKeypair::generate().unwrap(),
     );
-    let (initiator, m1) =
-        Handshake::initiator(&a, &Hello::new("a", 1), HandshakeOptions::default()).unwrap();
-    let responder =
-        Handshake::responder(&b, &Hello::new("b", 2), HandshakeOptions::default()).unwrap();
-    let Step::Reply(responder, m2) = responder.read(&m1[4..]).unwrap() else {
-        panic!("message 2")
-    };
-    let Step::Done {
-        reply: Some(m3),
-        established: ours,
-    } = initiator.read(&m2[4..]).unwrap()
-    else {
-        panic!("message 3")
-    };
-    let Step::Done {
-        established: theirs,
-        ..
-    } = responder.read(&m3[4..]).unwrap()
-    else {
-        panic!("done")
-    };
-    (ours, theirs)
+    crate::noise::handshake_in_memory(&a, &b).unwrap()
 }
 
 #[actix_rt::test]
