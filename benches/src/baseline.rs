@@ -308,15 +308,16 @@ pub async fn console(
     }
 }
 
-/// Chat ids already handed over from one sender, bounded.
+/// Chat ids already handed over from one sender, bounded (the printing baseline of the binary
+/// scenarios uses it too).
 #[derive(Default)]
-struct Seen {
+pub(crate) struct Seen {
     ids: HashSet<u64>,
     order: VecDeque<u64>,
 }
 
 impl Seen {
-    fn first_time(&mut self, id: u64) -> bool {
+    pub(crate) fn first_time(&mut self, id: u64) -> bool {
         if !self.ids.insert(id) {
             return false;
         }

@@ -8,7 +8,6 @@
 //! before one write of the lines (stdout) and one write of the acks (socket); the time is
 //! formatted once per second and the `name (address): ` prefix once per connection.
 
-use std::collections::{HashSet, VecDeque};
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::rc::Rc;
@@ -18,12 +17,9 @@ use peerchat_actors::sanitize::visible;
 use tokio::net::{TcpListener, TcpStream};
 
 use super::proto::{Conn, Incoming};
-use crate::baseline::{BaseNode, Identity, Stats};
+use crate::baseline::{BaseNode, Identity, Seen, Stats};
 use crate::serve::local_runtime;
 use crate::sys::Res;
-
-/// Chat ids remembered per sender to spot repeats, as peerchat's Registry does.
-const SEEN_PER_SENDER: usize = 65536;
 
 /// `serve-printer` (`print`) or `serve-acker`: listens on 127.0.0.1, says where on stdout, and
 /// serves until killed.
@@ -118,27 +114,5 @@ impl Clock {
             self.text = format!("[{}] ", chrono::Local::now().format("%H:%M:%S"));
         }
         &self.text
-    }
-}
-
-/// Chat ids already shown from one sender, bounded.
-#[derive(Default)]
-struct Seen {
-    ids: HashSet<u64>,
-    order: VecDeque<u64>,
-}
-
-impl Seen {
-    fn first_time(&mut self, id: u64) -> bool {
-        if !self.ids.insert(id) {
-            return false;
-        }
-        self.order.push_back(id);
-        if self.order.len() > SEEN_PER_SENDER {
-            if let Some(old) = self.order.pop_front() {
-                self.ids.remove(&old);
-            }
-        }
-        true
     }
 }
