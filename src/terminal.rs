@@ -1,7 +1,11 @@
 //! The line editor for a terminal, the Console's [`Screen`] there: rustyline reads one line on
 //! its own thread each time the Console asks, with the Console's prompt, and a printer thread
-//! puts the Console's lines above the line being typed (rustyline's ExternalPrinter).
+//! puts the Console's lines above the line being typed (rustyline's ExternalPrinter). The
+//! Console's note (unread chats) is drawn on the right of the line being typed by the
+//! editor's [`NoteBeside`] helper, redrawn with the line on each print and key.
 
+use std::borrow::Cow;
+use std::cell::RefCell;
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,13 +14,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::channel::mpsc;
+use rustyline::completion::Completer;
 use rustyline::error::ReadlineError;
+use rustyline::highlight::{CmdKind, Highlighter};
+use rustyline::hint::Hinter;
+use rustyline::history::DefaultHistory;
+use rustyline::validate::Validator;
 use rustyline::{
-    Cmd, ConditionalEventHandler, Config, DefaultEditor, Event, EventContext, EventHandler,
-    ExternalPrinter, KeyEvent, Movement, RepeatCount,
+    Cmd, ColorMode, ConditionalEventHandler, Config, Editor, Event, EventContext, EventHandler,
+    ExternalPrinter, Helper, KeyEvent, Movement, RepeatCount,
 };
 
-use peerchat_actors::console::{InputLine, Screen, Written};
+use peerchat_actors::console::{display_width, InputLine, Screen, Written};
+
+type LineEditor = Editor<NoteBeside, DefaultHistory>;
 
 /// The pieces main.rs hands out: the screen to the Console, the lines to its input, the
 /// guard kept to give the terminal back at the end.
@@ -41,8 +52,14 @@ pub fn start(
         .history_ignore_dups(true)
         .and_then(|c| c.max_history_size(1000))
         .map_err(|e| e.to_string())?
+        // The helper's note is drawn through rustyline's highlighter, which it calls only
+        // with colours on; the note is coloured (or not) by the Console's Look, NO_COLOR
+        // included, and nothing else is highlighted.
+        .color_mode(ColorMode::Forced)
         .build();
-    let mut editor = DefaultEditor::with_config(config).map_err(|e| e.to_string())?;
+    let mut editor = LineEditor::with_config(config).map_err(|e| e.to_string())?;
+    let (note_tx, note_rx) = std_mpsc::channel::<String>();
+    editor.set_helper(Some(NoteBeside::new(note_rx)));
     editor.bind_sequence(
         KeyEvent::ctrl('C'),
         EventHandler::Conditional(Box::new(CtrlCClearsTheLine)),
@@ -74,6 +91,7 @@ pub fn start(
     Ok(Terminal {
         screen: EditorScreen {
             asks: ask_tx,
+            notes: note_tx,
             prints: print_tx.clone(),
             asked: false,
         },
@@ -100,6 +118,8 @@ enum ToPrinter {
 /// The Console's [`Screen`] on a terminal.
 pub struct EditorScreen {
     asks: std_mpsc::Sender<String>,
+    /// To the editor's [`NoteBeside`]: sent before the print that makes the editor redraw.
+    notes: std_mpsc::Sender<String>,
     prints: std_mpsc::Sender<ToPrinter>,
     /// A prompt was sent to the editor and its line has not come back: asking again would
     /// queue a second readline.
@@ -120,6 +140,10 @@ impl Screen for EditorScreen {
 
     fn answered(&mut self) {
         self.asked = false;
+    }
+
+    fn note(&mut self, note: &str) {
+        let _ = self.notes.send(note.to_string());
     }
 
     fn close(&mut self) {
@@ -180,9 +204,116 @@ impl ConditionalEventHandler for CtrlCClearsTheLine {
     }
 }
 
+/// The editor's helper: draws the Console's note (unread chats) at the right of the line being
+/// typed, when prompt, text and note fit on one row; never on the line left behind by Enter.
+/// rustyline keeps the prompt it was given for the whole read and puts the cursor by that
+/// prompt's width, so a longer prompt would misplace it: the note is drawn without moving
+/// the cursor instead (saved, moved right, written, restored), on each redraw of the line,
+/// which each print above it and each key makes.
+pub struct NoteBeside {
+    state: RefCell<NoteState>,
+}
+
+struct NoteState {
+    /// From the Console's screen; the last one sent is the one shown.
+    notes: std_mpsc::Receiver<String>,
+    note: String,
+    /// Columns of the prompt being drawn (rustyline draws it just before the line).
+    prompt_width: usize,
+    /// The read's own prompt, not a history search's.
+    own_prompt: bool,
+    /// The line is being accepted: it is drawn once more as typed, and left behind so.
+    leaving: bool,
+}
+
+impl NoteBeside {
+    fn new(notes: std_mpsc::Receiver<String>) -> NoteBeside {
+        NoteBeside {
+            state: RefCell::new(NoteState {
+                notes,
+                note: String::new(),
+                prompt_width: 0,
+                own_prompt: true,
+                leaving: false,
+            }),
+        }
+    }
+}
+
+impl Highlighter for NoteBeside {
+    fn highlight_prompt<'b, 's: 'b, 'p: 'b>(
+        &'s self,
+        prompt: &'p str,
+        default: bool,
+    ) -> Cow<'b, str> {
+        let mut state = self.state.borrow_mut();
+        state.prompt_width = display_width(prompt);
+        state.own_prompt = default;
+        Cow::Borrowed(prompt)
+    }
+
+    fn highlight<'l>(&self, line: &'l str, _pos: usize) -> Cow<'l, str> {
+        let mut state = self.state.borrow_mut();
+        while let Ok(note) = state.notes.try_recv() {
+            state.note = note;
+        }
+        if state.leaving || !state.own_prompt || state.note.is_empty() {
+            return Cow::Borrowed(line);
+        }
+        let cols = terminal_size::terminal_size().map(|(width, _)| usize::from(width.0));
+        match cols.and_then(|cols| with_note(line, state.prompt_width, &state.note, cols)) {
+            Some(drawn) => Cow::Owned(drawn),
+            None => Cow::Borrowed(line),
+        }
+    }
+
+    fn highlight_char(&self, _line: &str, _pos: usize, kind: CmdKind) -> bool {
+        // rustyline's last redraw of an accepted line is a forced one.
+        self.state.borrow_mut().leaving = kind == CmdKind::ForcedRefresh;
+        // Every key redraws the whole line: a character put straight on the screen would
+        // land on the note, which may come at any time. It also makes Enter redraw the line
+        // without its note.
+        true
+    }
+}
+
+impl Completer for NoteBeside {
+    type Candidate = String;
+}
+
+impl Hinter for NoteBeside {
+    type Hint = String;
+}
+
+impl Validator for NoteBeside {}
+
+impl Helper for NoteBeside {}
+
+/// Columns kept free between the text typed and the note.
+const NOTE_GAP: usize = 2;
+
+/// `line` to draw after a prompt `prompt_width` wide, with `note` drawn at the right of a
+/// terminal `cols` wide, the cursor left where the line's text begins; `None` when they do
+/// not fit on one row. The last column stays empty and line wrap is off while the note is
+/// written, so drawing it never wraps or scrolls, whatever the terminal's real width.
+fn with_note(line: &str, prompt_width: usize, note: &str, cols: usize) -> Option<String> {
+    if line.contains('\n') {
+        return None;
+    }
+    let start = cols.checked_sub(display_width(note) + 1)?;
+    if prompt_width + display_width(line) + NOTE_GAP > start {
+        return None;
+    }
+    // DECSC, autowrap off, to column start (1-based), the note, autowrap on, DECRC.
+    Some(format!(
+        "\x1b7\x1b[?7l\x1b[{}G{note}\x1b[?7h\x1b8{line}",
+        start + 1
+    ))
+}
+
 /// The editor thread: one readline per prompt the Console sends.
 fn edit_lines(
-    mut editor: DefaultEditor,
+    mut editor: LineEditor,
     asks: std_mpsc::Receiver<String>,
     lines: mpsc::UnboundedSender<InputLine>,
     interrupts: mpsc::UnboundedSender<()>,
@@ -308,5 +439,35 @@ impl SavedMode {
                 termios,
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_note_is_drawn_at_the_right_without_moving_the_cursor() {
+        let drawn = with_note("half a rep", 5, "2 unread: carol", 40).unwrap();
+        // 40 columns, the last kept free: the note's 15 columns start at column 25 (1-based).
+        assert_eq!(
+            drawn,
+            "\x1b7\x1b[?7l\x1b[25G2 unread: carol\x1b[?7h\x1b8half a rep"
+        );
+        // What is left once the cursor's moves are taken out is the line as typed.
+        assert!(drawn.ends_with("\x1b8half a rep"));
+    }
+
+    #[test]
+    fn a_note_that_does_not_fit_beside_the_line_is_not_drawn() {
+        // Prompt 5 + line 10 + gap 2 = 17 columns; the note needs 15 + 1 free.
+        assert!(with_note("half a rep", 5, "2 unread: carol", 33).is_some());
+        assert_eq!(with_note("half a rep", 5, "2 unread: carol", 32), None);
+        // Wide characters count double; styling does not count.
+        assert!(with_note("abcde", 5, "2 unread: carol", 28).is_some());
+        assert_eq!(with_note("日本語日本", 5, "2 unread: carol", 28), None);
+        assert!(with_note("x", 5, "\x1b[2m2 unread: carol\x1b[0m", 24).is_some());
+        assert_eq!(with_note("", 5, "2 unread: carol", 10), None);
+        assert_eq!(with_note("a\nb", 5, "1 unread: bob", 200), None);
     }
 }

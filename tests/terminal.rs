@@ -158,6 +158,15 @@ impl Tmux {
             .unwrap_or_else(|| panic!("no exit status on screen:\n{screen}"))
     }
 
+    /// The column of the cursor (0-based).
+    fn cursor_x(&self) -> usize {
+        let out = self.run(&["display-message", "-p", "-t", "t", "#{cursor_x}"]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("no cursor position: {text:?}"))
+    }
+
     fn alive(&self) -> bool {
         !self.screen().contains(EXITED)
     }
@@ -519,6 +528,75 @@ fn a_conversation_sends_plain_lines_and_keeps_a_half_typed_line() {
     // Quieter: a numbered choice brings back a one-line hint, not the whole menu.
     let screen = alice.wait_for("(Enter or ? shows the menu");
     assert_eq!(screen.matches("***** Menu *****").count(), 2, "{screen}");
+}
+
+#[test]
+fn chats_from_others_show_as_unread_beside_the_half_typed_line_until_you_type() {
+    let Some(alice) = alice("unread", &[]) else {
+        return;
+    };
+    let alice_addr = format!("127.0.0.1:{}", alice.port());
+    let (mut bob, bob_port) = Peerchat::start_named("bob", &["--idle-timeout", "60s"]);
+    let (mut carol, _) = Peerchat::start_named("carol", &["--idle-timeout", "60s"]);
+    alice.type_text(&format!("/talk 127.0.0.1:{bob_port}"));
+    alice.keys(&["Enter"]);
+    alice.wait_for_last_line(&format!("127.0.0.1:{bob_port}>"));
+    bob.type_lines(&[&format!("/msg {alice_addr} hi alice")]);
+    alice.wait_for("): hi alice");
+    alice.type_text("/talk bob");
+    alice.keys(&["Enter"]);
+    alice.wait_for_last_line("bob>");
+
+    // A message from bob, the peer you are talking to, is read as it comes: no note.
+    alice.type_text("half a rep");
+    alice.wait_for_last_line("bob> half a rep");
+    bob.type_lines(&["/msg alice from bob"]);
+    let screen = alice.wait_for("): from bob");
+    assert_eq!(last_line(&screen), "bob> half a rep", "{screen}");
+
+    // Two from carol: counted on the line being typed, which is left as it was.
+    carol.type_lines(&[
+        &format!("/msg {alice_addr} one from carol"),
+        &format!("/msg {alice_addr} two from carol"),
+    ]);
+    let screen = alice.wait_until("the unread note", |screen| {
+        last_line(screen).ends_with("2 unread: carol")
+    });
+    assert!(screen.contains("): one from carol"), "{screen}");
+    assert!(screen.contains("): two from carol"), "{screen}");
+    let line = last_line(&screen);
+    assert!(line.starts_with("bob> half a rep  "), "{screen}");
+    // At the right edge of the 120 columns, the last kept free.
+    assert_eq!(line.chars().count(), WIDTH - 1, "{screen}");
+    // The cursor is still where the typing stopped, and typing goes on from there.
+    assert_eq!(alice.cursor_x(), "bob> half a rep".len(), "{screen}");
+    alice.type_text("ly");
+    let screen = alice.wait_until("typing beside the note", |screen| {
+        let line = last_line(screen);
+        line.starts_with("bob> half a reply  ") && line.ends_with("2 unread: carol")
+    });
+    assert_eq!(alice.cursor_x(), "bob> half a reply".len(), "{screen}");
+
+    // Enter: the line goes to bob, is left on screen as typed, and the count starts again.
+    alice.keys(&["Enter"]);
+    bob.expect(&format!("alice ({alice_addr}): half a reply"));
+    let screen = alice.wait_for("] delivered to bob");
+    assert!(
+        screen.lines().any(|l| l.trim_end() == "bob> half a reply"),
+        "the note stayed on the sent line:\n{screen}"
+    );
+    assert!(!screen.contains("unread"), "{screen}");
+    assert_eq!(last_line(&screen), "bob>", "{screen}");
+
+    // Switching conversations is input too: it clears the count.
+    carol.type_lines(&[&format!("/msg {alice_addr} three from carol")]);
+    alice.wait_until("the unread note again", |screen| {
+        last_line(screen).starts_with("bob>") && last_line(screen).ends_with("1 unread: carol")
+    });
+    alice.type_text("/talk carol");
+    alice.keys(&["Enter"]);
+    let screen = alice.wait_for_last_line("carol>");
+    assert!(screen.contains("Talking to carol"), "{screen}");
 }
 
 #[test]

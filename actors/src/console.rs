@@ -32,7 +32,7 @@ use crate::trace::{Role, Traced};
 use command::{parse, Back, Known, Prompt, Talk};
 
 pub use addresses::{joined as joined_addrs, reachable as reachable_addrs};
-pub use look::{push_wrapped, wrap, Look};
+pub use look::{display_width, push_wrapped, wrap, Look};
 pub use reasons::{cannot_listen, plain as plain_reason};
 pub use render::{MENU, SHORTCUTS};
 pub use screen::{stdin_lines, InputStream, PlainScreen, Screen, Written};
@@ -77,6 +77,8 @@ pub struct Console {
     names: HashMap<PeerAddr, String>,
     /// Messages sent with `/all`, to sum up who got them (talk.rs).
     everyone: talk::Everyone,
+    /// Chats from others since your last input, while in a conversation (talk.rs).
+    unread: talk::Unread,
 }
 
 /// Chat lines waiting to be printed at the end of the Console's mailbox turn (one `write` for
@@ -168,6 +170,7 @@ impl Console {
             talking: None,
             names: HashMap::new(),
             everyone: talk::Everyone::default(),
+            unread: talk::Unread::default(),
         }
     }
 
@@ -401,9 +404,31 @@ impl Traced for Console {
 pub struct InputLine(pub String);
 
 guarded_handler!(Console, InputLine, |console, line, ctx| console
-    .on_line(line.0, ctx));
+    .input_line(line.0, ctx));
 
 impl Console {
+    /// A line the user typed: what came before it counts as read, even if the line waits
+    /// for a command under way.
+    fn input_line(&mut self, line: String, ctx: &mut Context<Self>) {
+        if self.unread.typed() {
+            self.screen.note("");
+        }
+        self.on_line(line, ctx);
+    }
+
+    /// A chat from `from`: counted as unread if you are talking to someone else, and the
+    /// note beside the line being typed says so (before the chat's line is printed).
+    fn count_unread(&mut self, from: &PeerAddr) {
+        if self
+            .unread
+            .received(from, self.talking.as_ref().map(|talk| &talk.to))
+        {
+            let note = self.unread.note(|peer| self.who(peer));
+            let note = self.look.dim(note);
+            self.screen.note(&note);
+        }
+    }
+
     /// One line typed: understood at the open question, then applied. Lines typed while a
     /// command runs wait their turn.
     fn on_line(&mut self, line: String, ctx: &mut Context<Self>) {
@@ -452,11 +477,13 @@ impl Console {
             } => {
                 self.known.last_sender = Some(*from);
                 self.note_name(from, name);
+                self.count_unread(from);
                 // The hot path: batched, no allocation per line.
                 return self.queue_chat(from, name, text, ctx);
             }
             NodeEvent::Classic(ClassicEvent::Chat { from, .. }) => {
-                self.known.last_sender = Some(*from)
+                self.known.last_sender = Some(*from);
+                self.count_unread(from);
             }
             NodeEvent::PeerConnected { peer, name, .. } => self.note_name(peer, name),
             NodeEvent::Delivered { id, to, .. } | NodeEvent::DeliveryFailed { id, to, .. } => {

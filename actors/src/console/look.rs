@@ -109,6 +109,11 @@ fn name_style(name: &str) -> Style {
     colour.on_default().bold()
 }
 
+/// The columns `text` takes on a terminal: wide characters count two, ANSI styling none.
+pub fn display_width(text: &str) -> usize {
+    textwrap::core::display_width(text)
+}
+
 /// Wraps one line to `width` columns, continuation lines indented under the time stamp; nothing is
 /// cut, over-long words are broken. ANSI styling does not count towards the width.
 /// Multi-line text (a listing) and narrow terminals are left alone.

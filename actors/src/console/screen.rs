@@ -35,6 +35,12 @@ pub trait Screen {
     }
     /// A line arrived: the open question is answered.
     fn answered(&mut self);
+    /// A short note shown beside the line being typed while it is open (chats from others
+    /// in a conversation: `2 unread: carol`), replacing the last one; empty clears it. Only
+    /// a screen that redraws its line shows it: the plain line protocol ignores it.
+    fn note(&mut self, note: &str) {
+        let _ = note;
+    }
     /// The Console is quitting: no more questions; what is printed now ends the session.
     fn close(&mut self) {}
     /// Columns to wrap long lines at; `None` keeps every line whole, for scripts.
@@ -250,6 +256,17 @@ mod tests {
             "Choose an option: \n[10:00:00] bob (127.0.0.1:9): hi\n\
              Choose an option: Known peers:\n"
         );
+    }
+
+    #[test]
+    fn a_pipe_shows_no_unread_note() {
+        let out = Shared::default();
+        let mut screen = PlainScreen::new(Box::new(out.clone()));
+        screen.prompt("bob> ");
+        screen.note("2 unread: carol");
+        screen.print_lines("[10:00:00] carol (127.0.0.1:9): hi", Some("bob> "));
+        let text = String::from_utf8(out.0.borrow().clone()).unwrap();
+        assert_eq!(text, "bob> \n[10:00:00] carol (127.0.0.1:9): hi\nbob> ");
     }
 
     /// A writer that counts the writes it gets.

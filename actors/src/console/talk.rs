@@ -83,6 +83,52 @@ fn summary(got: &[String], missed: &[String]) -> String {
     }
 }
 
+/// Chats from others while you are in a conversation, since your last input: the note a
+/// terminal shows on the line being typed (`2 unread: carol, dave`). Pipes never show it.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(super) struct Unread {
+    count: usize,
+    /// Who wrote them, first heard first; at most [`UNREAD_NAMED`] are kept.
+    from: Vec<PeerAddr>,
+}
+
+/// Senders named in the unread note; more are summed up as `…`.
+const UNREAD_NAMED: usize = 3;
+
+impl Unread {
+    /// A chat from `from` arrived; `talking` is the conversation's peer, if one is open.
+    /// True if the count changed.
+    pub(super) fn received(&mut self, from: &PeerAddr, talking: Option<&PeerAddr>) -> bool {
+        if talking.is_none_or(|peer| peer == from) {
+            return false;
+        }
+        self.count = self.count.saturating_add(1);
+        if !self.from.contains(from) && self.from.len() <= UNREAD_NAMED {
+            self.from.push(*from);
+        }
+        true
+    }
+
+    /// You typed a line: what came before it is read. True if there was anything unread.
+    pub(super) fn typed(&mut self) -> bool {
+        let had = self.count > 0;
+        *self = Unread::default();
+        had
+    }
+
+    /// The note, `who` naming each sender; empty when nothing is unread.
+    pub(super) fn note(&self, who: impl Fn(&PeerAddr) -> String) -> String {
+        if self.count == 0 {
+            return String::new();
+        }
+        let mut names: Vec<String> = self.from.iter().take(UNREAD_NAMED).map(who).collect();
+        if self.from.len() > UNREAD_NAMED {
+            names.push("…".into());
+        }
+        format!("{} unread: {}", self.count, names.join(", "))
+    }
+}
+
 /// What a name resolved to, with the list it was resolved in.
 type Resolved = (Result<Named, String>, Vec<Listed>);
 
@@ -390,5 +436,54 @@ async fn look_up(host: &str, port: u16, listed: &[Listed]) -> Result<Named, Stri
              /peers, IP:PORT or HOST:PORT.",
             visible(host)
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(port: u16) -> PeerAddr {
+        PeerAddr::from_ip_port([127, 0, 0, 1].into(), port)
+    }
+
+    fn name(peer: &PeerAddr) -> String {
+        match peer.port() {
+            1 => "bob".into(),
+            2 => "carol".into(),
+            3 => "dave".into(),
+            _ => peer.to_string(),
+        }
+    }
+
+    #[test]
+    fn unread_counts_chats_from_others_while_talking_until_you_type() {
+        let (bob, carol, dave) = (peer(1), peer(2), peer(3));
+        let mut unread = Unread::default();
+        // Not in a conversation: the chats are on screen, nothing is counted.
+        assert!(!unread.received(&carol, None));
+        assert_eq!(unread.note(name), "");
+        // From the peer you are talking to: read as it comes.
+        assert!(!unread.received(&bob, Some(&bob)));
+        assert_eq!(unread.note(name), "");
+        assert!(unread.received(&carol, Some(&bob)));
+        assert!(unread.received(&dave, Some(&bob)));
+        assert!(unread.received(&carol, Some(&bob)));
+        assert_eq!(unread.note(name), "3 unread: carol, dave");
+        assert!(unread.typed());
+        assert_eq!(unread.note(name), "");
+        // Nothing was unread: typing changes nothing to show.
+        assert!(!unread.typed());
+    }
+
+    #[test]
+    fn many_senders_are_summed_up_after_the_first_three() {
+        let mut unread = Unread::default();
+        for port in 2..10 {
+            unread.received(&peer(port), Some(&peer(1)));
+            unread.received(&peer(port), Some(&peer(1)));
+        }
+        assert_eq!(unread.note(name), "16 unread: carol, dave, 127.0.0.1:4, …");
+        assert!(unread.from.len() <= UNREAD_NAMED + 1);
     }
 }
