@@ -61,7 +61,8 @@ const FINGERPRINT_PREFIX_MIN: usize = 4;
 
 /// What `text` names: a peer's name (exact, any case; else the start of one name), its
 /// number in `listed`, a fingerprint prefix, `IP:PORT`, `classic:IP:PORT` or `HOST:PORT`.
-/// An unspecified address (`0.0.0.0:P`) is refused with the addresses that work, made of
+/// Digits alone are a number and, from four digits on, may also be a fingerprint prefix
+/// (fingerprints have digits): see [`by_digits`]. An unspecified address (`0.0.0.0:P`) is refused with the addresses that work, made of
 /// `local_ips` (this machine's) with its port.
 pub fn resolve(text: &str, listed: &[Listed], local_ips: &[IpAddr]) -> Result<Named, String> {
     let text = text.trim();
@@ -82,7 +83,7 @@ pub fn resolve(text: &str, listed: &[Listed], local_ips: &[IpAddr]) -> Result<Na
         return reachable(to, local_ips).map(Named::Peer);
     }
     if text.bytes().all(|b| b.is_ascii_digit()) {
-        return by_number(text, listed);
+        return by_digits(text, listed);
     }
     let by_name = by_name(text, listed);
     if !by_name.is_empty() {
@@ -165,6 +166,32 @@ fn reachable(to: PeerAddr, local_ips: &[IpAddr]) -> Result<PeerAddr, String> {
          (from another machine, the address its owner's start-up line shows).",
         works.join(" or ")
     ))
+}
+
+/// Digits: the peer with that number, unless they also begin the fingerprint of another
+/// peer, which makes them ambiguous (the user is asked which, as for a shared name). Digits
+/// that are no number in the list but begin a fingerprint name that fingerprint's peer.
+fn by_digits(text: &str, listed: &[Listed]) -> Result<Named, String> {
+    let by_key = by_fingerprint(text, listed);
+    let numbered = text
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| listed.iter().find(|peer| peer.number == n));
+    match numbered {
+        Some(peer) if by_key.iter().all(|other| other.addr == peer.addr) => {
+            Ok(Named::Peer(peer.addr))
+        }
+        Some(peer) => {
+            let mut found = by_key;
+            if !found.iter().any(|other| other.number == peer.number) {
+                found.push(peer.clone());
+            }
+            found.sort_by_key(|peer| peer.number);
+            one_of(found)
+        }
+        None if !by_key.is_empty() => one_of(by_key),
+        None => by_number(text, listed),
+    }
 }
 
 fn by_number(text: &str, listed: &[Listed]) -> Result<Named, String> {
@@ -319,6 +346,71 @@ mod tests {
         );
         // Too short to be taken as a key.
         assert!(resolve("4kq", &listed, &[]).is_err());
+    }
+
+    /// `count` peers without a key, at 10.0.x.y, numbered from 1.
+    fn many(count: usize) -> Vec<Listed> {
+        (1..=count)
+            .map(|n| {
+                let at = format!("10.0.{}.{}:9000", n / 256, n % 256);
+                peer(n, &at, None, None)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn digits_that_are_no_peer_number_but_begin_a_fingerprint_name_its_peer() {
+        let mut listed = three();
+        listed[2].fingerprint = Some("0815-7vxe-m0d3-tg8a-zr5c".into());
+        let third = Ok(Named::Peer(addr("10.0.0.7:9003")));
+        // Three peers: 0815 and 08157 are no numbers of theirs.
+        assert_eq!(resolve("0815", &listed, &[]), third);
+        assert_eq!(resolve("08157", &listed, &[]), third);
+        // Too short to be a fingerprint: a number, and there is no peer 815... nor 81.
+        assert_eq!(
+            resolve("081", &listed, &[]),
+            Err("There is no peer 81: the peers are numbered 1 to 3 (see /peers).".into())
+        );
+        assert_eq!(
+            resolve("0816", &listed, &[]),
+            Err("There is no peer 816: the peers are numbered 1 to 3 (see /peers).".into())
+        );
+        // A number is still a number.
+        assert_eq!(resolve("3", &listed, &[]), third);
+    }
+
+    #[test]
+    fn digits_that_are_a_number_and_another_peers_fingerprint_prefix_ask_which() {
+        let mut listed = many(1300);
+        listed[4].fingerprint = Some("1234-7vxe-m0d3-tg8a-zr5c".into());
+        let Ok(Named::Ambiguous(candidates)) = resolve("1234", &listed, &[]) else {
+            panic!("1234 is peer 1234 and the start of peer 5's fingerprint");
+        };
+        let numbers: Vec<usize> = candidates.iter().map(|peer| peer.number).collect();
+        assert_eq!(numbers, [5, 1234]);
+        assert_eq!(choose("5", &candidates), Ok(listed[4].addr));
+        assert_eq!(choose("1234", &candidates), Ok(listed[1233].addr));
+        // Dashes make it a fingerprint only; more digits than the list has, too.
+        assert_eq!(
+            resolve("1234-7", &listed, &[]),
+            Ok(Named::Peer(listed[4].addr))
+        );
+        assert_eq!(
+            resolve("12347", &listed, &[]),
+            Ok(Named::Peer(listed[4].addr))
+        );
+        // The numbered peer's own fingerprint: no one else is meant.
+        listed[4].fingerprint = None;
+        listed[1233].fingerprint = Some("1234-7vxe-m0d3-tg8a-zr5c".into());
+        assert_eq!(
+            resolve("1234", &listed, &[]),
+            Ok(Named::Peer(listed[1233].addr))
+        );
+        // Neither: the number's error.
+        assert_eq!(
+            resolve("99999", &listed, &[]),
+            Err("There is no peer 99999: the peers are numbered 1 to 1300 (see /peers).".into())
+        );
     }
 
     fn known(at: &str, key: PeerKey) -> PeerInfo {
