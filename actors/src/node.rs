@@ -25,9 +25,9 @@ use crate::listener::{self, Listener};
 use crate::nearby::NearbyPeer;
 use crate::peer::{MessageId, PeerAddr, PeerInfo};
 use crate::registry::{
-    Connect, ConnectAll, ConnectAllReport, ConnectError, ConnectOutcome, Disconnect, DisconnectAll,
-    InjectConnection, ListNearby, ListPeers, NotConnected, Registry, SendChat, SendChats,
-    SendError, Shutdown, ShutdownReport, Subscribe, Subscriber,
+    Connect, ConnectAll, ConnectAllReport, ConnectAnnounced, ConnectError, ConnectOutcome,
+    Disconnect, DisconnectAll, InjectConnection, ListNearby, ListPeers, NotConnected, Registry,
+    SendChat, SendChats, SendError, Shutdown, ShutdownReport, Subscribe, Subscriber,
 };
 use crate::registry::{History, KeyChange, Trust, TrustError, Whois, WhoisReport};
 use crate::session::SessionTemplate;
@@ -392,6 +392,24 @@ impl Node {
         ask(self.caller, &self.registry, Connect { to })
             .await
             .unwrap_or(Err(ConnectError::ShuttingDown))
+    }
+
+    /// Connects to a nearby peer at `to` that announced `key` as `name`: ends well only with
+    /// a session proving that key (another is refused and reported as a `KeyMismatch`).
+    pub async fn connect_announced(
+        &self,
+        to: PeerAddr,
+        key: PeerKey,
+        name: &str,
+    ) -> Result<ConnectOutcome, ConnectError> {
+        let name = name.to_string();
+        ask(
+            self.caller,
+            &self.registry,
+            ConnectAnnounced { to, key, name },
+        )
+        .await
+        .unwrap_or(Err(ConnectError::ShuttingDown))
     }
 
     /// Refreshes the peer list from connected peers, then connects to every known peer.
