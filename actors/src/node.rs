@@ -182,16 +182,20 @@ impl Node {
             .with_classic(config.classic)
             .with_limits(config.limits);
         let listener = Supervisor::start(move |_| listener);
-        let discovery = start_discovery(&config, &me, &registry, &mut warnings);
+        let discovery = start_discovery(&config, &me, &registry, &supervisor, &mut warnings);
+        let mut retire = vec![
+            (Role::Registry, registry.clone().recipient()),
+            (Role::Listener, listener.clone().recipient()),
+        ];
+        if let Some(discovery) = &discovery {
+            retire.push((Role::Discovery, discovery.clone().recipient()));
+        }
         tell(
             Role::Node,
             &supervisor,
             Adopt {
                 events: registry.clone().recipient(),
-                retire: vec![
-                    (Role::Registry, registry.clone().recipient()),
-                    (Role::Listener, listener.clone().recipient()),
-                ],
+                retire,
             },
         );
         Ok(Node {
@@ -341,6 +345,10 @@ impl Node {
             Fault::Actor(ChildName::Console, _) => {
                 return Err(InjectError::NoSuchActor(ChildName::Console))
             }
+            Fault::Actor(ChildName::Discovery, fault) => match &self.discovery {
+                Some(discovery) => tell(self.caller, discovery, Inject(fault)),
+                None => return Err(InjectError::NoSuchActor(ChildName::Discovery)),
+            },
             Fault::Connection(peer, fault) => {
                 return ask(
                     self.caller,
@@ -484,12 +492,14 @@ fn start_discovery(
     config: &NodeConfig,
     me: &LocalIdentity,
     registry: &Addr<Registry>,
+    supervisor: &Addr<NodeSupervisor>,
     warnings: &mut Vec<String>,
 ) -> Option<Addr<Discovery>> {
     if !config.discovery || !discovery::wanted(config.bind) {
         return None;
     }
-    match Discovery::start(me, registry.clone().recipient()) {
+    let link = SupervisorLink::to(supervisor);
+    match Discovery::start(me, registry.clone().recipient(), link) {
         Ok(discovery) => Some(discovery),
         Err(err) => {
             warnings.push(format!("LAN discovery is off: {err}"));
