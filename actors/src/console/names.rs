@@ -46,9 +46,11 @@ pub fn numbered(peers: &[PeerInfo]) -> Vec<Listed> {
 }
 
 /// The one numbered list with the nearby peers after the known ones, numbered on: each
-/// nearby peer that announced a key and is not at an address already listed (there it is
-/// that known peer).
+/// nearby peer that announced a key and is not at a known peer's address (there it is that
+/// known peer). Two announcements of one address are both listed: which key answers there
+/// shows when it is dialed.
 pub fn with_nearby(mut listed: Vec<Listed>, nearby: &[NearbyPeer]) -> Vec<Listed> {
+    let known_addrs: Vec<PeerAddr> = listed.iter().map(|peer| peer.addr).collect();
     for peer in nearby {
         let Some(key) = PeerKey::from_hex(&peer.id) else {
             continue;
@@ -56,8 +58,7 @@ pub fn with_nearby(mut listed: Vec<Listed>, nearby: &[NearbyPeer]) -> Vec<Listed
         let Some(addr) = peer.addrs.first().copied() else {
             continue;
         };
-        let known = |at: &PeerAddr| listed.iter().any(|listed| listed.addr == *at);
-        if peer.addrs.iter().any(known) {
+        if peer.addrs.iter().any(|at| known_addrs.contains(at)) {
             continue;
         }
         listed.push(Listed {
@@ -613,5 +614,14 @@ mod tests {
         let listed = with_nearby(three(), &[at_known, keyless]);
         assert_eq!(listed, three());
         assert!(resolve("eve", &listed, &[]).is_err());
+        // Two announcements of one new address: both listed, each with its own key.
+        let liar = nearby("mallory", PeerKey::from_bytes([8; 32]), &["10.0.0.9:9009"]);
+        let dan = nearby("dan", key, &["10.0.0.9:9009"]);
+        let listed = with_nearby(three(), &[dan, liar]);
+        assert_eq!(listed.len(), 5);
+        assert!(matches!(
+            resolve("mallory", &listed, &[]),
+            Ok(Named::Announced { key, .. }) if key == PeerKey::from_bytes([8; 32])
+        ));
     }
 }

@@ -217,7 +217,9 @@ impl Console {
                     move |console, connected, ctx| match connected {
                         Ok(_) => console.at_peer(to, false, action, back, ctx),
                         Err(err) => {
+                            // Whoever is at that address is not who announced that name.
                             let who = console.who(&to);
+                            console.names.remove(&to);
                             let line = console.look.bad(format!(
                                 "Not connected to {who} ({to}), nothing sent: {}.",
                                 visible(&err.to_string())
