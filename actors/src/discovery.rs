@@ -119,6 +119,7 @@ impl Discovery {
             }
             Err(err) => tracing::warn!("mDNS: cannot browse again after a restart: {err}"),
         }
+        // `ChildRestarted`: it serves again (without a browse, as a node without discovery).
         self.report_restart();
     }
 
@@ -201,7 +202,7 @@ impl Actor for Discovery {
 impl Supervised for Discovery {
     fn restarting(&mut self, _: &mut Context<Self>) {
         self.incarnation += 1;
-        // Retiring stops it on purpose: not a failure to report.
+        // Retiring stops it on purpose: not a failure to report (`ChildFailed`).
         if !self.retired {
             self.report_failure();
         }
