@@ -6,9 +6,11 @@
 
 mod common;
 
+use std::process::Command;
 use std::time::Duration;
 
-use common::netns::{texts_from, Lab, Node, FAST};
+use common::netns::{texts_from, Host, Lab, Node, FAST};
+use common::process::Peerchat;
 
 /// A chat between two live nodes of a lab arrives well within this.
 const PROMPT: Duration = Duration::from_secs(10);
@@ -325,24 +327,21 @@ fn discovery_finds_a_node_started_later_and_drops_one_that_quits() {
         assert_eq!(list.matches("  carol  ").count(), 1, "{list}");
     }
     // Announced is not vouched for: bob, who only saw carol's announcement, does not pass
-    // her on when alice asks him for his peers.
+    // her on when asked for his peers. Ann does not look for peers on the LAN herself
+    // (menu 3 would dial the nearby carol): all she knows comes from bob.
     let bob_at = bob.at(b.ip());
-    connect(&mut alice, &mut bob, &bob_at);
-    alice.process.type_lines(&["/connect"]);
-    alice
-        .process
+    let mut ann = lab.start(&a, "ann", "0.0.0.0", &["--no-discovery"]);
+    connect(&mut ann, &mut bob, &bob_at);
+    ann.process.type_lines(&["/connect"]);
+    ann.process
         .expect_within("Connect to active peers:", PROMPT);
-    let everything = alice.process.stdout_so_far().to_string();
+    let list = ann.peer_list();
+    let everything = ann.process.stdout_so_far().to_string();
     assert!(
-        !everything.contains("learned of peer carol"),
-        "{everything}"
+        !everything.contains("learned of peer carol") && !list.contains("carol"),
+        "bob passed carol on to ann:\n{everything}"
     );
-    let list = alice.peer_list();
-    let known = list.split("Nearby").next().unwrap_or_default();
-    assert!(
-        !known.contains("carol"),
-        "carol among alice's known peers:\n{list}"
-    );
+    ann.quit();
 
     // Carol quits: her goodbye removes her from both lists.
     carol.quit();
@@ -365,4 +364,232 @@ fn discovery_finds_a_node_started_later_and_drops_one_that_quits() {
     erin.quit();
     alice.quit();
     bob.quit();
+}
+
+/// Waits until all `node` printed so far satisfies `holds`, or panics after `wait`.
+fn output_until(node: &mut Node, wait: Duration, holds: impl Fn(&str) -> bool) -> String {
+    let until = std::time::Instant::now() + wait;
+    loop {
+        // Reads what arrives for a moment: returns as soon as it holds.
+        node.process.unread_after(Duration::from_millis(100));
+        let out = node.process.stdout_so_far().to_string();
+        if holds(&out) {
+            return out;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "{}: not shown within {wait:?}:\n{out}",
+            node.name
+        );
+    }
+}
+
+/// Waits until `node` lists a nearby peer named `name` (found on the LAN, not connected).
+fn until_nearby(node: &mut Node, name: &str) -> String {
+    let shown = format!("  {name}  (key ");
+    peer_list_until(node, Duration::from_secs(8), |list| {
+        list.split("Nearby on the LAN")
+            .nth(1)
+            .is_some_and(|nearby| nearby.contains(&shown))
+    })
+}
+
+#[test]
+fn hosts_chat_by_discovered_name_with_no_address_typed() {
+    let Some((mut lab, [a, b, c])) =
+        Lab::three_hosts("hosts_chat_by_discovered_name_with_no_address_typed")
+    else {
+        return;
+    };
+    let mut alice = lab.start(&a, "alice", "0.0.0.0", &[]);
+    let mut bob = lab.start(&b, "bob", "0.0.0.0", &[]);
+    let bob_at = bob.at(b.ip());
+    until_nearby(&mut alice, "bob");
+
+    // A conversation opened by the name bob announced: no address typed anywhere.
+    alice.process.type_lines(&["/talk bob"]);
+    alice
+        .process
+        .expect_within(&format!("Talking to bob ({bob_at})"), PROMPT);
+    let mut texts = numbered("talk to bob", 3);
+    let lines: Vec<&str> = texts.iter().map(String::as_str).collect();
+    alice.process.type_lines(&lines);
+    for text in &texts {
+        alice.delivered(&bob_at, text, PROMPT);
+    }
+    alice.process.type_lines(&["/menu"]);
+    let by_msg = numbered("msg to bob", 2);
+    for text in &by_msg {
+        alice.send("bob", text);
+    }
+    for text in &by_msg {
+        alice.delivered(&bob_at, text, PROMPT);
+    }
+    texts.extend(by_msg);
+    assert_received_once_in_order(&mut bob, "alice", &texts);
+    // Bob is a known, connected peer now, no longer only nearby.
+    let list = alice.peer_list();
+    let known = list.split("Nearby").next().unwrap_or_default();
+    assert!(
+        known.contains(&bob_at) && known.contains("  bob  connected"),
+        "{list}"
+    );
+
+    // Menu 3 connects to a nearby peer too: carol, found but never named.
+    let mut carol = lab.start(&c, "carol", "0.0.0.0", &[]);
+    let carol_at = carol.at(c.ip());
+    until_nearby(&mut alice, "carol");
+    alice.process.type_lines(&["3"]);
+    alice
+        .process
+        .expect_within("Connect to active peers:", PROMPT);
+    carol.process.expect_within("connected to alice (", PROMPT);
+    let list = peer_list_until(&mut alice, PROMPT, |list| {
+        list.split("Nearby")
+            .next()
+            .is_some_and(|known| known.contains("  carol  connected"))
+    });
+    assert!(list.contains(&carol_at), "{list}");
+    chat_and_count(&mut alice, &mut carol, &carol_at, &numbered("to carol", 2));
+    alice.quit();
+    bob.quit();
+    carol.quit();
+}
+
+/// Env variable that makes the `fake_announcement` helper announce: `NAME IP PORT KEY_HEX`.
+const FAKE_ANNOUNCEMENT: &str = "PEERCHAT_TEST_FAKE_ANNOUNCEMENT";
+
+/// Runs inside a lab host (started by [`announce_falsely`]): announces `_peerchat._tcp` as a
+/// node named NAME listening at IP:PORT with key KEY_HEX, as anyone on a LAN can, and keeps
+/// announcing until its stdin closes.
+#[test]
+#[ignore = "a helper the multi-host tests run inside a namespace"]
+fn fake_announcement() {
+    use mdns_sd::{IfKind, ServiceDaemon, ServiceInfo};
+    use peerchat_actors::nearby::{Announcement, SERVICE_TYPE};
+
+    let Ok(what) = std::env::var(FAKE_ANNOUNCEMENT) else {
+        return;
+    };
+    let words: Vec<&str> = what.split_whitespace().collect();
+    let [name, ip, port, key] = words[..] else {
+        panic!("{FAKE_ANNOUNCEMENT}: NAME IP PORT KEY_HEX, not {what:?}");
+    };
+    let ip: std::net::IpAddr = ip.parse().unwrap();
+    let announcement = Announcement {
+        name: name.into(),
+        id: key.into(),
+        port: port.parse().unwrap(),
+    };
+    let daemon = ServiceDaemon::new().unwrap();
+    daemon
+        .disable_interface(vec![IfKind::LoopbackV4, IfKind::LoopbackV6])
+        .unwrap();
+    let info = ServiceInfo::new(
+        SERVICE_TYPE,
+        &announcement.instance(),
+        &announcement.host(),
+        ip,
+        announcement.port,
+        &announcement.txt()[..],
+    )
+    .unwrap();
+    daemon.register(info).unwrap();
+    println!("announced {name}");
+    // Announcing until the test is done with it.
+    std::io::copy(&mut std::io::stdin(), &mut std::io::sink()).unwrap();
+    let _ = daemon.shutdown();
+}
+
+/// Starts [`fake_announcement`] on `host`: `name` at `at` (`IP:PORT`) with `key`.
+fn announce_falsely(host: &Host, name: &str, at: &str, key: &str) -> Peerchat {
+    let (ip, port) = at.rsplit_once(':').unwrap();
+    let mut command = Command::new("ip");
+    command
+        .args(["netns", "exec", &host.ns])
+        .arg(std::env::current_exe().unwrap())
+        .args(["fake_announcement", "--exact", "--ignored", "--nocapture"])
+        .env(FAKE_ANNOUNCEMENT, format!("{name} {ip} {port} {key}"));
+    let mut helper = Peerchat::spawn(command);
+    helper.expect_within(&format!("announced {name}"), PROMPT);
+    helper
+}
+
+#[test]
+fn a_nearby_peer_proving_another_key_than_announced_is_refused_end_to_end() {
+    let Some((mut lab, [a, b, c])) =
+        Lab::three_hosts("a_nearby_peer_proving_another_key_than_announced_is_refused_end_to_end")
+    else {
+        return;
+    };
+    let mut alice = lab.start(&a, "alice", "0.0.0.0", &[]);
+    let mut bob = lab.start(&b, "bob", "0.0.0.0", &[]);
+    let bob_at = bob.at(b.ip());
+    // From a third host: "mallory" at bob's address, with a key that is not bob's.
+    let not_bobs = "7a".repeat(32);
+    let _liar = announce_falsely(&c, "mallory", &bob_at, &not_bobs);
+    until_nearby(&mut alice, "mallory");
+    until_nearby(&mut alice, "bob");
+
+    alice.send("mallory", "for mallory only");
+    // Two reports, in either order: the refused session, and the chat not sent.
+    let warning = format!("warning: {bob_at} proved key ");
+    let why = "(announced on the LAN as mallory); not connected";
+    let not_sent = format!("Not connected to mallory ({bob_at}), nothing sent");
+    let out = output_until(&mut alice, PROMPT, |out| {
+        out.contains(&warning) && out.contains(why) && out.contains(&not_sent)
+    });
+    assert!(!out.contains("delivered to"), "{out}");
+    alice.process.expect_within(&not_sent, PROMPT);
+    // Bob, the key that answered, never got it; alice does not take his address for
+    // mallory's.
+    let list = alice.peer_list();
+    let known = list.split("Nearby").next().unwrap_or_default();
+    assert!(!known.contains(&bob_at), "{list}");
+    let bob_saw = bob.process.unread_after(DUPLICATE_WATCH).to_string();
+    assert!(
+        !bob.process.stdout_so_far().contains("for mallory only"),
+        "{bob_saw}"
+    );
+
+    // Bob by his own announcement is unharmed by the lie about his address.
+    let texts = numbered("to the real bob", 2);
+    for text in &texts {
+        alice.send("bob", text);
+    }
+    for text in &texts {
+        alice.delivered(&bob_at, text, PROMPT);
+    }
+    assert_received_once_in_order(&mut bob, "alice", &texts);
+    alice.quit();
+    bob.quit();
+}
+
+#[test]
+fn a_crashed_discovery_is_restarted_and_keeps_announcing_and_browsing() {
+    let Some((mut lab, [a, b, c])) =
+        Lab::three_hosts("a_crashed_discovery_is_restarted_and_keeps_announcing_and_browsing")
+    else {
+        return;
+    };
+    let mut alice = lab.start(&a, "alice", "0.0.0.0", &["--faults"]);
+    let mut bob = lab.start(&b, "bob", "0.0.0.0", &[]);
+    until_nearby(&mut alice, "bob");
+    for fault in ["!crash discovery", "!panic discovery"] {
+        alice.process.type_lines(&[fault]);
+        alice
+            .process
+            .expect_within("supervisor: discovery restarted", PROMPT);
+    }
+    // Browsing: a node started after the restarts is found by alice.
+    let mut carol = lab.start(&c, "carol", "0.0.0.0", &[]);
+    until_nearby(&mut alice, "carol");
+    // Announcing: that newcomer finds alice, whose announcement outlived the restarts.
+    until_nearby(&mut carol, "alice");
+    // And alice still knows bob, found before.
+    let list = until_nearby(&mut alice, "bob");
+    assert!(list.contains("  carol  "), "{list}");
+    alice.quit();
+    bob.quit();
+    carol.quit();
 }

@@ -12,6 +12,8 @@ pub enum ChildName {
     Listener,
     /// The Console (in the binary).
     Console,
+    /// The Discovery actor (on the LAN only).
+    Discovery,
 }
 
 impl fmt::Display for ChildName {
@@ -20,6 +22,7 @@ impl fmt::Display for ChildName {
             ChildName::Registry => "registry",
             ChildName::Listener => "listener",
             ChildName::Console => "console",
+            ChildName::Discovery => "discovery",
         })
     }
 }
@@ -32,8 +35,9 @@ impl std::str::FromStr for ChildName {
             "registry" => Ok(ChildName::Registry),
             "listener" => Ok(ChildName::Listener),
             "console" => Ok(ChildName::Console),
+            "discovery" => Ok(ChildName::Discovery),
             other => Err(format!(
-                "'{other}' is not an actor: registry, listener or console"
+                "'{other}' is not an actor: registry, listener, console or discovery"
             )),
         }
     }
@@ -45,11 +49,19 @@ mod tests {
 
     #[test]
     fn names_round_trip_and_a_wrong_one_says_which_exist() {
-        for child in [ChildName::Registry, ChildName::Listener, ChildName::Console] {
+        for child in [
+            ChildName::Registry,
+            ChildName::Listener,
+            ChildName::Console,
+            ChildName::Discovery,
+        ] {
             assert_eq!(child.to_string().parse::<ChildName>(), Ok(child));
         }
         assert_eq!(" Registry ".parse::<ChildName>(), Ok(ChildName::Registry));
         let err = "session".parse::<ChildName>().unwrap_err();
-        assert!(err.contains("registry, listener or console"), "{err}");
+        assert!(
+            err.contains("registry, listener, console or discovery"),
+            "{err}"
+        );
     }
 }

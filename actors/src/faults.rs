@@ -48,7 +48,7 @@ pub enum Fault {
     ListenerGone,
 }
 
-/// Inject an actor fault (message for Registry, Listener, Console).
+/// Inject an actor fault (message for Registry, Listener, Console, Discovery).
 #[derive(Message, Debug, Clone, Copy)]
 #[rtype(result = "()")]
 pub struct Inject(pub ActorFault);
@@ -58,7 +58,8 @@ pub struct Inject(pub ActorFault);
 pub enum InjectError {
     /// No Session serves that peer.
     NotConnected(PeerAddr),
-    /// The node has no such actor (the Console is the binary's).
+    /// The node has no such actor (the Console is the binary's; Discovery runs only on the
+    /// LAN).
     NoSuchActor(ChildName),
     /// The node has stopped.
     NodeStopped,
@@ -91,8 +92,10 @@ pub fn parse_fault(text: &str) -> Result<Fault, String> {
             .map_err(|e| e.to_string())
     };
     let actor = |w: Option<&&str>| -> Result<ChildName, String> {
-        w.ok_or_else(|| "an actor is missing: registry, listener or console".to_string())?
-            .parse()
+        w.ok_or_else(|| {
+            "an actor is missing: registry, listener, console or discovery".to_string()
+        })?
+        .parse()
     };
     match words.first().copied() {
         Some("crash") => Ok(Fault::Actor(actor(words.get(1))?, ActorFault::Crash)),
@@ -134,7 +137,7 @@ pub fn parse_fault(text: &str) -> Result<Fault, String> {
 
 /// What the console prints for `!help` or a wrong fault command.
 pub const FAULT_HELP: &str = "fault commands: !crash ACTOR, !panic ACTOR, !stall ACTOR 2s \
-(ACTOR = registry, listener or console), !reset IP:PORT, !corrupt IP:PORT, \
+(ACTOR = registry, listener, console or discovery), !reset IP:PORT, !corrupt IP:PORT, \
 !stall-reads IP:PORT 2s, !drop IP:PORT N, !panic-session IP:PORT, !listener-gone";
 
 /// "500ms", "5s", "2m", or a plain number of seconds.
@@ -182,6 +185,10 @@ mod tests {
                 "127.0.0.1:9001".parse().unwrap(),
                 ConnectionFault::DropNext(3)
             ))
+        );
+        assert_eq!(
+            parse_fault("crash discovery"),
+            Ok(Fault::Actor(ChildName::Discovery, ActorFault::Crash))
         );
         assert!(parse_fault("panic everything").is_err());
         assert!(parse_fault("reset nowhere").is_err());

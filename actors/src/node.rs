@@ -25,9 +25,9 @@ use crate::listener::{self, Listener};
 use crate::nearby::NearbyPeer;
 use crate::peer::{MessageId, PeerAddr, PeerInfo};
 use crate::registry::{
-    Connect, ConnectAll, ConnectAllReport, ConnectError, ConnectOutcome, Disconnect, DisconnectAll,
-    InjectConnection, ListNearby, ListPeers, NotConnected, Registry, SendChat, SendChats,
-    SendError, Shutdown, ShutdownReport, Subscribe, Subscriber,
+    Connect, ConnectAll, ConnectAllReport, ConnectAnnounced, ConnectError, ConnectOutcome,
+    Disconnect, DisconnectAll, InjectConnection, ListNearby, ListPeers, NotConnected, Registry,
+    SendChat, SendChats, SendError, Shutdown, ShutdownReport, Subscribe, Subscriber,
 };
 use crate::registry::{History, KeyChange, Trust, TrustError, Whois, WhoisReport};
 use crate::session::SessionTemplate;
@@ -182,16 +182,20 @@ impl Node {
             .with_classic(config.classic)
             .with_limits(config.limits);
         let listener = Supervisor::start(move |_| listener);
-        let discovery = start_discovery(&config, &me, &registry, &mut warnings);
+        let discovery = start_discovery(&config, &me, &registry, &supervisor, &mut warnings);
+        let mut retire = vec![
+            (Role::Registry, registry.clone().recipient()),
+            (Role::Listener, listener.clone().recipient()),
+        ];
+        if let Some(discovery) = &discovery {
+            retire.push((Role::Discovery, discovery.clone().recipient()));
+        }
         tell(
             Role::Node,
             &supervisor,
             Adopt {
                 events: registry.clone().recipient(),
-                retire: vec![
-                    (Role::Registry, registry.clone().recipient()),
-                    (Role::Listener, listener.clone().recipient()),
-                ],
+                retire,
             },
         );
         Ok(Node {
@@ -341,6 +345,10 @@ impl Node {
             Fault::Actor(ChildName::Console, _) => {
                 return Err(InjectError::NoSuchActor(ChildName::Console))
             }
+            Fault::Actor(ChildName::Discovery, fault) => match &self.discovery {
+                Some(discovery) => tell(self.caller, discovery, Inject(fault)),
+                None => return Err(InjectError::NoSuchActor(ChildName::Discovery)),
+            },
             Fault::Connection(peer, fault) => {
                 return ask(
                     self.caller,
@@ -392,6 +400,24 @@ impl Node {
         ask(self.caller, &self.registry, Connect { to })
             .await
             .unwrap_or(Err(ConnectError::ShuttingDown))
+    }
+
+    /// Connects to a nearby peer at `to` that announced `key` as `name`: ends well only with
+    /// a session proving that key (another is refused and reported as a `KeyMismatch`).
+    pub async fn connect_announced(
+        &self,
+        to: PeerAddr,
+        key: PeerKey,
+        name: &str,
+    ) -> Result<ConnectOutcome, ConnectError> {
+        let name = name.to_string();
+        ask(
+            self.caller,
+            &self.registry,
+            ConnectAnnounced { to, key, name },
+        )
+        .await
+        .unwrap_or(Err(ConnectError::ShuttingDown))
     }
 
     /// Refreshes the peer list from connected peers, then connects to every known peer.
@@ -466,12 +492,14 @@ fn start_discovery(
     config: &NodeConfig,
     me: &LocalIdentity,
     registry: &Addr<Registry>,
+    supervisor: &Addr<NodeSupervisor>,
     warnings: &mut Vec<String>,
 ) -> Option<Addr<Discovery>> {
     if !config.discovery || !discovery::wanted(config.bind) {
         return None;
     }
-    match Discovery::start(me, registry.clone().recipient()) {
+    let link = SupervisorLink::to(supervisor);
+    match Discovery::start(me, registry.clone().recipient(), link) {
         Ok(discovery) => Some(discovery),
         Err(err) => {
             warnings.push(format!("LAN discovery is off: {err}"));

@@ -366,15 +366,20 @@ impl Node {
         self.process.expect_within(&format!("{from}: {text}"), wait);
     }
 
-    /// Asks for the peer list (`/peers`) and returns it, up to the next prompt.
+    /// Asks for the peer list (`/peers`) and returns it, up to its prompt (prompts of
+    /// earlier commands still unread are passed over).
     pub fn peer_list(&mut self) -> String {
         self.process.type_lines(&["/peers"]);
-        let listing = self.process.expect("Choose an option: ");
-        let start = listing
-            .rfind("peers:")
-            .or_else(|| listing.rfind("No known peers"))
-            .unwrap_or(0);
-        listing[start..].to_string()
+        loop {
+            let listing = self.process.expect("Choose an option: ");
+            let start = ["Known peers:", "No known peers yet."]
+                .iter()
+                .filter_map(|header| listing.rfind(header))
+                .max();
+            if let Some(start) = start {
+                return listing[start..].to_string();
+            }
+        }
     }
 
     /// Quits with `/quit` and waits for the process to end.

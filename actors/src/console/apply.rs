@@ -49,10 +49,11 @@ impl Console {
             Command::ListPeers => {
                 let look = self.look;
                 let listing = async move {
-                    let peers = Outcome::Peers(node.peers().await.map_err(said));
+                    let known = node.peers().await;
                     let nearby = node.nearby().await.unwrap_or_default();
                     let classic_peers = node.classic_peers().await.unwrap_or_default();
-                    let nearby = nearby::listing(&nearby, &look);
+                    let nearby = nearby::listing(known.as_deref().unwrap_or(&[]), &nearby, &look);
+                    let peers = Outcome::Peers(known.map_err(said));
                     (
                         peers,
                         classic::notes(nearby, classic::listing(&classic_peers, &look)),
@@ -123,7 +124,12 @@ impl Console {
             Command::Fault(fault) => self.inject(fault, back, ctx),
             Command::Quit => self.quit("bye".into(), ctx),
             Command::ToPeer { name, action } => self.name_peer(name, action, back, ctx),
-            Command::AtPeer { to, action } => self.at_peer(to, false, action, back, ctx),
+            Command::AtPeer {
+                to,
+                announced: Some(announced),
+                action,
+            } => self.at_announced(to, announced, action, back, ctx),
+            Command::AtPeer { to, action, .. } => self.at_peer(to, false, action, back, ctx),
             Command::Leave => self.leave(ctx),
             Command::All(text) => self.send_all(text, back, ctx),
         }

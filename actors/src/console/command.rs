@@ -4,8 +4,9 @@
 
 use std::net::IpAddr;
 
-use super::names::Listed;
+use super::names::{Listed, Named};
 use crate::faults::{parse_fault, Fault};
+use crate::key::PeerKey;
 use crate::peer::{parse_port, PeerAddr};
 use crate::sanitize::visible;
 
@@ -142,6 +143,9 @@ pub enum Command {
     AtPeer {
         /// The peer.
         to: PeerAddr,
+        /// For a nearby peer, the key it announced and its name: it is connected to first,
+        /// and must prove that key.
+        announced: Option<(PeerKey, String)>,
         /// What to do with it.
         action: PeerAction,
     },
@@ -228,7 +232,27 @@ pub fn parse(prompt: Prompt, line: &str, known: &Known) -> Parsed {
         }
         Prompt::WhichPeer { candidates, action } => {
             match super::names::choose(answer, &candidates) {
-                Ok(to) => Parsed::Run(Command::AtPeer { to, action }, Back::Prompt),
+                Ok(Named::Announced { addr, key, name }) => {
+                    let announced = Some((key, name));
+                    let command = Command::AtPeer {
+                        to: addr,
+                        announced,
+                        action,
+                    };
+                    Parsed::Run(command, Back::Prompt)
+                }
+                Ok(Named::Peer(to)) => {
+                    let command = Command::AtPeer {
+                        to,
+                        announced: None,
+                        action,
+                    };
+                    Parsed::Run(command, Back::Prompt)
+                }
+                Ok(_) => Parsed::Retry(
+                    "Answer with one of the numbers.".into(),
+                    Prompt::WhichPeer { candidates, action },
+                ),
                 Err(why) => Parsed::Retry(why, Prompt::WhichPeer { candidates, action }),
             }
         }

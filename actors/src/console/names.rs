@@ -1,10 +1,13 @@
 //! Naming a peer, the same way everywhere (menu 1, menu 5, `/msg`, `/talk`, `/forget`,
 //! `/cancel`): [`resolve`] turns what the user typed into the peer meant, using [`Listed`],
-//! the ONE numbered list every listing shows. Pure: a host name to look up comes back as
+//! the ONE numbered list every listing shows: the known peers, then the nearby ones (found
+//! on the LAN, named by what they announced). Pure: a host name to look up comes back as
 //! [`Named::Lookup`] for the Console to resolve off its thread.
 
 use std::net::IpAddr;
 
+use crate::key::PeerKey;
+use crate::nearby::NearbyPeer;
 use crate::peer::{PeerAddr, PeerInfo};
 use crate::sanitize::visible;
 
@@ -21,6 +24,9 @@ pub struct Listed {
     pub fingerprint: Option<String>,
     /// Whether a session serves it now.
     pub connected: bool,
+    /// For a nearby peer, the key it announced (a session with it must prove it); `None`
+    /// for a known peer.
+    pub announced: Option<PeerKey>,
 }
 
 /// The one numbered list, in the Registry's order.
@@ -34,8 +40,37 @@ pub fn numbered(peers: &[PeerInfo]) -> Vec<Listed> {
             name: peer.name.clone(),
             fingerprint: peer.key.map(|key| key.fingerprint().to_string()),
             connected: peer.connected,
+            announced: None,
         })
         .collect()
+}
+
+/// The one numbered list with the nearby peers after the known ones, numbered on: each
+/// nearby peer that announced a key and is not at a known peer's address (there it is that
+/// known peer). Two announcements of one address are both listed: which key answers there
+/// shows when it is dialed.
+pub fn with_nearby(mut listed: Vec<Listed>, nearby: &[NearbyPeer]) -> Vec<Listed> {
+    let known_addrs: Vec<PeerAddr> = listed.iter().map(|peer| peer.addr).collect();
+    for peer in nearby {
+        let Some(key) = PeerKey::from_hex(&peer.id) else {
+            continue;
+        };
+        let Some(addr) = peer.addrs.first().copied() else {
+            continue;
+        };
+        if peer.addrs.iter().any(|at| known_addrs.contains(at)) {
+            continue;
+        }
+        listed.push(Listed {
+            number: listed.len() + 1,
+            addr,
+            name: Some(peer.name.clone()),
+            fingerprint: Some(key.fingerprint().to_string()),
+            connected: false,
+            announced: Some(key),
+        });
+    }
+    listed
 }
 
 /// The peer a name means.
@@ -43,6 +78,15 @@ pub fn numbered(peers: &[PeerInfo]) -> Vec<Listed> {
 pub enum Named {
     /// A peerchat peer at this address.
     Peer(PeerAddr),
+    /// A nearby peer: at the address it announced, which must prove the key it announced.
+    Announced {
+        /// Where it listens.
+        addr: PeerAddr,
+        /// The key it announced.
+        key: PeerKey,
+        /// The name it announced.
+        name: String,
+    },
     /// A classic peer (`classic:IP:PORT`).
     Classic(PeerAddr),
     /// `host:port`: the host is to be looked up (DNS) before it is an address.
@@ -118,16 +162,24 @@ pub fn pick_looked_up(found: &[PeerAddr], listed: &[Listed]) -> Option<PeerAddr>
 }
 
 /// An answer to "which one?": a number from the candidates' list numbers, or anything
-/// [`resolve`] takes as long as it names one of them.
-pub fn choose(text: &str, candidates: &[Listed]) -> Result<PeerAddr, String> {
+/// [`resolve`] takes as long as it names one of them. Answers [`Named::Peer`] or, for a
+/// nearby candidate, [`Named::Announced`].
+pub fn choose(text: &str, candidates: &[Listed]) -> Result<Named, String> {
     let text = text.trim();
     if let Ok(number) = text.parse::<usize>() {
         if let Some(peer) = candidates.iter().find(|peer| peer.number == number) {
-            return Ok(peer.addr);
+            return Ok(named(peer));
         }
     }
     match resolve(text, candidates, &[]) {
-        Ok(Named::Peer(addr)) if candidates.iter().any(|peer| peer.addr == addr) => Ok(addr),
+        Ok(Named::Peer(addr)) if candidates.iter().any(|peer| peer.addr == addr) => {
+            Ok(Named::Peer(addr))
+        }
+        Ok(Named::Announced { addr, key, name })
+            if candidates.iter().any(|peer| peer.addr == addr) =>
+        {
+            Ok(Named::Announced { addr, key, name })
+        }
         _ => Err(format!(
             "'{}' is not one of {}.",
             visible(text),
@@ -197,7 +249,7 @@ fn by_digits(text: &str, listed: &[Listed]) -> Result<Named, String> {
 fn by_number(text: &str, listed: &[Listed]) -> Result<Named, String> {
     match text.parse::<usize>() {
         Ok(n) => match listed.iter().find(|peer| peer.number == n) {
-            Some(peer) => Ok(Named::Peer(peer.addr)),
+            Some(peer) => Ok(named(peer)),
             None if listed.is_empty() => {
                 Err(format!("There is no peer {n}: no peer is known yet."))
             }
@@ -252,11 +304,23 @@ fn by_fingerprint(text: &str, listed: &[Listed]) -> Vec<Listed> {
         .collect()
 }
 
-fn one_of(mut found: Vec<Listed>) -> Result<Named, String> {
-    if found.len() == 1 {
-        return Ok(Named::Peer(found.remove(0).addr));
+fn one_of(found: Vec<Listed>) -> Result<Named, String> {
+    match found.as_slice() {
+        [one] => Ok(named(one)),
+        _ => Ok(Named::Ambiguous(found)),
     }
-    Ok(Named::Ambiguous(found))
+}
+
+/// The peer one entry of the list names: a nearby one with the key it announced.
+fn named(peer: &Listed) -> Named {
+    match peer.announced {
+        Some(key) => Named::Announced {
+            addr: peer.addr,
+            key,
+            name: peer.name.clone().unwrap_or_default(),
+        },
+        None => Named::Peer(peer.addr),
+    }
 }
 
 /// `host:port` with a host name (letters, digits, dots, dashes) and a port 1-65535.
@@ -287,6 +351,7 @@ mod tests {
             name: name.map(str::to_string),
             fingerprint: key.map(str::to_string),
             connected: true,
+            announced: None,
         }
     }
 
@@ -474,7 +539,10 @@ mod tests {
         };
         let numbers: Vec<usize> = candidates.iter().map(|peer| peer.number).collect();
         assert_eq!(numbers, [1, 2]);
-        assert_eq!(choose("2", &candidates), Ok(addr("127.0.0.1:9002")));
+        assert_eq!(
+            choose("2", &candidates),
+            Ok(Named::Peer(addr("127.0.0.1:9002")))
+        );
         // An address no handshake answered has no fingerprint to match.
         let unkeyed = PeerInfo {
             key: None,
@@ -493,10 +561,13 @@ mod tests {
             candidates.iter().map(|p| p.number).collect::<Vec<_>>(),
             [2, 3]
         );
-        assert_eq!(choose("3", &candidates), Ok(addr("10.0.0.7:9003")));
+        assert_eq!(
+            choose("3", &candidates),
+            Ok(Named::Peer(addr("10.0.0.7:9003")))
+        );
         assert_eq!(
             choose("127.0.0.1:9002", &candidates),
-            Ok(addr("127.0.0.1:9002"))
+            Ok(Named::Peer(addr("127.0.0.1:9002")))
         );
         assert_eq!(
             choose("1", &candidates),
@@ -569,5 +640,80 @@ mod tests {
         let why = resolve("[::]:9101", &[], &[]).unwrap_err();
         assert!(why.contains("use 127.0.0.1:9101"), "{why}");
         assert!(resolve("classic:0.0.0.0:9101", &[], &[]).is_err());
+    }
+
+    fn nearby(name: &str, key: PeerKey, at: &[&str]) -> NearbyPeer {
+        NearbyPeer {
+            instance: format!("{name}._peerchat._tcp.local."),
+            name: name.into(),
+            id: key.to_hex(),
+            addrs: at.iter().map(|a| addr(a)).collect(),
+        }
+    }
+
+    #[test]
+    fn a_nearby_peer_is_named_by_its_announced_name_with_its_key_expected() {
+        let dan = PeerKey::from_bytes([4; 32]);
+        let listed = with_nearby(three(), &[nearby("dan", dan, &["10.0.0.9:9009"])]);
+        assert_eq!(listed.len(), 4);
+        assert_eq!(listed[3].number, 4, "numbered after the known peers");
+        let dan_named = Named::Announced {
+            addr: addr("10.0.0.9:9009"),
+            key: dan,
+            name: "dan".into(),
+        };
+        assert_eq!(resolve("dan", &listed, &[]), Ok(dan_named.clone()));
+        assert_eq!(resolve("DA", &listed, &[]), Ok(dan_named.clone()));
+        assert_eq!(resolve("4", &listed, &[]), Ok(dan_named.clone()));
+        let fingerprint = dan.fingerprint().to_string();
+        assert_eq!(resolve(&fingerprint[..9], &listed, &[]), Ok(dan_named));
+        // Its address typed is a plain address (the Registry still expects the key).
+        assert_eq!(
+            resolve("10.0.0.9:9009", &listed, &[]),
+            Ok(Named::Peer(addr("10.0.0.9:9009")))
+        );
+    }
+
+    #[test]
+    fn a_name_both_known_and_nearby_asks_which_and_the_answer_keeps_the_key() {
+        let other_bob = PeerKey::from_bytes([5; 32]);
+        let listed = with_nearby(three(), &[nearby("bob", other_bob, &["10.0.0.5:9001"])]);
+        let Ok(Named::Ambiguous(candidates)) = resolve("bob", &listed, &[]) else {
+            panic!("bob is a known peer and a nearby one");
+        };
+        let numbers: Vec<usize> = candidates.iter().map(|peer| peer.number).collect();
+        assert_eq!(numbers, [1, 4]);
+        assert_eq!(
+            choose("4", &candidates),
+            Ok(Named::Announced {
+                addr: addr("10.0.0.5:9001"),
+                key: other_bob,
+                name: "bob".into()
+            })
+        );
+        assert_eq!(
+            choose("1", &candidates),
+            Ok(Named::Peer(addr("127.0.0.1:9001")))
+        );
+    }
+
+    #[test]
+    fn nearby_peers_at_known_addresses_or_without_a_key_are_not_listed_again() {
+        let key = PeerKey::from_bytes([6; 32]);
+        let at_known = nearby("bobby", key, &["10.0.0.3:1", "127.0.0.1:9001"]);
+        let mut keyless = nearby("eve", key, &["10.0.0.8:9008"]);
+        keyless.id = "00000000000000e0".into();
+        let listed = with_nearby(three(), &[at_known, keyless]);
+        assert_eq!(listed, three());
+        assert!(resolve("eve", &listed, &[]).is_err());
+        // Two announcements of one new address: both listed, each with its own key.
+        let liar = nearby("mallory", PeerKey::from_bytes([8; 32]), &["10.0.0.9:9009"]);
+        let dan = nearby("dan", key, &["10.0.0.9:9009"]);
+        let listed = with_nearby(three(), &[dan, liar]);
+        assert_eq!(listed.len(), 5);
+        assert!(matches!(
+            resolve("mallory", &listed, &[]),
+            Ok(Named::Announced { key, .. }) if key == PeerKey::from_bytes([8; 32])
+        ));
     }
 }

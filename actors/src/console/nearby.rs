@@ -1,23 +1,33 @@
 //! The nearby peers under menu 2 / `/peers`: peers announced on the LAN that this node has no
-//! session with yet, each with its name, addresses and announced identity. Pure, like
+//! session with yet, each with its number in the one list (names.rs: `/talk N` and the
+//! name it announced reach it), its name, addresses and announced identity. Pure, like
 //! render.rs (kept apart from it while render.rs is being reworked).
 
 use super::identity::short;
 use super::look::Look;
+use super::names;
 use crate::key::PeerKey;
 use crate::nearby::NearbyPeer;
+use crate::peer::PeerInfo;
 use crate::sanitize::visible;
 
-/// The block printed under the peer list, or `None` when nobody is nearby.
-pub fn listing(nearby: &[NearbyPeer], look: &Look) -> Option<String> {
+/// The block printed under the peer list of `known`, or `None` when nobody is nearby.
+pub fn listing(known: &[PeerInfo], nearby: &[NearbyPeer], look: &Look) -> Option<String> {
     if nearby.is_empty() {
         return None;
     }
+    let listed = names::with_nearby(names::numbered(known), nearby);
     let mut text = String::from("Nearby on the LAN (not connected):");
     for peer in nearby {
         let addrs: Vec<String> = peer.addrs.iter().map(|a| look.addr(a)).collect();
+        // Unnumbered: it is a known peer's address, or it announced no key to check.
+        let number = listed
+            .iter()
+            .find(|entry| entry.announced.is_some() && peer.addrs.first() == Some(&entry.addr))
+            .map(|entry| format!("{}. ", entry.number))
+            .unwrap_or_default();
         text.push_str(&format!(
-            "\n  {}  {}  {}",
+            "\n  {number}{}  {}  {}",
             addrs.join(", "),
             look.name(&visible(&peer.name)),
             look.dim(announced(&peer.id)),
@@ -41,7 +51,7 @@ mod tests {
 
     #[test]
     fn nobody_nearby_prints_nothing() {
-        assert_eq!(listing(&[], &Look::plain()), None);
+        assert_eq!(listing(&[], &[], &Look::plain()), None);
     }
 
     #[test]
@@ -55,7 +65,7 @@ mod tests {
                 "10.1.0.2:9001".parse().unwrap(),
             ],
         };
-        let text = listing(&[peer], &Look::plain()).unwrap();
+        let text = listing(&[], &[peer], &Look::plain()).unwrap();
         assert_eq!(
             text,
             "Nearby on the LAN (not connected):\n  10.0.0.2:9001, 10.1.0.2:9001  bo\\u{202e}b  (id 00000000000000b0)"
@@ -67,5 +77,30 @@ mod tests {
         let key = PeerKey::from_bytes([0; 32]);
         assert_eq!(announced(&key.to_hex()), "(key csm7-nbfr)");
         assert_eq!(announced("\u{1b}]0;x"), "(id \\u{1b}]0;x)");
+    }
+
+    #[test]
+    fn a_nearby_peer_with_a_key_is_numbered_after_the_known_peers() {
+        let key = PeerKey::from_bytes([0; 32]);
+        let known = PeerInfo {
+            addr: "10.0.0.1:9000".parse().unwrap(),
+            name: Some("ann".into()),
+            connected: true,
+            last_seen: None,
+            waiting: 0,
+            key: Some(PeerKey::from_bytes([1; 32])),
+            also: Vec::new(),
+        };
+        let bob = NearbyPeer {
+            instance: "bob._peerchat._tcp.local.".into(),
+            name: "bob".into(),
+            id: key.to_hex(),
+            addrs: vec!["10.0.0.2:9001".parse().unwrap()],
+        };
+        let text = listing(&[known], &[bob], &Look::plain()).unwrap();
+        assert_eq!(
+            text,
+            "Nearby on the LAN (not connected):\n  2. 10.0.0.2:9001  bob  (key csm7-nbfr)"
+        );
     }
 }

@@ -11,7 +11,9 @@ use actix::prelude::*;
 
 use super::command::{Back, Command, PeerAction, Prompt, Talk};
 use super::names::{self, Listed, Named};
+use super::render::Outcome;
 use super::Console;
+use crate::key::PeerKey;
 use crate::peer::{MessageId, PeerAddr};
 use crate::sanitize::visible;
 
@@ -162,7 +164,8 @@ impl Console {
         let local = local_ips(self.node.listen_addr());
         let resolving = async move {
             let peers = node.peers().await.unwrap_or_default();
-            let listed = names::numbered(&peers);
+            let nearby = node.nearby().await.unwrap_or_default();
+            let listed = names::with_nearby(names::numbered(&peers), &nearby);
             let named = match names::resolve(&name, &listed, &local) {
                 Ok(Named::Lookup { host, port }) => look_up(&host, port, &listed).await,
                 other => other,
@@ -193,6 +196,9 @@ impl Console {
         }
         match named {
             Ok(Named::Peer(to)) => self.at_peer(to, false, action, back, ctx),
+            Ok(Named::Announced { addr, key, name }) => {
+                self.at_announced(addr, (key, name), action, back, ctx)
+            }
             Ok(Named::Classic(to)) => self.at_peer(to, true, action, back, ctx),
             Ok(Named::Lookup { host, .. }) => {
                 // look_up never answers a lookup; said rather than assumed.
@@ -221,6 +227,58 @@ impl Console {
                     }
                     _ => self.done(back, &line, ctx),
                 }
+            }
+        }
+    }
+
+    /// `action` applied to a nearby peer: a message or a conversation first connects to it,
+    /// and only a session proving the key it announced lets them go on (a mismatch is
+    /// reported, as a `KeyMismatch` event and here, and nothing is sent). Once connected it
+    /// is a known peer like any other.
+    pub(super) fn at_announced(
+        &mut self,
+        to: PeerAddr,
+        (key, name): (PeerKey, String),
+        action: PeerAction,
+        back: Back,
+        ctx: &mut Context<Self>,
+    ) {
+        self.names.insert(to, name.clone());
+        let node = self.node.clone();
+        match action {
+            PeerAction::Connect => {
+                let connecting = async move {
+                    let result = node.connect_announced(to, key, &name).await;
+                    Outcome::Connected {
+                        peer: to,
+                        result: result.map_err(|err| err.to_string()),
+                    }
+                };
+                self.run(back, connecting, ctx)
+            }
+            PeerAction::AskText | PeerAction::Send(_) | PeerAction::Talk => {
+                let connecting = async move { node.connect_announced(to, key, &name).await };
+                self.run_then(
+                    connecting,
+                    move |console, connected, ctx| match connected {
+                        Ok(_) => console.at_peer(to, false, action, back, ctx),
+                        Err(err) => {
+                            // Whoever is at that address is not who announced that name.
+                            let who = console.who(&to);
+                            console.names.remove(&to);
+                            let line = console.look.bad(format!(
+                                "Not connected to {who} ({to}), nothing sent: {}.",
+                                visible(&err.to_string())
+                            ));
+                            console.done(back, &line, ctx)
+                        }
+                    },
+                    ctx,
+                )
+            }
+            // About what this node keeps for the address: nothing to connect for.
+            PeerAction::Disconnect | PeerAction::Forget | PeerAction::Cancel => {
+                self.at_peer(to, false, action, back, ctx)
             }
         }
     }

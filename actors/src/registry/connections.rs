@@ -113,6 +113,18 @@ impl Registry {
         waiter: Option<DialWaiter>,
         ctx: &mut Context<Self>,
     ) {
+        self.dial_expecting(to, waiter, None, ctx)
+    }
+
+    /// Like `dial`, the peer to prove `expected` if given (a nearby peer named by the user,
+    /// whose announcement is what they mean), else what `expectation_for` finds.
+    pub(super) fn dial_expecting(
+        &mut self,
+        to: PeerAddr,
+        waiter: Option<DialWaiter>,
+        expected: Option<Expectation>,
+        ctx: &mut Context<Self>,
+    ) {
         if self.classic.is_classic(&to) {
             // peerchat's protocol is never spoken to a classic peer (registry/classic.rs).
             let why = format!(
@@ -125,7 +137,7 @@ impl Registry {
         }
         if self.dialer.begin(to, waiter) {
             self.peers.know(to);
-            match self.expectation_for(&to) {
+            match expected.or_else(|| self.expectation_for(&to)) {
                 Some(expected) => self.expecting.insert(to, expected),
                 None => self.expecting.remove(&to),
             };
@@ -306,12 +318,12 @@ impl Registry {
             report.already_connected = connected;
             report.not_tried = targets.len().saturating_sub(MAX_DIALS_AT_ONCE);
             targets.truncate(MAX_DIALS_AT_ONCE);
-            for addr in targets {
+            for (addr, expected) in targets {
                 if act.peers.is_self(&addr) || act.draining() {
                     continue;
                 }
                 let (tx, rx) = oneshot::channel();
-                act.dial(addr, Some(tx), ctx);
+                act.dial_expecting(addr, Some(tx), expected, ctx);
                 waits.push(
                     async move { (addr, rx.await.unwrap_or(Err(ConnectError::ShuttingDown))) },
                 );
@@ -324,17 +336,23 @@ impl Registry {
     }
 
     /// Menu 3's split: the connected peers (at the address each is known by), and one
-    /// address to dial for every other listening peer and every address not answered yet.
-    fn dial_targets(&self) -> (Vec<PeerAddr>, Vec<PeerAddr>) {
+    /// address to dial for every other listening peer, every address not answered yet and
+    /// every nearby peer (which must prove the key it announced).
+    fn dial_targets(&self) -> (Vec<PeerAddr>, Vec<(PeerAddr, Option<Expectation>)>) {
         let (mut connected, mut targets) = (Vec::new(), Vec::new());
         for (key, record) in self.peers.keys() {
             if let Some((_, live)) = self.peers.session_of(key) {
                 connected.push(live.peer);
             } else if !record.one_shot {
-                targets.extend(self.peers.address_of(key));
+                targets.extend(self.peers.address_of(key).map(|addr| (addr, None)));
             }
         }
-        targets.extend(self.peers.unkeyed().copied());
+        targets.extend(self.peers.unkeyed().map(|addr| (*addr, None)));
+        for (addr, expected) in self.nearby_targets() {
+            if !targets.iter().any(|(known, _)| *known == addr) {
+                targets.push((addr, Some(expected)));
+            }
+        }
         (connected, targets)
     }
 }

@@ -50,7 +50,7 @@ pub use connections::{
     Connect, ConnectAll, ConnectAllReport, ConnectError, ConnectOutcome, Disconnect, DisconnectAll,
     ListPeers, NotConnected, MAX_DIALS_AT_ONCE,
 };
-pub use discovery::{ListNearby, NearbyPeers};
+pub use discovery::{ConnectAnnounced, ListNearby, NearbyPeers};
 pub use forget::{CancelWaiting, Forget, Forgotten, CANCELLED};
 pub use lifecycle::{InjectConnection, Publish, Shutdown, ShutdownReport, Subscribe, Subscriber};
 pub use peers::{TableKey, MAX_KNOWN_PEERS, PEERS_PER_FRAME};

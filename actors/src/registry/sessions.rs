@@ -327,11 +327,18 @@ impl Registry {
     fn handshake_failed(&mut self, msg: SessionClosed, ctx: &mut Context<Self>) {
         if let Some(dialed) = msg.dialed {
             let expected = self.expecting.remove(&dialed);
+            let mut refused = false;
             if let (Some(presented), Some(expected)) = (msg.presented_key, expected) {
+                refused = expected.source.is_some();
                 self.wrong_key(dialed, expected, presented);
             }
             if self.dialer.is_dialing(&dialed) {
                 self.dial_failed(dialed, ConnectError::Handshake(msg.reason), ctx);
+            }
+            if refused {
+                // Whoever answered there is not who was announced or introduced: an address
+                // nothing else waits for is no peer of ours.
+                self.drop_if_never_answered(&dialed);
             }
         } else if !msg.reason.starts_with("connection closed by peer") {
             self.emit(NodeEvent::ConnectionRefused {

@@ -274,6 +274,7 @@ fn choosing_among_several_peers_takes_their_list_numbers() {
             name: Some("carol".into()),
             fingerprint: None,
             connected: true,
+            announced: None,
         },
         Listed {
             number: 5,
@@ -281,6 +282,7 @@ fn choosing_among_several_peers_takes_their_list_numbers() {
             name: Some("carol".into()),
             fingerprint: None,
             connected: false,
+            announced: None,
         },
     ];
     let which = || Prompt::WhichPeer {
@@ -292,6 +294,7 @@ fn choosing_among_several_peers_takes_their_list_numbers() {
         run(
             Command::AtPeer {
                 to: addr("127.0.0.1:9005"),
+                announced: None,
                 action: PeerAction::Talk
             },
             Back::Prompt
