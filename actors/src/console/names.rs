@@ -230,9 +230,7 @@ fn by_digits(text: &str, listed: &[Listed]) -> Result<Named, String> {
         .ok()
         .and_then(|n| listed.iter().find(|peer| peer.number == n));
     match numbered {
-        Some(peer) if by_key.iter().all(|other| other.addr == peer.addr) => {
-            Ok(Named::Peer(peer.addr))
-        }
+        Some(peer) if by_key.iter().all(|other| other.addr == peer.addr) => Ok(named(peer)),
         Some(peer) => {
             let mut found = by_key;
             if !found.iter().any(|other| other.number == peer.number) {
@@ -453,8 +451,11 @@ mod tests {
         };
         let numbers: Vec<usize> = candidates.iter().map(|peer| peer.number).collect();
         assert_eq!(numbers, [5, 1234]);
-        assert_eq!(choose("5", &candidates), Ok(listed[4].addr));
-        assert_eq!(choose("1234", &candidates), Ok(listed[1233].addr));
+        assert_eq!(choose("5", &candidates), Ok(Named::Peer(listed[4].addr)));
+        assert_eq!(
+            choose("1234", &candidates),
+            Ok(Named::Peer(listed[1233].addr))
+        );
         // Dashes make it a fingerprint only; more digits than the list has, too.
         assert_eq!(
             resolve("1234-7", &listed, &[]),

@@ -65,7 +65,11 @@ impl fmt::Display for ConnectError {
             ConnectError::Refused => write!(f, "connection refused (is a peer listening there?)"),
             ConnectError::TimedOut(d) => write!(f, "no answer within {}", human(*d)),
             ConnectError::Unreachable(why) => write!(f, "cannot connect: {why}"),
-            ConnectError::Handshake(why) => write!(f, "handshake failed: {why}"),
+            ConnectError::Handshake(why) => {
+                // A Session's own reason may already say so.
+                let why = why.strip_prefix("handshake failed: ").unwrap_or(why);
+                write!(f, "handshake failed: {why}")
+            }
             ConnectError::ShuttingDown => write!(f, "node is shutting down"),
             ConnectError::RegistryFailed => {
                 write!(
@@ -459,5 +463,21 @@ impl Registry {
             reason: reason.to_string(),
         });
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ConnectError;
+
+    #[test]
+    fn a_handshake_failure_says_so_once() {
+        let from_session = ConnectError::Handshake("handshake failed: key mismatch".into());
+        assert_eq!(from_session.to_string(), "handshake failed: key mismatch");
+        let from_registry = ConnectError::Handshake("bob proved another key".into());
+        assert_eq!(
+            from_registry.to_string(),
+            "handshake failed: bob proved another key"
+        );
     }
 }
