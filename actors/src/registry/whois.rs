@@ -93,17 +93,52 @@ fn fingerprint_starts(fingerprint: &Fingerprint, typed: &str) -> bool {
     typed.len() >= 4 && squeeze(fingerprint.as_str()).starts_with(&typed)
 }
 
+/// Digits, as the Console reads them (console/names.rs): the peer with that list number
+/// (`numbered`), unless they also begin the fingerprint of another peer (`printed`: the keys
+/// whose fingerprint they begin), which is ambiguous; digits that are no list number but
+/// begin one fingerprint name its peer. `None`: nothing matches.
+fn by_digits(
+    digits: &str,
+    numbered: Option<PeerKey>,
+    printed: &[PeerKey],
+) -> Option<Result<PeerKey, TrustError>> {
+    let others = |key: PeerKey| printed.iter().filter(move |other| **other != key).count();
+    match (numbered, printed) {
+        (Some(key), _) if others(key) == 0 => Some(Ok(key)),
+        (Some(_), _) => Some(Err(TrustError(format!(
+            "{digits} is a peer's number and the start of another peer's fingerprint: give \
+             the name, or more of the fingerprint (with its dash)"
+        )))),
+        (None, [one]) => Some(Ok(*one)),
+        (None, []) => None,
+        (None, _) => Some(Err(TrustError(format!(
+            "{digits} begins the fingerprints of several peers: give more of it"
+        )))),
+    }
+}
+
 impl Registry {
     /// The key `selector` names: a number in the peer list, an address, a name or a
     /// fingerprint prefix.
-    fn find_key(&self, selector: &str) -> Option<PeerKey> {
+    fn find_key(&self, selector: &str) -> Result<PeerKey, TrustError> {
         let selector = selector.trim();
-        if let Ok(n) = selector.parse::<usize>() {
+        let unknown = || TrustError(format!("no known peer matches {selector:?}"));
+        if selector.bytes().all(|b| b.is_ascii_digit()) {
             let listed = self.peers.list(|_| 0);
-            return listed.get(n.checked_sub(1)?)?.key;
+            let numbered = selector.parse::<usize>().ok().and_then(|n| {
+                let peer = listed.get(n.checked_sub(1)?)?;
+                peer.key
+            });
+            let printed: Vec<PeerKey> = self
+                .peers
+                .keys()
+                .filter(|(key, _)| fingerprint_starts(&key.fingerprint(), selector))
+                .map(|(key, _)| *key)
+                .collect();
+            return by_digits(selector, numbered, &printed).ok_or_else(unknown)?;
         }
         if let Ok(addr) = selector.parse::<PeerAddr>() {
-            return self.peers.key_at(&addr);
+            return self.peers.key_at(&addr).ok_or_else(unknown);
         }
         // Several keys may have gone by one name (a key changed and was trusted): the one
         // pinned for it first, then a connected one.
@@ -113,16 +148,16 @@ impl Registry {
             (self.pins.is_pinned(selector, key), record.session.is_some())
         });
         if let Some((key, _)) = by_name {
-            return Some(*key);
+            return Ok(*key);
         }
         let mut keys = self.peers.keys();
         let by_print = keys.find(|(key, _)| fingerprint_starts(&key.fingerprint(), selector));
-        by_print.map(|(key, _)| *key)
+        by_print.map(|(key, _)| *key).ok_or_else(unknown)
     }
 
     fn whois(&self, selector: &str) -> Result<WhoisReport, TrustError> {
+        let key = self.find_key(selector)?;
         let unknown = || TrustError(format!("no known peer matches {selector:?}"));
-        let key = self.find_key(selector).ok_or_else(unknown)?;
         let record = self.peers.record(&key).ok_or_else(unknown)?;
         let name = record.name.clone().unwrap_or_default();
         let addrs = record.addrs.iter().map(|known| WhoisAddress {
@@ -149,6 +184,7 @@ impl Registry {
         let selector = selector.trim();
         let known = self
             .find_key(selector)
+            .ok()
             .and_then(|key| self.peers.record(&key));
         let known_name = known.and_then(|record| record.name.clone());
         let known_addrs: Vec<PeerAddr> = known
@@ -191,5 +227,16 @@ mod tests {
         assert!(fingerprint_starts(&print, "csm7nbfr"));
         assert!(!fingerprint_starts(&print, "csm"));
         assert!(!fingerprint_starts(&print, "csm8"));
+    }
+
+    #[test]
+    fn digits_are_a_number_a_fingerprint_prefix_or_ambiguous_as_in_the_console() {
+        let (a, b) = (PeerKey::from_bytes([1; 32]), PeerKey::from_bytes([2; 32]));
+        assert_eq!(by_digits("2", Some(a), &[]), Some(Ok(a)));
+        assert_eq!(by_digits("1234", Some(a), &[a]), Some(Ok(a)));
+        assert!(matches!(by_digits("1234", Some(a), &[b]), Some(Err(_))));
+        assert_eq!(by_digits("0815", None, &[b]), Some(Ok(b)));
+        assert!(matches!(by_digits("0815", None, &[a, b]), Some(Err(_))));
+        assert_eq!(by_digits("99", None, &[]), None);
     }
 }
