@@ -23,7 +23,7 @@ use futures::StreamExt;
 
 use crate::child::ChildName;
 use crate::classic::ClassicEvent;
-use crate::events::{NodeEvent, WhenShown};
+use crate::events::{NodeEvent, NodeEvents, WhenShown};
 use crate::guarded_handler;
 use crate::node::Node;
 use crate::peer::{MessageId, PeerAddr};
@@ -439,8 +439,13 @@ impl Console {
     }
 }
 
-guarded_handler!(Console, NodeEvent, |console, event, ctx| console
-    .on_event(event, ctx));
+// The Registry's events, a batch of chats in one message (console flow control: its
+// `WhenShown` comes after them).
+guarded_handler!(Console, NodeEvents, |console, events, ctx| {
+    for event in events.0 {
+        console.on_event(event, ctx);
+    }
+});
 
 impl Console {
     /// An event: remembered where it answers something (who wrote last, which chat an ack
@@ -514,7 +519,8 @@ impl Handler<WhenShown> for Console {
 impl Console {
     /// A peer's name as last heard, for prompts and short lines.
     fn note_name(&mut self, peer: &PeerAddr, name: &str) {
-        if name.is_empty() {
+        // Checked first: a stream of chats from one peer must not allocate a name per chat.
+        if name.is_empty() || self.names.get(peer).is_some_and(|known| known == name) {
             return;
         }
         if self.names.len() >= SENDERS_KEPT && !self.names.contains_key(peer) {

@@ -376,6 +376,7 @@ impl Registry {
         let name = self.peers.name_of(&msg.key);
         let at_ms = now_ms();
         let mut acks = Vec::with_capacity(msg.chats.len());
+        let mut shown = Vec::with_capacity(msg.chats.len());
         for chat in msg.chats {
             acks.push(chat.id);
             if !self.inbox.first_time(msg.key, chat.id) {
@@ -393,7 +394,7 @@ impl Registry {
             };
             self.persist(|store| store.history(&entry));
             self.inbox.remember(entry);
-            self.emit(NodeEvent::ChatReceived {
+            shown.push(NodeEvent::ChatReceived {
                 from: msg.from,
                 name: name.clone(),
                 id: chat.id,
@@ -401,6 +402,8 @@ impl Registry {
                 sent_at_ms: chat.sent_at_ms,
             });
         }
+        // Their events before their acks are queued: the display's `WhenShown` follows them.
+        self.emit_all(shown);
         self.ack_once_shown(msg.session, AckChats { ids: acks });
     }
 
@@ -458,6 +461,7 @@ impl Registry {
             // A repeat, or not for a chat of ours: nothing to do.
             .filter_map(|id| outbox.take_acked(id, from_acker).map(|out| (id, out)))
             .collect();
+        let mut delivered = Vec::with_capacity(acked.len());
         for (id, out) in acked {
             self.unsaved.remove(&id);
             let entry = HistoryEntry::Out {
@@ -471,12 +475,13 @@ impl Registry {
                 store.history(&entry)
             });
             self.inbox.remember(entry);
-            self.emit(NodeEvent::Delivered {
+            delivered.push(NodeEvent::Delivered {
                 to: out.to,
                 id,
                 text: out.text,
             });
         }
+        self.emit_all(delivered);
         self.check_outbox_empty();
     }
 }
