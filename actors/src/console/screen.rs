@@ -145,6 +145,10 @@ impl Screen for PlainScreen {
     }
 
     fn print_lines(&mut self, text: &str, prompt: Option<&str>) {
+        // One allocation of the right size: on a thread each write hands its buffer over, and
+        // a batch of chat lines (tens of KiB) grown by doubling was a chain of copies.
+        self.buf
+            .reserve(text.len() + 2 + prompt.map_or(0, |p| p.len()));
         if self.prompt_open {
             self.buf.push(b'\n');
             self.prompt_open = false;

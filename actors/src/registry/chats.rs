@@ -375,11 +375,13 @@ impl Registry {
         self.peers.touch(&msg.key);
         let name = self.peers.name_of(&msg.key);
         let at_ms = now_ms();
-        let mut acks = Vec::with_capacity(msg.chats.len());
+        let acks: Vec<MessageId> = msg.chats.iter().map(|chat| chat.id).collect();
+        let mut first = vec![false; acks.len()];
+        self.inbox
+            .first_times(msg.key, acks.iter().copied(), |at, new| first[at] = new);
         let mut shown = Vec::with_capacity(msg.chats.len());
-        for chat in msg.chats {
-            acks.push(chat.id);
-            if !self.inbox.first_time(msg.key, chat.id) {
+        for (chat, first) in msg.chats.into_iter().zip(first) {
+            if !first {
                 tracing::debug!(from = %msg.from, id = chat.id, "repeated chat acked again, not shown");
                 continue;
             }
