@@ -316,8 +316,9 @@ impl Io {
                 Err(why) => tracing::info!("no line editor ({why}); reading plain lines"),
             }
         }
-        // Written by a thread: a stdout nobody reads must not stop the node.
-        let screen = match PlainScreen::on_thread(unbuffered_stdout()) {
+        // Written by a thread: a stdout nobody reads must not stop the node. What can be
+        // written without waiting is written at once, in the Console's turn.
+        let screen = match PlainScreen::on_thread_or_now(unbuffered_stdout(), stdout_now()) {
             Ok(screen) => screen,
             Err(err) => {
                 tracing::warn!("no thread for stdout ({err}); writing it from the node's");
@@ -346,6 +347,32 @@ fn unbuffered_stdout() -> Box<dyn Write + Send> {
         }
     }
     Box::new(io::stdout())
+}
+
+/// Standard output for writes that never wait, if it has such a form: a regular file as it
+/// is (no reader to wait for), a pipe opened again non-blocking (Linux's /proc/self/fd: its
+/// own file description, so the O_NONBLOCK is not shared with whoever else holds the pipe).
+/// Anything else (a terminal, a socket) is left to the stdout thread alone.
+fn stdout_now() -> Option<Box<dyn Write>> {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsFd;
+        use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+        let file = std::fs::File::from(io::stdout().as_fd().try_clone_to_owned().ok()?);
+        let kind = file.metadata().ok()?.file_type();
+        if kind.is_file() {
+            return Some(Box::new(file));
+        }
+        if kind.is_fifo() {
+            let pipe = std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(nix::libc::O_NONBLOCK)
+                .open("/proc/self/fd/1")
+                .ok()?;
+            return Some(Box::new(pipe));
+        }
+    }
+    None
 }
 
 async fn chat(cli: Cli) -> ExitCode {

@@ -10,7 +10,7 @@ use peerchat_actors::events::WhenShown;
 use peerchat_actors::limits::{Limits, Rate, MAX_NAME_BYTES, MAX_PEERS_TAKEN};
 use peerchat_actors::noise::StaticKeypair;
 use peerchat_actors::wire::{Frame, Hello, PeerEntry};
-use peerchat_actors::{NodeConfig, NodeEvent, PeerAddr, PeerKey, SendError};
+use peerchat_actors::{NodeConfig, NodeEvent, NodeEvents, PeerAddr, PeerKey, SendError};
 
 /// Connections from one IP past `max_sessions_per_ip` are closed before any handshake; the
 /// ones admitted keep working, and a place freed is taken again.
@@ -316,13 +316,15 @@ impl actix::Actor for SlowDisplay {
     type Context = actix::Context<Self>;
 }
 
-impl actix::Handler<NodeEvent> for SlowDisplay {
+impl actix::Handler<NodeEvents> for SlowDisplay {
     type Result = ();
-    fn handle(&mut self, event: NodeEvent, _: &mut Self::Context) {
-        if let NodeEvent::ChatReceived { id, .. } = event {
-            self.pending.push(id);
-            let mut state = self.state.lock().unwrap();
-            state.most_pending = state.most_pending.max(self.pending.len());
+    fn handle(&mut self, events: NodeEvents, _: &mut Self::Context) {
+        for event in events.0 {
+            if let NodeEvent::ChatReceived { id, .. } = event {
+                self.pending.push(id);
+                let mut state = self.state.lock().unwrap();
+                state.most_pending = state.most_pending.max(self.pending.len());
+            }
         }
     }
 }

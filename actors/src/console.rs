@@ -23,7 +23,7 @@ use futures::StreamExt;
 
 use crate::child::ChildName;
 use crate::classic::ClassicEvent;
-use crate::events::{NodeEvent, WhenShown};
+use crate::events::{NodeEvent, NodeEvents, WhenShown};
 use crate::guarded_handler;
 use crate::node::Node;
 use crate::peer::{MessageId, PeerAddr};
@@ -75,6 +75,9 @@ pub struct Console {
     talking: Option<Talk>,
     /// Peers' names as last heard, for prompts and short lines (`bob> `).
     names: HashMap<PeerAddr, String>,
+    /// The peer and name `note_name` wrote last, while `names` holds them: a stream of
+    /// chats from one peer skips the lookup. Cleared by any other write to `names`.
+    last_noted: Option<(PeerAddr, String)>,
     /// Messages sent with `/all`, to sum up who got them (talk.rs).
     everyone: talk::Everyone,
     /// Chats from others since your last input, while in a conversation (talk.rs).
@@ -99,6 +102,11 @@ struct ChatBatch {
     stamp: String,
     /// Per sender: the name seen, and its `name (address)` as shown.
     senders: HashMap<PeerAddr, (String, String)>,
+    /// The last line's sender, its name and `name (address)`: a stream from one peer skips
+    /// the lookup in `senders`.
+    last: Option<PeerAddr>,
+    last_name: String,
+    last_sender: String,
 }
 
 /// Senders remembered by `ChatBatch`; past this the memory starts again.
@@ -120,19 +128,26 @@ impl ChatBatch {
 
     /// Adds a chat's line (the first of a batch also sets the batch's width and time).
     fn add(&mut self, from: &PeerAddr, name: &str, text: &str, look: &Look) {
-        if self.senders.len() >= SENDERS_KEPT && !self.senders.contains_key(from) {
-            self.senders.clear();
-        }
-        let (known_name, sender) = self
-            .senders
-            .entry(*from)
-            .or_insert_with(|| (name.to_string(), render::sender(name, from, look)));
-        if known_name != name {
-            *known_name = name.to_string();
-            *sender = render::sender(name, from, look);
+        if self.last != Some(*from) || self.last_name != name {
+            if self.senders.len() >= SENDERS_KEPT && !self.senders.contains_key(from) {
+                self.senders.clear();
+            }
+            let (known_name, sender) = self
+                .senders
+                .entry(*from)
+                .or_insert_with(|| (name.to_string(), render::sender(name, from, look)));
+            if known_name != name {
+                *known_name = name.to_string();
+                *sender = render::sender(name, from, look);
+            }
+            self.last = Some(*from);
+            self.last_name.clear();
+            self.last_name.push_str(name);
+            self.last_sender.clear();
+            self.last_sender.push_str(sender);
         }
         self.line.clear();
-        render::push_chat_line(&mut self.line, &self.stamp, sender, text);
+        render::push_chat_line(&mut self.line, &self.stamp, &self.last_sender, text);
         if !self.lines.is_empty() {
             self.lines.push('\n');
         }
@@ -169,6 +184,7 @@ impl Console {
             batch: ChatBatch::default(),
             talking: None,
             names: HashMap::new(),
+            last_noted: None,
             everyone: talk::Everyone::default(),
             unread: talk::Unread::default(),
         }
@@ -464,8 +480,13 @@ impl Console {
     }
 }
 
-guarded_handler!(Console, NodeEvent, |console, event, ctx| console
-    .on_event(event, ctx));
+// The Registry's events, a batch of chats in one message (console flow control: its
+// `WhenShown` comes after them).
+guarded_handler!(Console, NodeEvents, |console, events, ctx| {
+    for event in events.0 {
+        console.on_event(event, ctx);
+    }
+});
 
 impl Console {
     /// An event: remembered where it answers something (who wrote last, which chat an ack
@@ -541,13 +562,24 @@ impl Handler<WhenShown> for Console {
 impl Console {
     /// A peer's name as last heard, for prompts and short lines.
     fn note_name(&mut self, peer: &PeerAddr, name: &str) {
-        if name.is_empty() {
+        // Checked first: a stream of chats from one peer must not hash or allocate per chat.
+        if name.is_empty() || matches!(&self.last_noted, Some((p, n)) if p == peer && n == name) {
             return;
         }
-        if self.names.len() >= SENDERS_KEPT && !self.names.contains_key(peer) {
-            self.names.clear();
+        if self.names.get(peer).is_none_or(|known| known != name) {
+            if self.names.len() >= SENDERS_KEPT && !self.names.contains_key(peer) {
+                self.names.clear();
+            }
+            self.names.insert(*peer, name.to_string());
         }
-        self.names.insert(*peer, name.to_string());
+        match &mut self.last_noted {
+            Some((p, n)) => {
+                *p = *peer;
+                n.clear();
+                n.push_str(name);
+            }
+            None => self.last_noted = Some((*peer, name.to_string())),
+        }
     }
 }
 
@@ -583,8 +615,10 @@ mod tests {
             let other: PeerAddr = "127.0.0.1:9001".parse().unwrap();
             batch.add(&from, "bob", "hi \u{1b}[2J", &look);
             batch.add(&other, "bоb", "two", &look);
-            // A renamed sender is shown under its new name.
+            // A renamed sender is shown under its new name, in a row or not.
             batch.add(&from, "robert", "three", &look);
+            batch.add(&from, "robert", "four", &look);
+            batch.add(&from, "rob", "five", &look);
             let time = chrono::DateTime::from_timestamp(batch.second as i64, 0)
                 .unwrap()
                 .with_timezone(&chrono::Local)
@@ -594,6 +628,8 @@ mod tests {
                 (from, "bob", "hi \u{1b}[2J"),
                 (other, "bоb", "two"),
                 (from, "robert", "three"),
+                (from, "robert", "four"),
+                (from, "rob", "five"),
             ]
             .into_iter()
             .map(|(from, name, text)| {

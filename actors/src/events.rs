@@ -157,6 +157,13 @@ pub enum NodeEvent {
 #[rtype(result = "()")]
 pub struct WhenShown;
 
+/// Events to a display (the Console) in one mailbox message, oldest first: the `ChatReceived`
+/// events of one batch of chats travel together, so a stream costs the display one message
+/// per batch, not per chat. Other events come one to a batch.
+#[derive(actix::Message, Debug)]
+#[rtype(result = "()")]
+pub struct NodeEvents(pub Vec<NodeEvent>);
+
 /// What the supervisor did about a failed actor.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SupervisionStep {

@@ -91,7 +91,7 @@ pub mod wire;
 pub mod writer;
 
 pub use config::{NodeConfig, Timeouts};
-pub use events::{EventStream, NodeEvent};
+pub use events::{EventStream, NodeEvent, NodeEvents};
 pub use key::{Fingerprint, PeerKey};
 pub use node::{Node, NodeStopped, StartError};
 pub use peer::{MessageId, PeerAddr, PeerInfo};

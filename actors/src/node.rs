@@ -16,7 +16,7 @@ use crate::config::{LocalIdentity, NodeConfig};
 use crate::discovery::{self, Discovery};
 use crate::events::EventStream;
 use crate::events::NodeEvent;
-use crate::events::WhenShown;
+use crate::events::{NodeEvents, WhenShown};
 use crate::faults::{Fault, Inject, InjectError};
 use crate::identity::{Identity, IdentityError};
 use crate::key::{Fingerprint, PeerKey};
@@ -298,7 +298,7 @@ impl Node {
 
     /// Every event from now on, to a display's mailbox; the chats of each batch are acked
     /// only once `shown` answers a [`WhenShown`] sent after their events.
-    pub fn subscribe_display(&self, events: Recipient<NodeEvent>, shown: Recipient<WhenShown>) {
+    pub fn subscribe_display(&self, events: Recipient<NodeEvents>, shown: Recipient<WhenShown>) {
         tell(
             self.caller,
             &self.registry,

@@ -4,7 +4,9 @@
 use std::future::Future;
 use std::io::{self, BufRead, Write};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc as std_mpsc;
+use std::sync::Arc;
 
 use futures::channel::{mpsc, oneshot};
 use futures::{FutureExt, Stream};
@@ -74,7 +76,16 @@ enum Out {
     /// bounded here but by flow control: a chat is acked only once this thread has written
     /// it, and each Session stops reading its peer at `max_unacked_chats` (or bytes) not
     /// yet acked, so at most that much per peer waits here.
-    Thread(std_mpsc::Sender<ToWriter>),
+    Thread {
+        to_thread: std_mpsc::Sender<ToWriter>,
+        /// The same output for writes that never wait (a regular file, or a pipe opened
+        /// non-blocking): used in the Console's turn while the thread has nothing queued,
+        /// which spares two thread hand-offs per batch (the write, and the answer that it
+        /// is written) on the path of every ack.
+        now: Option<Box<dyn Write>>,
+        /// Writes handed to the thread and not yet done.
+        behind: Arc<AtomicUsize>,
+    },
 }
 
 /// The plain line protocol for pipes and scripts: every prompt is written as text, and a
@@ -103,8 +114,20 @@ impl PlainScreen {
 
     /// A plain screen whose writes are made by a thread of their own (the binary's stdout,
     /// which may be a pipe nobody reads).
-    pub fn on_thread(mut out: Box<dyn Write + Send>) -> io::Result<PlainScreen> {
+    pub fn on_thread(out: Box<dyn Write + Send>) -> io::Result<PlainScreen> {
+        PlainScreen::on_thread_or_now(out, None)
+    }
+
+    /// Like [`PlainScreen::on_thread`], but written through `now` in the Console's turn
+    /// whenever that takes no waiting: `now` must never block (a regular file, or a pipe
+    /// opened non-blocking, whose `WouldBlock` or short write sends the rest to the thread).
+    pub fn on_thread_or_now(
+        mut out: Box<dyn Write + Send>,
+        now: Option<Box<dyn Write>>,
+    ) -> io::Result<PlainScreen> {
         let (tx, rx) = std_mpsc::channel::<ToWriter>();
+        let behind = Arc::new(AtomicUsize::new(0));
+        let done = behind.clone();
         std::thread::Builder::new()
             .name("stdout".into())
             .spawn(move || {
@@ -113,6 +136,8 @@ impl PlainScreen {
                         ToWriter::Bytes(bytes) => {
                             let _ = out.write_all(&bytes);
                             let _ = out.flush();
+                            // Release: the Console writes on its own only after this write.
+                            done.fetch_sub(1, Ordering::Release);
                         }
                         ToWriter::Mark(done) => {
                             let _ = done.send(());
@@ -121,7 +146,11 @@ impl PlainScreen {
                 }
             })?;
         Ok(PlainScreen {
-            out: Out::Thread(tx),
+            out: Out::Thread {
+                to_thread: tx,
+                now,
+                behind,
+            },
             prompt_open: false,
             buf: Vec::new(),
         })
@@ -134,9 +163,31 @@ impl PlainScreen {
                 let _ = out.flush();
                 self.buf.clear();
             }
-            Out::Thread(tx) => {
-                let bytes = std::mem::take(&mut self.buf);
-                let _ = tx.send(ToWriter::Bytes(bytes));
+            Out::Thread {
+                to_thread,
+                now,
+                behind,
+            } => {
+                // In order: straight out only while the thread has nothing left to write.
+                let mut written = 0;
+                if let (Some(now), 0) = (now.as_mut(), behind.load(Ordering::Acquire)) {
+                    written = write_without_waiting(now.as_mut(), &self.buf);
+                }
+                if written == self.buf.len() {
+                    self.buf.clear();
+                } else {
+                    let rest = if written == 0 {
+                        std::mem::take(&mut self.buf)
+                    } else {
+                        let rest = self.buf[written..].to_vec();
+                        self.buf.clear();
+                        rest
+                    };
+                    behind.fetch_add(1, Ordering::Relaxed);
+                    if to_thread.send(ToWriter::Bytes(rest)).is_err() {
+                        behind.fetch_sub(1, Ordering::Relaxed);
+                    }
+                }
             }
         }
         if self.buf.capacity() > KEEP_BYTES {
@@ -151,6 +202,10 @@ impl Screen for PlainScreen {
     }
 
     fn print_lines(&mut self, text: &str, prompt: Option<&str>) {
+        // One allocation of the right size: on a thread each write hands its buffer over, and
+        // a batch of chat lines (tens of KiB) grown by doubling was a chain of copies.
+        self.buf
+            .reserve(text.len() + 2 + prompt.map_or(0, |p| p.len()));
         if self.prompt_open {
             self.buf.push(b'\n');
             self.prompt_open = false;
@@ -178,14 +233,32 @@ impl Screen for PlainScreen {
     fn written(&mut self) -> Written {
         match &self.out {
             Out::Direct(_) => Box::pin(std::future::ready(())),
-            Out::Thread(tx) => {
+            Out::Thread { behind, .. } if behind.load(Ordering::Acquire) == 0 => {
+                Box::pin(std::future::ready(()))
+            }
+            Out::Thread { to_thread, .. } => {
                 let (done, written) = oneshot::channel();
-                let _ = tx.send(ToWriter::Mark(done));
+                let _ = to_thread.send(ToWriter::Mark(done));
                 // A thread gone (it cannot be, but) has nothing left to write.
                 Box::pin(written.map(|_| ()))
             }
         }
     }
+}
+
+/// Writes what `out` takes without waiting: the bytes written (a short count or 0 when it
+/// would block; 0 too on an error, which the thread then meets and ignores as before).
+fn write_without_waiting(out: &mut dyn Write, bytes: &[u8]) -> usize {
+    let mut written = 0;
+    while written < bytes.len() {
+        match out.write(&bytes[written..]) {
+            Ok(0) => break,
+            Ok(n) => written += n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        }
+    }
+    written
 }
 
 /// Standard input as a stream of lines, read on a thread of its own (reading a terminal
@@ -298,5 +371,70 @@ mod tests {
             writes[1],
             b"\n[10:00:00] a: 1\n[10:00:00] a: 2\nChoose an option: ".to_vec()
         );
+    }
+
+    /// A non-blocking output that takes `room` more bytes, then would block (a full pipe).
+    #[derive(Clone, Default)]
+    struct Pipe {
+        taken: Rc<RefCell<Vec<u8>>>,
+        room: Rc<RefCell<usize>>,
+    }
+
+    impl Write for Pipe {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let mut room = self.room.borrow_mut();
+            if *room == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let n = buf.len().min(*room);
+            *room -= n;
+            self.taken.borrow_mut().extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// What the stdout thread writes.
+    #[derive(Clone, Default)]
+    struct ThreadSide(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl Write for ThreadSide {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Written at once while the output takes it; what it does not take (and everything
+    /// after, until the thread has written it) goes to the thread: nothing lost, nothing
+    /// twice, in order, and `written` waits for the thread only when it has work.
+    #[test]
+    fn what_cannot_be_written_at_once_goes_to_the_thread_in_order() {
+        let pipe = Pipe::default();
+        let thread = ThreadSide::default();
+        let mut screen =
+            PlainScreen::on_thread_or_now(Box::new(thread.clone()), Some(Box::new(pipe.clone())))
+                .unwrap();
+        *pipe.room.borrow_mut() = 8;
+        screen.print("one"); // 4 bytes: at once
+        futures::executor::block_on(screen.written());
+        assert_eq!(pipe.taken.borrow().as_slice(), b"one\n");
+        screen.print("two three"); // 4 of 10 at once, the rest to the thread
+        screen.print("four"); // behind the thread's work: to the thread
+        *pipe.room.borrow_mut() = 1000;
+        futures::executor::block_on(screen.written());
+        let mut all = pipe.taken.borrow().clone();
+        all.extend_from_slice(&thread.0.lock().unwrap());
+        assert_eq!(all, b"one\ntwo three\nfour\n");
+        // The thread caught up: at once again.
+        screen.print("five");
+        futures::executor::block_on(screen.written());
+        assert!(pipe.taken.borrow().ends_with(b"five\n"));
+        assert_eq!(thread.0.lock().unwrap().as_slice(), b"three\nfour\n");
     }
 }

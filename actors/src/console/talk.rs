@@ -192,6 +192,8 @@ impl Console {
         for peer in listed {
             if let Some(name) = &peer.name {
                 self.names.insert(peer.addr, name.clone());
+                // `note_name`'s shortcut holds only while it wrote `names` last.
+                self.last_noted = None;
             }
         }
         match named {

@@ -375,10 +375,13 @@ impl Registry {
         self.peers.touch(&msg.key);
         let name = self.peers.name_of(&msg.key);
         let at_ms = now_ms();
-        let mut acks = Vec::with_capacity(msg.chats.len());
-        for chat in msg.chats {
-            acks.push(chat.id);
-            if !self.inbox.first_time(msg.key, chat.id) {
+        let acks: Vec<MessageId> = msg.chats.iter().map(|chat| chat.id).collect();
+        let mut first = vec![false; acks.len()];
+        self.inbox
+            .first_times(msg.key, acks.iter().copied(), |at, new| first[at] = new);
+        let mut shown = Vec::with_capacity(msg.chats.len());
+        for (chat, first) in msg.chats.into_iter().zip(first) {
+            if !first {
                 tracing::debug!(from = %msg.from, id = chat.id, "repeated chat acked again, not shown");
                 continue;
             }
@@ -393,7 +396,7 @@ impl Registry {
             };
             self.persist(|store| store.history(&entry));
             self.inbox.remember(entry);
-            self.emit(NodeEvent::ChatReceived {
+            shown.push(NodeEvent::ChatReceived {
                 from: msg.from,
                 name: name.clone(),
                 id: chat.id,
@@ -401,6 +404,8 @@ impl Registry {
                 sent_at_ms: chat.sent_at_ms,
             });
         }
+        // Their events before their acks are queued: the display's `WhenShown` follows them.
+        self.emit_all(shown);
         self.ack_once_shown(msg.session, AckChats { ids: acks });
     }
 
@@ -458,6 +463,7 @@ impl Registry {
             // A repeat, or not for a chat of ours: nothing to do.
             .filter_map(|id| outbox.take_acked(id, from_acker).map(|out| (id, out)))
             .collect();
+        let mut delivered = Vec::with_capacity(acked.len());
         for (id, out) in acked {
             self.unsaved.remove(&id);
             let entry = HistoryEntry::Out {
@@ -471,12 +477,13 @@ impl Registry {
                 store.history(&entry)
             });
             self.inbox.remember(entry);
-            self.emit(NodeEvent::Delivered {
+            delivered.push(NodeEvent::Delivered {
                 to: out.to,
                 id,
                 text: out.text,
             });
         }
+        self.emit_all(delivered);
         self.check_outbox_empty();
     }
 }

@@ -90,6 +90,20 @@ impl Inbox {
 
     /// True the first time chat `id` of `sender` is offered: show it. False: a repeat.
     pub(crate) fn first_time(&mut self, sender: PeerKey, id: MessageId) -> bool {
+        let mut first = false;
+        self.first_times(sender, [id], |_, new| first = new);
+        first
+    }
+
+    /// [`Inbox::first_time`] for each of `ids` of one sender, in order: `each(index, first)`.
+    /// The sender is looked up and its use recorded once for them all, not once per chat
+    /// (a batch of chats from one Session is always from one sender).
+    pub(crate) fn first_times(
+        &mut self,
+        sender: PeerKey,
+        ids: impl IntoIterator<Item = MessageId>,
+        mut each: impl FnMut(usize, bool),
+    ) {
         self.clock += 1;
         let per_sender = self.per_sender;
         let seen = self.seen.entry(sender).or_insert_with(|| Seen {
@@ -100,7 +114,9 @@ impl Inbox {
         seen.used = self.clock;
         self.by_use.insert(self.clock, sender);
         let before = seen.window.len();
-        let first = seen.window.first_time(id);
+        for (index, id) in ids.into_iter().enumerate() {
+            each(index, seen.window.first_time(id));
+        }
         self.total = self.total + seen.window.len() - before;
         while self.total > self.max_total {
             // The stalest sender's window; never the one just used while another is left.
@@ -117,7 +133,6 @@ impl Inbox {
                 self.total -= dropped.window.len();
             }
         }
-        first
     }
 
     /// Ids remembered in all windows, and the senders they belong to.
@@ -228,6 +243,32 @@ mod tests {
             assert!(senders <= total / per_sender + 1, "{senders} windows kept");
         }
         assert_eq!(inbox.seen_counts().0, total);
+    }
+
+    /// A batch (one `IncomingChats`) is judged as its chats one by one would be: repeats
+    /// within the batch and from before it, and the total kept over all senders.
+    #[test]
+    fn a_batch_is_judged_like_its_chats_one_by_one() {
+        let keys: Vec<PeerKey> = (1..=3u8).map(|k| PeerKey::from_bytes([k; 32])).collect();
+        let batches: Vec<(usize, Vec<MessageId>)> = vec![
+            (0, vec![1, 2, 3, 2]),
+            (1, vec![1, 1, 5]),
+            (0, vec![3, 4, 5, 6, 7, 8]),
+            (2, (0..12).collect()),
+            (1, vec![5, 6]),
+            (0, vec![1, 9]),
+        ];
+        let (mut batched, mut single) = (Inbox::new(8, 20), Inbox::new(8, 20));
+        for (sender, ids) in batches {
+            let mut got = vec![false; ids.len()];
+            batched.first_times(keys[sender], ids.iter().copied(), |at, new| got[at] = new);
+            let want: Vec<bool> = ids
+                .iter()
+                .map(|id| single.first_time(keys[sender], *id))
+                .collect();
+            assert_eq!(got, want, "sender {sender}, ids {ids:?}");
+            assert_eq!(batched.seen_counts(), single.seen_counts());
+        }
     }
 
     #[test]

@@ -9,8 +9,7 @@ use actix::prelude::*;
 use futures::channel::{mpsc, oneshot};
 
 use super::{Phase, Registry};
-use crate::events::NodeEvent;
-use crate::events::WhenShown;
+use crate::events::{NodeEvent, NodeEvents, WhenShown};
 use crate::faults::{ConnectionFault, Inject, InjectError};
 use crate::guarded_handler;
 use crate::peer::{PeerAddr, SessionId};
@@ -30,11 +29,11 @@ pub enum Subscriber {
     Channel(mpsc::UnboundedSender<NodeEvent>),
     /// Events sent to an actor's mailbox.
     Actor(Recipient<NodeEvent>),
-    /// A display (the Console): events to its mailbox, and chats acked only once it
-    /// answers `WhenShown` ([`Subscriber::display`], registry/chats.rs).
+    /// A display (the Console): events to its mailbox in batches, and chats acked only once
+    /// it answers `WhenShown` ([`Subscriber::display`], registry/chats.rs).
     Display {
-        /// Where events go.
-        events: Recipient<NodeEvent>,
+        /// Where events go: the chats of one batch in one message.
+        events: Recipient<NodeEvents>,
         /// The acks waiting for the display, in order, to its `ack_once_shown` task.
         acks: mpsc::UnboundedSender<(Addr<Session>, AckChats)>,
     },
@@ -43,7 +42,7 @@ pub enum Subscriber {
 impl Subscriber {
     /// A display subscriber: its events go to `events`; the acks of the chats it is shown
     /// go out once `shown` answers a `WhenShown` sent after their events.
-    pub fn display(events: Recipient<NodeEvent>, shown: Recipient<WhenShown>) -> Subscriber {
+    pub fn display(events: Recipient<NodeEvents>, shown: Recipient<WhenShown>) -> Subscriber {
         let (acks, waiting) = mpsc::unbounded();
         actix_rt::spawn(ack_once_shown(shown, waiting));
         Subscriber::Display { events, acks }
@@ -87,19 +86,31 @@ impl std::fmt::Debug for Subscriber {
 }
 
 impl Subscriber {
-    /// Delivers the event; false if the subscriber is gone.
-    pub(super) fn deliver(&self, event: NodeEvent) -> bool {
+    /// Delivers the events, in order; false if the subscriber is gone. A display gets them
+    /// in one message, the others one by one.
+    pub(super) fn deliver(&self, events: Vec<NodeEvent>) -> bool {
+        let traced = crate::trace::enabled(Role::Registry, Role::Console);
         match self {
-            Subscriber::Channel(tx) => tx.unbounded_send(event).is_ok(),
-            Subscriber::Actor(recipient)
-            | Subscriber::Display {
-                events: recipient, ..
-            } => {
-                if crate::trace::enabled(Role::Registry, Role::Console) {
-                    crate::trace::record(Role::Registry, Role::Console, &event);
+            Subscriber::Channel(tx) => events.into_iter().all(|e| tx.unbounded_send(e).is_ok()),
+            Subscriber::Actor(recipient) => {
+                for event in events {
+                    if traced {
+                        crate::trace::record(Role::Registry, Role::Console, &event);
+                    }
+                    recipient.do_send(event);
                 }
-                recipient.do_send(event);
                 recipient.connected()
+            }
+            Subscriber::Display {
+                events: display, ..
+            } => {
+                if traced {
+                    for event in &events {
+                        crate::trace::record(Role::Registry, Role::Console, event);
+                    }
+                }
+                display.do_send(NodeEvents(events));
+                display.connected()
             }
         }
     }

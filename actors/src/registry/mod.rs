@@ -226,19 +226,30 @@ impl Registry {
     }
 
     fn emit(&mut self, event: NodeEvent) {
-        tracing::debug!(?event, "event");
-        // A copy for each subscriber but the last, which gets the event itself.
+        self.emit_all(vec![event]);
+    }
+
+    /// Publishes events in order; a display gets them all in one message (the chats of one
+    /// `IncomingChats`: a mailbox hop per batch, not per chat).
+    fn emit_all(&mut self, events: Vec<NodeEvent>) {
+        if events.is_empty() {
+            return;
+        }
+        for event in &events {
+            tracing::debug!(?event, "event");
+        }
+        // A copy for each subscriber but the last, which gets the events themselves.
         let last = self.subscribers.len().saturating_sub(1);
         let mut index = 0;
-        let mut event = Some(event);
+        let mut events = Some(events);
         self.subscribers.retain(|subscriber| {
             let copy = if index == last {
-                event.take()
+                events.take()
             } else {
-                event.clone()
+                events.clone()
             };
             index += 1;
-            copy.is_some_and(|event| subscriber.deliver(event))
+            copy.is_some_and(|events| subscriber.deliver(events))
         });
     }
 
