@@ -139,8 +139,10 @@ impl Registry {
             }
             return;
         }
+        // Listed even when a dial is already under way: the address may have left the list
+        // meanwhile (its chats were cancelled) and is wanted again.
+        self.peers.know(to);
         if self.dialer.begin(to, waiter) {
-            self.peers.know(to);
             match expected.or_else(|| self.expectation_for(&to)) {
                 Some(expected) => self.expecting.insert(to, expected),
                 None => self.expecting.remove(&to),
