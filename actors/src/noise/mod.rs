@@ -40,7 +40,6 @@
 //! (immutable once made), each half counting its own nonces: the reader and the writer's
 //! task never wait on each other.
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::sync::Arc;
