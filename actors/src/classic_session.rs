@@ -8,6 +8,7 @@
 //! peer state lives in it.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -51,7 +52,7 @@ pub async fn sniff(stream: &TcpStream, wait: Duration) -> Sniffed {
 pub async fn route(
     stream: TcpStream,
     remote: SocketAddr,
-    template: SessionTemplate,
+    template: Arc<SessionTemplate>,
     classic: ClassicConfig,
     slot: ConnectionSlot,
 ) {

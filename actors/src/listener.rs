@@ -6,6 +6,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -28,7 +29,8 @@ const REBIND_PAUSE: Duration = Duration::from_millis(100);
 pub struct Listener {
     socket: Option<TcpListener>,
     local_addr: SocketAddr,
-    template: SessionTemplate,
+    /// One for every Session it starts (they share it).
+    template: Arc<SessionTemplate>,
     supervisor: SupervisorLink,
     failure: Option<String>,
     incarnation: u32,
@@ -68,7 +70,7 @@ impl Listener {
         Ok(Listener {
             socket: Some(socket),
             local_addr,
-            template,
+            template: Arc::new(template),
             supervisor,
             failure: None,
             incarnation: 0,

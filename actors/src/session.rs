@@ -38,7 +38,7 @@ mod gate;
 mod handshake;
 
 use codec::{Incoming, SessionCodec};
-use gate::{Gated, Hold, ReadGate};
+use gate::{Hold, ReadGate};
 
 pub use frames::{AckChats, Chat, Deliver, RefreshPeers};
 pub use handshake::Reannounce;
@@ -119,8 +119,9 @@ pub struct Session {
     direction: Direction,
     remote: SocketAddr,
     local: SocketAddr,
-    template: SessionTemplate,
-    reader: Option<Gated<FramedRead<tokio::net::tcp::OwnedReadHalf, SessionCodec>>>,
+    /// Shared by every Session the Listener (or one dial) starts: thousands of Sessions must
+    /// not each hold a copy of the node's identity and limits.
+    template: Arc<SessionTemplate>,
     /// Holds the reader back: a chat rate over budget, or too many chats not yet shown.
     gate: ReadGate,
     /// The peer's budget of chats, and of `get_peers`.
@@ -165,7 +166,7 @@ impl Session {
     pub fn start(
         stream: TcpStream,
         direction: Direction,
-        template: SessionTemplate,
+        template: Arc<SessionTemplate>,
     ) -> std::io::Result<(SessionId, Addr<Session>)> {
         Self::start_with(stream, direction, None, template, None)
     }
@@ -177,7 +178,7 @@ impl Session {
         stream: TcpStream,
         direction: Direction,
         expected_remote: Option<PeerKey>,
-        template: SessionTemplate,
+        template: Arc<SessionTemplate>,
     ) -> std::io::Result<(SessionId, Addr<Session>)> {
         Self::start_with(stream, direction, expected_remote, template, None)
     }
@@ -185,7 +186,7 @@ impl Session {
     /// Starts a Session on a connection the Listener accepted and counted in `slot`.
     pub fn start_inbound(
         stream: TcpStream,
-        template: SessionTemplate,
+        template: Arc<SessionTemplate>,
         slot: ConnectionSlot,
     ) -> std::io::Result<(SessionId, Addr<Session>)> {
         Self::start_with(stream, Direction::Inbound, None, template, Some(slot))
@@ -195,7 +196,7 @@ impl Session {
         stream: TcpStream,
         direction: Direction,
         expected_remote: Option<PeerKey>,
-        template: SessionTemplate,
+        template: Arc<SessionTemplate>,
         slot: Option<ConnectionSlot>,
     ) -> std::io::Result<(SessionId, Addr<Session>)> {
         let remote = stream.peer_addr()?;
@@ -245,19 +246,19 @@ impl Session {
             presented_key: None,
         };
         let gate = ReadGate::default();
+        // Small to start with (it grows for big frames): thousands of idle sessions must not
+        // cost 8 KiB of read buffer each.
+        let reader = gate.guard(FramedRead::with_capacity(
+            read_half,
+            SessionCodec::new(handshake),
+            256,
+        ));
         let now = Instant::now();
         let session = Session {
             id,
             direction,
             remote,
             local,
-            // Small to start with (it grows for big frames): thousands of idle sessions
-            // must not cost 8 KiB of read buffer each.
-            reader: Some(gate.guard(FramedRead::with_capacity(
-                read_half,
-                SessionCodec::new(handshake),
-                256,
-            ))),
             gate,
             chat_bucket: TokenBucket::new(template.limits.chats, now),
             get_peers_bucket: TokenBucket::new(template.limits.get_peers, now),
@@ -279,7 +280,13 @@ impl Session {
             flush_scheduled: false,
             death_watch,
         };
-        Ok((id, session.start()))
+        // The reader goes to the context at once rather than waiting in the Session for
+        // `started`: a field that is empty for the Session's whole life still costs its size.
+        let addr = Session::create(|ctx| {
+            ctx.add_stream(reader);
+            session
+        });
+        Ok((id, addr))
     }
 
     fn send_frame(&mut self, frame: &Frame, ctx: &mut Context<Self>) {
@@ -391,9 +398,6 @@ impl Actor for Session {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        if let Some(reader) = self.reader.take() {
-            ctx.add_stream(reader);
-        }
         // The whole handshake, and the Registry's answer, within the hello timeout.
         let hello_timeout = self.template.timeouts.hello;
         ctx.run_later(hello_timeout, move |act, ctx| {

@@ -371,8 +371,31 @@ async fn write_chunk(
     mut chunk: &[u8],
     stall: Duration,
 ) -> std::io::Result<()> {
-    // Since the last progress, if the socket refused bytes.
-    let mut deadline = None;
+    while !chunk.is_empty() {
+        match socket.try_write(chunk) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => chunk = &chunk[n..],
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
+                // Boxed: the timer and the readiness future are large, and a future's size is
+                // its largest state, so inline they would sit in every connection's writing
+                // task, idle or not (thousands of sessions: docs/performance.md).
+                return Box::pin(write_when_writable(socket, chunk, stall)).await;
+            }
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(())
+}
+
+/// The rest of `write_chunk` once the socket refused bytes: waits for room, at most `stall`
+/// since the last progress.
+async fn write_when_writable(
+    socket: &OwnedWriteHalf,
+    mut chunk: &[u8],
+    stall: Duration,
+) -> std::io::Result<()> {
+    // Since the last progress: the socket has just refused bytes.
+    let mut deadline = Some(tokio::time::Instant::now() + stall);
     while !chunk.is_empty() {
         match socket.try_write(chunk) {
             Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),

@@ -40,7 +40,6 @@
 //! (immutable once made), each half counting its own nonces: the reader and the writer's
 //! task never wait on each other.
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::sync::Arc;
@@ -104,9 +103,14 @@ impl Backend {
     fn resolver(self) -> Box<dyn CryptoResolver + Send> {
         match self {
             Backend::RustCrypto => Box::new(DefaultResolver),
+            // ring's ChaCha20-Poly1305 without its 544-byte key per direction per session
+            // (small_cipher.rs), then ring's SHA-256 and RNG, then X25519 from the default.
             Backend::Ring => Box::new(FallbackResolver::new(
-                Box::new(RingResolver),
-                Box::new(DefaultResolver),
+                Box::new(SmallCipherResolver),
+                Box::new(FallbackResolver::new(
+                    Box::new(RingResolver),
+                    Box::new(DefaultResolver),
+                )),
             )),
         }
     }
@@ -278,10 +282,12 @@ impl From<io::Error> for NoiseError {
 // ---- the handshake ----
 
 mod handshake;
+mod small_cipher;
 mod transport;
 
 use handshake::whole_frame;
 pub use handshake::*;
+use small_cipher::SmallCipherResolver;
 pub use transport::*;
 
 #[cfg(test)]

@@ -160,6 +160,37 @@ fn a_batch_is_one_transport_message_and_comes_out_in_order() {
 }
 
 #[test]
+fn the_decoder_keeps_a_small_plaintext_buffer_and_lets_go_of_a_big_one() {
+    let (mut alice, bob) = handshake_pair(
+        &StaticKeypair::generate().unwrap(),
+        &StaticKeypair::generate().unwrap(),
+        Backend::CHOSEN,
+    );
+    let mut codec = TransportCodec::new(bob.opener);
+    let mut wire = BytesMut::new();
+    // A small message: its buffer stays for the next one.
+    let small = [chat(1, "hi"), Frame::Ack { id: 7 }];
+    alice
+        .sealer
+        .seal_frames(&framed(&small), &mut wire)
+        .unwrap();
+    assert_eq!(decode_all(&mut codec, &mut wire).unwrap(), small);
+    assert!(codec.plaintext.capacity() > 0);
+    // A message of several maps, over 2 KiB in all: every map comes out, in order, and then
+    // the buffer is let go, not kept for the connection's life.
+    let big: Vec<Frame> = (0..30).map(|i| chat(i, &"x".repeat(100))).collect();
+    alice.sealer.seal_frames(&framed(&big), &mut wire).unwrap();
+    assert_eq!(decode_all(&mut codec, &mut wire).unwrap(), big);
+    assert_eq!(codec.plaintext.capacity(), 0);
+    // And the codec goes on with the next message.
+    alice
+        .sealer
+        .seal_frames(&framed(&small), &mut wire)
+        .unwrap();
+    assert_eq!(decode_all(&mut codec, &mut wire).unwrap(), small);
+}
+
+#[test]
 fn a_batch_too_big_for_one_message_spans_several_of_whole_maps() {
     let (mut alice, mut bob) = handshake_pair(
         &StaticKeypair::generate().unwrap(),

@@ -175,19 +175,24 @@ impl Opener {
 /// tokio-util decoder of an established session's frames: opens each transport message and
 /// yields the [`Frame`] of each map in it, in order. A map that does not decode ends the
 /// stream with [`NoiseError::BadPlaintext`] after the maps before it were yielded.
+///
+/// The maps of an opened message are decoded one per call, straight from its plaintext, not
+/// queued as frames first: a queue would keep its allocation in every session for the
+/// connection's life. For the same reason a plaintext buffer that a big message (a `peers`
+/// frame) grew past [`KEEP_PLAINTEXT_BYTES`] is let go once its maps are decoded.
 pub struct TransportCodec {
     pub(super) opener: Opener,
+    /// The last message opened.
     pub(super) plaintext: Vec<u8>,
-    pub(super) ready: VecDeque<Frame>,
-    /// The error after the maps in `ready`.
-    pub(super) failed: Option<NoiseError>,
+    /// How much of `plaintext` is decoded already.
+    pub(super) decoded: usize,
 }
 
 impl fmt::Debug for TransportCodec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TransportCodec")
             .field("opener", &self.opener)
-            .field("ready", &self.ready.len())
+            .field("undecoded", &(self.plaintext.len() - self.decoded))
             .finish_non_exhaustive()
     }
 }
@@ -198,9 +203,30 @@ impl TransportCodec {
         TransportCodec {
             opener,
             plaintext: Vec::new(),
-            ready: VecDeque::new(),
-            failed: None,
+            decoded: 0,
         }
+    }
+
+    /// Decodes the next map of the opened message (there is one: `decoded < len`).
+    fn next_map(&mut self) -> Result<Frame, NoiseError> {
+        let decoded = match split_maps(&self.plaintext[self.decoded..]).next() {
+            Some(Ok(map)) => {
+                self.decoded += map.len();
+                decode_payload(map)
+            }
+            Some(Err(err)) => Err(err),
+            None => return Err(NoiseError::BadFrames),
+        };
+        if decoded.is_err() {
+            // Nothing after a bad map is read.
+            self.decoded = self.plaintext.len();
+        }
+        if self.decoded == self.plaintext.len() && self.plaintext.capacity() > KEEP_PLAINTEXT_BYTES
+        {
+            self.plaintext = Vec::new();
+            self.decoded = 0;
+        }
+        decoded.map_err(NoiseError::BadPlaintext)
     }
 }
 
@@ -209,38 +235,27 @@ impl Decoder for TransportCodec {
     type Error = NoiseError;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, NoiseError> {
-        if let Some(frame) = self.ready.pop_front() {
-            return Ok(Some(frame));
-        }
-        if let Some(err) = self.failed.take() {
-            return Err(err);
+        if self.decoded < self.plaintext.len() {
+            return self.next_map().map(Some);
         }
         let Some(len) = whole_frame(src)? else {
             return Ok(None);
         };
+        self.decoded = 0;
         let opened = self.opener.open(
             &src[LENGTH_PREFIX..LENGTH_PREFIX + len],
             &mut self.plaintext,
         );
         src.advance(LENGTH_PREFIX + len);
-        opened?;
+        if let Err(err) = opened {
+            self.plaintext.clear();
+            return Err(err);
+        }
         if self.plaintext.is_empty() {
             return Err(NoiseError::BadPlaintext(WireError::Malformed(
                 "a transport message with no map".into(),
             )));
         }
-        for map in split_maps(&self.plaintext) {
-            match map.and_then(decode_payload) {
-                Ok(frame) => self.ready.push_back(frame),
-                Err(err) => {
-                    self.failed = Some(NoiseError::BadPlaintext(err));
-                    break;
-                }
-            }
-        }
-        match self.ready.pop_front() {
-            Some(frame) => Ok(Some(frame)),
-            None => Err(self.failed.take().unwrap_or(NoiseError::BadFrames)),
-        }
+        self.next_map().map(Some)
     }
 }

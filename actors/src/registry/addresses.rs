@@ -81,11 +81,18 @@ pub fn note(addrs: &mut Vec<KnownAddr>, addr: PeerAddr, learned: Learned, worked
                 known.last_worked = now;
             }
         }
-        None => addrs.push(KnownAddr {
-            addr,
-            learned,
-            last_worked: now,
-        }),
+        None => {
+            if addrs.is_empty() {
+                // Most peers have one address: room for one, not the four a first push
+                // makes, in each of thousands of records.
+                addrs.reserve_exact(1);
+            }
+            addrs.push(KnownAddr {
+                addr,
+                learned,
+                last_worked: now,
+            })
+        }
     }
 }
 

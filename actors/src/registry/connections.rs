@@ -3,6 +3,7 @@
 //! unreachable peer (the `Dialer` keeps their state; here they meet TCP and timers).
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -175,7 +176,7 @@ impl Registry {
                 Ok(Err(err)) => return act.dial_failed(to, connect_error(err), ctx),
                 Err(_) => return act.dial_failed(to, ConnectError::TimedOut(limit), ctx),
             };
-            let template = act.template(ctx);
+            let template = Arc::new(act.template(ctx));
             let expected = act.expecting.get(&to).map(|expected| expected.key);
             let direction = Direction::Outbound { dialed: to };
             if let Err(err) = Session::start_expecting(stream, direction, expected, template) {
