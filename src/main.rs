@@ -177,7 +177,8 @@ enum Command {
         /// Name shown to the peer (default: $USER).
         #[arg(short, long)]
         name: Option<String>,
-        /// Port to listen on while sending (default: any free one).
+        /// Port the sending node binds while it runs (default: any free one). Peers are
+        /// told it does not listen: nobody dials it back or passes it on.
         #[arg(short, long)]
         port: Option<u16>,
         /// The peer to send to.
