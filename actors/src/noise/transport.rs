@@ -179,7 +179,7 @@ impl Opener {
 /// The maps of an opened message are decoded one per call, straight from its plaintext, not
 /// queued as frames first: a queue would keep its allocation in every session for the
 /// connection's life. For the same reason a plaintext buffer that a big message (a `peers`
-/// frame) grew past [`KEEP_PLAINTEXT_BYTES`] is let go once its maps are decoded.
+/// frame) grew past `KEEP_PLAINTEXT_BYTES` is let go once its maps are decoded.
 pub struct TransportCodec {
     pub(super) opener: Opener,
     /// The last message opened.
