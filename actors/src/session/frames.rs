@@ -18,6 +18,10 @@ use crate::wire::{Frame, PeerEntry};
 /// Most chats and acks handed to the Registry in one message.
 const MAX_BATCH: usize = 256;
 
+/// How many times a flush waits for frames still ready on the socket (`flush_when_read`):
+/// at most this many of actix's 16-frame turns of the reader go into one batch.
+const MAX_FLUSH_WAITS: u8 = 16;
+
 /// One chat as it travels between a Session and the Registry: what a `chat` frame carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Chat {
@@ -168,9 +172,29 @@ impl Session {
         }
         if !self.flush_scheduled {
             self.flush_scheduled = true;
-            // A spawned future runs after the stream has handed over what it has read.
-            ctx.spawn(fut::ready(()).map(|_, act: &mut Self, ctx| act.flush_inbound(ctx)));
+            Self::flush_soon(0, ctx);
         }
+    }
+
+    /// A spawned future runs after the stream has handed over what it has read.
+    fn flush_soon(waits: u8, ctx: &mut Context<Self>) {
+        ctx.spawn(
+            fut::ready(()).map(move |_, act: &mut Self, ctx| act.flush_when_read(waits, ctx)),
+        );
+    }
+
+    /// The scheduled flush. actix hands a stream's items over 16 per turn: when the reader
+    /// stopped there with more frames ready, the flush waits for them (they are read in the
+    /// same poll of the actor, the flush spawned again behind them), so that a burst of chats is one
+    /// batch to the Registry, and its acks go out together, not 16 or 32 at a time.
+    fn flush_when_read(&mut self, waits: u8, ctx: &mut Context<Self>) {
+        if !self.flush_scheduled {
+            return; // A full batch went meanwhile, with everything read before it.
+        }
+        if waits < MAX_FLUSH_WAITS && self.gate.more_ready() && !self.state.is_lingering() {
+            return Self::flush_soon(waits + 1, ctx);
+        }
+        self.flush_inbound(ctx);
     }
 
     /// Hands the chats and acks read so far to the Registry.

@@ -24,6 +24,8 @@ pub(crate) enum Hold {
 struct Shared {
     holds: Cell<u8>,
     waker: RefCell<Option<Waker>>,
+    /// The stream's last poll gave an item: more may be ready without waiting.
+    gave_item: Cell<bool>,
 }
 
 /// The Session's handle on the gate.
@@ -53,6 +55,13 @@ impl ReadGate {
         self.0.holds.get() != 0
     }
 
+    /// Whether the guarded stream's last poll gave an item, rather than finding nothing
+    /// ready (or the gate closed): then it stopped only because its reader yielded (actix
+    /// reads 16 items of a stream per turn), and more items are probably ready now.
+    pub(crate) fn more_ready(&self) -> bool {
+        self.0.gave_item.get()
+    }
+
     /// `stream`, read only while the gate is open.
     pub(crate) fn guard<S>(&self, stream: S) -> Gated<S> {
         Gated {
@@ -74,9 +83,15 @@ impl<S: Stream + Unpin> Stream for Gated<S> {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<S::Item>> {
         if self.gate.is_closed() {
             *self.gate.0.waker.borrow_mut() = Some(cx.waker().clone());
+            self.gate.0.gave_item.set(false);
             return Poll::Pending;
         }
-        Pin::new(&mut self.inner).poll_next(cx)
+        let polled = Pin::new(&mut self.inner).poll_next(cx);
+        self.gate
+            .0
+            .gave_item
+            .set(matches!(polled, Poll::Ready(Some(_))));
+        polled
     }
 }
 
@@ -92,13 +107,19 @@ mod tests {
         let waker = futures::task::noop_waker();
         let mut cx = Context::from_waker(&waker);
         assert_eq!(gated.poll_next_unpin(&mut cx), Poll::Ready(Some(1)));
+        assert!(gate.more_ready());
         gate.hold(Hold::Rate);
         gate.hold(Hold::Unshown);
         assert_eq!(gated.poll_next_unpin(&mut cx), Poll::Pending);
+        assert!(!gate.more_ready());
         gate.release(Hold::Rate);
         assert!(gate.is_held(Hold::Unshown));
         assert_eq!(gated.poll_next_unpin(&mut cx), Poll::Pending);
         gate.release(Hold::Unshown);
         assert_eq!(gated.poll_next_unpin(&mut cx), Poll::Ready(Some(2)));
+        assert!(gate.more_ready());
+        assert_eq!(gated.poll_next_unpin(&mut cx), Poll::Ready(Some(3)));
+        assert_eq!(gated.poll_next_unpin(&mut cx), Poll::Ready(None));
+        assert!(!gate.more_ready());
     }
 }
