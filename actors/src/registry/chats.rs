@@ -465,7 +465,11 @@ impl Registry {
             .collect();
         let mut delivered = Vec::with_capacity(acked.len());
         for (id, out) in acked {
-            self.unsaved.remove(&id);
+            // Hashing the id costs more than the rest of this loop's bookkeeping, and the
+            // set is empty unless saving failed.
+            if !self.unsaved.is_empty() {
+                self.unsaved.remove(&id);
+            }
             let entry = HistoryEntry::Out {
                 at_ms,
                 to: out.to,
