@@ -139,7 +139,7 @@ impl Outbox {
         if out.ack_due.is_none() && due.is_some() {
             self.handed += 1;
         } else if out.ack_due.is_some() && due.is_none() {
-            self.handed -= 1;
+            self.handed = self.handed.saturating_sub(1);
         }
         // A deadline it had before makes its old entry stale.
         out.ack_due = due;
@@ -154,7 +154,7 @@ impl Outbox {
         if let Some(out) = self.chats.get_mut(&id) {
             out.on_session = None;
             if out.ack_due.take().is_some() {
-                self.handed -= 1;
+                self.handed = self.handed.saturating_sub(1);
             }
         }
     }
@@ -313,7 +313,7 @@ impl Outbox {
         }
         // Its `ack_due` entry, if any, is stale now: the chat is gone.
         if out.ack_due.is_some() {
-            self.handed -= 1;
+            self.handed = self.handed.saturating_sub(1);
         }
     }
 }
