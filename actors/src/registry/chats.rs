@@ -113,8 +113,9 @@ impl Registry {
             return self.on_send_classic(msg.to, msg.text, ctx);
         }
         self.check_room(&msg.to, std::slice::from_ref(&msg.text))?;
-        let id = self.accept(msg.to, msg.text, ctx);
-        self.route_accepted(msg.to, ctx);
+        let session = self.peers.session_for(&msg.to).map(|(id, _)| id);
+        let id = self.accept(msg.to, msg.text, session, ctx);
+        self.route_accepted(msg.to, session, ctx);
         Ok(id)
     }
 
@@ -130,12 +131,14 @@ impl Registry {
             return msg.texts.into_iter().map(&mut send).collect();
         }
         self.check_room(&msg.to, &msg.texts)?;
+        // Looked up once for the batch (four hash lookups): accepting chats changes no Session.
+        let session = self.peers.session_for(&msg.to).map(|(id, _)| id);
         let ids = msg
             .texts
             .into_iter()
-            .map(|text| self.accept(msg.to, text, ctx))
+            .map(|text| self.accept(msg.to, text, session, ctx))
             .collect();
-        self.route_accepted(msg.to, ctx);
+        self.route_accepted(msg.to, session, ctx);
         Ok(ids)
     }
 
@@ -179,9 +182,15 @@ impl Registry {
             .map_err(|full| SendError::OutboxFull(full.to_string()))
     }
 
-    /// Puts a chat in the outbox (and on disk) and, if its peer is connected, on the way.
-    /// `check_room` said there is room and an id.
-    fn accept(&mut self, to: PeerAddr, text: String, ctx: &mut Context<Self>) -> MessageId {
+    /// Puts a chat in the outbox (and on disk) and, if its peer is connected (`session`, from
+    /// `PeerTable::session_for`), on the way. `check_room` said there is room and an id.
+    fn accept(
+        &mut self,
+        to: PeerAddr,
+        text: String,
+        session: Option<SessionId>,
+        ctx: &mut Context<Self>,
+    ) -> MessageId {
         // check_room made sure of it; saturating all the same, never wrapping.
         self.next_message_id = self.next_message_id.saturating_add(1).min(MAX_MESSAGE_ID);
         let id = self.next_message_id;
@@ -207,7 +216,7 @@ impl Registry {
         }
         let now = Instant::now();
         self.outbox.insert(id, to, text, sent_at_ms, now);
-        if let Some((session, _)) = self.peers.session_for(&to) {
+        if let Some(session) = session {
             // Only this chat: the others for this peer are already on the session.
             self.outbox.hand(id, session, now);
             self.deliver_soon(id, session, ctx);
@@ -215,9 +224,14 @@ impl Registry {
         id
     }
 
-    /// After accepting chats for `to`: if it has no Session, get it one.
-    fn route_accepted(&mut self, to: PeerAddr, ctx: &mut Context<Self>) {
-        if self.peers.session_for(&to).is_some()
+    /// After accepting chats for `to`: if it has no Session (`session`), get it one.
+    fn route_accepted(
+        &mut self,
+        to: PeerAddr,
+        session: Option<SessionId>,
+        ctx: &mut Context<Self>,
+    ) {
+        if session.is_some()
             // Its Session is rejoining a restarted Registry: the chats go out when it has.
             || self.peers.is_rejoining(&to)
             // A reconnect is scheduled: the chats wait for it with the others.
@@ -465,7 +479,11 @@ impl Registry {
             .collect();
         let mut delivered = Vec::with_capacity(acked.len());
         for (id, out) in acked {
-            self.unsaved.remove(&id);
+            // Hashing the id costs more than the rest of this loop's bookkeeping, and the
+            // set is empty unless saving failed.
+            if !self.unsaved.is_empty() {
+                self.unsaved.remove(&id);
+            }
             let entry = HistoryEntry::Out {
                 at_ms,
                 to: out.to,

@@ -1,11 +1,19 @@
 //! Outbox: the chats this node accepted and that wait for an ack, kept per peer in the order
-//! they were accepted, with two deadline indexes: when an unacked chat is sent again, and when
+//! they were accepted, with two deadlines each: when an unacked chat is sent again, and when
 //! a chat is given up. A plain struct owned by the Registry (which also writes it to the Store).
 //!
-//! Like mini-redis's `Db`, expiry looks at the front of a `BTreeSet<(Instant, MessageId)>`
-//! only: the 250 ms tick costs nothing when nothing is due, however long the outbox.
+//! Like mini-redis's `Db`, expiry looks at the front of an ordered index only: the 250 ms tick
+//! costs nothing when nothing is due, however long the outbox. Both deadlines are a fixed
+//! time after a moment that only moves forward (`now`), so no sorted set is needed, whose
+//! insert and remove cost more per chat than the rest of the outbox together (callgrind,
+//! docs/performance.md): a chat is given up `give_up_after` after it was accepted, and ids
+//! grow as chats are accepted, so the chats in id order are in give-up order; and a chat is
+//! handed again `ack_timeout` after it was handed, so a queue in hand order is in ack-due
+//! order. That queue is not told when a chat is acked or taken off its Session: an entry
+//! counts only while its chat still has that deadline, and stale entries are dropped as the
+//! tick reaches them, or all at once when they outnumber the live ones.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use crate::helpers::human;
@@ -26,7 +34,7 @@ pub(crate) struct Outgoing {
     pub(crate) last_error: Option<String>,
     /// Handed to a Session and no ack by then: hand it again. In `Outbox::ack_due` too.
     ack_due: Option<Instant>,
-    /// Still waiting then: give up. In `Outbox::give_up_due` too.
+    /// Still waiting then: give up (the chats in id order are in this order).
     give_up_due: Option<Instant>,
 }
 
@@ -48,8 +56,11 @@ pub(crate) struct Outbox {
     chats: BTreeMap<MessageId, Box<Outgoing>>,
     /// Each peer's chats; ids grow, so id order is the order they were accepted.
     by_peer: HashMap<TableKey, BTreeSet<MessageId>>,
-    ack_due: BTreeSet<(Instant, MessageId)>,
-    give_up_due: BTreeSet<(Instant, MessageId)>,
+    /// Every hand with its ack deadline, in hand order, so in deadline order; an entry is
+    /// stale once its chat no longer has that deadline (see the module docs).
+    ack_due: VecDeque<(Instant, MessageId)>,
+    /// Chats with an ack deadline: the live entries of `ack_due`.
+    handed: usize,
     ack_timeout: Duration,
     give_up_after: Duration,
 }
@@ -61,8 +72,8 @@ impl Outbox {
         Outbox {
             chats: BTreeMap::new(),
             by_peer: HashMap::new(),
-            ack_due: BTreeSet::new(),
-            give_up_due: BTreeSet::new(),
+            ack_due: VecDeque::new(),
+            handed: 0,
             ack_timeout,
             give_up_after,
         }
@@ -90,7 +101,8 @@ impl Outbox {
         self.by_peer.keys().copied().collect()
     }
 
-    /// Accepts a chat for `to`, not yet on any Session.
+    /// Accepts a chat for `to`, not yet on any Session. `now` never goes back from one call
+    /// to the next, and ids grow: a later chat is never due before an earlier one.
     pub(crate) fn insert(
         &mut self,
         id: MessageId,
@@ -100,9 +112,6 @@ impl Outbox {
         now: Instant,
     ) {
         let give_up_due = now.checked_add(self.give_up_after);
-        if let Some(due) = give_up_due {
-            self.give_up_due.insert((due, id));
-        }
         self.by_peer.entry(to).or_default().insert(id);
         let out = Outgoing {
             to,
@@ -120,11 +129,23 @@ impl Outbox {
     }
 
     /// Chat `id` is handed to `session` now: without an ack in time it is handed again.
+    /// `now` never goes back from one call to the next.
     pub(crate) fn hand(&mut self, id: MessageId, session: SessionId, now: Instant) {
-        if let Some(out) = self.chats.get_mut(&id) {
-            out.on_session = Some(session);
-            let due = now.checked_add(self.ack_timeout);
-            set_due(&mut self.ack_due, &mut out.ack_due, due, id);
+        let Some(out) = self.chats.get_mut(&id) else {
+            return;
+        };
+        out.on_session = Some(session);
+        let due = now.checked_add(self.ack_timeout);
+        if out.ack_due.is_none() && due.is_some() {
+            self.handed += 1;
+        } else if out.ack_due.is_some() && due.is_none() {
+            self.handed = self.handed.saturating_sub(1);
+        }
+        // A deadline it had before makes its old entry stale.
+        out.ack_due = due;
+        if let Some(due) = due {
+            self.ack_due.push_back((due, id));
+            self.drop_stale_if_many();
         }
     }
 
@@ -132,8 +153,28 @@ impl Outbox {
     pub(crate) fn unhand(&mut self, id: MessageId) {
         if let Some(out) = self.chats.get_mut(&id) {
             out.on_session = None;
-            set_due(&mut self.ack_due, &mut out.ack_due, None, id);
+            if out.ack_due.take().is_some() {
+                self.handed = self.handed.saturating_sub(1);
+            }
         }
+    }
+
+    /// Whether an entry of `ack_due` is still its chat's deadline.
+    fn is_live(&self, (due, id): (Instant, MessageId)) -> bool {
+        self.chats
+            .get(&id)
+            .is_some_and(|out| out.ack_due == Some(due))
+    }
+
+    /// Bounds `ack_due` to about twice the chats it is for: acks leave their entries behind,
+    /// and a chat that stays unacked at the front would otherwise keep every later one.
+    fn drop_stale_if_many(&mut self) {
+        if self.ack_due.len() <= 2 * self.handed + 64 {
+            return;
+        }
+        let mut entries = std::mem::take(&mut self.ack_due);
+        entries.retain(|entry| self.is_live(*entry));
+        self.ack_due = entries;
     }
 
     /// Chats for `peer` that were on `session`, which is gone, wait for another one.
@@ -213,15 +254,16 @@ impl Outbox {
     pub(crate) fn remove_all(&mut self) -> Vec<(MessageId, Box<Outgoing>)> {
         self.by_peer.clear();
         self.ack_due.clear();
-        self.give_up_due.clear();
+        self.handed = 0;
         std::mem::take(&mut self.chats).into_iter().collect()
     }
 
     /// Removes the chats that have waited too long, with the reason to report.
     pub(crate) fn give_up_due(&mut self, now: Instant) -> Vec<(MessageId, Box<Outgoing>, String)> {
         let mut given_up = Vec::new();
-        while let Some(&(due, id)) = self.give_up_due.first() {
-            if due > now {
+        // Oldest first: the first chat not due yet has no later chat due before it.
+        while let Some((&id, out)) = self.chats.first_key_value() {
+            if out.give_up_due.is_none_or(|due| due > now) {
                 break;
             }
             if let Some(out) = self.remove(id) {
@@ -238,9 +280,13 @@ impl Outbox {
     pub(crate) fn ack_due(&mut self, now: Instant) -> Vec<TableKey> {
         let mut stale = BTreeSet::new();
         let why = format!("no ack within {}", human(self.ack_timeout));
-        while let Some(&(due, id)) = self.ack_due.first() {
+        while let Some(&(due, id)) = self.ack_due.front() {
             if due > now {
                 break;
+            }
+            self.ack_due.pop_front();
+            if !self.is_live((due, id)) {
+                continue; // Acked, taken off its Session or handed again since.
             }
             self.unhand(id);
             if let Some(out) = self.chats.get_mut(&id) {
@@ -265,29 +311,11 @@ impl Outbox {
                 self.by_peer.remove(&out.to);
             }
         }
-        if let Some(due) = out.ack_due {
-            self.ack_due.remove(&(due, id));
-        }
-        if let Some(due) = out.give_up_due {
-            self.give_up_due.remove(&(due, id));
+        // Its `ack_due` entry, if any, is stale now: the chat is gone.
+        if out.ack_due.is_some() {
+            self.handed = self.handed.saturating_sub(1);
         }
     }
-}
-
-/// Moves chat `id`'s entry in a deadline index from `slot`'s old deadline to `due`.
-fn set_due(
-    index: &mut BTreeSet<(Instant, MessageId)>,
-    slot: &mut Option<Instant>,
-    due: Option<Instant>,
-    id: MessageId,
-) {
-    if let Some(old) = slot.take() {
-        index.remove(&(old, id));
-    }
-    if let Some(due) = due {
-        index.insert((due, id));
-    }
-    *slot = due;
 }
 
 #[cfg(test)]
@@ -419,6 +447,30 @@ mod tests {
         assert_eq!(later[0].2, "gave up after 60s: no ack");
         assert!(outbox.is_empty());
         assert!(outbox.peers().is_empty());
+    }
+
+    #[test]
+    fn acked_chats_leave_no_deadline_behind_and_the_queue_stays_bounded() {
+        let now = Instant::now();
+        let a = peer(1);
+        let mut outbox = Outbox::new(ACK, GIVE_UP);
+        // Chat 1 stays unacked at the front while 10,000 later ones are acked.
+        outbox.insert(1, a, "first".into(), 0, now);
+        outbox.hand(1, 10, now);
+        for id in 2..10_002 {
+            outbox.insert(id, a, "later".into(), 0, now);
+            outbox.hand(id, 10, now);
+            assert!(outbox.take_acked(id, |to| *to == a).is_some());
+        }
+        // One chat handed: at most twice that plus 64, plus the entry just pushed.
+        assert!(outbox.ack_due.len() <= 67, "{}", outbox.ack_due.len());
+        // Handed again before its deadline: only the new deadline counts.
+        outbox.hand(1, 11, now + Duration::from_secs(1));
+        assert!(outbox.ack_due(now + ACK).is_empty());
+        assert_eq!(outbox.ack_due(now + ACK + Duration::from_secs(1)), vec![a]);
+        assert!(outbox.ack_due(now + ACK * 3).is_empty());
+        assert_eq!(outbox.get(1).unwrap().on_session, None);
+        assert_eq!(outbox.len(), 1);
     }
 
     #[test]
