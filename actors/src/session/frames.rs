@@ -150,9 +150,9 @@ impl Session {
         }
         // Chats that came before the bye are still being handed over: their acks go out
         // first (the peer lingers to read them), within a bound.
-        self.bye_after_acks = Some(reason);
+        self.rare().bye_after_acks = Some(reason);
         ctx.run_later(LINGER, |act, ctx| {
-            if let Some(reason) = act.bye_after_acks.take() {
+            if let Some(reason) = act.take_bye_after_acks() {
                 act.close(ctx, reason, false);
             }
         });
@@ -266,7 +266,11 @@ impl Session {
         peers: Vec<PeerEntry>,
         ctx: &mut Context<Self>,
     ) {
-        let waiters = std::mem::take(&mut self.peers_waiters);
+        let waiters = self
+            .rare
+            .as_mut()
+            .map(|rare| std::mem::take(&mut rare.peers_waiters))
+            .unwrap_or_default();
         // Answer RefreshPeers only after the Registry has taken the list in.
         let learned = ask(
             Role::Session,
@@ -336,7 +340,7 @@ impl Handler<AckChats> for Session {
             self.send_frame(&Frame::Ack { id }, ctx);
         }
         if self.acks_pending == 0 {
-            if let Some(reason) = self.bye_after_acks.take() {
+            if let Some(reason) = self.take_bye_after_acks() {
                 self.close(ctx, reason, false);
             }
         }
@@ -354,7 +358,7 @@ impl Handler<RefreshPeers> for Session {
 
     fn handle(&mut self, _: RefreshPeers, ctx: &mut Context<Self>) -> Self::Result {
         let (tx, rx) = oneshot::channel();
-        self.peers_waiters.push(tx);
+        self.rare().peers_waiters.push(tx);
         self.send_frame(&Frame::GetPeers, ctx);
         Box::pin(async move {
             let _ = rx.await;
