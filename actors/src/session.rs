@@ -149,6 +149,10 @@ pub struct Session {
     flush_scheduled: bool,
     /// Why the session ended, for the Registry (`SessionClosed`, sent by `drop`).
     end_reason: Option<String>,
+    /// The hello timeout, cancelled once the Registry accepts the peer: a timer left pending
+    /// holds its allocation, and a slot among the context's few inline ones, for the
+    /// timeout's whole length.
+    hello_timer: Option<SpawnHandle>,
     /// What few Sessions ever need (`Rare`), allocated on first use.
     rare: Option<Box<Rare>>,
 }
@@ -275,6 +279,7 @@ impl Session {
             inbound_acks: Vec::new(),
             flush_scheduled: false,
             end_reason: None,
+            hello_timer: None,
             rare: None,
         };
         // The reader goes to the context at once rather than waiting in the Session for
@@ -407,12 +412,13 @@ impl Actor for Session {
     fn started(&mut self, ctx: &mut Context<Self>) {
         // The whole handshake, and the Registry's answer, within the hello timeout.
         let hello_timeout = self.template.timeouts.hello;
-        ctx.run_later(hello_timeout, move |act, ctx| {
+        let timer = ctx.run_later(hello_timeout, move |act, ctx| {
             if matches!(act.state, State::Handshake) {
                 let reason = format!("no handshake within {}", human(hello_timeout));
                 act.close(ctx, reason, false);
             }
         });
+        self.hello_timer = Some(timer);
         let tick = self
             .template
             .timeouts

@@ -63,7 +63,7 @@ impl Session {
                 .into_actor(self)
                 .map(move |answer, act, ctx| match answer {
                     Ok(Ok(known)) => {
-                        act.established(established);
+                        act.established(established, ctx);
                         act.send_frame(&Frame::Peers { peers: known }, ctx);
                     }
                     Ok(Err(refusal)) => act.close(ctx, refusal, true),
@@ -73,7 +73,11 @@ impl Session {
     }
 
     /// The Registry accepted the peer.
-    fn established(&mut self, established: Established) {
+    fn established(&mut self, established: Established, ctx: &mut Context<Self>) {
+        // Past the handshake, the hello timeout has nothing left to check.
+        if let Some(timer) = self.hello_timer.take() {
+            ctx.cancel_future(timer);
+        }
         match &mut self.state {
             // Closed while the Registry decided: acks may still come, and need the peer.
             State::Lingering(peer) => *peer = Some(established),
