@@ -64,7 +64,11 @@ impl Session {
                 self.schedule_flush(ctx);
             }
             Frame::GetPeers => {
-                if self.get_peers_bucket.take(Instant::now()).is_err() {
+                if self
+                    .get_peers_bucket
+                    .take(self.template.limits.get_peers, Instant::now())
+                    .is_err()
+                {
                     let rate = self.template.limits.get_peers;
                     let reason = format!(
                         "rate limit: more than {} get_peers per second (burst {})",
@@ -94,7 +98,10 @@ impl Session {
     /// A chat over the peer's rate: reading stops until its bucket has a token again. The
     /// chat already read goes on; the peer's next ones wait in its own TCP window.
     fn take_chat_token(&mut self, ctx: &mut Context<Self>) {
-        let Err(wait) = self.chat_bucket.take(Instant::now()) else {
+        let Err(wait) = self
+            .chat_bucket
+            .take(self.template.limits.chats, Instant::now())
+        else {
             return;
         };
         if self.gate.is_held(Hold::Rate) {
