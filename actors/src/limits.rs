@@ -75,10 +75,10 @@ pub struct Rate {
 }
 
 /// A token bucket: each event takes a token; tokens come back at `rate.per_second`, up to
-/// `rate.burst`.
+/// `rate.burst`. The rate is the caller's (`take` is given it), not kept here: a Session
+/// holds two buckets, and thousands of Sessions share their rates (docs/performance.md).
 #[derive(Debug, Clone)]
 pub struct TokenBucket {
-    rate: Rate,
     tokens: f64,
     last: Instant,
 }
@@ -87,7 +87,6 @@ impl TokenBucket {
     /// A full bucket.
     pub fn new(rate: Rate, now: Instant) -> Self {
         TokenBucket {
-            rate,
             tokens: rate.burst.max(1.0),
             last: now,
         }
@@ -96,17 +95,18 @@ impl TokenBucket {
     /// Takes a token. If none is left the event is counted all the same (it has happened:
     /// a frame already read), as a debt, and the answer says how long until the bucket
     /// holds a token again: waiting that long before the next event keeps to the rate.
-    pub fn take(&mut self, now: Instant) -> Result<(), Duration> {
+    /// `rate` is the one the bucket was made with.
+    pub fn take(&mut self, rate: Rate, now: Instant) -> Result<(), Duration> {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
         self.last = now;
-        let per_second = self.rate.per_second.max(f64::MIN_POSITIVE);
-        self.tokens = (self.tokens + elapsed * per_second).min(self.rate.burst.max(1.0));
+        let per_second = rate.per_second.max(f64::MIN_POSITIVE);
+        self.tokens = (self.tokens + elapsed * per_second).min(rate.burst.max(1.0));
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
             return Ok(());
         }
         // At most one burst of debt, whatever the caller does.
-        self.tokens = (self.tokens - 1.0).max(-self.rate.burst.max(1.0));
+        self.tokens = (self.tokens - 1.0).max(-rate.burst.max(1.0));
         let wait = (1.0 - self.tokens) / per_second;
         Err(Duration::from_secs_f64(wait.min(3600.0)))
     }
@@ -277,19 +277,23 @@ mod tests {
         };
         let mut bucket = TokenBucket::new(rate, start);
         for _ in 0..3 {
-            assert!(bucket.take(start).is_ok());
+            assert!(bucket.take(rate, start).is_ok());
         }
         // The fourth is a debt: a token is back after 200 ms, not 100.
-        let wait = bucket.take(start).unwrap_err();
+        let wait = bucket.take(rate, start).unwrap_err();
         assert!(wait > Duration::from_millis(190) && wait <= Duration::from_millis(200));
-        assert!(bucket.take(start + Duration::from_millis(200)).is_ok());
-        assert!(bucket.take(start + Duration::from_millis(200)).is_err());
+        assert!(bucket
+            .take(rate, start + Duration::from_millis(200))
+            .is_ok());
+        assert!(bucket
+            .take(rate, start + Duration::from_millis(200))
+            .is_err());
         // Tokens never pile up past the burst.
         let later = start + Duration::from_secs(60);
         for _ in 0..3 {
-            assert!(bucket.take(later).is_ok());
+            assert!(bucket.take(rate, later).is_ok());
         }
-        assert!(bucket.take(later).is_err());
+        assert!(bucket.take(rate, later).is_err());
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //! and registering are in `session/handshake.rs`, the traffic after it in `session/frames.rs`.
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -118,7 +118,8 @@ pub struct Session {
     id: SessionId,
     direction: Direction,
     remote: SocketAddr,
-    local: SocketAddr,
+    /// Our own IP on this connection: with our port, it is us (`Register::local_ip`).
+    local_ip: IpAddr,
     /// Shared by every Session the Listener (or one dial) starts: thousands of Sessions must
     /// not each hold a copy of the node's identity and limits.
     template: Arc<SessionTemplate>,
@@ -131,28 +132,44 @@ pub struct Session {
     unacked_sizes: VecDeque<usize>,
     unacked_bytes: usize,
     /// An inbound connection's place in the Listener's count, given back when this ends.
-    _slot: Option<ConnectionSlot>,
+    slot: Option<ConnectionSlot>,
     writer: FrameWriter,
     /// The handshake is done: frames are sealed, a `bye` can be said.
     sealing: bool,
     state: State,
     last_heard: Instant,
     next_nonce: u64,
-    peers_waiters: Vec<oneshot::Sender<()>>,
-    /// Frames still to be discarded (injected fault).
-    drop_next: u32,
     /// Chats handed to the Registry and not yet acked.
     acks_pending: u32,
-    /// The peer said bye while acks were pending: close once they are sent.
-    bye_after_acks: Option<String>,
     /// Chats read and not yet handed to the Registry (see `Session::flush_inbound`).
     inbound_chats: Vec<Chat>,
     /// Acks read and not yet handed to the Registry.
     inbound_acks: Vec<MessageId>,
     /// A flush of the two above is scheduled.
     flush_scheduled: bool,
-    /// Reports the end to the Registry when the actor is dropped, however it ends.
-    death_watch: DeathWatch,
+    /// The hello timeout, cancelled once the Registry accepts the peer: a timer left pending
+    /// holds its allocation, and a slot among the context's few inline ones, for the
+    /// timeout's whole length.
+    hello_timer: Option<SpawnHandle>,
+    /// What few Sessions ever need (`Rare`), allocated on first use.
+    rare: Option<Box<Rare>>,
+}
+
+/// The parts of a Session that few Sessions ever use, boxed: a field inline is paid by every
+/// Session of thousands (docs/performance.md, "Many peers").
+#[derive(Default)]
+struct Rare {
+    /// `RefreshPeers` callers waiting for the peer's `peers` frame.
+    peers_waiters: Vec<oneshot::Sender<()>>,
+    /// The peer said bye while acks were pending: close once they are sent.
+    bye_after_acks: Option<String>,
+    /// Frames still to be discarded (injected fault).
+    drop_next: u32,
+    /// The key a dialed peer proved where another was expected.
+    presented_key: Option<PeerKey>,
+    /// Why the session ended, for the Registry (`SessionClosed`, sent by `drop`): set once,
+    /// when it closes.
+    end_reason: Option<String>,
 }
 
 /// How long a Session we close keeps reading acks after its bye.
@@ -232,19 +249,6 @@ impl Session {
         if let Some(first) = message_1 {
             let _ = writer.send_bytes(first);
         }
-        let dialed = match direction {
-            Direction::Outbound { dialed } => Some(dialed),
-            Direction::Inbound => None,
-        };
-        let death_watch = DeathWatch {
-            registry: template.registry.clone(),
-            session_id: id,
-            remote,
-            peer: None,
-            dialed,
-            reason: None,
-            presented_key: None,
-        };
         let gate = ReadGate::default();
         // Small to start with (it grows for big frames): thousands of idle sessions must not
         // cost 8 KiB of read buffer each.
@@ -258,27 +262,25 @@ impl Session {
             id,
             direction,
             remote,
-            local,
+            local_ip: local.ip(),
             gate,
             chat_bucket: TokenBucket::new(template.limits.chats, now),
             get_peers_bucket: TokenBucket::new(template.limits.get_peers, now),
             unacked_sizes: VecDeque::new(),
             unacked_bytes: 0,
-            _slot: slot,
+            slot,
             writer,
             sealing: false,
             template,
             state: State::Handshake,
             last_heard: Instant::now(),
             next_nonce: 1,
-            peers_waiters: Vec::new(),
-            drop_next: 0,
             acks_pending: 0,
-            bye_after_acks: None,
             inbound_chats: Vec::new(),
             inbound_acks: Vec::new(),
             flush_scheduled: false,
-            death_watch,
+            hello_timer: None,
+            rare: None,
         };
         // The reader goes to the context at once rather than waiting in the Session for
         // `started`: a field that is empty for the Session's whole life still costs its size.
@@ -287,6 +289,16 @@ impl Session {
             session
         });
         Ok((id, addr))
+    }
+
+    /// The rarely used parts, allocated now if they were not.
+    fn rare(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_with(Box::default)
+    }
+
+    /// Takes the reason of a bye the peer said while acks were pending, if it did.
+    fn take_bye_after_acks(&mut self) -> Option<String> {
+        self.rare.as_mut()?.bye_after_acks.take()
     }
 
     fn send_frame(&mut self, frame: &Frame, ctx: &mut Context<Self>) {
@@ -324,7 +336,7 @@ impl Session {
         }
         self.say_bye(&reason);
         self.writer.close();
-        self.death_watch.reason = Some(reason);
+        self.rare().end_reason = Some(reason);
         ctx.run_later(LINGER, |_, ctx| ctx.stop());
     }
 
@@ -340,7 +352,7 @@ impl Session {
             self.say_bye(&reason);
         }
         tracing::debug!(session = self.id, remote = %self.remote, "closing: {reason}");
-        self.death_watch.reason = Some(reason);
+        self.rare().end_reason = Some(reason);
         self.writer.close();
         ctx.stop();
     }
@@ -400,12 +412,13 @@ impl Actor for Session {
     fn started(&mut self, ctx: &mut Context<Self>) {
         // The whole handshake, and the Registry's answer, within the hello timeout.
         let hello_timeout = self.template.timeouts.hello;
-        ctx.run_later(hello_timeout, move |act, ctx| {
+        let timer = ctx.run_later(hello_timeout, move |act, ctx| {
             if matches!(act.state, State::Handshake) {
                 let reason = format!("no handshake within {}", human(hello_timeout));
                 act.close(ctx, reason, false);
             }
         });
+        self.hello_timer = Some(timer);
         let tick = self
             .template
             .timeouts
@@ -418,19 +431,25 @@ impl Actor for Session {
     fn stopped(&mut self, _ctx: &mut Context<Self>) {
         self.flush_lingering();
         self.writer.close();
-        if self.death_watch.reason.is_none() {
+        if self
+            .rare
+            .as_ref()
+            .is_none_or(|rare| rare.end_reason.is_none())
+        {
             // Every orderly end goes through `close`, which gives a reason: none means a crash.
-            self.death_watch.reason = Some("session crashed".into());
+            self.rare().end_reason = Some("session crashed".into());
         }
     }
 }
 
 impl StreamHandler<Result<Incoming, NoiseError>> for Session {
     fn handle(&mut self, item: Result<Incoming, NoiseError>, ctx: &mut Context<Self>) {
-        if self.drop_next > 0 && matches!(item, Ok(Incoming::Frame(_))) {
-            self.drop_next -= 1;
-            tracing::info!(session = self.id, "dropped a frame (injected fault)");
-            return;
+        if let Some(rare) = self.rare.as_deref_mut() {
+            if rare.drop_next > 0 && matches!(item, Ok(Incoming::Frame(_))) {
+                rare.drop_next -= 1;
+                tracing::info!(session = self.id, "dropped a frame (injected fault)");
+                return;
+            }
         }
         if self.state.is_lingering() {
             // Lingering after our bye: only acks still matter.
@@ -471,7 +490,7 @@ impl StreamHandler<Result<Incoming, NoiseError>> for Session {
             Err(NoiseError::Io(err)) => self.close(ctx, format!("connection error: {err}"), false),
             Err(bad) => {
                 if let NoiseError::UnexpectedKey { presented, .. } = &bad {
-                    self.death_watch.presented_key = Some(*presented);
+                    self.rare().presented_key = Some(*presented);
                 }
                 tracing::warn!(session = self.id, remote = %self.remote, "bad input: {bad}");
                 // A map that decrypted but is bad came from the authenticated peer: it gets a
@@ -490,7 +509,11 @@ impl StreamHandler<Result<Incoming, NoiseError>> for Session {
         if self.state.is_lingering() {
             return ctx.stop();
         }
-        if self.bye_after_acks.is_some() {
+        if self
+            .rare
+            .as_ref()
+            .is_some_and(|rare| rare.bye_after_acks.is_some())
+        {
             return; // The peer's half-close after its bye: our acks still go out.
         }
         self.close(ctx, "connection closed by peer".into(), false);
@@ -539,43 +562,57 @@ impl Handler<InjectSessionFault> for Session {
             ConnectionFault::StallReads(how_long) => {
                 ctx.wait(actix_rt::time::sleep(how_long).into_actor(self));
             }
-            ConnectionFault::DropNext(n) => self.drop_next += n,
+            ConnectionFault::DropNext(n) => self.rare().drop_next += n,
             ConnectionFault::Panic => panic!("session panic (injected)"),
         }
     }
 }
 
-/// Death watch: a guard inside the Session that reports `SessionClosed` when the actor's
-/// state is dropped. A clean stop, an error and a panic in a handler all drop it, so the
-/// Registry always learns that the connection is gone.
-struct DeathWatch {
-    registry: Addr<Registry>,
-    session_id: SessionId,
-    remote: SocketAddr,
-    peer: Option<PeerAddr>,
-    dialed: Option<PeerAddr>,
-    reason: Option<String>,
-    /// The key a dialed peer proved where another was expected.
-    presented_key: Option<PeerKey>,
-}
-
-impl Drop for DeathWatch {
+/// The death watch: dropping the Session reports `SessionClosed`. A clean stop, an error and
+/// a panic in a handler all drop it, so the Registry always learns that the connection is
+/// gone. (A `Drop` on the Session itself rather than a guard field: the guard held copies of
+/// the id, the addresses and the Registry's address, paid by every Session.)
+impl Drop for Session {
     fn drop(&mut self) {
+        // As when the guard was the last field: the writer and the Listener's slot are let
+        // go before the Registry hears of the end.
+        self.writer.close();
+        drop(self.slot.take());
         let reason = self
-            .reason
-            .take()
+            .rare
+            .as_mut()
+            .and_then(|rare| rare.end_reason.take())
             .unwrap_or_else(|| "session crashed".to_string());
+        let dialed = match self.direction {
+            Direction::Outbound { dialed } => Some(dialed),
+            Direction::Inbound => None,
+        };
         tell(
             Role::Session,
-            &self.registry,
+            &self.template.registry,
             SessionClosed {
-                session_id: self.session_id,
+                session_id: self.id,
                 remote: self.remote,
-                peer: self.peer,
-                dialed: self.dialed,
+                peer: self.state.peer().map(|established| established.peer),
+                dialed,
                 reason,
-                presented_key: self.presented_key,
+                presented_key: self
+                    .rare
+                    .as_mut()
+                    .and_then(|rare| rare.presented_key.take()),
             },
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Thousands of Sessions each pay every byte of the struct (docs/performance.md, "Many
+    /// peers"): a field added inline must be worth it, or go in `Rare`. At 448 B the actor's
+    /// task (its context, mailbox and tokio's task cell, in steps of 128 B) takes 896 B.
+    #[test]
+    fn a_session_stays_small() {
+        let size = std::mem::size_of::<super::Session>();
+        assert!(size <= 448, "a Session is {size} bytes");
     }
 }

@@ -62,7 +62,9 @@ struct Queue {
     unsealed: Vec<std::ops::Range<usize>>,
     /// Frames are sealed from now on.
     sealing: bool,
-    /// The sealer, on its way to the writing task.
+    /// The sealer, once the handshake is done: the writing task seals with it under the lock
+    /// (the Session and the task share one thread, so nobody waits for it), and its future
+    /// stays small.
     sealer: Option<Sealer>,
     /// Bytes taken by the writing task and not yet written.
     writing: usize,
@@ -270,10 +272,13 @@ impl Drop for FrameWriter {
     }
 }
 
+/// The writing task. Its future is small on purpose: a future is as large as its largest
+/// state, and every connection pays for its writing task, idle or not (thousands of sessions:
+/// docs/performance.md). So the sealer stays in the shared queue, a batch is sealed and
+/// written without waiting while the socket takes it (the usual case), and only a socket
+/// that refuses bytes makes the task wait, in a boxed future that holds the rest.
 async fn pump(shared: Arc<Shared>, stall: Duration) {
     let _end = Ending(shared.clone());
-    let socket = &shared.socket;
-    let mut sealer: Option<Sealer> = None;
     loop {
         // Wait for frames, or for the end.
         poll_fn(|cx| {
@@ -286,44 +291,20 @@ async fn pump(shared: Arc<Shared>, stall: Duration) {
             }
         })
         .await;
-        let (batch, unsealed) = {
-            let mut queue = shared.lock();
-            if queue.pending.is_empty() {
-                // Closed, and everything written: `_end` shuts the sending side, so the peer
-                // reads all of it and then the end of the stream.
-                break;
-            }
-            if let Some(handed) = queue.sealer.take() {
-                sealer = Some(handed);
-            }
-            let batch = queue.pending.split();
-            queue.writing = batch.len();
-            (batch, std::mem::take(&mut queue.unsealed))
+        let batch = match take_batch(&shared) {
+            Batch::Ready(batch) => batch,
+            // Closed, and everything written: `_end` shuts the sending side, so the peer
+            // reads all of it and then the end of the stream.
+            Batch::Done => break,
+            Batch::Failed => return,
         };
-        let batch = match sealer.as_mut() {
-            None => batch,
-            Some(sealer) => match seal(sealer, &batch, &unsealed) {
-                Ok(sealed) => sealed,
-                Err(err) => {
-                    // Nonces used up, or a bug: a gap or garbage would follow. Cut it.
-                    tracing::warn!("cannot seal frames: {err}");
-                    let mut queue = shared.lock();
-                    queue.writing = 0;
-                    queue.closed = true;
-                    queue.pending = BytesMut::new();
-                    queue.account();
-                    return;
-                }
-            },
+        let written = match write_now(&shared.socket, &batch) {
+            Ok(at) if at == batch.len() => true,
+            Ok(at) => Box::pin(write_rest(&shared.socket, batch, at, stall))
+                .await
+                .is_ok(),
+            Err(_) => false,
         };
-        let mut written = true;
-        for chunk in batch.chunks(BATCH_BYTES) {
-            if write_chunk(socket, chunk, stall).await.is_err() {
-                written = false;
-                break;
-            }
-        }
-        drop(batch);
         let mut queue = shared.lock();
         queue.writing = 0;
         if !written {
@@ -333,12 +314,88 @@ async fn pump(shared: Arc<Shared>, stall: Duration) {
             return;
         }
         if queue.pending.is_empty() {
-            // Also lets go of the allocation `batch` was split from: a quiet connection
+            // Also lets go of the allocation the batch was split from: a quiet connection
             // holds no buffer at all.
             queue.pending = BytesMut::new();
         }
         queue.account();
     }
+}
+
+/// What `take_batch` found in the queue.
+enum Batch {
+    /// The bytes to write, sealed if the handshake is done.
+    Ready(BytesMut),
+    /// Nothing queued, and the queue is closed.
+    Done,
+    /// Sealing failed: the queue is closed and emptied.
+    Failed,
+}
+
+/// Takes everything queued, sealed (by the queue's sealer, once the handshake is done).
+fn take_batch(shared: &Shared) -> Batch {
+    let mut guard = shared.lock();
+    let queue = &mut *guard;
+    if queue.pending.is_empty() {
+        return Batch::Done;
+    }
+    let batch = queue.pending.split();
+    queue.writing = batch.len();
+    let unsealed = std::mem::take(&mut queue.unsealed);
+    let Some(sealer) = queue.sealer.as_mut() else {
+        return Batch::Ready(batch);
+    };
+    match seal(sealer, &batch, &unsealed) {
+        Ok(sealed) => Batch::Ready(sealed),
+        Err(err) => {
+            // Nonces used up, or a bug: a gap or garbage would follow. Cut it.
+            tracing::warn!("cannot seal frames: {err}");
+            queue.writing = 0;
+            queue.closed = true;
+            queue.pending = BytesMut::new();
+            queue.account();
+            Batch::Failed
+        }
+    }
+}
+
+/// Writes as much of `batch` as the socket takes without waiting, `BATCH_BYTES` per call;
+/// how far it got.
+fn write_now(socket: &OwnedWriteHalf, batch: &[u8]) -> std::io::Result<usize> {
+    let mut at = 0;
+    while at < batch.len() {
+        let end = stretch_end(batch, at);
+        match socket.try_write(&batch[at..end]) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => at += n,
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => return Ok(at),
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(at)
+}
+
+/// Where the stretch of `BATCH_BYTES` that `at` is in ends: the stretches are cut from the
+/// batch's start, whatever a partial write left.
+fn stretch_end(batch: &[u8], at: usize) -> usize {
+    batch.len().min((at / BATCH_BYTES + 1) * BATCH_BYTES)
+}
+
+/// The rest of `batch` from `at`, once the socket refused bytes: each stretch of
+/// `BATCH_BYTES` (as `write_now` cut them) must make progress within `stall`.
+async fn write_rest(
+    socket: &OwnedWriteHalf,
+    batch: BytesMut,
+    at: usize,
+    stall: Duration,
+) -> std::io::Result<()> {
+    // The rest of the stretch the socket refused, waiting for room at once.
+    let end = stretch_end(&batch, at);
+    write_when_writable(socket, &batch[at..end], stall).await?;
+    for chunk in batch[end..].chunks(BATCH_BYTES) {
+        write_chunk(socket, chunk, stall).await?;
+    }
+    Ok(())
 }
 
 /// What goes on the wire for `batch`: its frames sealed, the `unsealed` ranges as they are,
@@ -366,6 +423,7 @@ fn seal(
 /// Writes all of `chunk`, failing if the socket accepts nothing for `stall`. The socket is
 /// tried first without a timer: it usually takes everything at once, and arming a timer for
 /// every write cost more than the write's own bookkeeping when frames go out one by one.
+/// (Only `write_rest`, itself boxed, calls it.)
 async fn write_chunk(
     socket: &OwnedWriteHalf,
     mut chunk: &[u8],
@@ -376,10 +434,7 @@ async fn write_chunk(
             Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
             Ok(n) => chunk = &chunk[n..],
             Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
-                // Boxed: the timer and the readiness future are large, and a future's size is
-                // its largest state, so inline they would sit in every connection's writing
-                // task, idle or not (thousands of sessions: docs/performance.md).
-                return Box::pin(write_when_writable(socket, chunk, stall)).await;
+                return write_when_writable(socket, chunk, stall).await;
             }
             Err(err) => return Err(err),
         }

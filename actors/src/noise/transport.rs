@@ -178,8 +178,10 @@ impl Opener {
 ///
 /// The maps of an opened message are decoded one per call, straight from its plaintext, not
 /// queued as frames first: a queue would keep its allocation in every session for the
-/// connection's life. For the same reason a plaintext buffer that a big message (a `peers`
-/// frame) grew past `KEEP_PLAINTEXT_BYTES` is let go once its maps are decoded.
+/// connection's life. For the same reason the plaintext buffer is kept only while a read is
+/// being decoded (the messages of one read share it) and let go once everything read is
+/// decoded: a session waiting for its peer holds none (one allocation per read instead;
+/// thousands of sessions, docs/performance.md).
 pub struct TransportCodec {
     pub(super) opener: Opener,
     /// The last message opened.
@@ -221,11 +223,6 @@ impl TransportCodec {
             // Nothing after a bad map is read.
             self.decoded = self.plaintext.len();
         }
-        if self.decoded == self.plaintext.len() && self.plaintext.capacity() > KEEP_PLAINTEXT_BYTES
-        {
-            self.plaintext = Vec::new();
-            self.decoded = 0;
-        }
         decoded.map_err(NoiseError::BadPlaintext)
     }
 }
@@ -239,6 +236,9 @@ impl Decoder for TransportCodec {
             return self.next_map().map(Some);
         }
         let Some(len) = whole_frame(src)? else {
+            // All that was read is decoded: nothing is kept until the next read.
+            self.plaintext = Vec::new();
+            self.decoded = 0;
             return Ok(None);
         };
         self.decoded = 0;

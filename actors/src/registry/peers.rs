@@ -12,7 +12,6 @@ use std::time::SystemTime;
 use super::addresses::{self, KnownAddr, Learned};
 use crate::key::PeerKey;
 use crate::peer::{PeerAddr, PeerInfo, SessionId};
-use crate::session::Direction;
 use crate::wire::PeerEntry;
 
 /// An address a chat was written to: the outbox keeps each chat under it (and events report
@@ -55,7 +54,10 @@ pub(crate) struct LiveSession<S> {
     pub(crate) peer: PeerAddr,
     /// The key the peer proved in the handshake.
     pub(crate) key: PeerKey,
-    pub(crate) direction: Direction,
+    /// This node dialed it (then `peer` is the address dialed). A flag, not the
+    /// `Direction`: the dialed address is `peer` already, and there is one entry per session
+    /// (thousands: docs/performance.md).
+    pub(crate) outbound: bool,
     /// The peer said it does not listen (`listen_port` 0).
     pub(crate) one_shot: bool,
 }
@@ -422,9 +424,10 @@ impl<S> PeerTable<S> {
             }
         }
         let (key, peer, one_shot) = (live.key, live.peer, live.one_shot);
-        let learned = match live.direction {
-            Direction::Outbound { .. } => Learned::Dialed,
-            Direction::Inbound => Learned::Claimed,
+        let learned = if live.outbound {
+            Learned::Dialed
+        } else {
+            Learned::Claimed
         };
         self.sessions.insert(id, live);
         self.bind(peer, key, learned);
@@ -587,7 +590,7 @@ impl<S> PeerTable<S> {
 fn connection<S>(live: &LiveSession<S>) -> Connection {
     Connection {
         key: live.key,
-        outbound: matches!(live.direction, Direction::Outbound { .. }),
+        outbound: live.outbound,
     }
 }
 

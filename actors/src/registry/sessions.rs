@@ -103,7 +103,7 @@ impl Registry {
             handle: msg.session.clone(),
             peer: msg.peer,
             key: msg.key,
-            direction: msg.direction,
+            outbound: matches!(msg.direction, Direction::Outbound { .. }),
             one_shot: msg.listen_port == 0,
         };
         let (was_connected, replaced) =

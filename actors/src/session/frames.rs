@@ -68,7 +68,11 @@ impl Session {
                 self.schedule_flush(ctx);
             }
             Frame::GetPeers => {
-                if self.get_peers_bucket.take(Instant::now()).is_err() {
+                if self
+                    .get_peers_bucket
+                    .take(self.template.limits.get_peers, Instant::now())
+                    .is_err()
+                {
                     let rate = self.template.limits.get_peers;
                     let reason = format!(
                         "rate limit: more than {} get_peers per second (burst {})",
@@ -98,7 +102,10 @@ impl Session {
     /// A chat over the peer's rate: reading stops until its bucket has a token again. The
     /// chat already read goes on; the peer's next ones wait in its own TCP window.
     fn take_chat_token(&mut self, ctx: &mut Context<Self>) {
-        let Err(wait) = self.chat_bucket.take(Instant::now()) else {
+        let Err(wait) = self
+            .chat_bucket
+            .take(self.template.limits.chats, Instant::now())
+        else {
             return;
         };
         if self.gate.is_held(Hold::Rate) {
@@ -154,9 +161,9 @@ impl Session {
         }
         // Chats that came before the bye are still being handed over: their acks go out
         // first (the peer lingers to read them), within a bound.
-        self.bye_after_acks = Some(reason);
+        self.rare().bye_after_acks = Some(reason);
         ctx.run_later(LINGER, |act, ctx| {
-            if let Some(reason) = act.bye_after_acks.take() {
+            if let Some(reason) = act.take_bye_after_acks() {
                 act.close(ctx, reason, false);
             }
         });
@@ -290,7 +297,11 @@ impl Session {
         peers: Vec<PeerEntry>,
         ctx: &mut Context<Self>,
     ) {
-        let waiters = std::mem::take(&mut self.peers_waiters);
+        let waiters = self
+            .rare
+            .as_mut()
+            .map(|rare| std::mem::take(&mut rare.peers_waiters))
+            .unwrap_or_default();
         // Answer RefreshPeers only after the Registry has taken the list in.
         let learned = ask(
             Role::Session,
@@ -360,7 +371,7 @@ impl Handler<AckChats> for Session {
             self.send_frame(&Frame::Ack { id }, ctx);
         }
         if self.acks_pending == 0 {
-            if let Some(reason) = self.bye_after_acks.take() {
+            if let Some(reason) = self.take_bye_after_acks() {
                 self.close(ctx, reason, false);
             }
         }
@@ -378,7 +389,7 @@ impl Handler<RefreshPeers> for Session {
 
     fn handle(&mut self, _: RefreshPeers, ctx: &mut Context<Self>) -> Self::Result {
         let (tx, rx) = oneshot::channel();
-        self.peers_waiters.push(tx);
+        self.rare().peers_waiters.push(tx);
         self.send_frame(&Frame::GetPeers, ctx);
         Box::pin(async move {
             let _ = rx.await;

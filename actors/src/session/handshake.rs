@@ -19,7 +19,7 @@ pub(super) struct Established {
     pub(super) peer: PeerAddr,
     /// The static key it proved in the handshake: who it is.
     pub(super) key: PeerKey,
-    pub(super) name: String,
+    pub(super) name: Box<str>,
     /// The port it says it listens on; 0 for a one-shot sender.
     pub(super) listen_port: u16,
 }
@@ -53,7 +53,7 @@ impl Session {
         let established = Established {
             peer,
             key,
-            name: hello.name,
+            name: hello.name.into_boxed_str(),
             listen_port: hello.listen_port,
         };
         let register = self.register(&established, false, ctx);
@@ -63,7 +63,7 @@ impl Session {
                 .into_actor(self)
                 .map(move |answer, act, ctx| match answer {
                     Ok(Ok(known)) => {
-                        act.established(established);
+                        act.established(established, ctx);
                         act.send_frame(&Frame::Peers { peers: known }, ctx);
                     }
                     Ok(Err(refusal)) => act.close(ctx, refusal, true),
@@ -73,8 +73,11 @@ impl Session {
     }
 
     /// The Registry accepted the peer.
-    fn established(&mut self, established: Established) {
-        self.death_watch.peer = Some(established.peer);
+    fn established(&mut self, established: Established, ctx: &mut Context<Self>) {
+        // Past the handshake, the hello timeout has nothing left to check.
+        if let Some(timer) = self.hello_timer.take() {
+            ctx.cancel_future(timer);
+        }
         match &mut self.state {
             // Closed while the Registry decided: acks may still come, and need the peer.
             State::Lingering(peer) => *peer = Some(established),
@@ -89,9 +92,9 @@ impl Session {
             peer: peer.peer,
             direction: self.direction,
             key: peer.key,
-            name: peer.name.clone(),
+            name: peer.name.to_string(),
             listen_port: peer.listen_port,
-            local_ip: self.local.ip(),
+            local_ip: self.local_ip,
             rejoin,
         }
     }

@@ -220,3 +220,19 @@ async fn after_start_sealing_frames_are_sealed_per_batch_and_raw_bytes_stay_raw(
     let frame = tokio_util::codec::Decoder::decode(&mut codec, &mut sealed).unwrap();
     assert_eq!(frame, Some(Frame::Bye { reason: "x".into() }));
 }
+
+/// Every connection's writing task holds the pump's future for its whole life: its waits
+/// for a full socket are boxed, so the future stays small (docs/performance.md, "Many
+/// peers").
+#[actix_rt::test]
+async fn the_writing_task_stays_small() {
+    let (write_half, _read_half, _peer) = pair().await;
+    let shared = Arc::new(Shared {
+        queue: Mutex::default(),
+        socket: write_half,
+        task: AtomicWaker::new(),
+    });
+    let pump = pump(shared, Duration::from_secs(1));
+    let size = std::mem::size_of_val(&pump);
+    assert!(size <= 128, "the pump's future is {size} bytes");
+}

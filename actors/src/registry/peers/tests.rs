@@ -27,16 +27,11 @@ fn theirs(n: u8) -> Connection {
 }
 
 fn live(handle: u32, peer: PeerAddr, n: u8, outbound: bool) -> LiveSession<u32> {
-    let direction = if outbound {
-        Direction::Outbound { dialed: peer }
-    } else {
-        Direction::Inbound
-    };
     LiveSession {
         handle,
         peer,
         key: key(n),
-        direction,
+        outbound,
         one_shot: false,
     }
 }
