@@ -158,7 +158,13 @@ impl Running {
                         "--max-sessions-per-ip",
                         "1000000",
                     ])
-                    .args(["--chat-rate", "1000000000000"]);
+                    .args(["--chat-rate", "1000000000000"])
+                    // The many-peers scenario opens thousands of sessions before any of them
+                    // sends (and so before any answers a ping): under load that takes longer
+                    // than the default 6 s of silence after which the binary drops a session,
+                    // which ended some runs with "the receiver closed a session". The printer
+                    // drops no silent session at all.
+                    .args(["--idle-timeout", "60s"]);
                 c
             }
             Receiver::Printer | Receiver::Acker => {
