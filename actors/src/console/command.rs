@@ -380,105 +380,117 @@ pub const MSG_USAGE: &str =
 /// A line starting with `/` at the menu prompt.
 fn shortcut(line: &str, known: &Known) -> Parsed {
     let (name, rest) = split_word(line);
-    let usage = |why: &str| Parsed::Wrong(why.to_string(), Back::Prompt);
     let command = match name {
-        "/msg" | "/m" => {
-            let (to, text) = split_word(rest);
-            if to.is_empty() || text.trim().is_empty() {
-                return usage(MSG_USAGE);
-            }
-            match classic_peer(to) {
-                Some(Ok(to)) => Command::SendClassic {
-                    to,
-                    text: text.to_string(),
-                },
-                Some(Err(why)) => return usage(&why),
-                None => match to.parse::<PeerAddr>() {
-                    Ok(to) if !to.ip().is_unspecified() => Command::Send {
-                        to,
-                        text: text.to_string(),
-                    },
-                    _ => Command::ToPeer {
-                        name: to.to_string(),
-                        action: PeerAction::Send(text.to_string()),
-                    },
-                },
-            }
-        }
-        "/talk" | "/t" => match rest.trim() {
-            "" => return usage("Usage: /talk PEER (a name, a number from /peers, IP:PORT)"),
-            name => Command::ToPeer {
-                name: name.to_string(),
-                action: PeerAction::Talk,
-            },
-        },
-        "/menu" | "/leave" => Command::Leave,
-        "/all" => match rest.trim() {
-            "" => return usage("Usage: /all text (sends it to every connected peer)"),
-            _ => Command::All(rest.to_string()),
-        },
-        "/forget" => match rest.trim() {
-            "" => return usage("Usage: /forget PEER (cancels its waiting messages, forgets it)"),
-            name => Command::ToPeer {
-                name: name.to_string(),
-                action: PeerAction::Forget,
-            },
-        },
-        "/cancel" => match rest.trim() {
-            "" => return usage("Usage: /cancel PEER (cancels the messages waiting for it)"),
-            name => Command::ToPeer {
-                name: name.to_string(),
-                action: PeerAction::Cancel,
-            },
-        },
-        "/r" | "/reply" => match known.last_sender {
-            None => {
-                return usage("No one has written to you yet: use /msg PEER text or /talk PEER.")
-            }
-            Some(to) if rest.trim().is_empty() => {
-                return usage(&format!("Usage: /r text (replies to {to})"))
-            }
-            Some(to) => Command::Send {
-                to,
-                text: rest.to_string(),
-            },
-        },
-        "/peers" => Command::ListPeers,
-        "/connect" if rest.is_empty() => Command::ConnectAll,
-        "/connect" => match rest.parse::<PeerAddr>() {
-            Ok(peer) if !peer.ip().is_unspecified() => Command::Connect(peer),
-            _ => Command::ToPeer {
-                name: rest.trim().to_string(),
-                action: PeerAction::Connect,
-            },
-        },
-        "/history" => match rest.trim() {
-            "" => Command::History(20),
-            n => match n.parse::<usize>() {
-                Ok(0) => return Parsed::Cancelled(HISTORY_ZERO, Back::Prompt),
-                Ok(limit) => Command::History(limit),
-                Err(_) => {
-                    let why = format!("Usage: /history [N] ('{}' is not a number)", visible(n));
-                    return usage(&why);
-                }
-            },
-        },
-        "/status" => Command::Status,
-        "/whois" | "/trust" => match super::identity::command(name, rest) {
-            Ok(command) => command,
-            Err(why) => return usage(&why),
-        },
-        "/help" | "/?" | "/h" => Command::Help,
-        "/quit" | "/q" | "/exit" => Command::Quit,
-        other => {
-            let why = format!(
-                "'{}' is not a shortcut: type /help for the list.",
-                visible(other)
-            );
-            return usage(&why);
-        }
+        "/msg" | "/m" => msg(rest),
+        "/r" | "/reply" => reply(rest, known),
+        "/all" => all(rest),
+        "/talk" | "/t" => to_named_peer(rest, PeerAction::Talk, TALK_USAGE),
+        "/forget" => to_named_peer(rest, PeerAction::Forget, FORGET_USAGE),
+        "/cancel" => to_named_peer(rest, PeerAction::Cancel, CANCEL_USAGE),
+        "/connect" => Ok(connect(rest)),
+        "/whois" | "/trust" => super::identity::command(name, rest),
+        // `/history 0` is not wrong, only pointless: it is answered like a cancelled question.
+        "/history" => return history(rest),
+        "/menu" | "/leave" => Ok(Command::Leave),
+        "/peers" => Ok(Command::ListPeers),
+        "/status" => Ok(Command::Status),
+        "/help" | "/?" | "/h" => Ok(Command::Help),
+        "/quit" | "/q" | "/exit" => Ok(Command::Quit),
+        other => Err(format!(
+            "'{}' is not a shortcut: type /help for the list.",
+            visible(other)
+        )),
     };
-    Parsed::Run(command, Back::Prompt)
+    match command {
+        Ok(command) => Parsed::Run(command, Back::Prompt),
+        Err(why) => Parsed::Wrong(why, Back::Prompt),
+    }
+}
+
+const TALK_USAGE: &str = "Usage: /talk PEER (a name, a number from /peers, IP:PORT)";
+const FORGET_USAGE: &str = "Usage: /forget PEER (cancels its waiting messages, forgets it)";
+const CANCEL_USAGE: &str = "Usage: /cancel PEER (cancels the messages waiting for it)";
+
+/// `/msg PEER text`: to a `classic:` peer, to an address as typed, or to a peer by name.
+fn msg(rest: &str) -> Result<Command, String> {
+    let (to, text) = split_word(rest);
+    if to.is_empty() || text.trim().is_empty() {
+        return Err(MSG_USAGE.to_string());
+    }
+    let text = text.to_string();
+    if let Some(classic) = classic_peer(to) {
+        return classic.map(|to| Command::SendClassic { to, text });
+    }
+    Ok(match to.parse::<PeerAddr>() {
+        Ok(to) if !to.ip().is_unspecified() => Command::Send { to, text },
+        _ => Command::ToPeer {
+            name: to.to_string(),
+            action: PeerAction::Send(text),
+        },
+    })
+}
+
+/// `/r text`: to whoever wrote last.
+fn reply(rest: &str, known: &Known) -> Result<Command, String> {
+    match known.last_sender {
+        None => Err("No one has written to you yet: use /msg PEER text or /talk PEER.".into()),
+        Some(to) if rest.trim().is_empty() => Err(format!("Usage: /r text (replies to {to})")),
+        Some(to) => Ok(Command::Send {
+            to,
+            text: rest.to_string(),
+        }),
+    }
+}
+
+/// `/all text`: to every connected peer.
+fn all(rest: &str) -> Result<Command, String> {
+    match rest.trim() {
+        "" => Err("Usage: /all text (sends it to every connected peer)".into()),
+        _ => Ok(Command::All(rest.to_string())),
+    }
+}
+
+/// A shortcut whose one argument names a peer (`/talk`, `/forget`, `/cancel`); the name is
+/// resolved later, against the peers the Console knows of.
+fn to_named_peer(rest: &str, action: PeerAction, usage: &str) -> Result<Command, String> {
+    match rest.trim() {
+        "" => Err(usage.to_string()),
+        name => Ok(Command::ToPeer {
+            name: name.to_string(),
+            action,
+        }),
+    }
+}
+
+/// `/connect` alone dials every known peer; with an address it dials that one, otherwise the
+/// argument names a peer.
+fn connect(rest: &str) -> Command {
+    if rest.is_empty() {
+        return Command::ConnectAll;
+    }
+    match rest.parse::<PeerAddr>() {
+        Ok(peer) if !peer.ip().is_unspecified() => Command::Connect(peer),
+        _ => Command::ToPeer {
+            name: rest.trim().to_string(),
+            action: PeerAction::Connect,
+        },
+    }
+}
+
+/// `/history [N]`: the last N messages, 20 when N is not given.
+fn history(rest: &str) -> Parsed {
+    let limit = match rest.trim() {
+        "" => 20,
+        n => match n.parse::<usize>() {
+            Ok(0) => return Parsed::Cancelled(HISTORY_ZERO, Back::Prompt),
+            Ok(limit) => limit,
+            Err(_) => {
+                let why = format!("Usage: /history [N] ('{}' is not a number)", visible(n));
+                return Parsed::Wrong(why, Back::Prompt);
+            }
+        },
+    };
+    Parsed::Run(Command::History(limit), Back::Prompt)
 }
 
 /// A line starting with `!` at the menu prompt: a fault to inject, if allowed.
