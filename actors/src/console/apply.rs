@@ -13,9 +13,10 @@ use super::command::{Back, Command, Parsed, Prompt};
 use super::identity::Answer;
 use super::nearby;
 use super::render::{self, Outcome, Status, SHORTCUTS};
-use super::Console;
+use super::{Console, Look};
 use crate::child::ChildName;
 use crate::faults::Fault;
+use crate::node::Node;
 use crate::peer::PeerAddr;
 use crate::sanitize::visible;
 use crate::supervision::suffer;
@@ -44,85 +45,13 @@ impl Console {
         let node = self.node.clone();
         match command {
             Command::Menu => self.show_menu(ctx),
+            Command::Help => self.done(back, SHORTCUTS, ctx),
+            Command::Quit => self.quit("bye".into(), ctx),
+            Command::Leave => self.leave(ctx),
+            Command::Fault(fault) => self.inject(fault, back, ctx),
             Command::Send { to, text } => self.send(to, text, back, ctx),
             Command::SendClassic { to, text } => self.send_classic(to, text, back, ctx),
-            Command::ListPeers => {
-                let look = self.look;
-                let listing = async move {
-                    let known = node.peers().await;
-                    let nearby = node.nearby().await.unwrap_or_default();
-                    let classic_peers = node.classic_peers().await.unwrap_or_default();
-                    let nearby = nearby::listing(known.as_deref().unwrap_or(&[]), &nearby, &look);
-                    let peers = Outcome::Peers(known.map_err(said));
-                    (
-                        peers,
-                        classic::notes(nearby, classic::listing(&classic_peers, &look)),
-                    )
-                };
-                self.run_noted(back, listing, ctx)
-            }
-            Command::ConnectAll => {
-                self.screen
-                    .print("Asking connected peers for their peers...");
-                let connecting =
-                    async move { Outcome::ConnectedAll(node.connect_all().await.map_err(said)) };
-                self.run(back, connecting, ctx)
-            }
-            Command::Connect(peer) => {
-                let connecting = async move {
-                    let result = node.connect(peer).await.map_err(said);
-                    Outcome::Connected { peer, result }
-                };
-                self.run(back, connecting, ctx)
-            }
-            Command::DisconnectAll => {
-                let disconnecting = async move {
-                    Outcome::DisconnectedAll(node.disconnect_all().await.map_err(said))
-                };
-                self.run(back, disconnecting, ctx)
-            }
-            Command::ChooseDisconnect => {
-                let listing = async move {
-                    // The whole list: its numbers are the ones every listing uses.
-                    Outcome::ToDisconnect(node.peers().await.unwrap_or_default())
-                };
-                self.run(back, listing, ctx)
-            }
-            Command::Disconnect(peer) => {
-                let disconnecting = async move {
-                    let result = node.disconnect(peer).await.map_err(said);
-                    Outcome::Disconnected { peer, result }
-                };
-                self.run(back, disconnecting, ctx)
-            }
-            Command::History(limit) => {
-                let history = async move {
-                    let peers = node.peers().await.unwrap_or_default();
-                    let names = peers
-                        .into_iter()
-                        .filter_map(|peer| peer.name.map(|name| (peer.addr, name)))
-                        .collect();
-                    Outcome::History(node.history(limit).await.map_err(said), names)
-                };
-                self.run(back, history, ctx)
-            }
-            Command::Status => {
-                let status = self.status();
-                self.run(back, async move { Outcome::Status(status.await) }, ctx)
-            }
-            Command::Whois(peer) => {
-                let whois =
-                    async move { Outcome::Identity(Answer::Whois(node.whois(&peer).await)) };
-                self.run(back, whois, ctx)
-            }
-            Command::Trust(peer) => {
-                let trust =
-                    async move { Outcome::Identity(Answer::Trusted(node.trust(&peer).await)) };
-                self.run(back, trust, ctx)
-            }
-            Command::Help => self.done(back, SHORTCUTS, ctx),
-            Command::Fault(fault) => self.inject(fault, back, ctx),
-            Command::Quit => self.quit("bye".into(), ctx),
+            Command::All(text) => self.send_all(text, back, ctx),
             Command::ToPeer { name, action } => self.name_peer(name, action, back, ctx),
             Command::AtPeer {
                 to,
@@ -130,9 +59,27 @@ impl Console {
                 action,
             } => self.at_announced(to, announced, action, back, ctx),
             Command::AtPeer { to, action, .. } => self.at_peer(to, false, action, back, ctx),
-            Command::Leave => self.leave(ctx),
-            Command::All(text) => self.send_all(text, back, ctx),
+            Command::ListPeers => self.run_noted(back, list_peers(node, self.look), ctx),
+            Command::ConnectAll => self.connect_all(back, ctx),
+            Command::Connect(peer) => self.run(back, connect(node, peer), ctx),
+            Command::DisconnectAll => self.run(back, disconnect_all(node), ctx),
+            Command::ChooseDisconnect => self.run(back, peers_to_disconnect(node), ctx),
+            Command::Disconnect(peer) => self.run(back, disconnect(node, peer), ctx),
+            Command::History(limit) => self.run(back, history(node, limit), ctx),
+            Command::Status => self.run(back, self.status().map(Outcome::Status), ctx),
+            Command::Whois(peer) => self.run(back, whois(node, peer), ctx),
+            Command::Trust(peer) => self.run(back, trust(node, peer), ctx),
         }
+    }
+
+    /// `/connect` alone: it can take a while, so the user is told what is going on first.
+    fn connect_all(&mut self, back: Back, ctx: &mut Context<Self>) {
+        self.screen
+            .print("Asking connected peers for their peers...");
+        let node = self.node.clone();
+        let connecting =
+            async move { Outcome::ConnectedAll(node.connect_all().await.map_err(said)) };
+        self.run(back, connecting, ctx)
     }
 
     /// A chat: queued by the Registry, which answers its id at once; the ack comes later as
@@ -267,6 +214,57 @@ impl Console {
         }
         self.done(back, &text, ctx)
     }
+}
+
+/// The peer list, with the nearby and classic peers as a note below it.
+async fn list_peers(node: Node, look: Look) -> (Outcome, Option<String>) {
+    let known = node.peers().await;
+    let nearby = node.nearby().await.unwrap_or_default();
+    let classic_peers = node.classic_peers().await.unwrap_or_default();
+    let nearby = nearby::listing(known.as_deref().unwrap_or(&[]), &nearby, &look);
+    let peers = Outcome::Peers(known.map_err(said));
+    (
+        peers,
+        classic::notes(nearby, classic::listing(&classic_peers, &look)),
+    )
+}
+
+async fn connect(node: Node, peer: PeerAddr) -> Outcome {
+    let result = node.connect(peer).await.map_err(said);
+    Outcome::Connected { peer, result }
+}
+
+async fn disconnect_all(node: Node) -> Outcome {
+    Outcome::DisconnectedAll(node.disconnect_all().await.map_err(said))
+}
+
+/// Menu 5's list to choose from.
+async fn peers_to_disconnect(node: Node) -> Outcome {
+    // The whole list: its numbers are the ones every listing uses.
+    Outcome::ToDisconnect(node.peers().await.unwrap_or_default())
+}
+
+async fn disconnect(node: Node, peer: PeerAddr) -> Outcome {
+    let result = node.disconnect(peer).await.map_err(said);
+    Outcome::Disconnected { peer, result }
+}
+
+/// The last `limit` messages, with the names of the peers known now to label them.
+async fn history(node: Node, limit: usize) -> Outcome {
+    let peers = node.peers().await.unwrap_or_default();
+    let names = peers
+        .into_iter()
+        .filter_map(|peer| peer.name.map(|name| (peer.addr, name)))
+        .collect();
+    Outcome::History(node.history(limit).await.map_err(said), names)
+}
+
+async fn whois(node: Node, peer: String) -> Outcome {
+    Outcome::Identity(Answer::Whois(node.whois(&peer).await))
+}
+
+async fn trust(node: Node, peer: String) -> Outcome {
+    Outcome::Identity(Answer::Trusted(node.trust(&peer).await))
 }
 
 /// An error as the node words it.
