@@ -15,6 +15,7 @@ use super::render::Outcome;
 use super::Console;
 use crate::key::PeerKey;
 use crate::peer::{MessageId, PeerAddr};
+use crate::registry::Forgotten;
 use crate::sanitize::visible;
 
 /// Chats sent with `/all`, grouped to sum up who got them in one line.
@@ -294,7 +295,6 @@ impl Console {
         back: Back,
         ctx: &mut Context<Self>,
     ) {
-        let node = self.node.clone();
         match action {
             PeerAction::AskText if classic => self.ask(Prompt::SendClassicText { to }),
             PeerAction::AskText => self.ask(Prompt::SendText { to }),
@@ -314,58 +314,51 @@ impl Console {
                 super::command::Parsed::Run(Command::Disconnect(to), back),
                 ctx,
             ),
-            PeerAction::Cancel => {
-                let who = self.who(&to);
-                self.run_then(
-                    async move { node.cancel_waiting(to).await },
-                    move |console, cancelled, ctx| {
-                        let line = match cancelled {
-                            Ok(0) => format!("No message was waiting for {who}."),
-                            Ok(n) => format!("Cancelled {n} message(s) waiting for {who}."),
-                            Err(err) => console.look.bad(err.to_string()),
-                        };
-                        console.done(back, &line, ctx)
-                    },
-                    ctx,
-                )
-            }
-            PeerAction::Forget => {
-                let who = self.who(&to);
-                self.run_then(
-                    async move { node.forget(to).await },
-                    move |console, forgotten, ctx| {
-                        if console.talking.as_ref().is_some_and(|t| t.to == to) {
-                            console.talking = None;
-                        }
-                        if console.known.last_sender == Some(to) {
-                            console.known.last_sender = None;
-                        }
-                        let line = match forgotten {
-                            Ok(done) => {
-                                let mut line = format!("Forgot {who}");
-                                if done.cancelled > 0 {
-                                    line.push_str(&format!(
-                                        ": {} waiting message(s) cancelled",
-                                        done.cancelled
-                                    ));
-                                }
-                                if done.disconnected {
-                                    line.push_str(", disconnected");
-                                }
-                                line.push('.');
-                                if !done.was_listed {
-                                    line.push_str(" It was not in /peers.");
-                                }
-                                line
-                            }
-                            Err(err) => console.look.bad(err.to_string()),
-                        };
-                        console.done(back, &line, ctx)
-                    },
-                    ctx,
-                )
-            }
+            PeerAction::Cancel => self.cancel_waiting(to, back, ctx),
+            PeerAction::Forget => self.forget(to, back, ctx),
         }
+    }
+
+    /// `/cancel PEER`: the chats still waiting for it are dropped.
+    fn cancel_waiting(&mut self, to: PeerAddr, back: Back, ctx: &mut Context<Self>) {
+        let node = self.node.clone();
+        let who = self.who(&to);
+        self.run_then(
+            async move { node.cancel_waiting(to).await },
+            move |console, cancelled, ctx| {
+                let line = match cancelled {
+                    Ok(0) => format!("No message was waiting for {who}."),
+                    Ok(n) => format!("Cancelled {n} message(s) waiting for {who}."),
+                    Err(err) => console.look.bad(err.to_string()),
+                };
+                console.done(back, &line, ctx)
+            },
+            ctx,
+        )
+    }
+
+    /// `/forget PEER`: the node forgets it, and so does the Console, so that neither the
+    /// conversation nor `/r` still points at it.
+    fn forget(&mut self, to: PeerAddr, back: Back, ctx: &mut Context<Self>) {
+        let node = self.node.clone();
+        let who = self.who(&to);
+        self.run_then(
+            async move { node.forget(to).await },
+            move |console, forgotten, ctx| {
+                if console.talking.as_ref().is_some_and(|t| t.to == to) {
+                    console.talking = None;
+                }
+                if console.known.last_sender == Some(to) {
+                    console.known.last_sender = None;
+                }
+                let line = match forgotten {
+                    Ok(done) => forgotten_line(&who, done),
+                    Err(err) => console.look.bad(err.to_string()),
+                };
+                console.done(back, &line, ctx)
+            },
+            ctx,
+        )
     }
 
     /// The peer as the user knows it: its name, else its address.
@@ -497,6 +490,25 @@ async fn look_up(host: &str, port: u16, listed: &[Listed]) -> Result<Named, Stri
             visible(host)
         )),
     }
+}
+
+/// What forgetting `who` did, in one line.
+fn forgotten_line(who: &str, done: Forgotten) -> String {
+    let mut line = format!("Forgot {who}");
+    if done.cancelled > 0 {
+        line.push_str(&format!(
+            ": {} waiting message(s) cancelled",
+            done.cancelled
+        ));
+    }
+    if done.disconnected {
+        line.push_str(", disconnected");
+    }
+    line.push('.');
+    if !done.was_listed {
+        line.push_str(" It was not in /peers.");
+    }
+    line
 }
 
 #[cfg(test)]
