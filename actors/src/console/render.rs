@@ -3,6 +3,7 @@
 //! from a peer goes through `visible`, and colour comes from the [`Look`].
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use super::look::{wrap, Look};
 use super::reasons::plain;
@@ -202,11 +203,7 @@ pub fn event(event: &NodeEvent, look: &Look, time: &str) -> String {
     match event {
         NodeEvent::ChatReceived {
             from, name, text, ..
-        } => {
-            let mut line = String::new();
-            push_chat_line(&mut line, &time, &who(name, from), text);
-            line
-        }
+        } => chat_line(&time, &who(name, from), text),
         NodeEvent::Delivered { to, text, .. } => {
             let what = look.good("delivered");
             format!("{time} {what} to {}: {}", look.addr(to), visible(text))
@@ -216,52 +213,24 @@ pub fn event(event: &NodeEvent, look: &Look, time: &str) -> String {
             waiting,
             reason,
             retry_in,
-        } => format!(
-            "{time} {} {} ({}): {waiting} message(s) waiting, retrying in {:.1}s",
-            look.addr(to),
-            look.bad("unreachable"),
-            visible(&plain(reason)),
-            retry_in.as_secs_f64()
-        ),
+        } => delayed_line(look, &time, to, *waiting, reason, *retry_in),
         NodeEvent::DeliveryFailed {
             to, text, reason, ..
-        } => format!(
-            "{time} {} to {} ({}): {}",
-            look.bad("failed to deliver"),
-            look.addr(to),
-            visible(text),
-            visible(&plain(reason))
-        ),
+        } => failed_line(look, &time, to, text, reason),
         NodeEvent::PeerConnected { peer, name, .. } => {
             format!("{time} {} {}", look.good("connected to"), who(name, peer))
         }
-        NodeEvent::PeerDisconnected { peer, name, reason } => format!(
-            "{time} {} {}: {}",
-            look.warn("disconnected from"),
-            who(name, peer),
-            visible(&plain(reason))
-        ),
+        NodeEvent::PeerDisconnected { peer, name, reason } => {
+            disconnected_line(look, &time, &who(name, peer), reason)
+        }
         NodeEvent::PeerDiscovered { peer, name } => {
             format!("{time} learned of peer {}", who(name, peer))
         }
-        NodeEvent::NotSaved { to, id, error } => format!(
-            "{time} {} message {id} to {} ({}): it is sent while the node runs, and lost if \
-             it quits first",
-            look.bad("not saved:"),
-            look.addr(to),
-            visible(error)
-        ),
-        NodeEvent::StorageFailed { error } => format!(
-            "{time} {} {} (said once until a write works again)",
-            look.bad("cannot write to the data directory:"),
-            visible(error)
-        ),
-        NodeEvent::ConnectionRefused { remote, reason } => format!(
-            "{time} {} from {}: {}",
-            look.warn("refused a connection"),
-            look.addr(remote),
-            visible(&plain(reason))
-        ),
+        NodeEvent::NotSaved { to, id, error } => not_saved_line(look, &time, to, id, error),
+        NodeEvent::StorageFailed { error } => storage_failed_line(look, &time, error),
+        NodeEvent::ConnectionRefused { remote, reason } => {
+            refused_line(look, &time, remote, reason)
+        }
         NodeEvent::KeyChanged { .. } | NodeEvent::KeyMismatch { .. } => {
             super::identity::event(event, look, &time).unwrap_or_default()
         }
@@ -270,6 +239,74 @@ pub fn event(event: &NodeEvent, look: &Look, time: &str) -> String {
             format!("{time} supervisor: {actor} {}", supervision_text(step))
         }
     }
+}
+
+fn chat_line(time: &str, sender: &str, text: &str) -> String {
+    let mut line = String::new();
+    push_chat_line(&mut line, time, sender, text);
+    line
+}
+
+fn delayed_line(
+    look: &Look,
+    time: &str,
+    to: &PeerAddr,
+    waiting: usize,
+    reason: &str,
+    retry_in: Duration,
+) -> String {
+    format!(
+        "{time} {} {} ({}): {waiting} message(s) waiting, retrying in {:.1}s",
+        look.addr(to),
+        look.bad("unreachable"),
+        visible(&plain(reason)),
+        retry_in.as_secs_f64()
+    )
+}
+
+fn failed_line(look: &Look, time: &str, to: &PeerAddr, text: &str, reason: &str) -> String {
+    format!(
+        "{time} {} to {} ({}): {}",
+        look.bad("failed to deliver"),
+        look.addr(to),
+        visible(text),
+        visible(&plain(reason))
+    )
+}
+
+fn disconnected_line(look: &Look, time: &str, who: &str, reason: &str) -> String {
+    format!(
+        "{time} {} {who}: {}",
+        look.warn("disconnected from"),
+        visible(&plain(reason))
+    )
+}
+
+fn not_saved_line(look: &Look, time: &str, to: &PeerAddr, id: &MessageId, error: &str) -> String {
+    format!(
+        "{time} {} message {id} to {} ({}): it is sent while the node runs, and lost if it \
+         quits first",
+        look.bad("not saved:"),
+        look.addr(to),
+        visible(error)
+    )
+}
+
+fn storage_failed_line(look: &Look, time: &str, error: &str) -> String {
+    format!(
+        "{time} {} {} (said once until a write works again)",
+        look.bad("cannot write to the data directory:"),
+        visible(error)
+    )
+}
+
+fn refused_line(look: &Look, time: &str, remote: &SocketAddr, reason: &str) -> String {
+    format!(
+        "{time} {} from {}: {}",
+        look.warn("refused a connection"),
+        look.addr(remote),
+        visible(&plain(reason))
+    )
 }
 
 fn supervision_text(step: &SupervisionStep) -> String {
