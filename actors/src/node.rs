@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use futures::channel::{mpsc, oneshot};
+use tokio::net::TcpListener;
 
 use crate::child::ChildName;
 use crate::config::{LocalIdentity, NodeConfig};
@@ -23,6 +24,7 @@ use crate::key::{Fingerprint, PeerKey};
 use crate::limits::WriteBudget;
 use crate::listener::{self, Listener};
 use crate::nearby::NearbyPeer;
+use crate::noise::StaticKeypair;
 use crate::peer::{MessageId, PeerAddr, PeerInfo};
 use crate::registry::{
     Connect, ConnectAll, ConnectAllReport, ConnectAnnounced, ConnectError, ConnectOutcome,
@@ -118,44 +120,15 @@ impl Node {
     /// Takes the node's identity (its data directory's key, locked; a key file of its own;
     /// or a new key), binds the port and starts the actors on the current actix system.
     pub async fn start(config: NodeConfig) -> Result<Node, StartError> {
-        let (identity, key_warning) = match (&config.key_file, &config.data_dir) {
-            (Some(file), _) => Identity::from_key_file(file).map(|id| (id, None)),
-            (None, Some(dir)) => Identity::open(dir),
-            (None, None) => Identity::ephemeral().map(|id| (id, None)),
-        }
-        .map_err(StartError::Identity)?;
+        let (identity, key_warning) = take_identity(&config)?;
         let (keys, lock) = identity.into_parts();
         let addr = SocketAddr::new(config.bind, config.port);
-        let socket = listener::bind(addr).map_err(|source| StartError::Bind { addr, source })?;
-        let listen_addr = socket
-            .local_addr()
-            .map_err(|source| StartError::Bind { addr, source })?;
-        // The data directory, if any: pending chats, the shown-chat record.
-        let (store, recovered) = match &config.data_dir {
-            Some(dir) => {
-                let (store, recovered) =
-                    Store::open(dir).map_err(|source| StartError::DataDir {
-                        dir: dir.clone(),
-                        source,
-                    })?;
-                (Some(store), recovered)
-            }
-            None => (None, Recovered::default()),
-        };
+        let (socket, listen_addr) = bind_port(addr)?;
+        let (store, recovered) = open_store(&config)?;
         let mut warnings = recovered.warnings.clone();
         warnings.extend(key_warning);
         let key = keys.public();
-        let me = LocalIdentity {
-            keys,
-            name: config.name.clone(),
-            // A one-shot sender tells its peers it does not listen.
-            listen_port: if config.one_shot {
-                0
-            } else {
-                listen_addr.port()
-            },
-            bind: config.bind,
-        };
+        let me = local_identity(keys, &config, listen_addr);
         // The supervision tree: the root first, then its children, which report to it.
         let supervisor = NodeSupervisor::new(config.restarts).start();
         // One budget for the writers of every Session, dialed or accepted.
@@ -177,27 +150,9 @@ impl Node {
             limits: config.limits,
             write_budget,
         };
-        let listener = Listener::new(socket, template, SupervisorLink::to(&supervisor))
-            .map_err(|source| StartError::Bind { addr, source })?
-            .with_classic(config.classic)
-            .with_limits(config.limits);
-        let listener = Supervisor::start(move |_| listener);
+        let listener = start_listener(socket, addr, template, &config, &supervisor)?;
         let discovery = start_discovery(&config, &me, &registry, &supervisor, &mut warnings);
-        let mut retire = vec![
-            (Role::Registry, registry.clone().recipient()),
-            (Role::Listener, listener.clone().recipient()),
-        ];
-        if let Some(discovery) = &discovery {
-            retire.push((Role::Discovery, discovery.clone().recipient()));
-        }
-        tell(
-            Role::Node,
-            &supervisor,
-            Adopt {
-                events: registry.clone().recipient(),
-                retire,
-            },
-        );
+        adopt_children(&supervisor, &registry, &listener, discovery.as_ref());
         Ok(Node {
             registry,
             listener,
@@ -484,6 +439,97 @@ impl Node {
         .await;
         report
     }
+}
+
+/// The node's identity: its own key file, else its data directory's key (the directory
+/// locked, so that two nodes never share it), else a key of its own for this run.
+fn take_identity(config: &NodeConfig) -> Result<(Identity, Option<String>), StartError> {
+    match (&config.key_file, &config.data_dir) {
+        (Some(file), _) => Identity::from_key_file(file).map(|id| (id, None)),
+        (None, Some(dir)) => Identity::open(dir),
+        (None, None) => Identity::ephemeral().map(|id| (id, None)),
+    }
+    .map_err(StartError::Identity)
+}
+
+/// The listening socket and the address it got (port 0 becomes a real port).
+fn bind_port(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartError> {
+    let socket = listener::bind(addr).map_err(|source| StartError::Bind { addr, source })?;
+    let listen_addr = socket
+        .local_addr()
+        .map_err(|source| StartError::Bind { addr, source })?;
+    Ok((socket, listen_addr))
+}
+
+/// The data directory, if any: pending chats, the shown-chat record.
+fn open_store(config: &NodeConfig) -> Result<(Option<Store>, Recovered), StartError> {
+    let Some(dir) = &config.data_dir else {
+        return Ok((None, Recovered::default()));
+    };
+    let (store, recovered) = Store::open(dir).map_err(|source| StartError::DataDir {
+        dir: dir.clone(),
+        source,
+    })?;
+    Ok((Some(store), recovered))
+}
+
+/// Who this node is to its peers.
+fn local_identity(
+    keys: StaticKeypair,
+    config: &NodeConfig,
+    listen_addr: SocketAddr,
+) -> LocalIdentity {
+    LocalIdentity {
+        keys,
+        name: config.name.clone(),
+        // A one-shot sender tells its peers it does not listen.
+        listen_port: if config.one_shot {
+            0
+        } else {
+            listen_addr.port()
+        },
+        bind: config.bind,
+    }
+}
+
+/// The Listener, accepting on the port already bound.
+fn start_listener(
+    socket: TcpListener,
+    addr: SocketAddr,
+    template: SessionTemplate,
+    config: &NodeConfig,
+    supervisor: &Addr<NodeSupervisor>,
+) -> Result<Addr<Listener>, StartError> {
+    let listener = Listener::new(socket, template, SupervisorLink::to(supervisor))
+        .map_err(|source| StartError::Bind { addr, source })?
+        .with_classic(config.classic)
+        .with_limits(config.limits);
+    Ok(Supervisor::start(move |_| listener))
+}
+
+/// Hands the root supervisor its children: where to publish its reports, and whom to retire
+/// when the node gives up.
+fn adopt_children(
+    supervisor: &Addr<NodeSupervisor>,
+    registry: &Addr<Registry>,
+    listener: &Addr<Listener>,
+    discovery: Option<&Addr<Discovery>>,
+) {
+    let mut retire = vec![
+        (Role::Registry, registry.clone().recipient()),
+        (Role::Listener, listener.clone().recipient()),
+    ];
+    if let Some(discovery) = discovery {
+        retire.push((Role::Discovery, discovery.clone().recipient()));
+    }
+    tell(
+        Role::Node,
+        supervisor,
+        Adopt {
+            events: registry.clone().recipient(),
+            retire,
+        },
+    );
 }
 
 /// The Discovery actor, if the configuration asks for it and the node is not on loopback;
