@@ -25,46 +25,93 @@ pub(super) fn load_outbox(path: &Path, warnings: &mut Vec<String>) -> io::Result
         Err(err) => return Err(err),
     };
     let file_bytes = file.metadata()?.len();
-    let mut chats: Vec<Option<QueuedChat>> = Vec::new();
-    let mut index: HashMap<MessageId, usize> = HashMap::new();
-    let mut highest_id: MessageId = 0;
+    let mut replay = OutboxReplay::default();
     for_each_line(file, |line_no, line| {
-        let record = std::str::from_utf8(line)
-            .map_err(|_| "not UTF-8".to_string())
-            .and_then(|text| {
-                serde_json::from_str::<OutboxRecord>(text).map_err(|err| err.to_string())
-            });
-        match record {
-            Ok(OutboxRecord::Queued(chat)) => {
-                if chat.id <= MAX_MESSAGE_ID {
-                    highest_id = highest_id.max(chat.id);
-                }
-                if let Some(old) = index.insert(chat.id, chats.len()) {
-                    chats[old] = None; // Queued twice: the later record stands.
-                }
-                chats.push(Some(chat));
-            }
-            Ok(OutboxRecord::Done { id, .. }) => {
-                if let Some(at) = index.remove(&id) {
-                    chats[at] = None;
-                }
-            }
-            Err(why) if line_no == usize::MAX => warnings.push(format!(
-                "{}: a line over {MAX_LINE_BYTES} bytes skipped ({why})",
-                path.display()
-            )),
-            Err(why) => warnings.push(format!(
-                "{}:{line_no}: unreadable line skipped ({why})",
-                path.display()
-            )),
+        match outbox_record(line) {
+            Ok(record) => replay.apply(record),
+            Err(why) => warnings.push(skipped_line(path, line_no, &why)),
         }
         Ok(())
     })?;
+    let highest_id = replay.highest_id;
+    let mut pending = replay.pending();
+    let renumbered = renumber_out_of_range(&mut pending, highest_id, path, warnings);
+    Ok(LoadedOutbox {
+        pending,
+        file_bytes,
+        renumbered,
+    })
+}
+
+/// The outbox's records played in file order: what is left is what still waits.
+#[derive(Default)]
+struct OutboxReplay {
+    /// In the order queued; `None` where a chat was done or queued again later.
+    chats: Vec<Option<QueuedChat>>,
+    /// Where each waiting chat sits in `chats`.
+    index: HashMap<MessageId, usize>,
+    /// The highest id in range seen, done or not: new ids must stay above it.
+    highest_id: MessageId,
+}
+
+impl OutboxReplay {
+    fn apply(&mut self, record: OutboxRecord) {
+        match record {
+            OutboxRecord::Queued(chat) => {
+                if chat.id <= MAX_MESSAGE_ID {
+                    self.highest_id = self.highest_id.max(chat.id);
+                }
+                if let Some(old) = self.index.insert(chat.id, self.chats.len()) {
+                    self.chats[old] = None; // Queued twice: the later record stands.
+                }
+                self.chats.push(Some(chat));
+            }
+            OutboxRecord::Done { id, .. } => {
+                if let Some(at) = self.index.remove(&id) {
+                    self.chats[at] = None;
+                }
+            }
+        }
+    }
+
+    /// The chats still waiting, in the order queued.
+    fn pending(self) -> Vec<QueuedChat> {
+        self.chats.into_iter().flatten().collect()
+    }
+}
+
+/// One line of the outbox, or why it cannot be read.
+fn outbox_record(line: &[u8]) -> Result<OutboxRecord, String> {
+    let text = std::str::from_utf8(line).map_err(|_| "not UTF-8".to_string())?;
+    serde_json::from_str::<OutboxRecord>(text).map_err(|err| err.to_string())
+}
+
+/// The warning for a line skipped; `for_each_line` numbers an overlong line `usize::MAX`.
+fn skipped_line(path: &Path, line_no: usize, why: &str) -> String {
+    if line_no == usize::MAX {
+        format!(
+            "{}: a line over {MAX_LINE_BYTES} bytes skipped ({why})",
+            path.display()
+        )
+    } else {
+        format!(
+            "{}:{line_no}: unreadable line skipped ({why})",
+            path.display()
+        )
+    }
+}
+
+/// Gives each chat whose id is out of range a new one, and says whether any was renumbered.
+fn renumber_out_of_range(
+    pending: &mut [QueuedChat],
+    highest_id: MessageId,
+    path: &Path,
+    warnings: &mut Vec<String>,
+) -> bool {
     // Ids above the range are corrupt; they get new ones above every id used so far (the
     // clock's included), so the next id never wraps and no peer has seen the new one.
     let mut next_id = highest_id.max(now_ms().saturating_mul(1000));
     let mut renumbered = false;
-    let mut pending: Vec<QueuedChat> = chats.into_iter().flatten().collect();
     for chat in pending.iter_mut().filter(|chat| chat.id > MAX_MESSAGE_ID) {
         next_id += 1;
         warnings.push(format!(
@@ -75,11 +122,7 @@ pub(super) fn load_outbox(path: &Path, warnings: &mut Vec<String>) -> io::Result
         chat.id = next_id;
         renumbered = true;
     }
-    Ok(LoadedOutbox {
-        pending,
-        file_bytes,
-        renumbered,
-    })
+    renumbered
 }
 
 /// The last entries of the history, reading at most `history_tail_bytes` from the end of
@@ -243,4 +286,68 @@ pub(super) fn finish_line(
     line.clear();
     *too_long = false;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queued(id: MessageId, text: &str) -> OutboxRecord {
+        OutboxRecord::Queued(QueuedChat {
+            id,
+            to: "127.0.0.1:9001".into(),
+            text: text.into(),
+            sent_at_ms: id,
+        })
+    }
+
+    fn done(id: MessageId) -> OutboxRecord {
+        OutboxRecord::Done {
+            id,
+            outcome: "delivered".into(),
+        }
+    }
+
+    #[test]
+    fn replay_keeps_waiting_chats_in_order_the_later_of_two_queued_and_the_highest_id() {
+        let mut replay = OutboxReplay::default();
+        for record in [
+            queued(1, "one"),
+            queued(2, "two"),
+            queued(3, "three"),
+            done(2),
+            queued(1, "one again"),
+            done(9),
+            queued(MAX_MESSAGE_ID + 1, "out of range"),
+        ] {
+            replay.apply(record);
+        }
+        assert_eq!(replay.highest_id, 3);
+        let waiting: Vec<(MessageId, String)> = replay
+            .pending()
+            .into_iter()
+            .map(|chat| (chat.id, chat.text))
+            .collect();
+        assert_eq!(
+            waiting,
+            vec![
+                (3, "three".to_string()),
+                (1, "one again".to_string()),
+                (MAX_MESSAGE_ID + 1, "out of range".to_string()),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_line_that_is_not_utf8_or_not_a_record_says_why() {
+        assert_eq!(outbox_record(&[0xff, 0xfe]), Err("not UTF-8".to_string()));
+        assert!(outbox_record(b"{\"nonsense\":1}").is_err());
+        assert_eq!(
+            outbox_record(br#"{"done":{"id":7,"outcome":"x"}}"#),
+            Ok(OutboxRecord::Done {
+                id: 7,
+                outcome: "x".into()
+            })
+        );
+    }
 }
