@@ -191,7 +191,7 @@ impl Console {
     ) {
         for peer in listed {
             if let Some(name) = &peer.name {
-                self.names.insert(peer.addr, name.clone());
+                self.names.insert(peer.addr, name);
                 // `note_name`'s shortcut holds only while it wrote `names` last.
                 self.last_noted = None;
             }
@@ -245,7 +245,7 @@ impl Console {
         back: Back,
         ctx: &mut Context<Self>,
     ) {
-        self.names.insert(to, name.clone());
+        self.names.insert(to, &name);
         let node = self.node.clone();
         match action {
             PeerAction::Connect => {
