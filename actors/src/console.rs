@@ -76,9 +76,6 @@ pub struct Console {
     /// Peers' names as last heard, for prompts and short lines (`bob> `), and how a chat
     /// line shows each sender.
     names: KnownNames,
-    /// The peer and name `note_name` wrote last, while `names` holds them: a stream of
-    /// chats from one peer skips the lookup. Cleared by any other write to `names`.
-    last_noted: Option<(PeerAddr, String)>,
     /// Messages sent with `/all`, to sum up who got them (talk.rs).
     everyone: talk::Everyone,
     /// Chats from others since your last input, while in a conversation (talk.rs).
@@ -117,6 +114,9 @@ const SENDERS_KEPT: usize = 4096;
 #[derive(Default)]
 struct KnownNames {
     peers: HashMap<PeerAddr, KnownName>,
+    /// The peer and name `note` wrote last, while `peers` holds them: a stream of chats
+    /// from one peer skips the lookup. Cleared by any other write to `peers`.
+    last_noted: Option<(PeerAddr, String)>,
 }
 
 /// A name, followed in the same string by its `name (address)` once rendered.
@@ -142,11 +142,29 @@ impl KnownNames {
         self.peers.get(peer).map(KnownName::name)
     }
 
+    /// A name heard from `peer` (an empty one is not noted). Checked first: a stream of
+    /// chats from one peer must not hash or allocate per chat.
+    fn note(&mut self, peer: &PeerAddr, name: &str) {
+        if name.is_empty() || matches!(&self.last_noted, Some((p, n)) if p == peer && n == name) {
+            return;
+        }
+        self.insert(*peer, name);
+        match &mut self.last_noted {
+            Some((p, n)) => {
+                *p = *peer;
+                n.clear();
+                n.push_str(name);
+            }
+            None => self.last_noted = Some((*peer, name.to_string())),
+        }
+    }
+
     /// `peer` is called `name` now (its rendered line goes if the name changed).
     fn insert(&mut self, peer: PeerAddr, name: &str) {
         if self.get(&peer) == Some(name) {
             return;
         }
+        self.last_noted = None;
         if self.peers.len() >= SENDERS_KEPT && !self.peers.contains_key(&peer) {
             self.peers.clear();
         }
@@ -158,6 +176,7 @@ impl KnownNames {
     }
 
     fn remove(&mut self, peer: &PeerAddr) {
+        self.last_noted = None;
         self.peers.remove(peer);
     }
 
@@ -250,7 +269,6 @@ impl Console {
             batch: ChatBatch::default(),
             talking: None,
             names: KnownNames::default(),
-            last_noted: None,
             everyone: talk::Everyone::default(),
             unread: talk::Unread::default(),
         }
@@ -629,19 +647,7 @@ impl Handler<WhenShown> for Console {
 impl Console {
     /// A peer's name as last heard, for prompts and short lines.
     fn note_name(&mut self, peer: &PeerAddr, name: &str) {
-        // Checked first: a stream of chats from one peer must not hash or allocate per chat.
-        if name.is_empty() || matches!(&self.last_noted, Some((p, n)) if p == peer && n == name) {
-            return;
-        }
-        self.names.insert(*peer, name);
-        match &mut self.last_noted {
-            Some((p, n)) => {
-                *p = *peer;
-                n.clear();
-                n.push_str(name);
-            }
-            None => self.last_noted = Some((*peer, name.to_string())),
-        }
+        self.names.note(peer, name);
     }
 }
 
@@ -689,6 +695,16 @@ mod tests {
         assert_eq!(out, render::sender("rob", &peer, &look));
         names.remove(&peer);
         assert_eq!(names.get(&peer), None);
+        // A noted name stays noted: a later write (here the map starting again when full)
+        // ends the shortcut that skips the lookup.
+        names.note(&peer, "bob");
+        for n in 0..SENDERS_KEPT as u16 {
+            let other = PeerAddr::from(std::net::SocketAddr::from(([127, 0, 0, 2], n)));
+            names.push_sender(&other, "", &look, &mut out);
+        }
+        assert_eq!(names.get(&peer), None, "the map started again");
+        names.note(&peer, "bob");
+        assert_eq!(names.get(&peer), Some("bob"));
     }
 
     /// The batched hot path prints exactly what `render::event` prints for a chat.

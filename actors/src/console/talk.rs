@@ -192,8 +192,6 @@ impl Console {
         for peer in listed {
             if let Some(name) = &peer.name {
                 self.names.insert(peer.addr, name);
-                // `note_name`'s shortcut holds only while it wrote `names` last.
-                self.last_noted = None;
             }
         }
         match named {
