@@ -73,11 +73,9 @@ pub struct Console {
     batch: ChatBatch,
     /// The current conversation (`/talk`): plain lines go to this peer.
     talking: Option<Talk>,
-    /// Peers' names as last heard, for prompts and short lines (`bob> `).
-    names: HashMap<PeerAddr, String>,
-    /// The peer and name `note_name` wrote last, while `names` holds them: a stream of
-    /// chats from one peer skips the lookup. Cleared by any other write to `names`.
-    last_noted: Option<(PeerAddr, String)>,
+    /// Peers' names as last heard, for prompts and short lines (`bob> `), and how a chat
+    /// line shows each sender.
+    names: KnownNames,
     /// Messages sent with `/all`, to sum up who got them (talk.rs).
     everyone: talk::Everyone,
     /// Chats from others since your last input, while in a conversation (talk.rs).
@@ -100,17 +98,108 @@ struct ChatBatch {
     /// The Unix second `stamp` is for, and the stamp.
     second: u64,
     stamp: String,
-    /// Per sender: the name seen, and its `name (address)` as shown.
-    senders: HashMap<PeerAddr, (String, String)>,
     /// The last line's sender, its name and `name (address)`: a stream from one peer skips
-    /// the lookup in `senders`.
+    /// the lookup in [`KnownNames`].
     last: Option<PeerAddr>,
     last_name: String,
     last_sender: String,
 }
 
-/// Senders remembered by `ChatBatch`; past this the memory starts again.
+/// Peers remembered by [`KnownNames`]; past this the memory starts again.
 const SENDERS_KEPT: usize = 4096;
+
+/// Per peer, its name as last heard and, once a chat from it was shown under that name, its
+/// `name (address)` as a chat line shows it: one map and one allocation per peer (the name
+/// and the line prefix in one string), as a chat from a new peer is on the hot path.
+#[derive(Default)]
+struct KnownNames {
+    peers: HashMap<PeerAddr, KnownName>,
+    /// The peer and name `note` wrote last, while `peers` holds them: a stream of chats
+    /// from one peer skips the lookup. Cleared by any other write to `peers`.
+    last_noted: Option<(PeerAddr, String)>,
+}
+
+/// A name, followed in the same string by its `name (address)` once rendered.
+struct KnownName {
+    text: Box<str>,
+    name_len: usize,
+}
+
+impl KnownName {
+    fn name(&self) -> &str {
+        &self.text[..self.name_len]
+    }
+
+    /// Empty until a chat line needed it.
+    fn shown(&self) -> &str {
+        &self.text[self.name_len..]
+    }
+}
+
+impl KnownNames {
+    /// The name last heard for `peer`.
+    fn get(&self, peer: &PeerAddr) -> Option<&str> {
+        self.peers.get(peer).map(KnownName::name)
+    }
+
+    /// A name heard from `peer` (an empty one is not noted). Checked first: a stream of
+    /// chats from one peer must not hash or allocate per chat.
+    fn note(&mut self, peer: &PeerAddr, name: &str) {
+        if name.is_empty() || matches!(&self.last_noted, Some((p, n)) if p == peer && n == name) {
+            return;
+        }
+        self.insert(*peer, name);
+        match &mut self.last_noted {
+            Some((p, n)) => {
+                *p = *peer;
+                n.clear();
+                n.push_str(name);
+            }
+            None => self.last_noted = Some((*peer, name.to_string())),
+        }
+    }
+
+    /// `peer` is called `name` now (its rendered line goes if the name changed).
+    fn insert(&mut self, peer: PeerAddr, name: &str) {
+        if self.get(&peer) == Some(name) {
+            return;
+        }
+        self.last_noted = None;
+        if self.peers.len() >= SENDERS_KEPT && !self.peers.contains_key(&peer) {
+            self.peers.clear();
+        }
+        let known = KnownName {
+            text: name.into(),
+            name_len: name.len(),
+        };
+        self.peers.insert(peer, known);
+    }
+
+    fn remove(&mut self, peer: &PeerAddr) {
+        self.last_noted = None;
+        self.peers.remove(peer);
+    }
+
+    /// Puts `name (address)` for a chat of `peer` under `name` into `out`, rendered once per
+    /// peer and name. A chat under another name than the one known (an empty name, which the
+    /// Console does not note) is rendered each time and not kept.
+    fn push_sender(&mut self, peer: &PeerAddr, name: &str, look: &Look, out: &mut String) {
+        if !self.peers.contains_key(peer) {
+            self.insert(*peer, name);
+        }
+        match self.peers.get_mut(peer) {
+            Some(known) if known.name() == name => {
+                if known.shown().is_empty() {
+                    let mut text = String::from(name);
+                    text.push_str(&render::sender(name, peer, look));
+                    known.text = text.into_boxed_str();
+                }
+                out.push_str(known.shown());
+            }
+            _ => out.push_str(&render::sender(name, peer, look)),
+        }
+    }
+}
 
 impl ChatBatch {
     /// The `[HH:MM:SS]` for now, formatted only when the second changed.
@@ -127,24 +216,20 @@ impl ChatBatch {
     }
 
     /// Adds a chat's line (the first of a batch also sets the batch's width and time).
-    fn add(&mut self, from: &PeerAddr, name: &str, text: &str, look: &Look) {
+    fn add(
+        &mut self,
+        names: &mut KnownNames,
+        from: &PeerAddr,
+        name: &str,
+        text: &str,
+        look: &Look,
+    ) {
         if self.last != Some(*from) || self.last_name != name {
-            if self.senders.len() >= SENDERS_KEPT && !self.senders.contains_key(from) {
-                self.senders.clear();
-            }
-            let (known_name, sender) = self
-                .senders
-                .entry(*from)
-                .or_insert_with(|| (name.to_string(), render::sender(name, from, look)));
-            if known_name != name {
-                *known_name = name.to_string();
-                *sender = render::sender(name, from, look);
-            }
             self.last = Some(*from);
             self.last_name.clear();
             self.last_name.push_str(name);
             self.last_sender.clear();
-            self.last_sender.push_str(sender);
+            names.push_sender(from, name, look, &mut self.last_sender);
         }
         self.line.clear();
         render::push_chat_line(&mut self.line, &self.stamp, &self.last_sender, text);
@@ -183,8 +268,7 @@ impl Console {
             on_quit: Some(on_quit),
             batch: ChatBatch::default(),
             talking: None,
-            names: HashMap::new(),
-            last_noted: None,
+            names: KnownNames::default(),
             everyone: talk::Everyone::default(),
             unread: talk::Unread::default(),
         }
@@ -218,7 +302,8 @@ impl Console {
             self.batch.refresh_stamp(&self.look);
             ctx.spawn(fut::ready(()).map(|_, console: &mut Self, _| console.print_batch()));
         }
-        self.batch.add(from, name, text, &self.look);
+        self.batch
+            .add(&mut self.names, from, name, text, &self.look);
     }
 
     /// Prints the chat lines waiting, and the prompt after them: one write on a pipe.
@@ -562,24 +647,7 @@ impl Handler<WhenShown> for Console {
 impl Console {
     /// A peer's name as last heard, for prompts and short lines.
     fn note_name(&mut self, peer: &PeerAddr, name: &str) {
-        // Checked first: a stream of chats from one peer must not hash or allocate per chat.
-        if name.is_empty() || matches!(&self.last_noted, Some((p, n)) if p == peer && n == name) {
-            return;
-        }
-        if self.names.get(peer).is_none_or(|known| known != name) {
-            if self.names.len() >= SENDERS_KEPT && !self.names.contains_key(peer) {
-                self.names.clear();
-            }
-            self.names.insert(*peer, name.to_string());
-        }
-        match &mut self.last_noted {
-            Some((p, n)) => {
-                *p = *peer;
-                n.clear();
-                n.push_str(name);
-            }
-            None => self.last_noted = Some((*peer, name.to_string())),
-        }
+        self.names.note(peer, name);
     }
 }
 
@@ -605,20 +673,55 @@ guarded_handler!(Console, Quit, |console, msg, ctx| console
 mod tests {
     use super::*;
 
+    /// One map holds both a peer's name (for prompts) and its rendered chat prefix: a new
+    /// name renders anew, and a chat under an empty name leaves the known name alone.
+    #[test]
+    fn known_names_keep_the_name_and_render_the_prefix_per_name() {
+        let look = Look::plain();
+        let peer: PeerAddr = "127.0.0.1:9000".parse().unwrap();
+        let mut names = KnownNames::default();
+        let mut out = String::new();
+        names.insert(peer, "bob");
+        names.push_sender(&peer, "bob", &look, &mut out);
+        assert_eq!(out, render::sender("bob", &peer, &look));
+        assert_eq!(names.get(&peer), Some("bob"));
+        out.clear();
+        names.push_sender(&peer, "", &look, &mut out);
+        assert_eq!(out, render::sender("", &peer, &look));
+        assert_eq!(names.get(&peer), Some("bob"), "an empty name is not noted");
+        names.insert(peer, "rob");
+        out.clear();
+        names.push_sender(&peer, "rob", &look, &mut out);
+        assert_eq!(out, render::sender("rob", &peer, &look));
+        names.remove(&peer);
+        assert_eq!(names.get(&peer), None);
+        // A noted name stays noted: a later write (here the map starting again when full)
+        // ends the shortcut that skips the lookup.
+        names.note(&peer, "bob");
+        for n in 0..SENDERS_KEPT as u16 {
+            let other = PeerAddr::from(std::net::SocketAddr::from(([127, 0, 0, 2], n)));
+            names.push_sender(&other, "", &look, &mut out);
+        }
+        assert_eq!(names.get(&peer), None, "the map started again");
+        names.note(&peer, "bob");
+        assert_eq!(names.get(&peer), Some("bob"));
+    }
+
     /// The batched hot path prints exactly what `render::event` prints for a chat.
     #[test]
     fn batched_chat_lines_are_the_event_lines() {
         for look in [Look::plain(), Look::coloured()] {
             let mut batch = ChatBatch::default();
+            let mut names = KnownNames::default();
             batch.refresh_stamp(&look);
             let from: PeerAddr = "127.0.0.1:9000".parse().unwrap();
             let other: PeerAddr = "127.0.0.1:9001".parse().unwrap();
-            batch.add(&from, "bob", "hi \u{1b}[2J", &look);
-            batch.add(&other, "bоb", "two", &look);
+            batch.add(&mut names, &from, "bob", "hi \u{1b}[2J", &look);
+            batch.add(&mut names, &other, "bоb", "two", &look);
             // A renamed sender is shown under its new name, in a row or not.
-            batch.add(&from, "robert", "three", &look);
-            batch.add(&from, "robert", "four", &look);
-            batch.add(&from, "rob", "five", &look);
+            batch.add(&mut names, &from, "robert", "three", &look);
+            batch.add(&mut names, &from, "robert", "four", &look);
+            batch.add(&mut names, &from, "rob", "five", &look);
             let time = chrono::DateTime::from_timestamp(batch.second as i64, 0)
                 .unwrap()
                 .with_timezone(&chrono::Local)

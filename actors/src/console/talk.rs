@@ -192,9 +192,7 @@ impl Console {
     ) {
         for peer in listed {
             if let Some(name) = &peer.name {
-                self.names.insert(peer.addr, name.clone());
-                // `note_name`'s shortcut holds only while it wrote `names` last.
-                self.last_noted = None;
+                self.names.insert(peer.addr, name);
             }
         }
         match named {
@@ -246,7 +244,7 @@ impl Console {
         back: Back,
         ctx: &mut Context<Self>,
     ) {
-        self.names.insert(to, name.clone());
+        self.names.insert(to, &name);
         let node = self.node.clone();
         match action {
             PeerAction::Connect => {

@@ -4,7 +4,7 @@
 //! heard from longest ago is dropped first (its resent chats could show twice; nobody else's).
 //! A plain struct owned by the Registry; the Registry writes the same entries to the Store.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use crate::key::PeerKey;
 use crate::peer::MessageId;
@@ -14,57 +14,101 @@ use crate::store::HistoryEntry;
 pub(crate) const HISTORY_IN_MEMORY: usize = 1000;
 
 /// Chat ids already shown from one sender, to show a resent chat once. Bounded: the last
-/// `capacity` are remembered.
+/// `capacity` (given with each id) are remembered.
 ///
-/// A B-tree, not a hash set: a sender's ids grow one by one, so the new id and the oldest
-/// one are at the two ends of the tree, which stay in the CPU cache. A hash set scatters
-/// consecutive ids over a megabyte and paid a cache miss for each (docs/performance.md).
-pub(crate) struct SeenWindow {
-    ids: BTreeSet<MessageId>,
-    order: VecDeque<MessageId>,
-    capacity: usize,
+/// A sender numbers its chats upwards, so ids usually arrive rising: then the window is one
+/// sorted queue (one allocation per sender; the oldest id is the lowest, looked up by binary
+/// search). The first new id below the highest (an id skipped and sent later) turns it for
+/// good into a B-tree and a queue in arrival order. Not a hash set: a sender's ids grow one
+/// by one, so the new id and the oldest one stay in the CPU cache, where a hash set scattered
+/// them and paid a cache miss for each (docs/performance.md).
+pub(crate) enum SeenIds {
+    /// Every id so far came above the ones before it: arrival order is rising order.
+    Rising(VecDeque<MessageId>),
+    /// Any order.
+    Any(Box<AnyOrder>),
 }
 
-impl SeenWindow {
-    pub(crate) fn new(capacity: usize) -> Self {
-        SeenWindow {
-            ids: BTreeSet::new(),
-            order: VecDeque::new(),
-            capacity,
-        }
-    }
+/// A window whose ids did not all arrive rising: looked up in `ids`, forgotten by `order`.
+pub(crate) struct AnyOrder {
+    ids: BTreeSet<MessageId>,
+    order: VecDeque<MessageId>,
+}
 
-    /// True the first time an id is offered (while it is in the window).
-    pub(crate) fn first_time(&mut self, id: MessageId) -> bool {
+impl AnyOrder {
+    fn first_time(&mut self, id: MessageId, capacity: usize) -> bool {
         if !self.ids.insert(id) {
             return false;
         }
         self.order.push_back(id);
-        if self.order.len() > self.capacity {
+        if self.order.len() > capacity {
             if let Some(old) = self.order.pop_front() {
                 self.ids.remove(&old);
             }
         }
         true
     }
+}
+
+impl SeenIds {
+    pub(crate) fn new() -> Self {
+        SeenIds::Rising(VecDeque::new())
+    }
+
+    /// True the first time an id is offered (while it is among the last `capacity`).
+    pub(crate) fn first_time(&mut self, id: MessageId, capacity: usize) -> bool {
+        match self {
+            SeenIds::Rising(ids) => {
+                if ids.back().is_none_or(|&highest| id > highest) {
+                    if ids.len() == ids.capacity() {
+                        // Half again, not double: most windows stay a few ids long.
+                        ids.reserve_exact((ids.len() / 2).max(4));
+                    }
+                    ids.push_back(id);
+                    if ids.len() > capacity {
+                        ids.pop_front();
+                    }
+                    return true;
+                }
+                if ids.binary_search(&id).is_ok() {
+                    return false;
+                }
+                let order = std::mem::take(ids);
+                let mut any = AnyOrder {
+                    ids: order.iter().copied().collect(),
+                    order,
+                };
+                let first = any.first_time(id, capacity);
+                *self = SeenIds::Any(Box::new(any));
+                first
+            }
+            SeenIds::Any(any) => any.first_time(id, capacity),
+        }
+    }
 
     /// Ids remembered.
     pub(crate) fn len(&self) -> usize {
-        self.order.len()
+        match self {
+            SeenIds::Rising(ids) => ids.len(),
+            SeenIds::Any(any) => any.order.len(),
+        }
     }
 }
 
 /// One sender's window, and when it was last used (for dropping the stalest first).
 struct Seen {
-    window: SeenWindow,
+    ids: SeenIds,
     used: u64,
 }
 
 /// The seen windows of every sender and the recent history.
 pub(crate) struct Inbox {
     seen: HashMap<PeerKey, Seen>,
-    /// Senders by their window's last use, oldest first: who goes when the total is over.
-    by_use: BTreeMap<u64, PeerKey>,
+    /// The stalest senders when last looked for, stalest last, each with its use then: taken
+    /// from the back while the total is over, skipping any used since (no longer stale).
+    /// Looked for again (one pass over `seen`, keeping the staler half) when used up: nothing
+    /// per sender is kept for this while the total is not reached.
+    stalest: Vec<(u64, PeerKey)>,
     /// Counts uses; each use of a window gets the next value.
     clock: u64,
     /// Ids in all windows together.
@@ -79,7 +123,7 @@ impl Inbox {
     pub(crate) fn new(per_sender: usize, max_total: usize) -> Self {
         Inbox {
             seen: HashMap::new(),
-            by_use: BTreeMap::new(),
+            stalest: Vec::new(),
             clock: 0,
             total: 0,
             per_sender: per_sender.max(1),
@@ -107,30 +151,58 @@ impl Inbox {
         self.clock += 1;
         let per_sender = self.per_sender;
         let seen = self.seen.entry(sender).or_insert_with(|| Seen {
-            window: SeenWindow::new(per_sender),
+            ids: SeenIds::new(),
             used: 0,
         });
-        self.by_use.remove(&seen.used);
         seen.used = self.clock;
-        self.by_use.insert(self.clock, sender);
-        let before = seen.window.len();
+        let before = seen.ids.len();
         for (index, id) in ids.into_iter().enumerate() {
-            each(index, seen.window.first_time(id));
+            each(index, seen.ids.first_time(id, per_sender));
         }
-        self.total = self.total + seen.window.len() - before;
+        self.total = self.total + seen.ids.len() - before;
         while self.total > self.max_total {
-            // The stalest sender's window; never the one just used while another is left.
-            let Some((&used, &stalest)) = self.by_use.iter().next() else {
+            // The stalest sender's window; never the one just used. It alone holding more
+            // than the total cannot happen while per_sender <= max_total; it is kept then.
+            let Some(stalest) = self.stalest_other_than(sender) else {
                 break;
             };
-            if stalest == sender {
-                // It alone holds more than the total: trim it instead (cannot happen while
-                // per_sender <= max_total, kept for a node set up otherwise).
-                break;
-            }
-            self.by_use.remove(&used);
             if let Some(dropped) = self.seen.remove(&stalest) {
-                self.total -= dropped.window.len();
+                self.total -= dropped.ids.len();
+            }
+        }
+    }
+
+    /// The sender heard from longest ago, other than `sender`: None if there is none.
+    fn stalest_other_than(&mut self, sender: PeerKey) -> Option<PeerKey> {
+        loop {
+            match self.stalest.pop() {
+                // A use since it was listed makes it the newest, not the stalest. Uses are
+                // never repeated, so one unchanged since is as stale as it was then, and
+                // every sender not listed was used after every one listed.
+                Some((used, key)) => {
+                    if key != sender && self.seen.get(&key).is_some_and(|s| s.used == used) {
+                        return Some(key);
+                    }
+                }
+                None => {
+                    let mut others: Vec<(u64, PeerKey)> = self
+                        .seen
+                        .iter()
+                        .filter(|(key, _)| **key != sender)
+                        .map(|(key, seen)| (seen.used, *key))
+                        .collect();
+                    if others.is_empty() {
+                        return None;
+                    }
+                    // The staler half: a pass per many drops, not per drop.
+                    let keep = others.len().div_ceil(2);
+                    if keep < others.len() {
+                        others.select_nth_unstable_by_key(keep - 1, |(used, _)| *used);
+                        others.truncate(keep);
+                    }
+                    others.sort_unstable_by_key(|(used, _)| std::cmp::Reverse(*used));
+                    self.stalest = others;
+                }
             }
         }
     }
@@ -182,6 +254,126 @@ mod tests {
             key: Some(PeerKey::from_bytes([7; 32])),
             id,
             text: format!("chat {id}"),
+        }
+    }
+
+    /// A window with its capacity, as the Inbox keeps one per sender.
+    struct SeenWindow {
+        ids: SeenIds,
+        capacity: usize,
+    }
+
+    impl SeenWindow {
+        fn new(capacity: usize) -> Self {
+            SeenWindow {
+                ids: SeenIds::new(),
+                capacity,
+            }
+        }
+
+        fn first_time(&mut self, id: MessageId) -> bool {
+            self.ids.first_time(id, self.capacity)
+        }
+    }
+
+    /// A small pseudo-random sequence (xorshift), the same on every run.
+    fn numbers(seed: u64) -> impl Iterator<Item = u64> {
+        let mut state = seed.max(1);
+        std::iter::repeat_with(move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        })
+    }
+
+    /// Rising ids with gaps, repeats, and now and then an id from before (new or not): the
+    /// window answers as the plain B-tree and arrival queue (`AnyOrder`) would.
+    #[test]
+    fn a_window_answers_like_a_set_with_an_arrival_queue_in_any_order() {
+        for (seed, capacity) in [(1, 1), (2, 3), (3, 8), (4, 64), (5, 5)] {
+            let mut window = SeenIds::new();
+            let mut model = AnyOrder {
+                ids: BTreeSet::new(),
+                order: VecDeque::new(),
+            };
+            let mut highest = 1000u64;
+            for (step, roll) in numbers(seed).take(5000).enumerate() {
+                let id = match roll % 10 {
+                    0..=5 => {
+                        highest += 1 + roll % 3;
+                        highest
+                    }
+                    6 | 7 => highest.saturating_sub(roll % 4),
+                    8 => highest.saturating_sub(roll % 40),
+                    _ => highest + 2,
+                };
+                assert_eq!(
+                    window.first_time(id, capacity),
+                    model.first_time(id, capacity),
+                    "seed {seed}, capacity {capacity}, step {step}, id {id}"
+                );
+                assert_eq!(window.len(), model.order.len());
+            }
+        }
+    }
+
+    #[test]
+    fn rising_ids_keep_one_queue_and_an_id_from_before_turns_it_into_a_tree() {
+        let mut window = SeenWindow::new(3);
+        for id in [5, 7, 9, 12] {
+            assert!(window.first_time(id));
+        }
+        assert!(!window.first_time(9));
+        assert!(
+            matches!(window.ids, SeenIds::Rising(_)),
+            "repeats keep it rising"
+        );
+        assert!(window.first_time(5), "5 fell out of the window");
+        assert!(matches!(window.ids, SeenIds::Any(_)));
+        assert!(!window.first_time(12));
+        assert!(window.first_time(7), "7 left as 5 came back");
+        assert_eq!(window.ids.len(), 3);
+    }
+
+    /// The drops past the total, over many senders used in a shuffled order, are those of a
+    /// plain list that drops the sender with the oldest use (what `by_use` was).
+    #[test]
+    fn the_total_drops_senders_as_a_list_by_last_use_would() {
+        let (per_sender, total) = (4, 30);
+        let mut inbox = Inbox::new(per_sender, total);
+        // The model: per sender its window (a model window) and its last use.
+        let mut model: Vec<(PeerKey, SeenWindow, u64)> = Vec::new();
+        let mut model_total = 0;
+        let mut next_id = 0u64;
+        for (step, roll) in numbers(9).take(20_000).enumerate() {
+            let sender = PeerKey::from_bytes([(roll % 23) as u8; 32]);
+            next_id += 1;
+            let id = if roll % 5 == 0 { next_id / 2 } else { next_id };
+            let at = match model.iter().position(|(key, ..)| *key == sender) {
+                Some(at) => at,
+                None => {
+                    model.push((sender, SeenWindow::new(per_sender), 0));
+                    model.len() - 1
+                }
+            };
+            let before = model[at].1.ids.len();
+            let want = model[at].1.first_time(id);
+            model[at].2 = step as u64;
+            model_total += model[at].1.ids.len() - before;
+            while model_total > total {
+                let stalest = (0..model.len())
+                    .filter(|&i| model[i].0 != sender)
+                    .min_by_key(|&i| model[i].2)
+                    .expect("another sender");
+                model_total -= model.remove(stalest).1.ids.len();
+            }
+            assert_eq!(inbox.first_time(sender, id), want, "step {step}");
+            assert_eq!(
+                inbox.seen_counts(),
+                (model_total, model.len()),
+                "step {step}"
+            );
         }
     }
 
