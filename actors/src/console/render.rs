@@ -366,15 +366,7 @@ fn peer_listing(peers: &[PeerInfo], connected_only: bool, look: &Look) -> String
         .enumerate()
         .filter(|(_, peer)| !connected_only || peer.connected);
     for (n, peer) in shown {
-        let name = match peer.name.as_deref() {
-            Some(name) => look.name(&visible(name)),
-            None => "?".into(),
-        };
-        let state = if peer.connected {
-            look.good("connected")
-        } else {
-            look.warn("not connected")
-        };
+        let (name, state) = name_and_state(peer.name.as_deref(), peer.connected, look);
         let waiting = match peer.waiting {
             0 => String::new(),
             n => format!(", {n} message(s) waiting"),
@@ -514,6 +506,21 @@ pub fn undelivered(
         ))),
         (n, false) => Some(look.bad(format!("Warning: {n} message(s) were not delivered."))),
     }
+}
+
+/// A listed peer's name (escaped; `?` if none is known) and its state, as every listing
+/// shows them.
+pub(super) fn name_and_state(name: Option<&str>, connected: bool, look: &Look) -> (String, String) {
+    let name = match name {
+        Some(name) => look.name(&visible(name)),
+        None => "?".into(),
+    };
+    let state = if connected {
+        look.good("connected")
+    } else {
+        look.warn("not connected")
+    };
+    (name, state)
 }
 
 #[cfg(test)]

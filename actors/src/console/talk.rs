@@ -446,15 +446,7 @@ impl Console {
 
 /// One peer of the one list, as listings show it: `2. 127.0.0.1:9002  carol  connected`.
 pub(super) fn listed_line(peer: &Listed, look: &super::look::Look) -> String {
-    let name = match peer.name.as_deref() {
-        Some(name) => look.name(&visible(name)),
-        None => "?".into(),
-    };
-    let state = if peer.connected {
-        look.good("connected")
-    } else {
-        look.warn("not connected")
-    };
+    let (name, state) = super::render::name_and_state(peer.name.as_deref(), peer.connected, look);
     format!("{}. {}  {name}  {state}", peer.number, look.addr(peer.addr))
 }
 

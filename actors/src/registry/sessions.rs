@@ -271,10 +271,9 @@ impl Registry {
         self.no_sessions_left();
     }
 
-    /// A one-shot sender's session ended: it is not kept as a peer (it does not listen, so
-    /// there is nowhere to reach it again), and replies still waiting for it fail now
-    /// rather than redial a port nobody listens on.
-    fn one_shot_ended(&mut self, live: LiveSession<Addr<Session>>, id: SessionId) {
+    /// Every address `live`'s key is routed at (its own address too): the chats handed to
+    /// Session `id` there are taken back, to be handed again. Answers those addresses.
+    fn unhand_routes(&mut self, live: &LiveSession<Addr<Session>>, id: SessionId) -> Vec<PeerAddr> {
         let mut routes = self.peers.routes_of(&live.key);
         if !routes.contains(&live.peer) {
             routes.push(live.peer);
@@ -282,6 +281,14 @@ impl Registry {
         for addr in &routes {
             self.outbox.unhand_session(addr, id);
         }
+        routes
+    }
+
+    /// A one-shot sender's session ended: it is not kept as a peer (it does not listen, so
+    /// there is nowhere to reach it again), and replies still waiting for it fail now
+    /// rather than redial a port nobody listens on.
+    fn one_shot_ended(&mut self, live: LiveSession<Addr<Session>>, id: SessionId) {
+        let routes = self.unhand_routes(&live, id);
         if let Some((replacement, _)) = self.peers.session_of(&live.key) {
             self.flush_outbox(replacement);
         } else {
@@ -304,13 +311,7 @@ impl Registry {
         reason: &str,
         ctx: &mut Context<Self>,
     ) {
-        let mut routes = self.peers.routes_of(&live.key);
-        if !routes.contains(&live.peer) {
-            routes.push(live.peer);
-        }
-        for addr in &routes {
-            self.outbox.unhand_session(addr, id);
-        }
+        let routes = self.unhand_routes(&live, id);
         if let Some((replacement, _)) = self.peers.session_of(&live.key) {
             return self.flush_outbox(replacement);
         }

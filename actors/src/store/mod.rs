@@ -272,17 +272,7 @@ impl Store {
 
     /// Whether a chat fits in the outbox's budget, before accepting it.
     pub fn room_for(&self, chat: &QueuedChat) -> Result<(), OutboxFull> {
-        let bytes = record_len(&OutboxRecord::Queued(chat.clone()));
-        if self.pending.len() >= self.limits.outbox_chats
-            || self.pending_bytes.saturating_add(bytes) > self.limits.outbox_bytes
-        {
-            return Err(OutboxFull {
-                chats: self.pending.len(),
-                bytes: self.pending_bytes,
-                limits: self.limits,
-            });
-        }
-        Ok(())
+        self.room_for_all(std::slice::from_ref(chat))
     }
 
     /// Whether all of these chats fit in the outbox's budget together (a `SendChats` takes all
