@@ -39,6 +39,10 @@ pub use reasons::{cannot_listen, plain as plain_reason};
 pub use render::{MENU, SHORTCUTS};
 pub use screen::{stdin_lines, InputStream, PlainScreen, Screen, Written};
 
+/// How long a quitting Console waits for its last lines to be written before the process
+/// ends anyway.
+const QUIT_WRITE_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// How the console ended, for the process's exit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QuitReport {
@@ -269,7 +273,9 @@ impl Console {
                     let written = console.screen.written();
                     let on_quit = console.on_quit.take();
                     actix_rt::spawn(async move {
-                        written.await;
+                        // Bounded: a stdout nobody reads (or a terminal printer that is
+                        // stuck) must not keep the process from ending.
+                        let _ = actix_rt::time::timeout(QUIT_WRITE_LIMIT, written).await;
                         if let Some(on_quit) = on_quit {
                             let _ = on_quit.send(QuitReport {
                                 undelivered: report.undelivered,
