@@ -12,8 +12,14 @@
 //! order. That queue is not told when a chat is acked or taken off its Session: an entry
 //! counts only while its chat still has that deadline, and stale entries are dropped as the
 //! tick reaches them, or all at once when they outnumber the live ones.
+//!
+//! The chats, and each peer's ids, are kept in `IdSlots`: a queue in id order, not a B-tree.
+//! A new chat has the highest id so far, so it goes at the back; an ack, usually of the
+//! oldest chat, leaves a hole that is popped at once at the front and otherwise dropped when
+//! holes outnumber the chats (callgrind: B-tree inserts and removes were about a fifth of a
+//! sending node's instructions per chat in the stream, docs/performance.md).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use crate::helpers::human;
@@ -51,11 +57,9 @@ impl Outgoing {
 
 /// Every chat waiting for an ack (see the module docs).
 pub(crate) struct Outbox {
-    /// Boxed: the B-tree shifts its entries when the oldest is removed (the usual ack), and
-    /// a pointer is cheaper to shift than the whole record.
-    chats: BTreeMap<MessageId, Box<Outgoing>>,
+    chats: IdSlots<Outgoing>,
     /// Each peer's chats; ids grow, so id order is the order they were accepted.
-    by_peer: HashMap<TableKey, BTreeSet<MessageId>>,
+    by_peer: HashMap<TableKey, IdSlots<()>>,
     /// Every hand with its ack deadline, in hand order, so in deadline order; an entry is
     /// stale once its chat no longer has that deadline (see the module docs).
     ack_due: VecDeque<(Instant, MessageId)>,
@@ -70,7 +74,7 @@ impl Outbox {
     /// without an ack, and given up `give_up_after` after it was accepted.
     pub(crate) fn new(ack_timeout: Duration, give_up_after: Duration) -> Self {
         Outbox {
-            chats: BTreeMap::new(),
+            chats: IdSlots::default(),
             by_peer: HashMap::new(),
             ack_due: VecDeque::new(),
             handed: 0,
@@ -88,12 +92,12 @@ impl Outbox {
     }
 
     pub(crate) fn get(&self, id: MessageId) -> Option<&Outgoing> {
-        self.chats.get(&id).map(|out| &**out)
+        self.chats.get(id)
     }
 
     /// How many chats wait for `peer`.
     pub(crate) fn waiting(&self, peer: &TableKey) -> usize {
-        self.by_peer.get(peer).map_or(0, BTreeSet::len)
+        self.by_peer.get(peer).map_or(0, IdSlots::len)
     }
 
     /// The peers that have chats waiting.
@@ -112,7 +116,7 @@ impl Outbox {
         now: Instant,
     ) {
         let give_up_due = now.checked_add(self.give_up_after);
-        self.by_peer.entry(to).or_default().insert(id);
+        self.by_peer.entry(to).or_default().insert(id, ());
         let out = Outgoing {
             to,
             text,
@@ -122,7 +126,7 @@ impl Outbox {
             ack_due: None,
             give_up_due,
         };
-        if let Some(old) = self.chats.insert(id, Box::new(out)) {
+        if let Some(old) = self.chats.insert(id, out) {
             // Ids are unique; should one come twice, the first copy's indexes go.
             self.unindex(id, &old);
         }
@@ -131,7 +135,7 @@ impl Outbox {
     /// Chat `id` is handed to `session` now: without an ack in time it is handed again.
     /// `now` never goes back from one call to the next.
     pub(crate) fn hand(&mut self, id: MessageId, session: SessionId, now: Instant) {
-        let Some(out) = self.chats.get_mut(&id) else {
+        let Some(out) = self.chats.get_mut(id) else {
             return;
         };
         out.on_session = Some(session);
@@ -151,7 +155,7 @@ impl Outbox {
 
     /// Chat `id` is on no Session any more (its Session ended or never got it).
     pub(crate) fn unhand(&mut self, id: MessageId) {
-        if let Some(out) = self.chats.get_mut(&id) {
+        if let Some(out) = self.chats.get_mut(id) {
             out.on_session = None;
             if out.ack_due.take().is_some() {
                 self.handed = self.handed.saturating_sub(1);
@@ -162,7 +166,7 @@ impl Outbox {
     /// Whether an entry of `ack_due` is still its chat's deadline.
     fn is_live(&self, (due, id): (Instant, MessageId)) -> bool {
         self.chats
-            .get(&id)
+            .get(id)
             .is_some_and(|out| out.ack_due == Some(due))
     }
 
@@ -200,7 +204,7 @@ impl Outbox {
     ) -> Vec<Chat> {
         let mut chats = Vec::new();
         for id in self.ids_of(peer) {
-            let Some(out) = self.chats.get(&id) else {
+            let Some(out) = self.chats.get(id) else {
                 continue;
             };
             let on_live = out.on_session.is_some_and(|s| s == session || is_live(s));
@@ -216,7 +220,7 @@ impl Outbox {
     pub(crate) fn note_error(&mut self, peer: &TableKey, reason: &str) -> usize {
         let ids = self.ids_of(peer);
         for id in &ids {
-            if let Some(out) = self.chats.get_mut(id) {
+            if let Some(out) = self.chats.get_mut(*id) {
                 out.last_error = Some(reason.to_string());
             }
         }
@@ -229,21 +233,21 @@ impl Outbox {
         &mut self,
         id: MessageId,
         from_acker: impl Fn(&TableKey) -> bool,
-    ) -> Option<Box<Outgoing>> {
+    ) -> Option<Outgoing> {
         if !from_acker(&self.get(id)?.to) {
             return None; // Not a chat we sent there: an ack does not come from elsewhere.
         }
         self.remove(id)
     }
 
-    pub(crate) fn remove(&mut self, id: MessageId) -> Option<Box<Outgoing>> {
-        let out = self.chats.remove(&id)?;
+    pub(crate) fn remove(&mut self, id: MessageId) -> Option<Outgoing> {
+        let out = self.chats.remove(id)?;
         self.unindex(id, &out);
         Some(out)
     }
 
     /// Removes every chat for `peer`, oldest first.
-    pub(crate) fn remove_peer(&mut self, peer: &TableKey) -> Vec<(MessageId, Box<Outgoing>)> {
+    pub(crate) fn remove_peer(&mut self, peer: &TableKey) -> Vec<(MessageId, Outgoing)> {
         self.ids_of(peer)
             .into_iter()
             .filter_map(|id| Some((id, self.remove(id)?)))
@@ -251,18 +255,18 @@ impl Outbox {
     }
 
     /// Removes every chat, oldest first.
-    pub(crate) fn remove_all(&mut self) -> Vec<(MessageId, Box<Outgoing>)> {
+    pub(crate) fn remove_all(&mut self) -> Vec<(MessageId, Outgoing)> {
         self.by_peer.clear();
         self.ack_due.clear();
         self.handed = 0;
-        std::mem::take(&mut self.chats).into_iter().collect()
+        std::mem::take(&mut self.chats).into_vec()
     }
 
     /// Removes the chats that have waited too long, with the reason to report.
-    pub(crate) fn give_up_due(&mut self, now: Instant) -> Vec<(MessageId, Box<Outgoing>, String)> {
+    pub(crate) fn give_up_due(&mut self, now: Instant) -> Vec<(MessageId, Outgoing, String)> {
         let mut given_up = Vec::new();
         // Oldest first: the first chat not due yet has no later chat due before it.
-        while let Some((&id, out)) = self.chats.first_key_value() {
+        while let Some((id, out)) = self.chats.first() {
             if out.give_up_due.is_none_or(|due| due > now) {
                 break;
             }
@@ -289,7 +293,7 @@ impl Outbox {
                 continue; // Acked, taken off its Session or handed again since.
             }
             self.unhand(id);
-            if let Some(out) = self.chats.get_mut(&id) {
+            if let Some(out) = self.chats.get_mut(id) {
                 out.last_error = Some(why.clone());
                 stale.insert(out.to);
             }
@@ -300,13 +304,13 @@ impl Outbox {
     fn ids_of(&self, peer: &TableKey) -> Vec<MessageId> {
         self.by_peer
             .get(peer)
-            .map(|ids| ids.iter().copied().collect())
+            .map(|ids| ids.ids().collect())
             .unwrap_or_default()
     }
 
     fn unindex(&mut self, id: MessageId, out: &Outgoing) {
         if let Some(ids) = self.by_peer.get_mut(&out.to) {
-            ids.remove(&id);
+            ids.remove(id);
             if ids.is_empty() {
                 self.by_peer.remove(&out.to);
             }
@@ -315,6 +319,121 @@ impl Outbox {
         if out.ack_due.is_some() {
             self.handed = self.handed.saturating_sub(1);
         }
+    }
+}
+
+/// Values by id, in id order, for ids that mostly come in rising order and mostly leave
+/// oldest first (see the module docs). Lookups are a binary search.
+#[derive(Debug)]
+pub(crate) struct IdSlots<T> {
+    /// Sorted by id; `None` is a hole left by a removal. Never a hole at either end.
+    slots: VecDeque<(MessageId, Option<T>)>,
+    /// The slots that are not holes.
+    live: usize,
+}
+
+impl<T> Default for IdSlots<T> {
+    fn default() -> Self {
+        IdSlots {
+            slots: VecDeque::new(),
+            live: 0,
+        }
+    }
+}
+
+impl<T> IdSlots<T> {
+    pub(crate) fn len(&self) -> usize {
+        self.live
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+
+    fn position(&self, id: MessageId) -> Result<usize, usize> {
+        // The oldest is the usual one asked for (an ack), the newest the usual one added.
+        match self.slots.front() {
+            Some((first, _)) if *first == id => return Ok(0),
+            Some((first, _)) if id < *first => return Err(0),
+            _ => {}
+        }
+        match self.slots.back() {
+            None => return Err(0),
+            Some((last, _)) if id > *last => return Err(self.slots.len()),
+            _ => {}
+        }
+        self.slots.binary_search_by_key(&id, |(slot, _)| *slot)
+    }
+
+    /// Adds `value` under `id`; answers the value it replaces.
+    pub(crate) fn insert(&mut self, id: MessageId, value: T) -> Option<T> {
+        match self.position(id) {
+            Ok(at) => {
+                let old = self.slots[at].1.replace(value);
+                if old.is_none() {
+                    self.live += 1;
+                }
+                old
+            }
+            Err(at) => {
+                // At the back, but for an id that comes out of order.
+                self.slots.insert(at, (id, Some(value)));
+                self.live += 1;
+                None
+            }
+        }
+    }
+
+    pub(crate) fn get(&self, id: MessageId) -> Option<&T> {
+        let at = self.position(id).ok()?;
+        self.slots[at].1.as_ref()
+    }
+
+    pub(crate) fn get_mut(&mut self, id: MessageId) -> Option<&mut T> {
+        let at = self.position(id).ok()?;
+        self.slots[at].1.as_mut()
+    }
+
+    pub(crate) fn remove(&mut self, id: MessageId) -> Option<T> {
+        let at = self.position(id).ok()?;
+        let old = self.slots[at].1.take()?;
+        self.live -= 1;
+        while self.slots.front().is_some_and(|(_, slot)| slot.is_none()) {
+            self.slots.pop_front();
+        }
+        while self.slots.back().is_some_and(|(_, slot)| slot.is_none()) {
+            self.slots.pop_back();
+        }
+        // Acks out of order leave holes inside; they go once they outnumber the values, so
+        // the queue stays within about twice its values and each removal costs O(1) on
+        // average.
+        if self.slots.len() > 2 * self.live + 64 {
+            self.slots.retain(|(_, slot)| slot.is_some());
+        }
+        Some(old)
+    }
+
+    /// The value with the lowest id.
+    pub(crate) fn first(&self) -> Option<(MessageId, &T)> {
+        self.iter().next()
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (MessageId, &T)> {
+        self.slots
+            .iter()
+            .filter_map(|(id, slot)| Some((*id, slot.as_ref()?)))
+    }
+
+    pub(crate) fn ids(&self) -> impl Iterator<Item = MessageId> + '_ {
+        self.iter().map(|(id, _)| id)
+    }
+
+    /// Every value, lowest id first.
+    pub(crate) fn into_vec(self) -> Vec<(MessageId, T)> {
+        self.slots
+            .into_iter()
+            .filter_map(|(id, slot)| Some((id, slot?)))
+            .collect()
     }
 }
 
@@ -503,5 +622,45 @@ mod tests {
             .iter()
             .all(|(id, _, _)| *id == 2));
         assert!(outbox.remove_all().is_empty());
+    }
+
+    #[test]
+    fn id_slots_keep_id_order_whatever_order_ids_come_and_go() {
+        let mut slots = IdSlots::default();
+        for id in [5, 7, 9] {
+            assert_eq!(slots.insert(id, id * 10), None);
+        }
+        // Out of order: before the first and between two.
+        assert_eq!(slots.insert(1, 10), None);
+        assert_eq!(slots.insert(8, 80), None);
+        assert_eq!(slots.insert(8, 81), Some(80), "a repeated id replaces");
+        assert_eq!(slots.ids().collect::<Vec<_>>(), [1, 5, 7, 8, 9]);
+        assert_eq!(slots.remove(7), Some(70));
+        assert_eq!(slots.remove(7), None);
+        assert_eq!(slots.get(7), None);
+        assert_eq!(slots.insert(7, 71), None, "a hole is filled again");
+        assert_eq!(slots.remove(1), Some(10));
+        assert_eq!(slots.first(), Some((5, &50)));
+        assert_eq!(slots.remove(9), Some(90));
+        assert_eq!(slots.len(), 3);
+        assert_eq!(slots.get(6), None);
+        assert_eq!(slots.get(100), None);
+        assert_eq!(slots.into_vec(), [(5, 50), (7, 71), (8, 81)]);
+    }
+
+    #[test]
+    fn id_slots_drop_holes_once_they_outnumber_the_values() {
+        let mut slots = IdSlots::default();
+        for id in 0..10_000 {
+            slots.insert(id, ());
+        }
+        // The first and the last stay: every removal in between leaves a hole.
+        for id in (1..9_999).rev() {
+            assert_eq!(slots.remove(id), Some(()));
+            assert!(slots.slots.len() <= 2 * slots.len() + 65, "{id}");
+        }
+        assert_eq!(slots.ids().collect::<Vec<_>>(), [0, 9_999]);
+        assert_eq!(slots.remove(0), Some(()));
+        assert_eq!(slots.slots.len(), 1, "no hole at the front");
     }
 }
