@@ -20,6 +20,7 @@
 //! sending node's instructions per chat in the stream, docs/performance.md).
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::time::{Duration, Instant};
 
 use crate::helpers::human;
@@ -58,8 +59,10 @@ impl Outgoing {
 /// Every chat waiting for an ack (see the module docs).
 pub(crate) struct Outbox {
     chats: IdSlots<Outgoing>,
-    /// Each peer's chats; ids grow, so id order is the order they were accepted.
-    by_peer: HashMap<TableKey, IdSlots<()>>,
+    /// Each peer's chats; ids grow, so id order is the order they were accepted. Hashed by
+    /// `LocalKeyHasher`: a key here is an address this node chose to write to, not one a
+    /// remote peer picks, and SipHash of it was two hashes and 450 instructions per chat.
+    by_peer: HashMap<TableKey, IdSlots<()>, BuildHasherDefault<LocalKeyHasher>>,
     /// Every hand with its ack deadline, in hand order, so in deadline order; an entry is
     /// stale once its chat no longer has that deadline (see the module docs).
     ack_due: VecDeque<(Instant, MessageId)>,
@@ -75,7 +78,7 @@ impl Outbox {
     pub(crate) fn new(ack_timeout: Duration, give_up_after: Duration) -> Self {
         Outbox {
             chats: IdSlots::default(),
-            by_peer: HashMap::new(),
+            by_peer: HashMap::default(),
             ack_due: VecDeque::new(),
             handed: 0,
             ack_timeout,
@@ -322,6 +325,54 @@ impl Outbox {
     }
 }
 
+/// A multiply-rotate hash (FxHash's) for keys this node picks itself: a few instructions
+/// per word where SipHash takes a couple of hundred per address. Not for keys a remote peer
+/// chooses, which could be picked to collide.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct LocalKeyHasher(u64);
+
+impl LocalKeyHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl Hasher for LocalKeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u8(&mut self, n: u8) {
+        self.add(u64::from(n));
+    }
+
+    fn write_u16(&mut self, n: u16) {
+        self.add(u64::from(n));
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.add(u64::from(n));
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.add(n);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.add(n as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        // The table takes its bucket from the low bits and a tag from the top ones; the
+        // multiply leaves the low bits of the last word weakest, so both get mixed ones.
+        self.0.rotate_left(26)
+    }
+}
+
 /// Values by id, in id order, for ids that mostly come in rising order and mostly leave
 /// oldest first (see the module docs). Lookups are a binary search.
 #[derive(Debug)]
@@ -359,6 +410,7 @@ impl<T> IdSlots<T> {
         }
         match self.slots.back() {
             None => return Err(0),
+            Some((last, _)) if *last == id => return Ok(self.slots.len() - 1),
             Some((last, _)) if id > *last => return Err(self.slots.len()),
             _ => {}
         }
@@ -662,5 +714,22 @@ mod tests {
         assert_eq!(slots.ids().collect::<Vec<_>>(), [0, 9_999]);
         assert_eq!(slots.remove(0), Some(()));
         assert_eq!(slots.slots.len(), 1, "no hole at the front");
+    }
+
+    #[test]
+    fn addresses_differing_in_ip_or_port_hash_apart() {
+        use std::hash::{BuildHasher, Hash};
+        let build = BuildHasherDefault::<LocalKeyHasher>::default();
+        let hash = |key: TableKey| {
+            let mut hasher = build.build_hasher();
+            key.hash(&mut hasher);
+            hasher.finish()
+        };
+        let mut seen = std::collections::HashSet::new();
+        for port in 9000..9100 {
+            assert!(seen.insert(hash(peer(port))), "port {port}");
+            let other_ip = PeerAddr::from_ip_port([10, 0, 0, 1].into(), port);
+            assert!(seen.insert(hash(other_ip)), "10.0.0.1:{port}");
+        }
     }
 }
