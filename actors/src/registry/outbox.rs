@@ -718,13 +718,9 @@ mod tests {
 
     #[test]
     fn addresses_differing_in_ip_or_port_hash_apart() {
-        use std::hash::{BuildHasher, Hash};
+        use std::hash::BuildHasher;
         let build = BuildHasherDefault::<LocalKeyHasher>::default();
-        let hash = |key: TableKey| {
-            let mut hasher = build.build_hasher();
-            key.hash(&mut hasher);
-            hasher.finish()
-        };
+        let hash = |key: TableKey| build.hash_one(key);
         let mut seen = std::collections::HashSet::new();
         for port in 9000..9100 {
             assert!(seen.insert(hash(peer(port))), "port {port}");
