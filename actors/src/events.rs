@@ -192,7 +192,10 @@ impl actix::Message for NodeEvent {
 
 /// A subscription to a node's events. Also a `Stream`, for actors that `add_stream` it.
 pub struct EventStream {
-    rx: mpsc::UnboundedReceiver<NodeEvent>,
+    /// Events come in batches (`Subscriber::Channel`) and are handed out one by one.
+    rx: mpsc::UnboundedReceiver<Vec<NodeEvent>>,
+    /// The rest of the batch being handed out.
+    batch: std::vec::IntoIter<NodeEvent>,
 }
 
 /// A wait on the event stream ran out of time; says what it saw meanwhile.
@@ -217,13 +220,16 @@ impl fmt::Display for WaitTimedOut {
 impl std::error::Error for WaitTimedOut {}
 
 impl EventStream {
-    pub(crate) fn new(rx: mpsc::UnboundedReceiver<NodeEvent>) -> Self {
-        EventStream { rx }
+    pub(crate) fn new(rx: mpsc::UnboundedReceiver<Vec<NodeEvent>>) -> Self {
+        EventStream {
+            rx,
+            batch: Vec::new().into_iter(),
+        }
     }
 
     /// The next event, or `None` if none comes within `limit` (or the node is gone).
     pub async fn next_within(&mut self, limit: Duration) -> Option<NodeEvent> {
-        actix_rt::time::timeout(limit, self.rx.next())
+        actix_rt::time::timeout(limit, self.next())
             .await
             .ok()
             .flatten()
@@ -238,7 +244,7 @@ impl EventStream {
         let mut seen = Vec::new();
         let deadline = tokio::time::Instant::now() + limit;
         loop {
-            match tokio::time::timeout_at(deadline, self.rx.next()).await {
+            match tokio::time::timeout_at(deadline, self.next()).await {
                 Ok(Some(event)) => {
                     if let Some(found) = pick(&event) {
                         return Ok(found);
@@ -260,6 +266,15 @@ impl Stream for EventStream {
     type Item = NodeEvent;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<NodeEvent>> {
-        self.rx.poll_next_unpin(cx)
+        loop {
+            if let Some(event) = self.batch.next() {
+                return Poll::Ready(Some(event));
+            }
+            match self.rx.poll_next_unpin(cx) {
+                Poll::Ready(Some(batch)) => self.batch = batch.into_iter(),
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
     }
 }

@@ -25,8 +25,10 @@ pub struct Subscribe(pub Subscriber);
 /// Where events go: a channel (tests, library users) or an actor's mailbox (the Console;
 /// a mailbox outlives the actor's restarts, a channel it had added as a stream would not).
 pub enum Subscriber {
-    /// Events sent into a channel (an `EventStream`).
-    Channel(mpsc::UnboundedSender<NodeEvent>),
+    /// Events sent into a channel (an `EventStream`), each batch (the chats of one
+    /// `IncomingChats`, the acks of one `AcksReceived`) as one message: a channel send and a
+    /// wake-up per batch, not per event.
+    Channel(mpsc::UnboundedSender<Vec<NodeEvent>>),
     /// Events sent to an actor's mailbox.
     Actor(Recipient<NodeEvent>),
     /// A display (the Console): events to its mailbox in batches, and chats acked only once
@@ -91,7 +93,7 @@ impl Subscriber {
     pub(super) fn deliver(&self, events: Vec<NodeEvent>) -> bool {
         let traced = crate::trace::enabled(Role::Registry, Role::Console);
         match self {
-            Subscriber::Channel(tx) => events.into_iter().all(|e| tx.unbounded_send(e).is_ok()),
+            Subscriber::Channel(tx) => tx.unbounded_send(events).is_ok(),
             Subscriber::Actor(recipient) => {
                 for event in events {
                     if traced {
