@@ -102,6 +102,23 @@ guarded_handler!(
     on_panic: Err(SendError::RegistryFailed),
 );
 
+/// When chats were accepted: the outbox's clock for their deadlines and the wall clock sent
+/// with them.
+#[derive(Clone, Copy)]
+struct AcceptedAt {
+    now: Instant,
+    sent_at_ms: u64,
+}
+
+impl AcceptedAt {
+    fn now() -> Self {
+        AcceptedAt {
+            now: Instant::now(),
+            sent_at_ms: now_ms(),
+        }
+    }
+}
+
 impl Registry {
     fn on_send_chat(
         &mut self,
@@ -114,7 +131,7 @@ impl Registry {
         }
         self.check_room(&msg.to, std::slice::from_ref(&msg.text))?;
         let session = self.peers.session_for(&msg.to).map(|(id, _)| id);
-        let id = self.accept(msg.to, msg.text, session, ctx);
+        let id = self.accept(msg.to, msg.text, session, AcceptedAt::now(), ctx);
         self.route_accepted(msg.to, session, ctx);
         Ok(id)
     }
@@ -133,10 +150,12 @@ impl Registry {
         self.check_room(&msg.to, &msg.texts)?;
         // Looked up once for the batch (four hash lookups): accepting chats changes no Session.
         let session = self.peers.session_for(&msg.to).map(|(id, _)| id);
+        // One moment for the batch: reading both clocks cost 110 instructions per chat.
+        let at = AcceptedAt::now();
         let ids = msg
             .texts
             .into_iter()
-            .map(|text| self.accept(msg.to, text, session, ctx))
+            .map(|text| self.accept(msg.to, text, session, at, ctx))
             .collect();
         self.route_accepted(msg.to, session, ctx);
         Ok(ids)
@@ -189,12 +208,13 @@ impl Registry {
         to: PeerAddr,
         text: String,
         session: Option<SessionId>,
+        at: AcceptedAt,
         ctx: &mut Context<Self>,
     ) -> MessageId {
         // check_room made sure of it; saturating all the same, never wrapping.
         self.next_message_id = self.next_message_id.saturating_add(1).min(MAX_MESSAGE_ID);
         let id = self.next_message_id;
-        let sent_at_ms = now_ms();
+        let AcceptedAt { now, sent_at_ms } = at;
         // On disk before anyone is told it was accepted. A chat that could not be saved is
         // still sent while the node runs, but said to be `not saved` (and never kept).
         if let Some(store) = self.store.as_mut() {
@@ -214,7 +234,6 @@ impl Registry {
                 self.emit(NodeEvent::NotSaved { to, id, error });
             }
         }
-        let now = Instant::now();
         self.outbox.insert(id, to, text, sent_at_ms, now);
         if let Some(session) = session {
             // Only this chat: the others for this peer are already on the session.
@@ -468,17 +487,13 @@ impl Registry {
         self.peers.touch(&msg.key);
         let at_ms = now_ms();
         let (from, key) = (msg.from, msg.key);
-        let peers = &self.peers;
-        let from_acker = |to: &PeerAddr| *to == from || peers.route(to) == Some(key);
-        let outbox = &mut self.outbox;
-        let acked: Vec<_> = msg
-            .ids
-            .into_iter()
-            // A repeat, or not for a chat of ours: nothing to do.
-            .filter_map(|id| outbox.take_acked(id, from_acker).map(|out| (id, out)))
-            .collect();
-        let mut delivered = Vec::with_capacity(acked.len());
-        for (id, out) in acked {
+        let mut delivered = Vec::with_capacity(msg.ids.len());
+        for id in msg.ids {
+            let peers = &self.peers;
+            let from_acker = |to: &PeerAddr| *to == from || peers.route(to) == Some(key);
+            let Some(out) = self.outbox.take_acked(id, from_acker) else {
+                continue; // A repeat, or not for a chat of ours: nothing to do.
+            };
             // Hashing the id costs more than the rest of this loop's bookkeeping, and the
             // set is empty unless saving failed.
             if !self.unsaved.is_empty() {

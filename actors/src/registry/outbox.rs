@@ -402,19 +402,20 @@ impl<T> IdSlots<T> {
     }
 
     fn position(&self, id: MessageId) -> Result<usize, usize> {
-        // The oldest is the usual one asked for (an ack), the newest the usual one added.
-        match self.slots.front() {
-            Some((first, _)) if *first == id => return Ok(0),
-            Some((first, _)) if id < *first => return Err(0),
-            _ => {}
+        let Some(&(first, _)) = self.slots.front() else {
+            return Err(0);
+        };
+        if id < first {
+            return Err(0);
         }
-        match self.slots.back() {
-            None => return Err(0),
-            Some((last, _)) if *last == id => return Ok(self.slots.len() - 1),
-            Some((last, _)) if id > *last => return Err(self.slots.len()),
-            _ => {}
+        // Ids are usually consecutive and acked in order: then an id's place is its offset
+        // from the first, and the search is only for gaps and holes left inside.
+        let guess = usize::try_from(id - first).unwrap_or(usize::MAX);
+        match self.slots.get(guess) {
+            Some((at_guess, _)) if *at_guess == id => Ok(guess),
+            None if self.slots.back().is_some_and(|(last, _)| id > *last) => Err(self.slots.len()),
+            _ => self.slots.binary_search_by_key(&id, |(slot, _)| *slot),
         }
-        self.slots.binary_search_by_key(&id, |(slot, _)| *slot)
     }
 
     /// Adds `value` under `id`; answers the value it replaces.
@@ -427,8 +428,13 @@ impl<T> IdSlots<T> {
                 }
                 old
             }
+            Err(at) if at == self.slots.len() => {
+                self.slots.push_back((id, Some(value)));
+                self.live += 1;
+                None
+            }
             Err(at) => {
-                // At the back, but for an id that comes out of order.
+                // An id that comes out of order.
                 self.slots.insert(at, (id, Some(value)));
                 self.live += 1;
                 None
