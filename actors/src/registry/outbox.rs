@@ -119,7 +119,6 @@ impl Outbox {
         now: Instant,
     ) {
         let give_up_due = now.checked_add(self.give_up_after);
-        self.by_peer.entry(to).or_default().insert(id, ());
         let out = Outgoing {
             to,
             text,
@@ -130,9 +129,11 @@ impl Outbox {
             give_up_due,
         };
         if let Some(old) = self.chats.insert(id, out) {
-            // Ids are unique; should one come twice, the first copy's indexes go.
+            // Ids are unique; should one come twice, the first copy's indexes go (before
+            // the second's are made, which may be the same peer's).
             self.unindex(id, &old);
         }
+        self.by_peer.entry(to).or_default().insert(id, ());
     }
 
     /// Chat `id` is handed to `session` now: without an ack in time it is handed again.
@@ -733,5 +734,22 @@ mod tests {
             let other_ip = PeerAddr::from_ip_port([10, 0, 0, 1].into(), port);
             assert!(seen.insert(hash(other_ip)), "10.0.0.1:{port}");
         }
+    }
+
+    #[test]
+    fn an_id_accepted_twice_is_one_chat_of_the_second_copy() {
+        let now = Instant::now();
+        let (a, b) = (peer(1), peer(2));
+        let mut outbox = outbox_with(&[(1, a)], now);
+        outbox.insert(1, a, "again".into(), 0, now);
+        assert_eq!(outbox.waiting(&a), 1, "still indexed under its peer");
+        assert_eq!(ids(&outbox.hand_waiting(&a, 10, now, |_| false)), [1]);
+        outbox.insert(1, b, "elsewhere".into(), 0, now);
+        assert_eq!((outbox.waiting(&a), outbox.waiting(&b)), (0, 1));
+        assert_eq!(outbox.len(), 1);
+        assert_eq!(
+            outbox.get(1).map(|out| out.text.as_str()),
+            Some("elsewhere")
+        );
     }
 }
