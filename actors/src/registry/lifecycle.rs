@@ -207,7 +207,7 @@ impl Registry {
                 let close = Close {
                     reason: reason.to_string(),
                 };
-                tell(Role::Registry, &live.handle, close);
+                live.tell(close);
             }
         }
     }
@@ -255,7 +255,7 @@ impl Handler<InjectConnection> for Registry {
                     .peers
                     .session_for(&msg.peer)
                     .ok_or(InjectError::NotConnected(msg.peer))?;
-                tell(Role::Registry, &live.handle, InjectSessionFault(msg.fault));
+                live.tell(InjectSessionFault(msg.fault));
                 Ok(())
             },
         )
