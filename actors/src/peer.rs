@@ -203,7 +203,13 @@ mod tests {
     fn an_address_is_small_and_sorts_as_its_socket_address() {
         let size = std::mem::size_of::<PeerAddr>();
         assert!(size <= 20, "a PeerAddr is {size} bytes");
-        let spelled = ["[::1]:80", "10.0.0.2:9000", "10.0.0.1:9001", "[::1]:7", "10.0.0.1:80"];
+        let spelled = [
+            "[::1]:80",
+            "10.0.0.2:9000",
+            "10.0.0.1:9001",
+            "[::1]:7",
+            "10.0.0.1:80",
+        ];
         let mut addrs: Vec<PeerAddr> = spelled.iter().map(|a| a.parse().unwrap()).collect();
         let mut sockets: Vec<SocketAddr> = spelled.iter().map(|a| a.parse().unwrap()).collect();
         addrs.sort();

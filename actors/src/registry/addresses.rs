@@ -159,7 +159,9 @@ mod tests {
         };
         assert!(!worth_passing_on(&claimed, &remote));
         let introduced = KnownAddr {
-            learned: Learned::Introduced { by: Box::new("bob".into()) },
+            learned: Learned::Introduced {
+                by: Box::new("bob".into()),
+            },
             ..claimed
         };
         assert!(!worth_passing_on(&introduced, &remote));
@@ -170,13 +172,18 @@ mod tests {
         let mut addrs = Vec::new();
         note(&mut addrs, at("10.0.0.2:9001"), Learned::Claimed, false);
         note(&mut addrs, at("10.0.0.2:9001"), Learned::Dialed, true);
-        let by = Learned::Introduced { by: Box::new("eve".into()) };
+        let by = Learned::Introduced {
+            by: Box::new("eve".into()),
+        };
         note(&mut addrs, at("10.0.0.2:9001"), by, false);
         assert_eq!(addrs.len(), 1);
         assert_eq!(addrs[0].learned, Learned::Dialed);
         assert!(addrs[0].last_worked.is_some());
         assert!(Learned::Claimed.routes() && Learned::Dialed.routes());
-        assert!(!Learned::Introduced { by: Box::new("x".into()) }.routes());
+        assert!(!Learned::Introduced {
+            by: Box::new("x".into())
+        }
+        .routes());
     }
 
     #[test]

@@ -84,7 +84,9 @@ mod tests {
         assert_eq!(reader.held(), 0);
         // And comes back for the next read, a line longer than the room made for one read.
         let long = "x".repeat(600);
-        peer.write_all(format!("{long}\n").as_bytes()).await.unwrap();
+        peer.write_all(format!("{long}\n").as_bytes())
+            .await
+            .unwrap();
         assert_eq!(reader.next().await.unwrap().unwrap(), long);
         drop(peer);
         assert!(reader.next().await.is_none());
