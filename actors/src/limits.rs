@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use actix::{Message, Recipient};
+use actix::{Message, Recipient, WeakRecipient};
 
 /// The longest name a peer may announce in its `hello`, in bytes (UTF-8). Longer ones are
 /// refused (see `session/handshake.rs`); a `peers` entry with a longer name is skipped.
@@ -122,23 +122,30 @@ pub struct ConnectionCounts {
 /// Held by every inbound connection the Listener admitted, for as long as it lives (the
 /// Session's state, or the classic exchange): dropping it tells the Listener the connection
 /// ended, however it ended. A recipient, not the Listener's address, so that Sessions do
-/// not depend on the Listener.
+/// not depend on the Listener; a weak one, made strong only for that last message: a strong
+/// one held costs two small allocations of its own (about 96 bytes) in each of thousands of
+/// connections (docs/performance.md), and a Listener that has stopped counts nothing.
 #[derive(Debug)]
 pub struct ConnectionSlot {
-    listener: Recipient<ConnectionEnded>,
+    listener: WeakRecipient<ConnectionEnded>,
     ip: IpAddr,
 }
 
 impl ConnectionSlot {
     /// A place counted for `ip`, given back to `listener` when dropped.
     pub fn new(listener: Recipient<ConnectionEnded>, ip: IpAddr) -> Self {
-        ConnectionSlot { listener, ip }
+        ConnectionSlot {
+            listener: listener.downgrade(),
+            ip,
+        }
     }
 }
 
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
-        self.listener.do_send(ConnectionEnded(self.ip));
+        if let Some(listener) = self.listener.upgrade() {
+            listener.do_send(ConnectionEnded(self.ip));
+        }
     }
 }
 

@@ -18,13 +18,21 @@ pub type SessionId = u64;
 
 /// The address that identifies a peer: the IP it is reached at and the port it *listens* on
 /// (not the ephemeral port of an inbound connection).
+///
+/// Kept as the IP and the port alone, 20 bytes where a `SocketAddr` takes 32 (an IPv6
+/// one's flow info and scope id are never kept anyway): it keys maps with an entry per peer
+/// in the Registry, the Inbox and the Console (thousands: docs/performance.md). Ordered as
+/// the `SocketAddr` it stands for: IPv4 before IPv6, then by IP, then by port.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct PeerAddr(SocketAddr);
+pub struct PeerAddr {
+    ip: IpAddr,
+    port: u16,
+}
 
 /// Printed as `127.0.0.1:9001`, in traces and test failures alike.
 impl fmt::Debug for PeerAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.0, f)
+        fmt::Display::fmt(&self.socket_addr(), f)
     }
 }
 
@@ -39,7 +47,10 @@ impl PeerAddr {
             },
             v4 => v4,
         };
-        PeerAddr(SocketAddr::new(ip, addr.port()))
+        PeerAddr {
+            ip,
+            port: addr.port(),
+        }
     }
 
     /// The peer listening on `port` at `ip`.
@@ -49,23 +60,23 @@ impl PeerAddr {
 
     /// As a socket address.
     pub fn socket_addr(&self) -> SocketAddr {
-        self.0
+        SocketAddr::new(self.ip, self.port)
     }
 
     /// Its IP.
     pub fn ip(&self) -> IpAddr {
-        self.0.ip()
+        self.ip
     }
 
     /// Its listening port.
     pub fn port(&self) -> u16 {
-        self.0.port()
+        self.port
     }
 }
 
 impl fmt::Display for PeerAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
+        self.socket_addr().fmt(f)
     }
 }
 
@@ -186,6 +197,25 @@ mod tests {
                 .to_string(),
             "10.0.0.1:80"
         );
+    }
+
+    #[test]
+    fn an_address_is_small_and_sorts_as_its_socket_address() {
+        let size = std::mem::size_of::<PeerAddr>();
+        assert!(size <= 20, "a PeerAddr is {size} bytes");
+        let spelled = [
+            "[::1]:80",
+            "10.0.0.2:9000",
+            "10.0.0.1:9001",
+            "[::1]:7",
+            "10.0.0.1:80",
+        ];
+        let mut addrs: Vec<PeerAddr> = spelled.iter().map(|a| a.parse().unwrap()).collect();
+        let mut sockets: Vec<SocketAddr> = spelled.iter().map(|a| a.parse().unwrap()).collect();
+        addrs.sort();
+        sockets.sort();
+        let back: Vec<SocketAddr> = addrs.iter().map(PeerAddr::socket_addr).collect();
+        assert_eq!(back, sockets);
     }
 
     #[test]

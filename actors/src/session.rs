@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use futures::channel::oneshot;
 use tokio::net::TcpStream;
-use tokio_util::codec::FramedRead;
 
 use crate::config::{LocalIdentity, Timeouts};
 use crate::faults::ConnectionFault;
@@ -36,9 +35,11 @@ mod codec;
 mod frames;
 mod gate;
 mod handshake;
+mod lean_read;
 
 use codec::{Incoming, SessionCodec};
 use gate::{Hold, ReadGate};
+use lean_read::LeanRead;
 
 pub use frames::{AckChats, Chat, Deliver, RefreshPeers};
 pub use handshake::Reannounce;
@@ -250,13 +251,9 @@ impl Session {
             let _ = writer.send_bytes(first);
         }
         let gate = ReadGate::default();
-        // Small to start with (it grows for big frames): thousands of idle sessions must not
-        // cost 8 KiB of read buffer each.
-        let reader = gate.guard(FramedRead::with_capacity(
-            read_half,
-            SessionCodec::new(handshake),
-            256,
-        ));
+        // Small room per read (it grows for big frames), and none held while the peer is
+        // quiet: thousands of idle sessions must not cost a read buffer each.
+        let reader = gate.guard(LeanRead::new(read_half, SessionCodec::new(handshake), 256));
         let now = Instant::now();
         let session = Session {
             id,

@@ -290,7 +290,7 @@ impl Registry {
         }
         for (session, chats) in batches {
             if let Some(live) = self.peers.session(session) {
-                tell(Role::Registry, &live.handle, Deliver { chats });
+                live.tell(Deliver { chats });
             }
         }
     }
@@ -318,7 +318,7 @@ impl Registry {
         if !chats.is_empty() {
             // Oldest first, whichever address each was written to.
             chats.sort_by_key(|chat| chat.id);
-            tell(Role::Registry, &live.handle, Deliver { chats });
+            live.tell(Deliver { chats });
         }
     }
 

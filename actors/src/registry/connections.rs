@@ -21,7 +21,7 @@ use crate::key::PeerKey;
 use crate::peer::{PeerAddr, PeerInfo};
 use crate::session::{Close, Direction, Reannounce, RefreshPeers, Session};
 use crate::supervision::guarded;
-use crate::trace::{ask, tell, Role};
+use crate::trace::{ask, Role};
 
 /// Connect to a peer (resolves when the handshake is done or has failed).
 #[derive(Message, Debug)]
@@ -254,7 +254,7 @@ impl Registry {
     /// A restarted Registry: its Sessions register again, and its dials start over.
     pub(super) fn after_restart(&mut self, ctx: &mut Context<Self>) {
         for (_, live) in self.peers.all_sessions() {
-            tell(Role::Registry, &live.handle, Reannounce);
+            live.tell(Reannounce);
         }
         // Dials in flight died with the old incarnation; their waiters still wait.
         for to in self.dialer.dialing() {
@@ -315,7 +315,8 @@ impl Registry {
             .connected()
             .iter()
             .filter_map(|key| self.peers.session_of(key))
-            .map(|(_, live)| ask(Role::Registry, &live.handle, RefreshPeers))
+            .filter_map(|(_, live)| live.addr())
+            .map(|session| ask(Role::Registry, &session, RefreshPeers))
             .collect();
         let refreshed = actix_rt::time::timeout(self.timeouts.peer_refresh, join_all(refreshes));
         Box::pin(refreshed.into_actor(self).then(|_, act, ctx| {
@@ -453,7 +454,7 @@ impl Registry {
         let close = Close {
             reason: reason.to_string(),
         };
-        tell(Role::Registry, &live.handle, close);
+        live.tell(close);
         let (peer, one_shot) = (live.peer, live.one_shot);
         if one_shot {
             // Transient: its leaving is no news (and it is dropped once its Session ends).

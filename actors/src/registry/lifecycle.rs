@@ -209,7 +209,7 @@ impl Registry {
                 let close = Close {
                     reason: reason.to_string(),
                 };
-                tell(Role::Registry, &live.handle, close);
+                live.tell(close);
             }
         }
     }
@@ -257,7 +257,7 @@ impl Handler<InjectConnection> for Registry {
                     .peers
                     .session_for(&msg.peer)
                     .ok_or(InjectError::NotConnected(msg.peer))?;
-                tell(Role::Registry, &live.handle, InjectSessionFault(msg.fault));
+                live.tell(InjectSessionFault(msg.fault));
                 Ok(())
             },
         )

@@ -27,7 +27,7 @@ use crate::peer::{MessageId, PeerAddr, SessionId};
 use crate::session::{Session, SessionTemplate};
 use crate::store::{Recovered, Store};
 use crate::supervision::{SupervisedChild, SupervisorLink};
-use crate::trace::{Role, Traced};
+use crate::trace::{tell, Role, Traced};
 
 pub mod addresses;
 mod chats;
@@ -61,7 +61,7 @@ pub use whois::{Trust, TrustError, Whois, WhoisAddress, WhoisReport};
 use dialer::Dialer;
 use inbox::Inbox;
 use outbox::Outbox;
-use peers::PeerTable;
+use peers::{LiveSession, PeerTable};
 use trust::{Expectation, Pins};
 
 /// Where the node is in its life; it only moves forward.
@@ -77,6 +77,32 @@ enum Phase {
     Retired,
 }
 
+/// How the Registry reaches a Session it keeps in its peer table: a weak address, made
+/// strong for each message. A strong `Addr` held is 24 bytes and two small allocations of
+/// its own (about 96 bytes) per copy, in an entry per session (thousands:
+/// docs/performance.md); a Session lives by its socket and its timers, not by being
+/// addressed, and one that has stopped takes no more messages either way.
+pub(crate) type SessionHandle = actix::WeakAddr<Session>;
+
+impl LiveSession<SessionHandle> {
+    /// Its address, while it runs.
+    pub(crate) fn addr(&self) -> Option<Addr<Session>> {
+        self.handle.upgrade()
+    }
+
+    /// Sends it `message` (traced), unless it has stopped.
+    pub(crate) fn tell<M>(&self, message: M)
+    where
+        Session: Handler<M>,
+        M: Message + Send + std::fmt::Debug + 'static,
+        M::Result: Send,
+    {
+        if let Some(addr) = self.addr() {
+            tell(Role::Registry, &addr, message);
+        }
+    }
+}
+
 /// The Registry actor (see the module docs).
 pub struct Registry {
     me: LocalIdentity,
@@ -88,7 +114,7 @@ pub struct Registry {
     write_budget: Arc<WriteBudget>,
     supervisor: SupervisorLink,
     phase: Phase,
-    peers: PeerTable<Addr<Session>>,
+    peers: PeerTable<SessionHandle>,
     outbox: Outbox,
     next_message_id: MessageId,
     inbox: Inbox,

@@ -11,14 +11,13 @@ use actix::prelude::*;
 use super::connections::{ConnectError, ConnectOutcome};
 use super::peers::{Admission, LiveSession};
 use super::trust::Expectation;
-use super::{Phase, Registry};
+use super::{Phase, Registry, SessionHandle};
 use crate::events::NodeEvent;
 use crate::guarded_handler;
 use crate::key::PeerKey;
 use crate::peer::{PeerAddr, SessionId};
 use crate::session::{Close, Direction, Session};
 
-use crate::trace::{tell, Role};
 use crate::wire::PeerEntry;
 
 /// From a Session whose Noise handshake is done: may it serve this peer? `Ok` carries the
@@ -100,7 +99,7 @@ impl Registry {
             return Err(refusal);
         }
         let live = LiveSession {
-            handle: msg.session.clone(),
+            handle: msg.session.downgrade(),
             peer: msg.peer,
             key: msg.key,
             outbound: matches!(msg.direction, Direction::Outbound { .. }),
@@ -200,14 +199,14 @@ impl Registry {
     fn close_replaced(
         &mut self,
         old_id: SessionId,
-        old: LiveSession<Addr<Session>>,
+        old: LiveSession<SessionHandle>,
         reason: &str,
         ctx: &mut Context<Self>,
     ) {
         let close = Close {
             reason: reason.into(),
         };
-        tell(Role::Registry, &old.handle, close);
+        old.tell(close);
         // Chats on the replaced connection go out again: on the new one if it serves the
         // same key (flushed by the caller), else once their peer is reached.
         self.outbox.unhand_session(&old.peer, old_id);
@@ -273,7 +272,7 @@ impl Registry {
 
     /// Every address `live`'s key is routed at (its own address too): the chats handed to
     /// Session `id` there are taken back, to be handed again. Answers those addresses.
-    fn unhand_routes(&mut self, live: &LiveSession<Addr<Session>>, id: SessionId) -> Vec<PeerAddr> {
+    fn unhand_routes(&mut self, live: &LiveSession<SessionHandle>, id: SessionId) -> Vec<PeerAddr> {
         let mut routes = self.peers.routes_of(&live.key);
         if !routes.contains(&live.peer) {
             routes.push(live.peer);
@@ -287,7 +286,7 @@ impl Registry {
     /// A one-shot sender's session ended: it is not kept as a peer (it does not listen, so
     /// there is nowhere to reach it again), and replies still waiting for it fail now
     /// rather than redial a port nobody listens on.
-    fn one_shot_ended(&mut self, live: LiveSession<Addr<Session>>, id: SessionId) {
+    fn one_shot_ended(&mut self, live: LiveSession<SessionHandle>, id: SessionId) {
         let routes = self.unhand_routes(&live, id);
         if let Some((replacement, _)) = self.peers.session_of(&live.key) {
             self.flush_outbox(replacement);
@@ -306,7 +305,7 @@ impl Registry {
     /// else they are kept and sent again once the peer is back, which it is redialed for.
     fn after_session(
         &mut self,
-        live: LiveSession<Addr<Session>>,
+        live: LiveSession<SessionHandle>,
         id: SessionId,
         reason: &str,
         ctx: &mut Context<Self>,

@@ -159,7 +159,7 @@ impl Registry {
         let key = self.find_key(selector)?;
         let unknown = || TrustError(format!("no known peer matches {selector:?}"));
         let record = self.peers.record(&key).ok_or_else(unknown)?;
-        let name = record.name.clone().unwrap_or_default();
+        let name = record.name.as_deref().unwrap_or_default().to_string();
         let addrs = record.addrs.iter().map(|known| WhoisAddress {
             addr: known.addr,
             how: known.learned.describe(),
@@ -186,7 +186,7 @@ impl Registry {
             .find_key(selector)
             .ok()
             .and_then(|key| self.peers.record(&key));
-        let known_name = known.and_then(|record| record.name.clone());
+        let known_name = known.and_then(|record| record.name.as_deref().map(String::from));
         let known_addrs: Vec<PeerAddr> = known
             .map(|record| record.addrs.iter().map(|known| known.addr).collect())
             .unwrap_or_default();

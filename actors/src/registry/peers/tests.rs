@@ -405,3 +405,19 @@ fn introductions_past_the_known_peer_limit_evict_strangers_never_peers_we_talked
     assert_eq!(table.keys().count(), MAX_KNOWN_PEERS);
     assert!(table.record(&friend).is_some());
 }
+
+/// An entry per peer and per session, thousands of them (docs/performance.md, issue 17):
+/// these sizes are what each costs in its map, so they must not grow back unnoticed.
+#[test]
+fn the_per_peer_entries_stay_small() {
+    use crate::registry::addresses::KnownAddr;
+    use crate::registry::SessionHandle;
+    let live = std::mem::size_of::<LiveSession<SessionHandle>>();
+    assert!(live <= 64, "a LiveSession is {live} bytes");
+    let record = std::mem::size_of::<PeerRecord>();
+    assert!(record <= 80, "a PeerRecord is {record} bytes");
+    let known = std::mem::size_of::<KnownAddr>();
+    assert!(known <= 56, "a KnownAddr is {known} bytes");
+    let owner = std::mem::size_of::<(PeerAddr, PeerKey)>();
+    assert!(owner <= 52, "an address-owner entry is {owner} bytes");
+}

@@ -1,0 +1,94 @@
+//! A Session's framed reader that holds no read buffer while it waits for its peer: the
+//! buffer is made for a read and let go of once everything read has been decoded. Owned by
+//! the Session's context (the stream it reads); no actor, no state of its own beyond that.
+//! Thousands of sessions waiting would otherwise keep 256 bytes or more each
+//! (docs/performance.md, issue 17).
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::BytesMut;
+use futures::Stream;
+use tokio::io::AsyncRead;
+use tokio_util::codec::{Decoder, FramedRead};
+
+/// `FramedRead` that lets go of its empty buffer whenever the socket has nothing more.
+pub(crate) struct LeanRead<R, D> {
+    inner: FramedRead<R, D>,
+    /// Room made for each read (the buffer grows beyond it for a bigger frame).
+    capacity: usize,
+}
+
+impl<R, D> LeanRead<R, D> {
+    /// Reads `reader` through `decoder`, `capacity` bytes of room at a time.
+    pub(crate) fn new(reader: R, decoder: D, capacity: usize) -> Self {
+        LeanRead {
+            inner: FramedRead::with_capacity(reader, decoder, 0),
+            capacity,
+        }
+    }
+
+    /// The bytes of buffer it holds now.
+    #[cfg(test)]
+    pub(crate) fn held(&self) -> usize {
+        self.inner.read_buffer().capacity()
+    }
+}
+
+impl<R: AsyncRead + Unpin, D: Decoder + Unpin> Stream for LeanRead<R, D> {
+    type Item = Result<D::Item, D::Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        let buffer = this.inner.read_buffer_mut();
+        if buffer.capacity() == 0 {
+            // FramedRead itself would make room for one byte at a time.
+            buffer.reserve(this.capacity);
+        }
+        let polled = Pin::new(&mut this.inner).poll_next(cx);
+        // Pending means it read everything the socket had: a partial frame stays, an empty
+        // buffer goes.
+        if polled.is_pending() && this.inner.read_buffer().is_empty() {
+            *this.inner.read_buffer_mut() = BytesMut::new();
+        }
+        polled
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::StreamExt;
+    use tokio::io::AsyncWriteExt;
+    use tokio_util::codec::LinesCodec;
+
+    #[actix_rt::test]
+    async fn it_holds_no_buffer_between_reads_and_keeps_a_partial_frame() {
+        let (mut peer, ours) = tokio::io::duplex(1024);
+        let mut reader = LeanRead::new(ours, LinesCodec::new(), 256);
+        assert_eq!(reader.held(), 0);
+        peer.write_all(b"one\ntwo\nthr").await.unwrap();
+        assert_eq!(reader.next().await.unwrap().unwrap(), "one");
+        // Room for 256 was made, of which "one\n" has been taken.
+        assert_eq!(reader.held(), 252);
+        assert_eq!(reader.next().await.unwrap().unwrap(), "two");
+        // Nothing more to read yet: the partial line is kept, so the buffer too.
+        let waker = futures::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        assert!(reader.poll_next_unpin(&mut cx).is_pending());
+        assert!(reader.held() > 0);
+        peer.write_all(b"ee\n").await.unwrap();
+        assert_eq!(reader.next().await.unwrap().unwrap(), "three");
+        // Everything read is decoded: the buffer goes once the socket has nothing more.
+        assert!(reader.poll_next_unpin(&mut cx).is_pending());
+        assert_eq!(reader.held(), 0);
+        // And comes back for the next read, a line longer than the room made for one read.
+        let long = "x".repeat(600);
+        peer.write_all(format!("{long}\n").as_bytes())
+            .await
+            .unwrap();
+        assert_eq!(reader.next().await.unwrap().unwrap(), long);
+        drop(peer);
+        assert!(reader.next().await.is_none());
+    }
+}
