@@ -254,22 +254,25 @@ impl Registry {
 
     /// Sends the chats `deliver_soon` collected, one `Deliver` per Session, each in order.
     fn deliver_accepted(&mut self) {
-        let mut batches: Vec<(SessionId, Vec<Chat>)> = Vec::new();
-        for (id, session) in std::mem::take(&mut self.to_deliver) {
-            // Failed, acked or moved to another Session meanwhile: nothing to send here.
-            let Some(out) = self.outbox.get(id) else {
+        let mut accepted = std::mem::take(&mut self.to_deliver);
+        // Grouped by Session with a stable sort (each Session's chats keep their order), not
+        // a search of the batches per chat: a fan-out brings a thousand Sessions in one turn.
+        accepted.sort_by_key(|(_, session)| *session);
+        for group in accepted.chunk_by(|a, b| a.1 == b.1) {
+            let Some(&(_, session)) = group.first() else {
                 continue;
             };
-            if out.on_session != Some(session) {
+            let chats: Vec<Chat> = group
+                .iter()
+                .filter_map(|(id, _)| {
+                    // Failed, acked or moved to another Session meanwhile: nothing to send here.
+                    let out = self.outbox.get(*id)?;
+                    (out.on_session == Some(session)).then(|| out.chat(*id))
+                })
+                .collect();
+            if chats.is_empty() {
                 continue;
             }
-            let chat = out.chat(id);
-            match batches.iter_mut().find(|(s, _)| *s == session) {
-                Some((_, chats)) => chats.push(chat),
-                None => batches.push((session, vec![chat])),
-            }
-        }
-        for (session, chats) in batches {
             if let Some(live) = self.peers.session(session) {
                 tell(Role::Registry, &live.handle, Deliver { chats });
             }
