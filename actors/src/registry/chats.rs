@@ -43,6 +43,20 @@ pub struct SendChats {
     pub texts: Vec<String>,
 }
 
+/// Send one text to each of several peers, as a chat of its own to each (`/all`, or a
+/// program announcing to many): one message and one answer for them all, each recipient's
+/// chat accepted or refused on its own, exactly as a [`SendChat`] to it would be. The
+/// Registry takes them in one turn, so the chats to connected peers leave in one batch of
+/// `Deliver`s instead of one request apart.
+#[derive(Message, Debug)]
+#[rtype(result = "Result<Vec<Result<MessageId, SendError>>, SendError>")]
+pub struct SendChatToEach {
+    /// The recipients, each sent its own chat, in this order.
+    pub to: Vec<PeerAddr>,
+    /// The text.
+    pub text: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 /// Why a chat was not accepted.
 pub enum SendError {
@@ -102,7 +116,34 @@ guarded_handler!(
     on_panic: Err(SendError::RegistryFailed),
 );
 
+guarded_handler!(
+    Registry,
+    SendChatToEach,
+    |act, msg, ctx| Ok(act.on_send_chat_to_each(msg, ctx)),
+    on_panic: Err(SendError::RegistryFailed),
+);
+
 impl Registry {
+    fn on_send_chat_to_each(
+        &mut self,
+        msg: SendChatToEach,
+        ctx: &mut Context<Self>,
+    ) -> Vec<Result<MessageId, SendError>> {
+        let SendChatToEach { to, mut text } = msg;
+        let last = to.len().saturating_sub(1);
+        let mut outcomes = Vec::with_capacity(to.len());
+        for (index, to) in to.into_iter().enumerate() {
+            // The last recipient gets the text itself, the others a copy each.
+            let text = if index == last {
+                std::mem::take(&mut text)
+            } else {
+                text.clone()
+            };
+            outcomes.push(self.on_send_chat(SendChat { to, text }, ctx));
+        }
+        outcomes
+    }
+
     fn on_send_chat(
         &mut self,
         msg: SendChat,
