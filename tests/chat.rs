@@ -407,6 +407,61 @@ async fn send_chats_sends_many_in_order_in_one_request_or_none() {
 }
 
 #[actix_rt::test]
+async fn send_chat_to_each_sends_one_chat_to_every_peer_each_accepted_on_its_own() {
+    let (a, mut a_ev) = start("a").await;
+    let (b, mut b_ev) = start("b").await;
+    let (c, mut c_ev) = start("c").await;
+    a.connect(b.peer_addr()).await.unwrap();
+    // b connected, c not yet (dialed for its chat), a itself refused, b listed twice: two
+    // chats to b, in the order listed, in one Deliver.
+    let to = [b.peer_addr(), a.peer_addr(), c.peer_addr(), b.peer_addr()];
+    let outcomes = a.send_chat_to_each(to, "to each").await.unwrap();
+    assert_eq!(outcomes.len(), 4);
+    assert_eq!(outcomes[1], Err(SendError::SelfAddress));
+    let ids: Vec<u64> = [0, 2, 3]
+        .iter()
+        .map(|&i| outcomes[i].clone().unwrap())
+        .collect();
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "ids in the order listed: {ids:?}"
+    );
+    assert_eq!(received(&mut b_ev).await.1, "to each");
+    assert_eq!(received(&mut b_ev).await.1, "to each");
+    assert_eq!(received(&mut c_ev).await.1, "to each");
+    // Each acked once: one Delivered per accepted chat, to the peer it was written to.
+    let mut waiting: std::collections::HashMap<u64, peerchat_actors::PeerAddr> = [
+        (ids[0], b.peer_addr()),
+        (ids[1], c.peer_addr()),
+        (ids[2], b.peer_addr()),
+    ]
+    .into();
+    while !waiting.is_empty() {
+        let event = a_ev
+            .next_within(std::time::Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|| panic!("not delivered: {waiting:?}"));
+        match event {
+            NodeEvent::Delivered { id, to, .. } => {
+                assert_eq!(
+                    waiting.remove(&id),
+                    Some(to),
+                    "chat {id} delivered once, to {to}"
+                );
+            }
+            NodeEvent::DeliveryFailed { id, reason, .. } => panic!("chat {id} failed: {reason}"),
+            _ => {}
+        }
+    }
+    // Nobody listed: nothing sent, nothing refused.
+    let none = a
+        .send_chat_to_each(Vec::<peerchat_actors::PeerAddr>::new(), "nobody")
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+}
+
+#[actix_rt::test]
 async fn a_burst_of_chats_in_one_write_is_shown_once_each_in_order_and_all_acked() {
     use peerchat_actors::wire::Frame;
     let (node, mut events) = start("node").await;

@@ -557,9 +557,10 @@ pub fn fanout_peerchat(s: &Settings, peers: usize) -> Res<f64> {
         let mut rounds = Vec::new();
         for round in 0..=s.fanout_rounds {
             let start = Instant::now();
-            // One chat to every peer, in turn. (Issuing all the requests at once is slower
-            // with 1000 peers: the Registry takes them all before the first is written, so
-            // the receiving process starts later.)
+            // One chat to every peer, in turn. (Issuing them all at once, or as one
+            // `send_chat_to_each`, was slower with 1000 peers on a quiet machine: the
+            // receiving process, which a round waits for, gets them in one burst after the
+            // Registry took them all; docs/performance.md, fan-out fourth round.)
             let mut waiting = HashSet::with_capacity(peers);
             for peer in &rig.peers {
                 waiting.insert(rig.node.send_chat(*peer, text.as_str()).await?);

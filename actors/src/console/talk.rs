@@ -399,15 +399,24 @@ impl Console {
     pub(super) fn send_all(&mut self, text: String, back: Back, ctx: &mut Context<Self>) {
         let node = self.node.clone();
         let sending = async move {
-            let peers = node.peers().await.unwrap_or_default();
+            let mut peers = node.peers().await.unwrap_or_default();
+            peers.retain(|p| p.connected);
+            // One request for them all; if it failed as a whole, each peer says why.
+            let outcomes = match node
+                .send_chat_to_each(peers.iter().map(|p| p.addr), text.as_str())
+                .await
+            {
+                Ok(outcomes) => outcomes,
+                Err(err) => vec![Err(err); peers.len()],
+            };
             let mut sent = Vec::new();
             let mut refused = Vec::new();
-            for peer in peers.into_iter().filter(|p| p.connected) {
+            for (peer, outcome) in peers.into_iter().zip(outcomes) {
                 let who = match &peer.name {
                     Some(name) if !name.is_empty() => visible(name).into_owned(),
                     _ => peer.addr.to_string(),
                 };
-                match node.send_chat(peer.addr, text.clone()).await {
+                match outcome {
                     Ok(id) => sent.push((id, who, peer.addr)),
                     Err(err) => refused.push(format!("{who} ({err})")),
                 }

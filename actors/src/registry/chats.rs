@@ -43,6 +43,20 @@ pub struct SendChats {
     pub texts: Vec<String>,
 }
 
+/// Send one text to each of several peers, as a chat of its own to each (`/all`, or a
+/// program announcing to many): one message and one answer for them all, each recipient's
+/// chat accepted or refused on its own, exactly as a [`SendChat`] to it would be. The
+/// Registry takes them in one turn, so the chats to connected peers leave in one batch of
+/// `Deliver`s instead of one request apart.
+#[derive(Message, Debug)]
+#[rtype(result = "Result<Vec<Result<MessageId, SendError>>, SendError>")]
+pub struct SendChatToEach {
+    /// The recipients, each sent its own chat, in this order.
+    pub to: Vec<PeerAddr>,
+    /// The text.
+    pub text: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 /// Why a chat was not accepted.
 pub enum SendError {
@@ -119,7 +133,34 @@ impl AcceptedAt {
     }
 }
 
+guarded_handler!(
+    Registry,
+    SendChatToEach,
+    |act, msg, ctx| Ok(act.on_send_chat_to_each(msg, ctx)),
+    on_panic: Err(SendError::RegistryFailed),
+);
+
 impl Registry {
+    fn on_send_chat_to_each(
+        &mut self,
+        msg: SendChatToEach,
+        ctx: &mut Context<Self>,
+    ) -> Vec<Result<MessageId, SendError>> {
+        let SendChatToEach { to, mut text } = msg;
+        let last = to.len().saturating_sub(1);
+        let mut outcomes = Vec::with_capacity(to.len());
+        for (index, to) in to.into_iter().enumerate() {
+            // The last recipient gets the text itself, the others a copy each.
+            let text = if index == last {
+                std::mem::take(&mut text)
+            } else {
+                text.clone()
+            };
+            outcomes.push(self.on_send_chat(SendChat { to, text }, ctx));
+        }
+        outcomes
+    }
+
     fn on_send_chat(
         &mut self,
         msg: SendChat,
@@ -273,22 +314,25 @@ impl Registry {
 
     /// Sends the chats `deliver_soon` collected, one `Deliver` per Session, each in order.
     fn deliver_accepted(&mut self) {
-        let mut batches: Vec<(SessionId, Vec<Chat>)> = Vec::new();
-        for (id, session) in std::mem::take(&mut self.to_deliver) {
-            // Failed, acked or moved to another Session meanwhile: nothing to send here.
-            let Some(out) = self.outbox.get(id) else {
+        let mut accepted = std::mem::take(&mut self.to_deliver);
+        // Grouped by Session with a stable sort (each Session's chats keep their order), not
+        // a search of the batches per chat: a fan-out brings a thousand Sessions in one turn.
+        accepted.sort_by_key(|(_, session)| *session);
+        for group in accepted.chunk_by(|a, b| a.1 == b.1) {
+            let Some(&(_, session)) = group.first() else {
                 continue;
             };
-            if out.on_session != Some(session) {
+            let chats: Vec<Chat> = group
+                .iter()
+                .filter_map(|(id, _)| {
+                    // Failed, acked or moved to another Session meanwhile: nothing to send here.
+                    let out = self.outbox.get(*id)?;
+                    (out.on_session == Some(session)).then(|| out.chat(*id))
+                })
+                .collect();
+            if chats.is_empty() {
                 continue;
             }
-            let chat = out.chat(id);
-            match batches.iter_mut().find(|(s, _)| *s == session) {
-                Some((_, chats)) => chats.push(chat),
-                None => batches.push((session, vec![chat])),
-            }
-        }
-        for (session, chats) in batches {
             if let Some(live) = self.peers.session(session) {
                 live.tell(Deliver { chats });
             }

@@ -44,7 +44,9 @@ mod sessions;
 pub mod trust;
 mod whois;
 
-pub use chats::{AcksReceived, History, IncomingChats, SendChat, SendChats, SendError};
+pub use chats::{
+    AcksReceived, History, IncomingChats, SendChat, SendChatToEach, SendChats, SendError,
+};
 pub use classic::{ClassicAttempted, ClassicIncoming, ListClassicPeers, SendClassic};
 pub use connections::{
     Connect, ConnectAll, ConnectAllReport, ConnectError, ConnectOutcome, Disconnect, DisconnectAll,
