@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 
 use crate::child::ChildName;
 use crate::config::{LocalIdentity, NodeConfig};
+use crate::console::cannot_listen;
 use crate::discovery::{self, Discovery};
 use crate::events::EventStream;
 use crate::events::NodeEvent;
@@ -68,14 +69,7 @@ pub enum StartError {
 impl fmt::Display for StartError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            StartError::Bind { addr, source } if source.kind() == io::ErrorKind::AddrInUse => {
-                write!(
-                    f,
-                    "cannot listen on {addr}: port {} is already in use",
-                    addr.port()
-                )
-            }
-            StartError::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
+            StartError::Bind { addr, source } => f.write_str(&cannot_listen(*addr, source)),
             StartError::Identity(err) => write!(f, "{err}"),
             StartError::DataDir { dir, source } => {
                 write!(f, "cannot use data directory {}: {source}", dir.display())

@@ -46,6 +46,12 @@ pub fn cannot_listen(addr: std::net::SocketAddr, err: &std::io::Error) -> String
             "cannot listen on {addr}: {why} (is {} an address of this machine?)",
             addr.ip()
         ),
+        // Port 0 asks the system for any free port: "in use" then means none was left.
+        std::io::ErrorKind::AddrInUse if addr.port() == 0 => format!(
+            "cannot listen on {addr}: no free port is left on {} (every port the system \
+             hands out is in use)",
+            addr.ip()
+        ),
         std::io::ErrorKind::AddrInUse => format!(
             "cannot listen on {addr}: port {} is already in use",
             addr.port()
@@ -78,5 +84,19 @@ mod tests {
             "cannot listen on 10.9.9.9:9000: cannot assign requested address \
              (is 10.9.9.9 an address of this machine?)"
         );
+    }
+
+    #[test]
+    fn a_port_in_use_is_named_and_port_zero_means_none_left() {
+        let in_use = std::io::Error::from(std::io::ErrorKind::AddrInUse);
+        let fixed = "127.0.0.1:9000".parse().unwrap();
+        assert_eq!(
+            cannot_listen(fixed, &in_use),
+            "cannot listen on 127.0.0.1:9000: port 9000 is already in use"
+        );
+        let any = "127.0.0.1:0".parse().unwrap();
+        let said = cannot_listen(any, &in_use);
+        assert!(said.contains("no free port is left on 127.0.0.1"), "{said}");
+        assert!(!said.contains("port 0"), "{said}");
     }
 }
