@@ -11,7 +11,6 @@ mod identity;
 mod look;
 mod names;
 mod nearby;
-mod reasons;
 mod render;
 mod screen;
 mod talk;
@@ -33,9 +32,9 @@ use crate::trace::{Role, Traced};
 use batch::{ChatBatch, KnownNames};
 use command::{parse, Back, Known, Prompt, Talk};
 
+pub use crate::reasons::{cannot_listen, plain as plain_reason};
 pub use addresses::{joined as joined_addrs, reachable as reachable_addrs};
 pub use look::{display_width, push_wrapped, wrap, Look};
-pub use reasons::{cannot_listen, plain as plain_reason};
 pub use render::{MENU, SHORTCUTS};
 pub use screen::{stdin_lines, InputStream, PlainScreen, Screen, Written};
 

@@ -80,6 +80,7 @@ pub mod nearby;
 pub mod node;
 pub mod noise;
 pub mod peer;
+pub mod reasons;
 pub mod registry;
 pub mod sanitize;
 pub mod session;

@@ -14,7 +14,6 @@ use tokio::net::TcpListener;
 
 use crate::child::ChildName;
 use crate::config::{LocalIdentity, NodeConfig};
-use crate::console::cannot_listen;
 use crate::discovery::{self, Discovery};
 use crate::events::EventStream;
 use crate::events::NodeEvent;
@@ -27,6 +26,7 @@ use crate::listener::{self, Listener};
 use crate::nearby::NearbyPeer;
 use crate::noise::StaticKeypair;
 use crate::peer::{MessageId, PeerAddr, PeerInfo};
+use crate::reasons::cannot_listen;
 use crate::registry::{
     Connect, ConnectAll, ConnectAllReport, ConnectAnnounced, ConnectError, ConnectOutcome,
     Disconnect, DisconnectAll, InjectConnection, ListNearby, ListPeers, NotConnected, Registry,

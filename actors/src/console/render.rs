@@ -6,9 +6,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::look::{wrap, Look};
-use super::reasons::plain;
 use crate::events::{NodeEvent, SupervisionStep};
 use crate::peer::{MessageId, PeerAddr, PeerInfo};
+use crate::reasons::plain;
 use crate::registry::MAX_DIALS_AT_ONCE;
 use crate::sanitize::{push_visible, visible};
 use crate::store::HistoryEntry;

@@ -1,6 +1,6 @@
 //! Reasons in plain words: the operating system's error texts (`No route to host (os error
 //! 113)`) become what a person says (`no route to host`). One helper, [`plain`], for every
-//! error line the Console and the binary print. Pure.
+//! error line the Console, the binary and `StartError` print, and [`cannot_listen`]. Pure.
 
 /// OS error texts as the OS writes them, and as a line says them.
 const WORDS: &[(&str, &str)] = &[
