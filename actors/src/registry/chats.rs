@@ -337,6 +337,10 @@ impl Registry {
                 live.tell(Deliver { chats });
             }
         }
+        // The buffer back for the next turn: an allocation per turn less (a `send_chat` per
+        // chat is a turn per chat).
+        accepted.clear();
+        self.to_deliver = accepted;
     }
 
     /// Hands every outbox entry written to an address of the key `session` serves that is

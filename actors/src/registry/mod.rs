@@ -38,6 +38,7 @@ mod discovery;
 mod forget;
 pub mod inbox;
 mod lifecycle;
+mod local_hash;
 pub mod outbox;
 pub mod peers;
 mod sessions;

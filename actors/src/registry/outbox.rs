@@ -20,11 +20,12 @@
 //! sending node's instructions per chat in the stream, docs/performance.md).
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
 use std::time::{Duration, Instant};
 
 use crate::helpers::human;
 use crate::peer::{MessageId, SessionId};
+use crate::registry::local_hash::LocalKeyHasher;
 use crate::registry::peers::TableKey;
 use crate::session::Chat;
 
@@ -323,54 +324,6 @@ impl Outbox {
         if out.ack_due.is_some() {
             self.handed = self.handed.saturating_sub(1);
         }
-    }
-}
-
-/// A multiply-rotate hash (FxHash's) for keys this node picks itself: a few instructions
-/// per word where SipHash takes a couple of hundred per address. Not for keys a remote peer
-/// chooses, which could be picked to collide.
-#[derive(Default, Clone, Copy)]
-pub(crate) struct LocalKeyHasher(u64);
-
-impl LocalKeyHasher {
-    fn add(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-}
-
-impl Hasher for LocalKeyHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.add(u64::from_le_bytes(word));
-        }
-    }
-
-    fn write_u8(&mut self, n: u8) {
-        self.add(u64::from(n));
-    }
-
-    fn write_u16(&mut self, n: u16) {
-        self.add(u64::from(n));
-    }
-
-    fn write_u32(&mut self, n: u32) {
-        self.add(u64::from(n));
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.add(n);
-    }
-
-    fn write_usize(&mut self, n: usize) {
-        self.add(n as u64);
-    }
-
-    fn finish(&self) -> u64 {
-        // The table takes its bucket from the low bits and a tag from the top ones; the
-        // multiply leaves the low bits of the last word weakest, so both get mixed ones.
-        self.0.rotate_left(26)
     }
 }
 
