@@ -314,6 +314,7 @@ impl Actor for Registry {
         // Peers can flood us with frames; a bounded mailbox makes their Sessions wait.
         ctx.set_mailbox_capacity(1024);
         ctx.run_interval(Duration::from_millis(250), |act, _| act.check_outbox());
+        ctx.spawn(chats::EndOfTurn);
         if self.incarnation == 0 {
             // Chats recovered from the data directory go out as soon as their peers answer.
             for to in self.outbox.peers() {
