@@ -36,7 +36,9 @@ usage: peerchat-bench [--quick] [--only LIST] [--peerchat-bin PATH]
   --peerchat-bin PATH  the peerchat binary for the start-up scenario (default: built now)
   --text-bytes N       chat text size (default 100)
   --window N           chats in flight in the stream scenario (default 1024)
-  --side SIDE          peerchat or baseline: run one side only (for profiling)";
+  --side SIDE          peerchat or baseline: run one side only (for profiling)
+  --fanout-rounds N    rounds of the fan-out after the first (default 20 quick, 50 full);
+                       two runs' difference in a profile leaves out the set-up";
 
 const SCENARIOS: [&str; 10] = [
     "stream",
@@ -109,6 +111,7 @@ fn parse(args: &[String]) -> Res<(Settings, Vec<String>)> {
             }
             "--peerchat-bin" => settings.peerchat_bin = Some(PathBuf::from(value()?)),
             "--text-bytes" => settings.text_bytes = value()?.parse()?,
+            "--fanout-rounds" => settings.fanout_rounds = value()?.parse::<usize>()?.max(1),
             "--window" => settings.window = value()?.parse::<usize>()?.max(1),
             "--side" => match value()?.as_str() {
                 "peerchat" => settings.run_baseline = false,

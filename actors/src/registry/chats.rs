@@ -20,6 +20,28 @@ use crate::store::{HistoryEntry, OutboxFull, QueuedChat, MAX_MESSAGE_ID};
 use crate::trace::{tell, Role};
 use crate::wire::MAX_TEXT_BYTES;
 
+/// Polled by actix after every drain of the Registry's mailbox, for as long as the
+/// Registry runs (spawned in `started`, never ready): sends the chats accepted meanwhile
+/// (`deliver_accepted`). It replaces a future spawned per turn that had chats, which cost an
+/// allocation and another pass over the actor's mailbox and items per `send_chat`
+/// (docs/performance.md, fan-out). Should chats be accepted outside a message handler, they
+/// would wait for the next poll of the actor: at the latest the next tick.
+pub(super) struct EndOfTurn;
+
+impl ActorFuture<Registry> for EndOfTurn {
+    type Output = ();
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        act: &mut Registry,
+        _: &mut Context<Registry>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        act.deliver_accepted();
+        std::task::Poll::Pending
+    }
+}
+
 /// Send a chat; connects first if needed. The id comes back at once, the outcome later as
 /// `Delivered` or `DeliveryFailed`.
 #[derive(Message, Debug)]
@@ -172,7 +194,7 @@ impl Registry {
         }
         self.check_room(&msg.to, std::slice::from_ref(&msg.text))?;
         let session = self.peers.session_for(&msg.to).map(|(id, _)| id);
-        let id = self.accept(msg.to, msg.text, session, AcceptedAt::now(), ctx);
+        let id = self.accept(msg.to, msg.text, session, AcceptedAt::now());
         self.route_accepted(msg.to, session, ctx);
         Ok(id)
     }
@@ -196,7 +218,7 @@ impl Registry {
         let ids = msg
             .texts
             .into_iter()
-            .map(|text| self.accept(msg.to, text, session, at, ctx))
+            .map(|text| self.accept(msg.to, text, session, at))
             .collect();
         self.route_accepted(msg.to, session, ctx);
         Ok(ids)
@@ -250,7 +272,6 @@ impl Registry {
         text: String,
         session: Option<SessionId>,
         at: AcceptedAt,
-        ctx: &mut Context<Self>,
     ) -> MessageId {
         // check_room made sure of it; saturating all the same, never wrapping.
         self.next_message_id = self.next_message_id.saturating_add(1).min(MAX_MESSAGE_ID);
@@ -279,7 +300,7 @@ impl Registry {
         if let Some(session) = session {
             // Only this chat: the others for this peer are already on the session.
             self.outbox.hand(id, session, now);
-            self.deliver_soon(id, session, ctx);
+            self.deliver_soon(id, session);
         }
         id
     }
@@ -304,16 +325,17 @@ impl Registry {
 
     /// Chat `id`, accepted in this turn, goes to `session` in one `Deliver` with every other
     /// chat accepted for it before the Registry's mailbox runs dry: one mailbox hop per batch.
-    fn deliver_soon(&mut self, id: MessageId, session: SessionId, ctx: &mut Context<Self>) {
-        if self.to_deliver.is_empty() {
-            // A spawned future runs once the messages waiting in the mailbox are handled.
-            ctx.spawn(fut::ready(()).map(|_, act: &mut Self, _| act.deliver_accepted()));
-        }
+    /// `EndOfTurn` sends them. Only message handlers call this (the `SendChat`s): the
+    /// mailbox is drained before the actor's spawned items are polled, `EndOfTurn` among them.
+    fn deliver_soon(&mut self, id: MessageId, session: SessionId) {
         self.to_deliver.push((id, session));
     }
 
     /// Sends the chats `deliver_soon` collected, one `Deliver` per Session, each in order.
-    fn deliver_accepted(&mut self) {
+    pub(super) fn deliver_accepted(&mut self) {
+        if self.to_deliver.is_empty() {
+            return;
+        }
         let mut accepted = std::mem::take(&mut self.to_deliver);
         // Grouped by Session with a stable sort (each Session's chats keep their order), not
         // a search of the batches per chat: a fan-out brings a thousand Sessions in one turn.
@@ -337,6 +359,10 @@ impl Registry {
                 live.tell(Deliver { chats });
             }
         }
+        // The buffer back for the next turn: an allocation per turn less (a `send_chat` per
+        // chat is a turn per chat).
+        accepted.clear();
+        self.to_deliver = accepted;
     }
 
     /// Hands every outbox entry written to an address of the key `session` serves that is

@@ -19,6 +19,7 @@ use futures::channel::oneshot;
 use crate::child::ChildName;
 use crate::config::{LocalIdentity, NodeConfig, Timeouts};
 use crate::events::NodeEvent;
+use crate::guarded_handler;
 use crate::helpers::now_ms;
 use crate::identity::DataDirLock;
 use crate::limits::{Limits, WriteBudget};
@@ -38,6 +39,7 @@ mod discovery;
 mod forget;
 pub mod inbox;
 mod lifecycle;
+mod local_hash;
 pub mod outbox;
 pub mod peers;
 mod sessions;
@@ -135,6 +137,8 @@ pub struct Registry {
     data_dir_lock: Option<DataDirLock>,
     /// Chats accepted in this turn, and the Session each goes to (see `deliver_soon`).
     to_deliver: Vec<(MessageId, SessionId)>,
+    /// The task that sends this incarnation its `Tick`s; stopped when replaced or dropped.
+    ticker: Option<Ticker>,
     outbox_empty_waiters: Vec<oneshot::Sender<()>>,
     no_sessions_waiters: Vec<oneshot::Sender<()>>,
     /// Why the current incarnation failed, until `restarting` reports it.
@@ -182,6 +186,7 @@ impl Registry {
             unsaved: HashSet::new(),
             storage_failing: false,
             to_deliver: Vec::new(),
+            ticker: None,
             outbox_empty_waiters: Vec::new(),
             no_sessions_waiters: Vec::new(),
             failure: None,
@@ -312,7 +317,9 @@ impl Actor for Registry {
     fn started(&mut self, ctx: &mut Context<Self>) {
         // Peers can flood us with frames; a bounded mailbox makes their Sessions wait.
         ctx.set_mailbox_capacity(1024);
-        ctx.run_interval(Duration::from_millis(250), |act, _| act.check_outbox());
+        // Replacing the last incarnation's ticker stops it.
+        self.ticker = Some(Ticker::start(ctx.address().downgrade(), TICK));
+        ctx.spawn(chats::EndOfTurn);
         if self.incarnation == 0 {
             // Chats recovered from the data directory go out as soon as their peers answer.
             for to in self.outbox.peers() {
@@ -322,6 +329,45 @@ impl Actor for Registry {
             self.after_restart(ctx);
             self.report_restart();
         }
+    }
+}
+
+/// How often the outbox is checked for chats to hand again or give up.
+const TICK: Duration = Duration::from_millis(250);
+
+/// Check the outbox (`check_outbox`); sent every `TICK` by the Registry's `Ticker`.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+struct Tick;
+
+guarded_handler!(Registry, Tick, |act, _, _| act.check_outbox());
+
+/// A task of its own that sends the Registry a `Tick` every period, until dropped or the
+/// Registry is gone. Not actix's `run_interval`: an actor polls every item it has spawned at
+/// every turn, so an interval polled its timer once per message the Registry handled (about
+/// 110 instructions each, two or more per chat sent: docs/performance.md, fan-out).
+struct Ticker(tokio::task::JoinHandle<()>);
+
+impl Ticker {
+    fn start(registry: actix::WeakAddr<Registry>, period: Duration) -> Self {
+        Ticker(actix::spawn(async move {
+            let start = tokio::time::Instant::now() + period;
+            let mut ticks = tokio::time::interval_at(start, period);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                let Some(registry) = registry.upgrade() else {
+                    return;
+                };
+                registry.do_send(Tick);
+            }
+        }))
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -20,11 +20,12 @@
 //! sending node's instructions per chat in the stream, docs/performance.md).
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
 use std::time::{Duration, Instant};
 
 use crate::helpers::human;
 use crate::peer::{MessageId, SessionId};
+use crate::registry::local_hash::LocalKeyHasher;
 use crate::registry::peers::TableKey;
 use crate::session::Chat;
 
@@ -56,6 +57,9 @@ impl Outgoing {
     }
 }
 
+/// Most emptied per-peer queues kept for reuse (`Outbox::spare`): a few KiB at most.
+const SPARE_QUEUES: usize = 64;
+
 /// Every chat waiting for an ack (see the module docs).
 pub(crate) struct Outbox {
     chats: IdSlots<Outgoing>,
@@ -63,6 +67,10 @@ pub(crate) struct Outbox {
     /// `LocalKeyHasher`: a key here is an address this node chose to write to, not one a
     /// remote peer picks, and SipHash of it was two hashes and 450 instructions per chat.
     by_peer: HashMap<TableKey, IdSlots<()>, BuildHasherDefault<LocalKeyHasher>>,
+    /// Emptied `by_peer` queues kept for the next peer (at most `SPARE_QUEUES`): in a
+    /// fan-out each peer's queue empties at every ack and fills at the next chat, and
+    /// freeing and allocating it again cost about 280 instructions per chat.
+    spare: Vec<IdSlots<()>>,
     /// Every hand with its ack deadline, in hand order, so in deadline order; an entry is
     /// stale once its chat no longer has that deadline (see the module docs).
     ack_due: VecDeque<(Instant, MessageId)>,
@@ -79,6 +87,7 @@ impl Outbox {
         Outbox {
             chats: IdSlots::default(),
             by_peer: HashMap::default(),
+            spare: Vec::new(),
             ack_due: VecDeque::new(),
             handed: 0,
             ack_timeout,
@@ -133,7 +142,12 @@ impl Outbox {
             // the second's are made, which may be the same peer's).
             self.unindex(id, &old);
         }
-        self.by_peer.entry(to).or_default().insert(id, ());
+        let spare = &mut self.spare;
+        let ids = self
+            .by_peer
+            .entry(to)
+            .or_insert_with(|| spare.pop().unwrap_or_default());
+        ids.insert(id, ());
     }
 
     /// Chat `id` is handed to `session` now: without an ack in time it is handed again.
@@ -316,61 +330,18 @@ impl Outbox {
         if let Some(ids) = self.by_peer.get_mut(&out.to) {
             ids.remove(id);
             if ids.is_empty() {
-                self.by_peer.remove(&out.to);
+                if let Some(mut emptied) = self.by_peer.remove(&out.to) {
+                    if self.spare.len() < SPARE_QUEUES {
+                        emptied.clear();
+                        self.spare.push(emptied);
+                    }
+                }
             }
         }
         // Its `ack_due` entry, if any, is stale now: the chat is gone.
         if out.ack_due.is_some() {
             self.handed = self.handed.saturating_sub(1);
         }
-    }
-}
-
-/// A multiply-rotate hash (FxHash's) for keys this node picks itself: a few instructions
-/// per word where SipHash takes a couple of hundred per address. Not for keys a remote peer
-/// chooses, which could be picked to collide.
-#[derive(Default, Clone, Copy)]
-pub(crate) struct LocalKeyHasher(u64);
-
-impl LocalKeyHasher {
-    fn add(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-}
-
-impl Hasher for LocalKeyHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.add(u64::from_le_bytes(word));
-        }
-    }
-
-    fn write_u8(&mut self, n: u8) {
-        self.add(u64::from(n));
-    }
-
-    fn write_u16(&mut self, n: u16) {
-        self.add(u64::from(n));
-    }
-
-    fn write_u32(&mut self, n: u32) {
-        self.add(u64::from(n));
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.add(n);
-    }
-
-    fn write_usize(&mut self, n: usize) {
-        self.add(n as u64);
-    }
-
-    fn finish(&self) -> u64 {
-        // The table takes its bucket from the low bits and a tag from the top ones; the
-        // multiply leaves the low bits of the last word weakest, so both get mixed ones.
-        self.0.rotate_left(26)
     }
 }
 
@@ -394,6 +365,12 @@ impl<T> Default for IdSlots<T> {
 }
 
 impl<T> IdSlots<T> {
+    /// Empty, keeping its room.
+    fn clear(&mut self) {
+        self.slots.clear();
+        self.live = 0;
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.live
     }
@@ -529,6 +506,28 @@ mod tests {
         assert_eq!(ids(&outbox.hand_waiting(&a, 10, now, |_| false)), [1, 3, 4]);
         assert_eq!(ids(&outbox.hand_waiting(&b, 11, now, |_| false)), [2, 5]);
         assert_eq!(outbox.get(3).and_then(|out| out.on_session), Some(10));
+    }
+
+    #[test]
+    fn a_peer_queue_emptied_by_acks_is_reused_and_the_spares_stay_bounded() {
+        let now = Instant::now();
+        let peers: Vec<TableKey> = (1..=100).map(peer).collect();
+        let chats: Vec<(MessageId, TableKey)> = (1..).zip(peers.iter().copied()).collect();
+        let mut outbox = outbox_with(&chats, now);
+        for (id, to) in &chats {
+            assert!(outbox.take_acked(*id, |acker| acker == to).is_some());
+        }
+        assert!(outbox.is_empty() && outbox.peers().is_empty());
+        assert_eq!(outbox.spare.len(), SPARE_QUEUES);
+        // A reused queue starts empty: the next chat to a peer is its only one.
+        outbox.insert(101, peers[0], "again".into(), 0, now);
+        outbox.insert(102, peers[1], "again".into(), 0, now);
+        assert_eq!(outbox.waiting(&peers[0]), 1);
+        assert_eq!(outbox.spare.len(), SPARE_QUEUES - 2);
+        assert_eq!(
+            ids(&outbox.hand_waiting(&peers[0], 10, now, |_| false)),
+            [101]
+        );
     }
 
     #[test]

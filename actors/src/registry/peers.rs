@@ -10,6 +10,7 @@ use std::net::IpAddr;
 use std::time::SystemTime;
 
 use super::addresses::{self, KnownAddr, Learned};
+use super::local_hash::LocalMap;
 use crate::key::PeerKey;
 use crate::peer::{PeerAddr, PeerInfo, SessionId};
 use crate::wire::PeerEntry;
@@ -129,9 +130,11 @@ pub(crate) struct PeerTable<S> {
     owner: HashMap<PeerAddr, PeerKey>,
     /// Addresses no handshake has answered yet.
     unkeyed: BTreeSet<PeerAddr>,
-    sessions: HashMap<SessionId, LiveSession<S>>,
+    /// Hashed by `LocalKeyHasher`: Session ids are numbered by this node, and SipHash of one
+    /// was 170 instructions per chat sent, twice (docs/performance.md, fan-out).
+    sessions: LocalMap<SessionId, LiveSession<S>>,
     /// Sessions that were live when the Registry restarted and have not registered again.
-    rejoining: HashMap<SessionId, LiveSession<S>>,
+    rejoining: LocalMap<SessionId, LiveSession<S>>,
     /// IPs we were reached at: with our port, they are us.
     local_ips: HashSet<IpAddr>,
     /// Addresses that turned out to be ourselves.
@@ -147,8 +150,8 @@ impl<S> PeerTable<S> {
             peers: BTreeMap::new(),
             owner: HashMap::new(),
             unkeyed: BTreeSet::new(),
-            sessions: HashMap::new(),
-            rejoining: HashMap::new(),
+            sessions: LocalMap::default(),
+            rejoining: LocalMap::default(),
             local_ips: HashSet::new(),
             self_addrs: HashSet::new(),
         }
@@ -324,9 +327,15 @@ impl<S> PeerTable<S> {
     /// The key chats to `addr` go to: only if that key's own connection stands behind the
     /// address (dialed there, or its inbound connection claimed it).
     pub(crate) fn route(&self, addr: &PeerAddr) -> Option<PeerKey> {
+        self.routed_record(addr).map(|(key, _)| key)
+    }
+
+    /// The key `addr` routes to (as `route`) and its record, found once.
+    fn routed_record(&self, addr: &PeerAddr) -> Option<(PeerKey, &PeerRecord)> {
         let key = self.owner.get(addr)?;
-        let known = self.known_addr(key, addr)?;
-        known.learned.routes().then_some(*key)
+        let record = self.peers.get(key)?;
+        let known = record.addrs.iter().find(|known| known.addr == *addr)?;
+        known.learned.routes().then_some((*key, record))
     }
 
     /// The addresses chats to `key` may have been written to.
@@ -369,7 +378,11 @@ impl<S> PeerTable<S> {
 
     /// The Session serving the key `addr` routes to, if it is connected.
     pub(crate) fn session_for(&self, addr: &PeerAddr) -> Option<(SessionId, &LiveSession<S>)> {
-        self.session_of(&self.route(addr)?)
+        // The record `route` found, not a second search of the table (a `send_chat` does
+        // this once per chat).
+        let (_, record) = self.routed_record(addr)?;
+        let id = record.session?;
+        self.sessions.get(&id).map(|live| (id, live))
     }
 
     /// The Session serving `key`, if it is connected.
