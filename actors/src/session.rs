@@ -299,7 +299,24 @@ impl Session {
     }
 
     fn send_frame(&mut self, frame: &Frame, ctx: &mut Context<Self>) {
-        match self.writer.send(frame) {
+        let queued = self.writer.send(frame);
+        self.after_queueing(frame, queued, ctx);
+    }
+
+    /// Like `send_frame`, leaving the writing to `self.writer.write_held()` at the end of the
+    /// handler (`FrameWriter::send_held`).
+    fn send_frame_held(&mut self, frame: &Frame, ctx: &mut Context<Self>) {
+        let queued = self.writer.send_held(frame);
+        self.after_queueing(frame, queued, ctx);
+    }
+
+    fn after_queueing(
+        &mut self,
+        frame: &Frame,
+        queued: Result<(), WriteRefused>,
+        ctx: &mut Context<Self>,
+    ) {
+        match queued {
             Ok(()) => {}
             Err(WriteRefused::QueueFull) => {
                 // The bye goes behind what the peer isn't reading; the connection closes

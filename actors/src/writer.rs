@@ -165,6 +165,82 @@ impl FrameWriter {
     /// Queues a frame, unless the queue already holds `max_queued` bytes, or the node's
     /// budget is over and this queue is among the biggest.
     pub fn send(&mut self, frame: &Frame) -> Result<(), WriteRefused> {
+        self.queue_frame(frame)?;
+        self.shared.task.wake();
+        Ok(())
+    }
+
+    /// Like `send`, without waking the writing task: the caller ends with
+    /// [`FrameWriter::write_held`], which writes what it queued itself when it can.
+    pub fn send_held(&mut self, frame: &Frame) -> Result<(), WriteRefused> {
+        self.queue_frame(frame)
+    }
+
+    /// Writes what is queued now, from the caller, when nothing is in its way: the writing
+    /// task is not in the middle of a write and the socket takes all of it. That spares the
+    /// task a wake-up and a poll (an ack sent on its own: docs/performance.md, fan-out).
+    /// Whatever the socket does not take, or any failure, is left to the task, in order.
+    pub fn write_held(&mut self) {
+        let batch = {
+            let queue = self.shared.lock();
+            if queue.pending.is_empty() && !queue.closed {
+                return;
+            }
+            if queue.writing > 0 || queue.closed {
+                drop(queue);
+                return self.shared.task.wake();
+            }
+            drop(queue);
+            match take_batch(&self.shared) {
+                Batch::Ready(batch) => batch,
+                Batch::Done | Batch::Failed => return self.shared.task.wake(),
+            }
+        };
+        let written = write_now(&self.shared.socket, &batch);
+        let mut queue = self.shared.lock();
+        queue.writing = 0;
+        match written {
+            Ok(at) if at == batch.len() => {
+                if queue.pending.is_empty() {
+                    // As the task does: a quiet connection holds no buffer.
+                    queue.pending = BytesMut::new();
+                }
+                queue.account();
+            }
+            Ok(at) => {
+                // The rest is already sealed: it goes first, as it is, and the task waits
+                // for room (nothing was queued meanwhile: the caller has not returned).
+                let mut rest = BytesMut::from(&batch[at..]);
+                let queued_since = queue.pending.split();
+                rest.extend_from_slice(&queued_since);
+                if queue.sealing {
+                    let len = rest.len() - queued_since.len();
+                    let moved: Vec<_> = queue
+                        .unsealed
+                        .drain(..)
+                        .map(|range| range.start + len..range.end + len)
+                        .collect();
+                    queue.unsealed.push(0..len);
+                    queue.unsealed.extend(moved);
+                }
+                queue.pending = rest;
+                queue.account();
+                drop(queue);
+                self.shared.task.wake();
+            }
+            Err(_) => {
+                // As the task does on a failed write: nothing more goes out.
+                queue.closed = true;
+                queue.pending = BytesMut::new();
+                queue.unsealed.clear();
+                queue.account();
+                drop(queue);
+                self.shared.task.wake();
+            }
+        }
+    }
+
+    fn queue_frame(&mut self, frame: &Frame) -> Result<(), WriteRefused> {
         let mut queue = self.shared.lock();
         let before = queue.pending.len();
         encode_frame_into(frame, &mut queue.pending).map_err(WriteRefused::Encode)?;
@@ -187,8 +263,6 @@ impl FrameWriter {
             queue.account();
             return Err(WriteRefused::BudgetFull);
         }
-        drop(queue);
-        self.shared.task.wake();
         Ok(())
     }
 

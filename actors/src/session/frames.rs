@@ -364,11 +364,16 @@ impl Handler<AckChats> for Session {
         let count = u32::try_from(msg.ids.len()).unwrap_or(u32::MAX);
         self.acks_pending = self.acks_pending.saturating_sub(count);
         self.unacked_done(msg.ids.len());
+        // Written from here once all are queued, not by a wake-up of the writing task.
         for id in msg.ids {
             if self.state.is_lingering() {
-                return;
+                break;
             }
-            self.send_frame(&Frame::Ack { id }, ctx);
+            self.send_frame_held(&Frame::Ack { id }, ctx);
+        }
+        self.writer.write_held();
+        if self.state.is_lingering() {
+            return;
         }
         if self.acks_pending == 0 {
             if let Some(reason) = self.take_bye_after_acks() {
