@@ -253,6 +253,9 @@ async fn held_frames_are_written_by_write_held_itself_and_the_rest_by_the_task_i
     }
     writer.write_held();
     assert_eq!(writer.queued_bytes(), 0);
+    // The queue holds no buffer: the thread keeps it for the next frames queued.
+    assert_eq!(writer.shared.lock().pending.capacity(), 0);
+    assert!(take_spare(&SPARE_PENDING).is_some_and(|spare| spare.is_empty()));
     let mut buf = [0u8; 4096];
     let n = theirs.try_read(&mut buf).expect("already written");
     let mut sealed = BytesMut::from(&buf[..n]);
