@@ -150,7 +150,8 @@ mod tests {
         assert_eq!(b.held(), 252);
         // A buffer grown for a long line is let go of, not kept.
         let long = "x".repeat(2000);
-        peer_b.write_all(format!("{long}\n").as_bytes())
+        peer_b
+            .write_all(format!("{long}\n").as_bytes())
             .await
             .unwrap();
         assert_eq!(b.next().await.unwrap().unwrap(), long);
