@@ -111,22 +111,29 @@ impl Sealer {
     /// prefixes stripped, packed as [`Sealer::seal_maps`] does. This is the step a writer
     /// applies to what it has buffered, once per write.
     pub fn seal_frames(&mut self, frames: &[u8], dst: &mut BytesMut) -> Result<usize, NoiseError> {
-        let mut maps = Vec::new();
-        let mut rest = frames;
-        while !rest.is_empty() {
-            let Some((prefix, after)) = rest.split_first_chunk::<LENGTH_PREFIX>() else {
-                return Err(NoiseError::BadFrames);
-            };
-            let len = u32::from_be_bytes(*prefix) as usize;
-            if after.len() < len {
-                return Err(NoiseError::BadFrames);
-            }
-            let (map, after) = after.split_at(len);
-            maps.push(map);
-            rest = after;
+        // Checked whole first, so that bad framing seals nothing; then walked again as the
+        // maps are sealed (a Vec of them cost an allocation per write).
+        if v1_maps(frames).any(|map| map.is_none()) {
+            return Err(NoiseError::BadFrames);
         }
-        self.seal_maps(maps, dst)
+        self.seal_maps(v1_maps(frames).flatten(), dst)
     }
+}
+
+/// The maps of v1-style frames, in order; `None` where the framing is bad (and nothing after).
+fn v1_maps(frames: &[u8]) -> impl Iterator<Item = Option<&[u8]>> {
+    let mut rest = Some(frames);
+    std::iter::from_fn(move || {
+        let frames = rest.filter(|frames| !frames.is_empty())?;
+        let framed = frames
+            .split_first_chunk::<LENGTH_PREFIX>()
+            .and_then(|(prefix, after)| {
+                let len = u32::from_be_bytes(*prefix) as usize;
+                (after.len() >= len).then(|| after.split_at(len))
+            });
+        rest = framed.map(|(_, after)| after);
+        Some(framed.map(|(map, _)| map))
+    })
 }
 
 /// The most plaintext buffer a [`Sealer`] keeps between batches.
