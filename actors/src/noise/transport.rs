@@ -2,6 +2,7 @@
 //! back into frames (`TransportCodec`).
 
 use super::*;
+use std::cell::Cell;
 
 /// The sending half of an established session: seals maps into transport frames.
 pub struct Sealer {
@@ -234,6 +235,21 @@ impl TransportCodec {
     }
 }
 
+thread_local! {
+    /// A plaintext buffer let go of by a `TransportCodec` once all it read was decoded: the
+    /// next message opened on this thread takes it instead of allocating (one per read).
+    pub(super) static SPARE_PLAINTEXT: Cell<Option<Vec<u8>>> = const { Cell::new(None) };
+}
+
+/// Keeps `plaintext`, emptied, as the thread's spare (in place of the one kept before),
+/// unless it grew past what a sealer keeps (`KEEP_PLAINTEXT_BYTES`).
+fn keep_spare_plaintext(mut plaintext: Vec<u8>) {
+    if plaintext.capacity() > 0 && plaintext.capacity() <= KEEP_PLAINTEXT_BYTES {
+        plaintext.clear();
+        let _ = SPARE_PLAINTEXT.try_with(|spare| spare.set(Some(plaintext)));
+    }
+}
+
 impl Decoder for TransportCodec {
     type Item = Frame;
     type Error = NoiseError;
@@ -243,12 +259,20 @@ impl Decoder for TransportCodec {
             return self.next_map().map(Some);
         }
         let Some(len) = whole_frame(src)? else {
-            // All that was read is decoded: nothing is kept until the next read.
-            self.plaintext = Vec::new();
+            // All that was read is decoded: nothing is kept until the next read (the buffer
+            // is the thread's spare meanwhile).
+            keep_spare_plaintext(std::mem::take(&mut self.plaintext));
             self.decoded = 0;
             return Ok(None);
         };
         self.decoded = 0;
+        if self.plaintext.capacity() == 0 {
+            self.plaintext = SPARE_PLAINTEXT
+                .try_with(Cell::take)
+                .ok()
+                .flatten()
+                .unwrap_or_default();
+        }
         let opened = self.opener.open(
             &src[LENGTH_PREFIX..LENGTH_PREFIX + len],
             &mut self.plaintext,
