@@ -458,6 +458,13 @@ impl Actor for Session {
 
 impl StreamHandler<Result<Incoming, NoiseError>> for Session {
     fn handle(&mut self, item: Result<Incoming, NoiseError>, ctx: &mut Context<Self>) {
+        if let Ok(Incoming::Drained) = item {
+            // Everything ready was read: the batch goes to the Registry.
+            if self.flush_scheduled {
+                self.flush_inbound(ctx);
+            }
+            return;
+        }
         if let Some(rare) = self.rare.as_deref_mut() {
             if rare.drop_next > 0 && matches!(item, Ok(Incoming::Frame(_))) {
                 rare.drop_next -= 1;
@@ -478,11 +485,12 @@ impl StreamHandler<Result<Incoming, NoiseError>> for Session {
             return;
         }
         if !self.flush_scheduled {
-            // The frames of one batch are read in one turn: one clock reading for them all.
+            // The frames of one batch: one clock reading for them all.
             self.last_heard = Instant::now();
         }
         match item {
             Ok(Incoming::Frame(frame)) => self.on_frame(frame, ctx),
+            Ok(Incoming::Drained) => {} // Handled first, above.
             Ok(Incoming::Reply(message)) => {
                 if self.writer.send_bytes(message).is_err() {
                     self.close(ctx, "connection lost while writing".into(), false);
