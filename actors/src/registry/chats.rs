@@ -471,13 +471,14 @@ impl Registry {
                 continue;
             }
             // Recorded before it is shown: after a crash it is not shown again.
+            let (entry_name, entry_text) = self.inbox.strings_for_entry(&name, &chat.text);
             let entry = HistoryEntry::In {
                 at_ms,
                 from: msg.from,
-                name: name.clone(),
+                name: entry_name,
                 key: Some(msg.key),
                 id: chat.id,
-                text: chat.text.clone(),
+                text: entry_text,
             };
             self.persist(|store| store.history(&entry));
             self.inbox.remember(entry);
