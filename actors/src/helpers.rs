@@ -15,8 +15,13 @@ pub fn human(d: Duration) -> String {
 
 /// Milliseconds since the Unix epoch (0 if the clock is before it).
 pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
+    ms_since_epoch(SystemTime::now())
+}
+
+/// `at` in milliseconds since the Unix epoch (0 if it is before it): for a caller that needs
+/// the clock as a `SystemTime` too, read once.
+pub fn ms_since_epoch(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
 }

@@ -299,7 +299,24 @@ impl Session {
     }
 
     fn send_frame(&mut self, frame: &Frame, ctx: &mut Context<Self>) {
-        match self.writer.send(frame) {
+        let queued = self.writer.send(frame);
+        self.after_queueing(frame, queued, ctx);
+    }
+
+    /// Like `send_frame`, leaving the writing to `self.writer.write_held()` at the end of the
+    /// handler (`FrameWriter::send_held`).
+    fn send_frame_held(&mut self, frame: &Frame, ctx: &mut Context<Self>) {
+        let queued = self.writer.send_held(frame);
+        self.after_queueing(frame, queued, ctx);
+    }
+
+    fn after_queueing(
+        &mut self,
+        frame: &Frame,
+        queued: Result<(), WriteRefused>,
+        ctx: &mut Context<Self>,
+    ) {
+        match queued {
             Ok(()) => {}
             Err(WriteRefused::QueueFull) => {
                 // The bye goes behind what the peer isn't reading; the connection closes
@@ -441,6 +458,13 @@ impl Actor for Session {
 
 impl StreamHandler<Result<Incoming, NoiseError>> for Session {
     fn handle(&mut self, item: Result<Incoming, NoiseError>, ctx: &mut Context<Self>) {
+        if let Ok(Incoming::Drained) = item {
+            // Everything ready was read: the batch goes to the Registry.
+            if self.flush_scheduled {
+                self.flush_inbound(ctx);
+            }
+            return;
+        }
         if let Some(rare) = self.rare.as_deref_mut() {
             if rare.drop_next > 0 && matches!(item, Ok(Incoming::Frame(_))) {
                 rare.drop_next -= 1;
@@ -461,11 +485,12 @@ impl StreamHandler<Result<Incoming, NoiseError>> for Session {
             return;
         }
         if !self.flush_scheduled {
-            // The frames of one batch are read in one turn: one clock reading for them all.
+            // The frames of one batch: one clock reading for them all.
             self.last_heard = Instant::now();
         }
         match item {
             Ok(Incoming::Frame(frame)) => self.on_frame(frame, ctx),
+            Ok(Incoming::Drained) => {} // Handled first, above.
             Ok(Incoming::Reply(message)) => {
                 if self.writer.send_bytes(message).is_err() {
                     self.close(ctx, "connection lost while writing".into(), false);

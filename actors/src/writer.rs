@@ -20,6 +20,7 @@
 //! the task is in the middle of a write, without `unsafe` and without a second descriptor per
 //! connection (10,000 idle sessions must fit in the descriptor limit).
 
+use std::cell::Cell;
 use std::future::poll_fn;
 use std::net::Shutdown;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -37,6 +38,35 @@ use crate::wire::{encode_frame_into, Frame, WireError};
 
 /// Most bytes given to one write (and to one stall timeout).
 const BATCH_BYTES: usize = 64 * 1024;
+
+thread_local! {
+    /// A queue's buffer let go of by `write_held` once all of it was sealed, emptied: the
+    /// next queue on this thread to need room takes it instead of allocating.
+    static SPARE_PENDING: Cell<Option<BytesMut>> = const { Cell::new(None) };
+    /// `write_held`'s buffer of sealed bytes, kept between calls.
+    static SPARE_SEALED: Cell<Option<BytesMut>> = const { Cell::new(None) };
+}
+
+/// The largest buffers kept as the thread's spares: one grown for a burst is let go of.
+const SPARE_PENDING_MAX: usize = 4 * 1024;
+const SPARE_SEALED_MAX: usize = BATCH_BYTES;
+
+fn take_spare(spare: &'static std::thread::LocalKey<Cell<Option<BytesMut>>>) -> Option<BytesMut> {
+    spare.try_with(Cell::take).ok().flatten()
+}
+
+/// Keeps `buffer`, emptied, as the thread's spare (in place of the one kept before), unless
+/// it grew past `max`.
+fn keep_spare(
+    spare: &'static std::thread::LocalKey<Cell<Option<BytesMut>>>,
+    mut buffer: BytesMut,
+    max: usize,
+) {
+    buffer.clear();
+    if buffer.capacity() > 0 && buffer.capacity() <= max {
+        let _ = spare.try_with(|kept| kept.set(Some(buffer)));
+    }
+}
 
 /// Why a frame was not queued.
 #[derive(Debug)]
@@ -165,7 +195,101 @@ impl FrameWriter {
     /// Queues a frame, unless the queue already holds `max_queued` bytes, or the node's
     /// budget is over and this queue is among the biggest.
     pub fn send(&mut self, frame: &Frame) -> Result<(), WriteRefused> {
+        self.queue_frame(frame)?;
+        self.shared.task.wake();
+        Ok(())
+    }
+
+    /// Like `send`, without waking the writing task: the caller ends with
+    /// [`FrameWriter::write_held`], which writes what it queued itself when it can.
+    pub fn send_held(&mut self, frame: &Frame) -> Result<(), WriteRefused> {
+        self.queue_frame(frame)
+    }
+
+    /// Writes what is queued now, from the caller, when nothing is in its way: the writing
+    /// task is not in the middle of a write and the socket takes all of it. That spares the
+    /// task a wake-up and a poll (an ack sent on its own: docs/performance.md, fan-out).
+    /// Whatever the socket does not take, or any failure, is left to the task, in order.
+    pub fn write_held(&mut self) {
+        let mut guard = self.shared.lock();
+        let queue = &mut *guard;
+        if queue.pending.is_empty() && !queue.closed {
+            return;
+        }
+        // A write under way, the end, raw bytes among the frames, or no sealer yet: the
+        // task's, which handles them all.
+        let Some(sealer) = queue.sealer.as_mut() else {
+            drop(guard);
+            return self.shared.task.wake();
+        };
+        if queue.writing > 0 || queue.closed || !queue.unsealed.is_empty() {
+            drop(guard);
+            return self.shared.task.wake();
+        }
+        let mut sealed = take_spare(&SPARE_SEALED).unwrap_or_default();
+        if let Err(err) = sealer.seal_frames(&queue.pending, &mut sealed) {
+            // As `take_batch`: nonces used up, or a bug. Cut it.
+            tracing::warn!("cannot seal frames: {err}");
+            queue.closed = true;
+            queue.pending = BytesMut::new();
+            queue.account();
+            drop(guard);
+            return self.shared.task.wake();
+        }
+        // Everything queued is sealed: the queue holds no buffer, the thread keeps it.
+        keep_spare(
+            &SPARE_PENDING,
+            std::mem::take(&mut queue.pending),
+            SPARE_PENDING_MAX,
+        );
+        queue.writing = sealed.len();
+        queue.account();
+        drop(guard);
+        let written = write_now(&self.shared.socket, &sealed);
         let mut queue = self.shared.lock();
+        queue.writing = 0;
+        match written {
+            Ok(at) if at == sealed.len() => queue.account(),
+            Ok(at) => {
+                // The rest is already sealed: it goes first, as it is, and the task waits
+                // for room. (Nothing can have been queued meanwhile: this call has not
+                // returned, and the handle and the task share one thread.)
+                let mut rest = BytesMut::from(&sealed[at..]);
+                let len = rest.len();
+                let queued_since = queue.pending.split();
+                rest.extend_from_slice(&queued_since);
+                let moved: Vec<_> = queue
+                    .unsealed
+                    .drain(..)
+                    .map(|range| range.start + len..range.end + len)
+                    .collect();
+                queue.unsealed.push(0..len);
+                queue.unsealed.extend(moved);
+                queue.pending = rest;
+                queue.account();
+                drop(queue);
+                self.shared.task.wake();
+            }
+            Err(_) => {
+                // As the task does on a failed write: nothing more goes out.
+                queue.closed = true;
+                queue.pending = BytesMut::new();
+                queue.unsealed.clear();
+                queue.account();
+                drop(queue);
+                self.shared.task.wake();
+            }
+        }
+        keep_spare(&SPARE_SEALED, sealed, SPARE_SEALED_MAX);
+    }
+
+    fn queue_frame(&mut self, frame: &Frame) -> Result<(), WriteRefused> {
+        let mut queue = self.shared.lock();
+        if queue.pending.capacity() == 0 {
+            if let Some(spare) = take_spare(&SPARE_PENDING) {
+                queue.pending = spare;
+            }
+        }
         let before = queue.pending.len();
         encode_frame_into(frame, &mut queue.pending).map_err(WriteRefused::Encode)?;
         let queued = queue.queued();
@@ -187,8 +311,6 @@ impl FrameWriter {
             queue.account();
             return Err(WriteRefused::BudgetFull);
         }
-        drop(queue);
-        self.shared.task.wake();
         Ok(())
     }
 

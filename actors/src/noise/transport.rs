@@ -2,6 +2,7 @@
 //! back into frames (`TransportCodec`).
 
 use super::*;
+use std::cell::Cell;
 
 /// The sending half of an established session: seals maps into transport frames.
 pub struct Sealer {
@@ -111,22 +112,29 @@ impl Sealer {
     /// prefixes stripped, packed as [`Sealer::seal_maps`] does. This is the step a writer
     /// applies to what it has buffered, once per write.
     pub fn seal_frames(&mut self, frames: &[u8], dst: &mut BytesMut) -> Result<usize, NoiseError> {
-        let mut maps = Vec::new();
-        let mut rest = frames;
-        while !rest.is_empty() {
-            let Some((prefix, after)) = rest.split_first_chunk::<LENGTH_PREFIX>() else {
-                return Err(NoiseError::BadFrames);
-            };
-            let len = u32::from_be_bytes(*prefix) as usize;
-            if after.len() < len {
-                return Err(NoiseError::BadFrames);
-            }
-            let (map, after) = after.split_at(len);
-            maps.push(map);
-            rest = after;
+        // Checked whole first, so that bad framing seals nothing; then walked again as the
+        // maps are sealed (a Vec of them cost an allocation per write).
+        if v1_maps(frames).any(|map| map.is_none()) {
+            return Err(NoiseError::BadFrames);
         }
-        self.seal_maps(maps, dst)
+        self.seal_maps(v1_maps(frames).flatten(), dst)
     }
+}
+
+/// The maps of v1-style frames, in order; `None` where the framing is bad (and nothing after).
+fn v1_maps(frames: &[u8]) -> impl Iterator<Item = Option<&[u8]>> {
+    let mut rest = Some(frames);
+    std::iter::from_fn(move || {
+        let frames = rest.filter(|frames| !frames.is_empty())?;
+        let framed = frames
+            .split_first_chunk::<LENGTH_PREFIX>()
+            .and_then(|(prefix, after)| {
+                let len = u32::from_be_bytes(*prefix) as usize;
+                (after.len() >= len).then(|| after.split_at(len))
+            });
+        rest = framed.map(|(_, after)| after);
+        Some(framed.map(|(map, _)| map))
+    })
 }
 
 /// The most plaintext buffer a [`Sealer`] keeps between batches.
@@ -227,6 +235,21 @@ impl TransportCodec {
     }
 }
 
+thread_local! {
+    /// A plaintext buffer let go of by a `TransportCodec` once all it read was decoded: the
+    /// next message opened on this thread takes it instead of allocating (one per read).
+    pub(super) static SPARE_PLAINTEXT: Cell<Option<Vec<u8>>> = const { Cell::new(None) };
+}
+
+/// Keeps `plaintext`, emptied, as the thread's spare (in place of the one kept before),
+/// unless it grew past what a sealer keeps (`KEEP_PLAINTEXT_BYTES`).
+fn keep_spare_plaintext(mut plaintext: Vec<u8>) {
+    if plaintext.capacity() > 0 && plaintext.capacity() <= KEEP_PLAINTEXT_BYTES {
+        plaintext.clear();
+        let _ = SPARE_PLAINTEXT.try_with(|spare| spare.set(Some(plaintext)));
+    }
+}
+
 impl Decoder for TransportCodec {
     type Item = Frame;
     type Error = NoiseError;
@@ -236,12 +259,20 @@ impl Decoder for TransportCodec {
             return self.next_map().map(Some);
         }
         let Some(len) = whole_frame(src)? else {
-            // All that was read is decoded: nothing is kept until the next read.
-            self.plaintext = Vec::new();
+            // All that was read is decoded: nothing is kept until the next read (the buffer
+            // is the thread's spare meanwhile).
+            keep_spare_plaintext(std::mem::take(&mut self.plaintext));
             self.decoded = 0;
             return Ok(None);
         };
         self.decoded = 0;
+        if self.plaintext.capacity() == 0 {
+            self.plaintext = SPARE_PLAINTEXT
+                .try_with(Cell::take)
+                .ok()
+                .flatten()
+                .unwrap_or_default();
+        }
         let opened = self.opener.open(
             &src[LENGTH_PREFIX..LENGTH_PREFIX + len],
             &mut self.plaintext,

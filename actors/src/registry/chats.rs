@@ -4,14 +4,14 @@
 //! journey. The tick sends unacked chats again and gives up old ones.
 
 use std::fmt;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use actix::prelude::*;
 
 use super::{Registry, Subscriber};
 use crate::events::NodeEvent;
 use crate::guarded_handler;
-use crate::helpers::now_ms;
+use crate::helpers::{ms_since_epoch, now_ms};
 use crate::key::PeerKey;
 use crate::peer::{MessageId, PeerAddr, SessionId};
 use crate::session::{AckChats, Chat, Deliver, Session};
@@ -475,33 +475,48 @@ guarded_handler!(Registry, IncomingChats, |act, msg, _| act
 
 impl Registry {
     fn on_incoming_chats(&mut self, msg: IncomingChats) {
-        self.peers.touch(&msg.key);
-        let name = self.peers.name_of(&msg.key);
-        let at_ms = now_ms();
+        // One clock reading and one peer-table lookup per batch (most batches are one chat).
+        let now = SystemTime::now();
+        let mut name = self.peers.touch_and_name(&msg.key, now);
+        let at_ms = ms_since_epoch(now);
         let acks: Vec<MessageId> = msg.chats.iter().map(|chat| chat.id).collect();
-        let mut first = vec![false; acks.len()];
+        // The places of repeats, in order: nothing allocated for a batch without one.
+        let mut repeats = Vec::new();
         self.inbox
-            .first_times(msg.key, acks.iter().copied(), |at, new| first[at] = new);
-        let mut shown = Vec::with_capacity(msg.chats.len());
-        for (chat, first) in msg.chats.into_iter().zip(first) {
-            if !first {
+            .first_times(msg.key, acks.iter().copied(), |at, first| {
+                if !first {
+                    repeats.push(at);
+                }
+            });
+        let to_show = msg.chats.len() - repeats.len();
+        let mut repeats = repeats.into_iter().peekable();
+        let mut shown = Vec::with_capacity(to_show);
+        for (at, chat) in msg.chats.into_iter().enumerate() {
+            if repeats.next_if_eq(&at).is_some() {
                 tracing::debug!(from = %msg.from, id = chat.id, "repeated chat acked again, not shown");
                 continue;
             }
             // Recorded before it is shown: after a crash it is not shown again.
+            let (entry_name, entry_text) = self.inbox.strings_for_entry(&name, &chat.text);
             let entry = HistoryEntry::In {
                 at_ms,
                 from: msg.from,
-                name: name.clone(),
+                name: entry_name,
                 key: Some(msg.key),
                 id: chat.id,
-                text: chat.text.clone(),
+                text: entry_text,
             };
             self.persist(|store| store.history(&entry));
             self.inbox.remember(entry);
+            // The last event takes the name itself rather than a copy.
+            let name = if shown.len() + 1 == to_show {
+                std::mem::take(&mut name)
+            } else {
+                name.clone()
+            };
             shown.push(NodeEvent::ChatReceived {
                 from: msg.from,
-                name: name.clone(),
+                name,
                 id: chat.id,
                 text: chat.text,
                 sent_at_ms: chat.sent_at_ms,

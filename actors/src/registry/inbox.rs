@@ -214,6 +214,22 @@ impl Inbox {
     }
 
     /// Adds a chat shown or delivered to the history (the oldest goes when it is full).
+    /// `name` and `text` as strings for a new `HistoryEntry::In`: once the history is full,
+    /// the oldest entry goes now (`remember` would drop it) and its strings are reused when
+    /// their room fits, so a busy node does not allocate and free two strings per chat.
+    pub(crate) fn strings_for_entry(&mut self, name: &str, text: &str) -> (String, String) {
+        let (old_name, old_text) = if self.history.len() >= HISTORY_IN_MEMORY {
+            match self.history.pop_front() {
+                Some(HistoryEntry::In { name, text, .. }) => (name, text),
+                Some(HistoryEntry::Out { text, .. }) => (String::new(), text),
+                None => (String::new(), String::new()),
+            }
+        } else {
+            (String::new(), String::new())
+        };
+        (reuse(old_name, name), reuse(old_text, text))
+    }
+
     pub(crate) fn remember(&mut self, entry: HistoryEntry) {
         if self.history.len() == HISTORY_IN_MEMORY {
             self.history.pop_front();
@@ -238,6 +254,18 @@ impl Inbox {
     pub(crate) fn recent(&self, limit: usize) -> Vec<HistoryEntry> {
         let skip = self.history.len().saturating_sub(limit);
         self.history.iter().skip(skip).cloned().collect()
+    }
+}
+
+/// `value` in `old`'s room if it fits and is not far bigger (a long text's room must not
+/// go round the history for ever), else in a new string.
+fn reuse(mut old: String, value: &str) -> String {
+    if old.capacity() >= value.len() && old.capacity() <= value.len().max(64) * 2 {
+        old.clear();
+        old.push_str(value);
+        old
+    } else {
+        value.to_string()
     }
 }
 
@@ -518,5 +546,35 @@ mod tests {
         let last = HISTORY_IN_MEMORY as u64 + 4;
         assert_eq!(ids, vec![last - 2, last - 1, last]);
         assert_eq!(inbox.recent(usize::MAX).len(), HISTORY_IN_MEMORY);
+    }
+
+    #[test]
+    fn a_full_history_gives_its_oldest_entrys_strings_to_the_next_one() {
+        let mut inbox = Inbox::new(65_536, 1_000_000);
+        // Not full: new strings, nothing dropped.
+        assert_eq!(
+            inbox.strings_for_entry("bob", "hi"),
+            ("bob".to_string(), "hi".to_string())
+        );
+        for id in 0..HISTORY_IN_MEMORY as u64 {
+            inbox.remember(shown(id));
+        }
+        let first_id = |inbox: &Inbox| match inbox.recent(usize::MAX).first() {
+            Some(HistoryEntry::In { id, .. }) => *id,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(first_id(&inbox), 0);
+        // Full: the oldest entry goes now, and the next one is remembered without a drop.
+        let (name, text) = inbox.strings_for_entry("carol", "a new text");
+        assert_eq!((name.as_str(), text.as_str()), ("carol", "a new text"));
+        assert_eq!(inbox.recent(usize::MAX).len(), HISTORY_IN_MEMORY - 1);
+        assert_eq!(first_id(&inbox), 1);
+        inbox.remember(shown(HISTORY_IN_MEMORY as u64));
+        assert_eq!(inbox.recent(usize::MAX).len(), HISTORY_IN_MEMORY);
+        // A room far bigger than the value is not reused.
+        let big = String::with_capacity(10_000);
+        assert!(reuse(big, "x").capacity() < 10_000);
+        let fits = String::with_capacity(100);
+        assert_eq!(reuse(fits, "short text").capacity(), 100);
     }
 }

@@ -303,6 +303,15 @@ impl<S> PeerTable<S> {
         }
     }
 
+    /// `touch` (at `at`) and `name_of` in one lookup: every batch of chats received does both.
+    pub(crate) fn touch_and_name(&mut self, key: &PeerKey, at: SystemTime) -> String {
+        let Some(record) = self.peers.get_mut(key) else {
+            return String::new();
+        };
+        record.last_seen = Some(at);
+        record.name.as_deref().unwrap_or_default().to_string()
+    }
+
     pub(crate) fn name_of(&self, key: &PeerKey) -> String {
         self.record(key)
             .and_then(|record| record.name.as_deref())

@@ -6,6 +6,7 @@
 use bytes::{Bytes, BytesMut};
 use tokio_util::codec::Decoder;
 
+use super::gate::DrainMark;
 use crate::key::PeerKey;
 use crate::noise::{Handshake, HandshakeCodec, NoiseError, Sealer, Step, TransportCodec};
 use crate::wire::{Frame, Hello};
@@ -37,6 +38,15 @@ pub(super) enum Incoming {
     },
     /// A map from the authenticated peer.
     Frame(Frame),
+    /// Not read from the socket: everything read so far has been handed over (the read
+    /// gate's mark, `gate::DrainMark`).
+    Drained,
+}
+
+impl DrainMark for Result<Incoming, NoiseError> {
+    fn drained() -> Self {
+        Ok(Incoming::Drained)
+    }
 }
 
 enum Phase {

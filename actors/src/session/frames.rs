@@ -18,10 +18,6 @@ use crate::wire::{Frame, PeerEntry};
 /// Most chats and acks handed to the Registry in one message.
 const MAX_BATCH: usize = 256;
 
-/// How many times a flush waits for frames still ready on the socket (`flush_when_read`):
-/// at most this many of actix's 16-frame turns of the reader go into one batch.
-const MAX_FLUSH_WAITS: u8 = 16;
-
 /// One chat as it travels between a Session and the Registry: what a `chat` frame carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Chat {
@@ -170,38 +166,16 @@ impl Session {
     }
 
     /// Chats and acks are handed to the Registry in batches: every one read from the socket
-    /// in this turn of the actor goes in one message. A message per frame would make the
+    /// before it had nothing more goes in one message. A message per frame would make the
     /// Registry's mailbox, not the network, the limit (docs/performance.md). The flush runs
-    /// once the frames that are ready have been read, or at once when a batch is full.
+    /// when the reader says it has handed over everything ready (`Incoming::Drained`, the
+    /// read gate's mark: actix hands a stream's items over 16 per turn, so a burst spans
+    /// turns), or at once when a batch is full.
     pub(super) fn schedule_flush(&mut self, ctx: &mut Context<Self>) {
         if self.inbound_chats.len() + self.inbound_acks.len() >= MAX_BATCH {
             return self.flush_inbound(ctx);
         }
-        if !self.flush_scheduled {
-            self.flush_scheduled = true;
-            Self::flush_soon(0, ctx);
-        }
-    }
-
-    /// A spawned future runs after the stream has handed over what it has read.
-    fn flush_soon(waits: u8, ctx: &mut Context<Self>) {
-        ctx.spawn(
-            fut::ready(()).map(move |_, act: &mut Self, ctx| act.flush_when_read(waits, ctx)),
-        );
-    }
-
-    /// The scheduled flush. actix hands a stream's items over 16 per turn: when the reader
-    /// stopped there with more frames ready, the flush waits for them (they are read in the
-    /// same poll of the actor, the flush spawned again behind them), so that a burst of chats is one
-    /// batch to the Registry, and its acks go out together, not 16 or 32 at a time.
-    fn flush_when_read(&mut self, waits: u8, ctx: &mut Context<Self>) {
-        if !self.flush_scheduled {
-            return; // A full batch went meanwhile, with everything read before it.
-        }
-        if waits < MAX_FLUSH_WAITS && self.gate.more_ready() && !self.state.is_lingering() {
-            return Self::flush_soon(waits + 1, ctx);
-        }
-        self.flush_inbound(ctx);
+        self.flush_scheduled = true;
     }
 
     /// Hands the chats and acks read so far to the Registry.
@@ -364,11 +338,16 @@ impl Handler<AckChats> for Session {
         let count = u32::try_from(msg.ids.len()).unwrap_or(u32::MAX);
         self.acks_pending = self.acks_pending.saturating_sub(count);
         self.unacked_done(msg.ids.len());
+        // Written from here once all are queued, not by a wake-up of the writing task.
         for id in msg.ids {
             if self.state.is_lingering() {
-                return;
+                break;
             }
-            self.send_frame(&Frame::Ack { id }, ctx);
+            self.send_frame_held(&Frame::Ack { id }, ctx);
+        }
+        self.writer.write_held();
+        if self.state.is_lingering() {
+            return;
         }
         if self.acks_pending == 0 {
             if let Some(reason) = self.take_bye_after_acks() {

@@ -2,8 +2,11 @@
 //! buffer is made for a read and let go of once everything read has been decoded. Owned by
 //! the Session's context (the stream it reads); no actor, no state of its own beyond that.
 //! Thousands of sessions waiting would otherwise keep 256 bytes or more each
-//! (docs/performance.md, issue 17).
+//! (docs/performance.md, issue 17). The buffer let go of is kept for the next read on the
+//! same thread (one per thread, `SPARE`): an actor polls its reader on every wake-up, an ack
+//! to send included, and each of those polls would otherwise allocate and free it.
 
+use std::cell::Cell;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -11,6 +14,16 @@ use bytes::BytesMut;
 use futures::Stream;
 use tokio::io::AsyncRead;
 use tokio_util::codec::{Decoder, FramedRead};
+
+thread_local! {
+    /// The last read buffer let go of on this thread, emptied: the next read takes it
+    /// instead of allocating. One buffer per thread, not per session.
+    static SPARE: Cell<Option<BytesMut>> = const { Cell::new(None) };
+}
+
+/// A spare buffer kept is at most this many times the room made for a read: one grown for
+/// a big frame is let go of.
+const SPARE_MAX_TIMES: usize = 4;
 
 /// `FramedRead` that lets go of its empty buffer whenever the socket has nothing more.
 pub(crate) struct LeanRead<R, D> {
@@ -43,15 +56,30 @@ impl<R: AsyncRead + Unpin, D: Decoder + Unpin> Stream for LeanRead<R, D> {
         let buffer = this.inner.read_buffer_mut();
         if buffer.capacity() == 0 {
             // FramedRead itself would make room for one byte at a time.
-            buffer.reserve(this.capacity);
+            *buffer = take_spare().unwrap_or_else(|| BytesMut::with_capacity(this.capacity));
         }
         let polled = Pin::new(&mut this.inner).poll_next(cx);
         // Pending means it read everything the socket had: a partial frame stays, an empty
         // buffer goes.
         if polled.is_pending() && this.inner.read_buffer().is_empty() {
-            *this.inner.read_buffer_mut() = BytesMut::new();
+            let emptied = std::mem::take(this.inner.read_buffer_mut());
+            keep_spare(emptied, this.capacity);
         }
         polled
+    }
+}
+
+/// The thread's spare buffer, if one is kept.
+fn take_spare() -> Option<BytesMut> {
+    SPARE.try_with(Cell::take).ok().flatten()
+}
+
+/// Keeps an emptied buffer for the next read on this thread, with all its room back, unless
+/// something else still holds part of it or it grew past `SPARE_MAX_TIMES` reads' room.
+fn keep_spare(mut emptied: BytesMut, capacity: usize) {
+    if emptied.try_reclaim(capacity) && emptied.capacity() <= capacity * SPARE_MAX_TIMES {
+        // Whatever was kept before (the thread's other readers) is let go of.
+        let _ = SPARE.try_with(|spare| spare.set(Some(emptied)));
     }
 }
 
@@ -90,5 +118,45 @@ mod tests {
         assert_eq!(reader.next().await.unwrap().unwrap(), long);
         drop(peer);
         assert!(reader.next().await.is_none());
+    }
+
+    /// The room of the thread's spare buffer, if one is kept.
+    fn spare_room() -> Option<usize> {
+        let spare = take_spare();
+        let room = spare.as_ref().map(BytesMut::capacity);
+        SPARE.with(|kept| kept.set(spare));
+        room
+    }
+
+    #[actix_rt::test]
+    async fn the_buffer_let_go_of_serves_the_next_read_on_the_thread_unless_it_grew() {
+        let waker = futures::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let (mut peer_a, ours_a) = tokio::io::duplex(4096);
+        let (mut peer_b, ours_b) = tokio::io::duplex(4096);
+        let mut a = LeanRead::new(ours_a, LinesCodec::new(), 256);
+        let mut b = LeanRead::new(ours_b, LinesCodec::new(), 256);
+        drop(take_spare());
+        peer_a.write_all(b"one\n").await.unwrap();
+        assert_eq!(a.next().await.unwrap().unwrap(), "one");
+        assert!(a.poll_next_unpin(&mut cx).is_pending());
+        // A's buffer is not held by A, but kept for the thread, with all its room back.
+        assert_eq!(a.held(), 0);
+        assert_eq!(spare_room(), Some(256));
+        // B's read takes it: one buffer in all, not one each.
+        peer_b.write_all(b"two\n").await.unwrap();
+        assert_eq!(b.next().await.unwrap().unwrap(), "two");
+        assert_eq!(spare_room(), None);
+        assert_eq!(b.held(), 252);
+        // A buffer grown for a long line is let go of, not kept.
+        let long = "x".repeat(2000);
+        peer_b
+            .write_all(format!("{long}\n").as_bytes())
+            .await
+            .unwrap();
+        assert_eq!(b.next().await.unwrap().unwrap(), long);
+        assert!(b.poll_next_unpin(&mut cx).is_pending());
+        assert_eq!(b.held(), 0);
+        assert_eq!(spare_room(), None);
     }
 }

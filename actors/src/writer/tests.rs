@@ -236,3 +236,55 @@ async fn the_writing_task_stays_small() {
     let size = std::mem::size_of_val(&pump);
     assert!(size <= 128, "the pump's future is {size} bytes");
 }
+
+#[actix_rt::test]
+async fn held_frames_are_written_by_write_held_itself_and_the_rest_by_the_task_in_order() {
+    let (write, _keep, theirs) = pair().await;
+    // A small send buffer: a few KiB are more than the socket takes at once.
+    SockRef::from(write.as_ref())
+        .set_send_buffer_size(4096)
+        .unwrap();
+    let (ours, peer) = established();
+    let mut writer = FrameWriter::spawn(write, 8 << 20, Duration::from_secs(5));
+    writer.start_sealing(ours.sealer);
+    // The writing task has not run since: whatever is on the wire now, write_held wrote.
+    for id in 0..3 {
+        writer.send_held(&Frame::Ack { id }).unwrap();
+    }
+    writer.write_held();
+    assert_eq!(writer.queued_bytes(), 0);
+    // The queue holds no buffer: the thread keeps it for the next frames queued.
+    assert_eq!(writer.shared.lock().pending.capacity(), 0);
+    assert!(take_spare(&SPARE_PENDING).is_some_and(|spare| spare.is_empty()));
+    let mut buf = [0u8; 4096];
+    let n = theirs.try_read(&mut buf).expect("already written");
+    let mut sealed = BytesMut::from(&buf[..n]);
+    let mut codec = TransportCodec::new(peer.opener);
+    for id in 0..3 {
+        let frame = tokio_util::codec::Decoder::decode(&mut codec, &mut sealed).unwrap();
+        assert_eq!(frame, Some(Frame::Ack { id }));
+    }
+    // More than the socket takes at once: the rest, already sealed, goes first through the
+    // task, then what is queued after it.
+    let chat = |id| Frame::Chat {
+        id,
+        text: "y".repeat(1000),
+        sent_at_ms: 0,
+    };
+    for id in 3..503 {
+        writer.send_held(&chat(id)).unwrap();
+    }
+    writer.write_held();
+    assert!(writer.queued_bytes() > 0, "the socket took everything");
+    writer.send(&Frame::Ack { id: 503 }).unwrap();
+    writer.close();
+    let mut frames = FramedRead::new(theirs, codec);
+    for id in 3..503 {
+        assert_eq!(frames.next().await.unwrap().unwrap(), chat(id));
+    }
+    assert_eq!(
+        frames.next().await.unwrap().unwrap(),
+        Frame::Ack { id: 503 }
+    );
+    assert!(frames.next().await.is_none());
+}

@@ -421,3 +421,15 @@ fn the_per_peer_entries_stay_small() {
     let owner = std::mem::size_of::<(PeerAddr, PeerKey)>();
     assert!(owner <= 52, "an address-owner entry is {owner} bytes");
 }
+
+#[test]
+fn touch_and_name_marks_the_peer_seen_and_names_it_in_one_lookup() {
+    let mut table = table();
+    let at = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000);
+    let _ = table.admit(1, live(1, addr(9001), 70, true), "bob".into());
+    assert_eq!(table.touch_and_name(&key(70), at), "bob");
+    assert_eq!(table.record(&key(70)).and_then(|r| r.last_seen), Some(at));
+    // A key not in the table: no name, nothing added.
+    assert_eq!(table.touch_and_name(&key(71), at), "");
+    assert!(table.record(&key(71)).is_none());
+}
