@@ -307,6 +307,37 @@ async fn a_repeated_chat_is_acked_twice_and_shown_once() {
     assert_eq!(received(&mut events).await.1, "twice");
 }
 
+#[actix_rt::test]
+async fn chats_read_together_with_a_bye_and_the_end_of_the_stream_are_acked() {
+    // What a node does when it disconnects: its last chats, its bye, then it closes its half.
+    // Read in one go there is no pause between the last frame and the end of the stream, so
+    // the Session must hand the chats over (and ack them) at the end itself.
+    use peerchat_actors::wire::Frame;
+    let (node, mut events) = start("n").await;
+    let mut raw = RawPeer::handshake(node.peer_addr(), 40003).await;
+    let chat = |id: u64| Frame::Chat {
+        id,
+        text: format!("last {id}"),
+        sent_at_ms: 1,
+    };
+    let bye = Frame::Bye {
+        reason: "leaving".into(),
+    };
+    raw.send_all(&[chat(1), chat(2), bye]).await;
+    raw.shutdown_write().await;
+    let mut acked = Vec::new();
+    while acked.len() < 2 {
+        match raw.next().await {
+            Some(Frame::Ack { id }) => acked.push(id),
+            Some(_) => {}
+            None => panic!("closed after acks {acked:?}, before both chats were acked"),
+        }
+    }
+    assert_eq!(acked, [1, 2]);
+    assert_eq!(received(&mut events).await.1, "last 1");
+    assert_eq!(received(&mut events).await.1, "last 2");
+}
+
 /// A one-connection TCP relay on a free loopback port that forwards to `target`.
 async fn relay_to(target: peerchat_actors::PeerAddr) -> peerchat_actors::PeerAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -528,6 +528,12 @@ impl StreamHandler<Result<Incoming, NoiseError>> for Session {
     }
 
     fn finished(&mut self, ctx: &mut Context<Self>) {
+        // The read gate marks a drained batch only where the stream would wait; read in one
+        // go up to the end (chats, a bye, the peer's half-close) there was no such moment.
+        // Handing the batch over now lets its acks go out while this Session still runs.
+        if self.flush_scheduled {
+            self.flush_inbound(ctx);
+        }
         if self.state.is_lingering() {
             return ctx.stop();
         }

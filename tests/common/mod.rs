@@ -251,6 +251,11 @@ impl RawPeer {
         let _ = self.writer.shutdown().await;
     }
 
+    /// Closes the writing half (a FIN after what was sent), keeping the reading half.
+    pub async fn shutdown_write(&mut self) {
+        let _ = self.writer.shutdown().await;
+    }
+
     /// Its reading half, writing half and sealer, to read and write from two tasks.
     pub fn into_parts(
         self,
