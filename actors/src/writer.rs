@@ -8,7 +8,11 @@
 //! Frames are encoded straight into one buffer shared with the writing task, which takes
 //! everything queued at once and writes it: no allocation or copy per frame. The task runs
 //! after the actor that queued the frames has finished its turn, so the frames of one turn
-//! (a `Deliver` or an `AckChats` carries many) leave in one write. It does not wait for more:
+//! (a `Deliver` or an `AckChats` carries many) leave in one write. One exception: a
+//! Session's `AckChats` writes its acks itself ([`FrameWriter::send_held`]) when the task is
+//! not mid-write and nothing unsealed is queued, sealing everything queued so far so the
+//! frames keep their order; that saves a wake-up of the task per ack batch, and whatever the
+//! socket does not take goes to the task, first in line. It does not wait for more:
 //! holding frames back to fill bigger writes made the two ends of a stream take turns
 //! instead of working at once (docs/performance.md).
 //!
@@ -92,9 +96,9 @@ struct Queue {
     unsealed: Vec<std::ops::Range<usize>>,
     /// Frames are sealed from now on.
     sealing: bool,
-    /// The sealer, once the handshake is done: the writing task seals with it under the lock
-    /// (the Session and the task share one thread, so nobody waits for it), and its future
-    /// stays small.
+    /// The sealer, once the handshake is done: the writing task (and `write_held`) seals
+    /// with it under the lock (the Session and the task share one thread, so nobody waits
+    /// for it), and the task's future stays small.
     sealer: Option<Sealer>,
     /// Bytes taken by the writing task and not yet written.
     writing: usize,
@@ -130,7 +134,8 @@ impl Drop for Queue {
 
 struct Shared {
     queue: Mutex<Queue>,
-    /// Written by the task only; shut down by `reset` too, hence here and not in the task.
+    /// Written by the task, and by `write_held` when the task is idle (they share a thread);
+    /// shut down by `reset` too, hence here and not in the task.
     socket: OwnedWriteHalf,
     /// The writing task, woken when frames arrive or the queue closes.
     task: AtomicWaker,

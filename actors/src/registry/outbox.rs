@@ -60,12 +60,23 @@ impl Outgoing {
 /// Most emptied per-peer queues kept for reuse (`Outbox::spare`): a few KiB at most.
 const SPARE_QUEUES: usize = 64;
 
+/// A spare queue is kept only if it has room for at most this many ids: one that held a
+/// burst to an absent peer would keep its memory for good otherwise.
+const SPARE_QUEUE_SLOTS: usize = 256;
+
+/// An `IdSlots` with room for this many more slots than four times those it uses gives the
+/// rest back: after a burst (chats queued for a peer that was away, then acked or given up)
+/// the outbox would otherwise keep the burst's memory, about 130 bytes a slot.
+const SLACK_SLOTS: usize = 256;
+
 /// Every chat waiting for an ack (see the module docs).
 pub(crate) struct Outbox {
     chats: IdSlots<Outgoing>,
     /// Each peer's chats; ids grow, so id order is the order they were accepted. Hashed by
-    /// `LocalKeyHasher`: a key here is an address this node chose to write to, not one a
-    /// remote peer picks, and SipHash of it was two hashes and 450 instructions per chat.
+    /// `LocalKeyHasher`: a key here is an address the user chose to send to. Remotes can
+    /// suggest addresses (a claimed port, introductions), but an entry exists only once a
+    /// chat is sent there, and connections per IP are capped, so a remote cannot fill this
+    /// map with colliding keys; SipHash of it was two hashes and 450 instructions per chat.
     by_peer: HashMap<TableKey, IdSlots<()>, BuildHasherDefault<LocalKeyHasher>>,
     /// Emptied `by_peer` queues kept for the next peer (at most `SPARE_QUEUES`): in a
     /// fan-out each peer's queue empties at every ack and fills at the next chat, and
@@ -331,7 +342,7 @@ impl Outbox {
             ids.remove(id);
             if ids.is_empty() {
                 if let Some(mut emptied) = self.by_peer.remove(&out.to) {
-                    if self.spare.len() < SPARE_QUEUES {
+                    if self.spare.len() < SPARE_QUEUES && emptied.capacity() <= SPARE_QUEUE_SLOTS {
                         emptied.clear();
                         self.spare.push(emptied);
                     }
@@ -369,6 +380,11 @@ impl<T> IdSlots<T> {
     fn clear(&mut self) {
         self.slots.clear();
         self.live = 0;
+    }
+
+    /// Slots it has room for without allocating.
+    fn capacity(&self) -> usize {
+        self.slots.capacity()
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -445,6 +461,9 @@ impl<T> IdSlots<T> {
         // average.
         if self.slots.len() > 2 * self.live + 64 {
             self.slots.retain(|(_, slot)| slot.is_some());
+        }
+        if self.slots.capacity() > 4 * self.slots.len() + SLACK_SLOTS {
+            self.slots.shrink_to(2 * self.slots.len() + 64);
         }
         Some(old)
     }
@@ -720,6 +739,29 @@ mod tests {
         assert_eq!(slots.ids().collect::<Vec<_>>(), [0, 9_999]);
         assert_eq!(slots.remove(0), Some(()));
         assert_eq!(slots.slots.len(), 1, "no hole at the front");
+    }
+
+    #[test]
+    fn id_slots_give_back_a_bursts_memory() {
+        let mut slots = IdSlots::default();
+        for id in 0..100_000 {
+            slots.insert(id, ());
+        }
+        assert!(slots.capacity() >= 100_000);
+        for id in 0..99_990 {
+            assert_eq!(slots.remove(id), Some(()));
+        }
+        // Ten left: room for a few hundred, not for the burst.
+        assert_eq!(slots.len(), 10);
+        assert!(
+            slots.capacity() <= 4 * 10 + SLACK_SLOTS,
+            "{}",
+            slots.capacity()
+        );
+        assert_eq!(
+            slots.ids().collect::<Vec<_>>(),
+            (99_990..100_000).collect::<Vec<_>>()
+        );
     }
 
     #[test]
