@@ -66,8 +66,10 @@ const SPARE_QUEUE_SLOTS: usize = 256;
 
 /// An `IdSlots` with room for this many more slots than four times those it uses gives the
 /// rest back: after a burst (chats queued for a peer that was away, then acked or given up)
-/// the outbox would otherwise keep the burst's memory, about 130 bytes a slot.
-const SLACK_SLOTS: usize = 256;
+/// the outbox would otherwise keep the burst's memory, about 130 bytes a slot. Large enough
+/// (about half a megabyte) that a window of chats filling and emptying, as a stream or a
+/// fan-out to a thousand peers does, never shrinks and regrows it.
+const SLACK_SLOTS: usize = 4096;
 
 /// Every chat waiting for an ack (see the module docs).
 pub(crate) struct Outbox {
@@ -751,7 +753,7 @@ mod tests {
         for id in 0..99_990 {
             assert_eq!(slots.remove(id), Some(()));
         }
-        // Ten left: room for a few hundred, not for the burst.
+        // Ten left: room for a few thousand, not for the burst.
         assert_eq!(slots.len(), 10);
         assert!(
             slots.capacity() <= 4 * 10 + SLACK_SLOTS,
