@@ -67,7 +67,10 @@ fn keep_spare(
     max: usize,
 ) {
     buffer.clear();
-    if buffer.capacity() > 0 && buffer.capacity() <= max {
+    // `capacity` is only this view's: a view left after the task's `split` of a big batch
+    // would keep the whole allocation behind it. Reclaiming more than `max` without
+    // allocating succeeds exactly when that allocation is bigger than `max`.
+    if buffer.capacity() > 0 && !buffer.try_reclaim(max + 1) {
         let _ = spare.try_with(|kept| kept.set(Some(buffer)));
     }
 }

@@ -288,3 +288,23 @@ async fn held_frames_are_written_by_write_held_itself_and_the_rest_by_the_task_i
     );
     assert!(frames.next().await.is_none());
 }
+
+#[test]
+fn a_spare_is_kept_only_if_the_allocation_behind_it_is_small() {
+    let small = BytesMut::with_capacity(1024);
+    keep_spare(&SPARE_PENDING, small, SPARE_PENDING_MAX);
+    assert!(take_spare(&SPARE_PENDING).is_some_and(|kept| kept.capacity() >= 1024));
+
+    // What is left of a 64 KiB buffer after its frames were split off: a small view of a
+    // big allocation.
+    let mut big = BytesMut::with_capacity(64 * 1024);
+    big.extend_from_slice(&[7; 64 * 1024 - 512]);
+    drop(big.split());
+    assert!(big.capacity() <= SPARE_PENDING_MAX);
+    keep_spare(&SPARE_PENDING, big, SPARE_PENDING_MAX);
+    assert!(take_spare(&SPARE_PENDING).is_none());
+
+    let grown = BytesMut::with_capacity(SPARE_PENDING_MAX * 2);
+    keep_spare(&SPARE_PENDING, grown, SPARE_PENDING_MAX);
+    assert!(take_spare(&SPARE_PENDING).is_none());
+}
