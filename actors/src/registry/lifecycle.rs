@@ -257,7 +257,10 @@ impl Handler<InjectConnection> for Registry {
                     .peers
                     .session_for(&msg.peer)
                     .ok_or(InjectError::NotConnected(msg.peer))?;
-                live.tell(InjectSessionFault(msg.fault));
+                // A Session that has just stopped (its SessionClosed not here yet) cannot
+                // take the fault: the peer is as good as not connected.
+                let session = live.addr().ok_or(InjectError::NotConnected(msg.peer))?;
+                tell(Role::Registry, &session, InjectSessionFault(msg.fault));
                 Ok(())
             },
         )
