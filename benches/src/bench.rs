@@ -38,7 +38,9 @@ usage: peerchat-bench [--quick] [--only LIST] [--peerchat-bin PATH]
   --window N           chats in flight in the stream scenario (default 1024)
   --side SIDE          peerchat or baseline: run one side only (for profiling)
   --fanout-rounds N    rounds of the fan-out after the first (default 20 quick, 50 full);
-                       two runs' difference in a profile leaves out the set-up";
+                       two runs' difference in a profile leaves out the set-up
+  --fanout-peers LIST  comma-separated peer counts of the fan-out (default 100 quick,
+                       100,1000 full)";
 
 const SCENARIOS: [&str; 10] = [
     "stream",
@@ -112,6 +114,12 @@ fn parse(args: &[String]) -> Res<(Settings, Vec<String>)> {
             "--peerchat-bin" => settings.peerchat_bin = Some(PathBuf::from(value()?)),
             "--text-bytes" => settings.text_bytes = value()?.parse()?,
             "--fanout-rounds" => settings.fanout_rounds = value()?.parse::<usize>()?.max(1),
+            "--fanout-peers" => {
+                settings.fanout = value()?
+                    .split(',')
+                    .map(|n| n.trim().parse::<usize>().map(|n| n.max(1)))
+                    .collect::<Result<_, _>>()?
+            }
             "--window" => settings.window = value()?.parse::<usize>()?.max(1),
             "--side" => match value()?.as_str() {
                 "peerchat" => settings.run_baseline = false,
@@ -307,15 +315,34 @@ fn run(s: Settings, only: &[String]) -> ExitCode {
             }
             for (who, all) in [("peerchat", &ours), ("baseline", &base)] {
                 if let Ok(all) = all {
-                    let all: Vec<String> = all.iter().map(|v| format!("{v:.2}")).collect();
+                    let rounds: Vec<String> =
+                        all.iter().map(|f| format!("{:.2}", f.round_ms)).collect();
+                    let cpu = |pick: fn(&scenarios::Fanout) -> (f64, f64)| {
+                        let user =
+                            report::median(&mut all.iter().map(|f| pick(f).0).collect::<Vec<_>>());
+                        let system =
+                            report::median(&mut all.iter().map(|f| pick(f).1).collect::<Vec<_>>());
+                        format!(
+                            "{:.1} µs (user {user:.1}, system {system:.1})",
+                            user + system
+                        )
+                    };
                     notes.push(format!(
-                        "fan-out to {peers}, median per trial, {who}: [{}] ms",
-                        all.join(", ")
+                        "fan-out to {peers}, median per trial, {who}: [{}] ms; CPU per chat \
+                         (medians of trials): sender {}, receiver {}",
+                        rounds.join(", "),
+                        cpu(|f| f.sender_cpu_us),
+                        cpu(|f| f.receiver_cpu_us),
                     ));
                 }
             }
-            let ours = ours.map(|mut all| Figure::Millis(report::median(&mut all)));
-            let base = base.map(|mut all| Figure::Millis(report::median(&mut all)));
+            let round_ms = |all: Vec<scenarios::Fanout>| {
+                Figure::Millis(report::median(
+                    &mut all.iter().map(|f| f.round_ms).collect::<Vec<_>>(),
+                ))
+            };
+            let ours = ours.map(round_ms);
+            let base = base.map(round_ms);
             rows.push(Row::new(
                 format!("fan-out to {peers} peers: time until all acked"),
                 measured(&format!("fan-out {peers} (peerchat)"), ours),
@@ -485,7 +512,7 @@ fn run(s: Settings, only: &[String]) -> ExitCode {
 }
 
 /// Adds one trial's figures to the others; the first failure is kept.
-fn gather(all: &mut Res<Vec<f64>>, trial: Res<Vec<f64>>) {
+fn gather<T>(all: &mut Res<Vec<T>>, trial: Res<Vec<T>>) {
     match (all.as_mut(), trial) {
         (Ok(all), Ok(trial)) => all.extend(trial),
         (Ok(_), Err(err)) => *all = Err(err),

@@ -122,6 +122,11 @@ impl ChildProc {
     }
 
     /// Closes stdin (the child's signal to exit) and waits up to `limit`, then kills it.
+    /// The child's process id (the wrapper's, under `PEERCHAT_BENCH_WRAP`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn finish(mut self, limit: Duration) {
         self.stdin = None;
         let deadline = std::time::Instant::now() + limit;

@@ -21,7 +21,7 @@ use crate::baseline::{connect, dial, now_ms, BaseNode, ClientConn, Identity, Sta
 use crate::child::ChildProc;
 use crate::report::{median, percentile};
 use crate::serve::local_runtime;
-use crate::sys::{fail, BoxError, Res};
+use crate::sys::{cpu_micros, fail, BoxError, CpuMicros, Res};
 
 /// How long a child may take to start listening (a thousand nodes take a while).
 const READY_WAIT: Duration = Duration::from_secs(120);
@@ -552,15 +552,58 @@ pub fn request_response_baseline(s: &Settings) -> Res<RoundTrips> {
 
 // ---- scenario: fan-out ----
 
-/// Milliseconds from the first send until every peer acked, median of the rounds.
-pub fn fanout_peerchat(s: &Settings, peers: usize) -> Res<f64> {
+/// One side's fan-out: the median round, and the CPU time each process spent per chat over
+/// the measured rounds (the first round is a warm-up), which says which side limits a round.
+#[derive(Clone, Copy, Debug)]
+pub struct Fanout {
+    /// Milliseconds from the first send until every peer acked, median of the rounds.
+    pub round_ms: f64,
+    /// CPU microseconds per chat of the sending process (this one): user, system.
+    pub sender_cpu_us: (f64, f64),
+    /// CPU microseconds per chat of the receiving process (the child with the peers).
+    pub receiver_cpu_us: (f64, f64),
+}
+
+/// CPU time of this process and of `child` now.
+fn cpu_now(child: &ChildProc) -> Res<(CpuMicros, CpuMicros)> {
+    Ok((cpu_micros(None)?, cpu_micros(Some(child.pid()))?))
+}
+
+impl Fanout {
+    fn new(
+        mut rounds: Vec<f64>,
+        chats: usize,
+        before: (CpuMicros, CpuMicros),
+        after: (CpuMicros, CpuMicros),
+    ) -> Fanout {
+        let per_chat = |from: CpuMicros, to: CpuMicros| {
+            let chats = chats.max(1) as f64;
+            (
+                to.user.saturating_sub(from.user) as f64 / chats,
+                to.system.saturating_sub(from.system) as f64 / chats,
+            )
+        };
+        Fanout {
+            round_ms: median(&mut rounds),
+            sender_cpu_us: per_chat(before.0, after.0),
+            receiver_cpu_us: per_chat(before.1, after.1),
+        }
+    }
+}
+
+/// Every peer is sent one chat per round; the round ends when every peer acked it.
+pub fn fanout_peerchat(s: &Settings, peers: usize) -> Res<Fanout> {
     let s = s.clone();
     on_actix(move || async move {
         let mut rig = peerchat_rig(peers).await?;
         connect_all(&rig.node, &rig.peers.clone()).await?;
         let text = s.text();
         let mut rounds = Vec::new();
+        let mut cpu_before = Default::default();
         for round in 0..=s.fanout_rounds {
+            if round == 1 {
+                cpu_before = cpu_now(&rig.child)?;
+            }
             let start = Instant::now();
             // One chat to every peer, in turn. (Issuing them all at once, or as one
             // `send_chat_to_each`, was slower with 1000 peers on a quiet machine: the
@@ -603,9 +646,11 @@ pub fn fanout_peerchat(s: &Settings, peers: usize) -> Res<f64> {
                 rounds.push(start.elapsed().as_secs_f64() * 1e3);
             }
         }
+        let cpu_after = cpu_now(&rig.child)?;
+        let measured = Fanout::new(rounds, peers * s.fanout_rounds, cpu_before, cpu_after);
         check_chats(&mut rig.child, (peers * (s.fanout_rounds + 1)) as u64).await?;
         rig.child.finish(Duration::from_secs(5));
-        Ok(median(&mut rounds))
+        Ok(measured)
     })
 }
 
@@ -645,7 +690,7 @@ async fn fanout_conn(
     }
 }
 
-pub fn fanout_baseline(s: &Settings, peers: usize) -> Res<f64> {
+pub fn fanout_baseline(s: &Settings, peers: usize) -> Res<Fanout> {
     let s = s.clone();
     on_tokio(move || async move {
         let mut child = ChildProc::spawn_self(&serve_args("baseline", peers))?;
@@ -666,7 +711,11 @@ pub fn fanout_baseline(s: &Settings, peers: usize) -> Res<f64> {
         }
         let mut next_id = first_id();
         let mut rounds = Vec::new();
+        let mut cpu_before = Default::default();
         for round in 0..=s.fanout_rounds {
+            if round == 1 {
+                cpu_before = cpu_now(&child)?;
+            }
             let start = Instant::now();
             for tx in &sends {
                 next_id += 1;
@@ -684,10 +733,12 @@ pub fn fanout_baseline(s: &Settings, peers: usize) -> Res<f64> {
                 rounds.push(start.elapsed().as_secs_f64() * 1e3);
             }
         }
+        let cpu_after = cpu_now(&child)?;
+        let measured = Fanout::new(rounds, peers * s.fanout_rounds, cpu_before, cpu_after);
         check_chats(&mut child, (peers * (s.fanout_rounds + 1)) as u64).await?;
         drop(sends);
         child.finish(Duration::from_secs(5));
-        Ok(median(&mut rounds))
+        Ok(measured)
     })
 }
 

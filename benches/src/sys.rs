@@ -149,3 +149,37 @@ pub fn process_cpu(pid: u32) -> Option<std::time::Duration> {
     }
     Some(std::time::Duration::from_nanos(nanos))
 }
+
+/// CPU time a process has used so far, in microseconds: user and system, from
+/// `/proc/PID/stat` (`None` for this process). Ticks are 10 ms, so measure spans of seconds.
+pub fn cpu_micros(pid: Option<u32>) -> Res<CpuMicros> {
+    let path = match pid {
+        Some(pid) => format!("/proc/{pid}/stat"),
+        None => "/proc/self/stat".to_string(),
+    };
+    let stat = std::fs::read_to_string(path)?;
+    // The command name (field 2) is in parentheses and may hold spaces: count from after it.
+    let Some(after_name) = stat.rfind(')').map(|at| &stat[at + 1..]) else {
+        return fail("no ')' in /proc/PID/stat");
+    };
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // utime and stime are fields 14 and 15; field 3 (state) is fields[0] here.
+    let (Some(user), Some(system)) = (fields.get(11), fields.get(12)) else {
+        return fail("/proc/PID/stat is too short");
+    };
+    // SAFETY: sysconf only reads a constant of the system.
+    let ticks_per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    let micros =
+        |ticks: &str| -> Res<u64> { Ok(ticks.parse::<u64>()? * 1_000_000 / ticks_per_second) };
+    Ok(CpuMicros {
+        user: micros(user)?,
+        system: micros(system)?,
+    })
+}
+
+/// CPU time in user mode and in the kernel, in microseconds.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CpuMicros {
+    pub user: u64,
+    pub system: u64,
+}
