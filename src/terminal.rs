@@ -1,8 +1,8 @@
 //! The line editor for a terminal, the Console's [`Screen`] there: rustyline reads one line on
 //! its own thread each time the Console asks, with the Console's prompt, and a printer thread
 //! puts the Console's lines above the line being typed (rustyline's ExternalPrinter). The
-//! Console's note (unread chats) is drawn on the right of the line being typed by the
-//! editor's [`NoteBeside`] helper, redrawn with the line on each print and key.
+//! Console's note (unread chats) is drawn on the right of the row where the line being typed
+//! ends by the editor's [`NoteBeside`] helper, redrawn with the line on each print and key.
 
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -58,7 +58,7 @@ pub fn start(
         .color_mode(ColorMode::Forced)
         .build();
     let mut editor = LineEditor::with_config(config).map_err(|e| e.to_string())?;
-    let (note_tx, note_rx) = std_mpsc::channel::<String>();
+    let (note_tx, note_rx) = std_mpsc::channel::<Vec<String>>();
     editor.set_helper(Some(NoteBeside::new(note_rx)));
     editor.bind_sequence(
         KeyEvent::ctrl('C'),
@@ -119,7 +119,7 @@ enum ToPrinter {
 pub struct EditorScreen {
     asks: std_mpsc::Sender<String>,
     /// To the editor's [`NoteBeside`]: sent before the print that makes the editor redraw.
-    notes: std_mpsc::Sender<String>,
+    notes: std_mpsc::Sender<Vec<String>>,
     prints: std_mpsc::Sender<ToPrinter>,
     /// A prompt was sent to the editor and its line has not come back: asking again would
     /// queue a second readline.
@@ -142,8 +142,8 @@ impl Screen for EditorScreen {
         self.asked = false;
     }
 
-    fn note(&mut self, note: &str) {
-        let _ = self.notes.send(note.to_string());
+    fn note(&mut self, forms: &[String]) {
+        let _ = self.notes.send(forms.to_vec());
     }
 
     fn close(&mut self) {
@@ -204,20 +204,21 @@ impl ConditionalEventHandler for CtrlCClearsTheLine {
     }
 }
 
-/// The editor's helper: draws the Console's note (unread chats) at the right of the line being
-/// typed, when prompt, text and note fit on one row; never on the line left behind by Enter.
-/// rustyline keeps the prompt it was given for the whole read and puts the cursor by that
-/// prompt's width, so a longer prompt would misplace it: the note is drawn without moving
-/// the cursor instead (saved, moved right, written, restored), on each redraw of the line,
-/// which each print above it and each key makes.
+/// The editor's helper: draws the Console's note (unread chats) at the right of the row where
+/// the line being typed ends, in the fullest of its forms that fits there (see [`with_note`]);
+/// never on the line left behind by Enter. rustyline keeps the prompt it was given for the
+/// whole read and puts the cursor by that prompt's width, so a longer prompt would misplace
+/// it: the note is drawn without moving the cursor instead (saved, moved right, written,
+/// restored), on each redraw of the line, which each print above it and each key makes.
 pub struct NoteBeside {
     state: RefCell<NoteState>,
 }
 
 struct NoteState {
     /// From the Console's screen; the last one sent is the one shown.
-    notes: std_mpsc::Receiver<String>,
-    note: String,
+    notes: std_mpsc::Receiver<Vec<String>>,
+    /// The note's forms, fullest first; none when there is no note.
+    note: Vec<String>,
     /// Columns of the prompt being drawn (rustyline draws it just before the line).
     prompt_width: usize,
     /// The read's own prompt, not a history search's.
@@ -227,11 +228,11 @@ struct NoteState {
 }
 
 impl NoteBeside {
-    fn new(notes: std_mpsc::Receiver<String>) -> NoteBeside {
+    fn new(notes: std_mpsc::Receiver<Vec<String>>) -> NoteBeside {
         NoteBeside {
             state: RefCell::new(NoteState {
                 notes,
-                note: String::new(),
+                note: Vec::new(),
                 prompt_width: 0,
                 own_prompt: true,
                 leaving: false,
@@ -292,23 +293,69 @@ impl Helper for NoteBeside {}
 /// Columns kept free between the text typed and the note.
 const NOTE_GAP: usize = 2;
 
-/// `line` to draw after a prompt `prompt_width` wide, with `note` drawn at the right of a
-/// terminal `cols` wide, the cursor left where the line's text begins; `None` when they do
-/// not fit on one row. The last column stays empty and line wrap is off while the note is
-/// written, so drawing it never wraps or scrolls, whatever the terminal's real width.
-fn with_note(line: &str, prompt_width: usize, note: &str, cols: usize) -> Option<String> {
-    if line.contains('\n') {
+/// Columns between tab stops, as rustyline lays out a tab (its default).
+const TAB_STOP: usize = 8;
+
+/// `line` to draw after a prompt `prompt_width` wide on a terminal `cols` wide, with the first
+/// of the note's `forms` (fullest first) that fits drawn at the right of the row where the
+/// line ends, the cursor left where the line ends; `None` when no form fits there.
+///
+/// A line longer than a row wraps, and every row but its last is full: the last one, where
+/// the cursor usually is, is the only place with room. Drawing the note on a row rustyline
+/// does not know of (a row of its own below the line) would need a row that may not exist
+/// yet: making it would scroll the screen under rustyline, which moves the cursor by rows
+/// it counted, and garble what is typed. So the note goes beside the line's end, shortened
+/// when the full form does not fit; with less room than the shortest form needs (or a line
+/// that just filled its row, its cursor waiting for the next) it waits for the next row.
+///
+/// The last column stays empty and line wrap is off while the note is written, so drawing it
+/// never wraps or scrolls, whatever the terminal's real width.
+fn with_note(line: &str, prompt_width: usize, forms: &[String], cols: usize) -> Option<String> {
+    if line.contains('\n') || cols == 0 {
         return None;
     }
-    let start = cols.checked_sub(display_width(note) + 1)?;
-    if prompt_width + display_width(line) + NOTE_GAP > start {
+    let (row, end) = end_of_line(prompt_width, line, cols);
+    if end == 0 && row > 0 {
+        // The text filled its last row: rustyline moves to the next one after drawing it.
         return None;
     }
-    // DECSC, autowrap off, to column start (1-based), the note, autowrap on, DECRC.
+    let note = forms.iter().find(|form| {
+        cols.checked_sub(display_width(form) + 1)
+            .is_some_and(|start| end + NOTE_GAP <= start)
+    })?;
+    let start = cols - (display_width(note) + 1);
+    // The line, then DECSC, autowrap off, to column start (1-based), the note, autowrap on,
+    // DECRC: the cursor is back at the line's end, where rustyline expects it.
     Some(format!(
-        "\x1b7\x1b[?7l\x1b[{}G{note}\x1b[?7h\x1b8{line}",
+        "{line}\x1b7\x1b[?7l\x1b[{}G{note}\x1b[?7h\x1b8",
         start + 1
     ))
+}
+
+/// Where `line`, drawn after a prompt `prompt_width` wide, ends on a terminal `cols` wide:
+/// its last row (0 for the prompt's row) and the column after its last character, laid out
+/// as rustyline lays it out (a wide character that does not fit at a row's end goes to the
+/// next row; a row filled exactly puts the end at column 0 of the next).
+fn end_of_line(prompt_width: usize, line: &str, cols: usize) -> (usize, usize) {
+    let (mut row, mut col) = (prompt_width / cols, prompt_width % cols);
+    let mut buf = [0u8; 4];
+    for ch in line.chars() {
+        let width = if ch == '\t' {
+            TAB_STOP - col % TAB_STOP
+        } else {
+            display_width(ch.encode_utf8(&mut buf))
+        };
+        col += width;
+        if col > cols {
+            row += 1;
+            col = width;
+        }
+    }
+    if col == cols {
+        row += 1;
+        col = 0;
+    }
+    (row, col)
 }
 
 /// The editor thread: one readline per prompt the Console sends.
@@ -446,28 +493,89 @@ impl SavedMode {
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_note_is_drawn_at_the_right_without_moving_the_cursor() {
-        let drawn = with_note("half a rep", 5, "2 unread: carol", 40).unwrap();
-        // 40 columns, the last kept free: the note's 15 columns start at column 25 (1-based).
-        assert_eq!(
-            drawn,
-            "\x1b7\x1b[?7l\x1b[25G2 unread: carol\x1b[?7h\x1b8half a rep"
-        );
-        // What is left once the cursor's moves are taken out is the line as typed.
-        assert!(drawn.ends_with("\x1b8half a rep"));
+    fn forms(full: &str, short: &str) -> Vec<String> {
+        vec![full.to_string(), short.to_string()]
+    }
+
+    fn unread() -> Vec<String> {
+        forms("2 unread: carol", "2 unread")
     }
 
     #[test]
-    fn a_note_that_does_not_fit_beside_the_line_is_not_drawn() {
-        // Prompt 5 + line 10 + gap 2 = 17 columns; the note needs 15 + 1 free.
-        assert!(with_note("half a rep", 5, "2 unread: carol", 33).is_some());
-        assert_eq!(with_note("half a rep", 5, "2 unread: carol", 32), None);
+    fn the_note_is_drawn_at_the_right_without_moving_the_cursor() {
+        let drawn = with_note("half a rep", 5, &unread(), 40).unwrap();
+        // 40 columns, the last kept free: the note's 15 columns start at column 25 (1-based).
+        assert_eq!(
+            drawn,
+            "half a rep\x1b7\x1b[?7l\x1b[25G2 unread: carol\x1b[?7h\x1b8"
+        );
+        // What comes before the cursor's moves is the line as typed.
+        assert!(drawn.starts_with("half a rep\x1b7"));
+    }
+
+    #[test]
+    fn a_line_too_long_for_the_full_note_gets_the_short_one() {
+        // Prompt 5 + line 10 + gap 2 = 17 columns; the full note needs 15 + 1 free, the
+        // short one 8 + 1.
+        let full = |cols| with_note("half a rep", 5, &unread(), cols);
+        assert!(full(33).unwrap().contains("2 unread: carol"));
+        let short = full(32).unwrap();
+        assert!(
+            short.ends_with("\x1b[24G2 unread\x1b[?7h\x1b8"),
+            "{short:?}"
+        );
+        assert!(full(26).unwrap().contains("\x1b[18G2 unread\x1b"));
+        assert_eq!(full(25), None);
         // Wide characters count double; styling does not count.
-        assert!(with_note("abcde", 5, "2 unread: carol", 28).is_some());
-        assert_eq!(with_note("日本語日本", 5, "2 unread: carol", 28), None);
-        assert!(with_note("x", 5, "\x1b[2m2 unread: carol\x1b[0m", 24).is_some());
-        assert_eq!(with_note("", 5, "2 unread: carol", 10), None);
-        assert_eq!(with_note("a\nb", 5, "1 unread: bob", 200), None);
+        assert!(with_note("abcde", 5, &unread(), 28)
+            .unwrap()
+            .contains("2 unread: carol"));
+        assert!(!with_note("日本語日本", 5, &unread(), 28)
+            .unwrap()
+            .contains("carol"));
+        let styled = forms("\x1b[2m2 unread: carol\x1b[0m", "\x1b[2m2 unread\x1b[0m");
+        assert!(with_note("x", 5, &styled, 24).unwrap().contains("carol"));
+        assert_eq!(with_note("", 5, &unread(), 10), None);
+        assert_eq!(with_note("a\nb", 5, &unread(), 200), None);
+        assert_eq!(with_note("abc", 5, &[], 200), None);
+    }
+
+    /// The bug this fixes: a line longer than the terminal's row hid the note. It now goes
+    /// at the right of the row where the line ends, the row the cursor is on.
+    #[test]
+    fn a_line_longer_than_the_row_has_the_note_beside_its_end() {
+        let line = "x".repeat(100);
+        // Prompt 5 + 100 = 105 columns on 80: the second row holds 25, the note fits there.
+        let drawn = with_note(&line, 5, &unread(), 80).unwrap();
+        assert_eq!(
+            drawn,
+            format!("{line}\x1b7\x1b[?7l\x1b[65G2 unread: carol\x1b[?7h\x1b8")
+        );
+        // Ending near the right of its row: the short form, then nothing until the next row.
+        let long = "x".repeat(140); // 145 columns: 65 on the second row
+        assert!(with_note(&long, 5, &unread(), 80)
+            .unwrap()
+            .contains("\x1b[72G2 unread\x1b"));
+        assert_eq!(with_note(&"x".repeat(145), 5, &unread(), 80), None);
+        // A line that just filled its row: the cursor waits for the next row, nothing drawn.
+        assert_eq!(with_note(&"x".repeat(155), 5, &unread(), 80), None);
+        // The row after: the full note again.
+        assert!(with_note(&"x".repeat(156), 5, &unread(), 80)
+            .unwrap()
+            .contains("carol"));
+    }
+
+    #[test]
+    fn the_line_ends_where_rustyline_puts_it() {
+        assert_eq!(end_of_line(5, "abc", 80), (0, 8));
+        assert_eq!(end_of_line(5, &"x".repeat(75), 80), (1, 0));
+        assert_eq!(end_of_line(5, &"x".repeat(76), 80), (1, 1));
+        // A wide character that does not fit at a row's end goes to the next row whole.
+        assert_eq!(end_of_line(0, &format!("{}日", "x".repeat(9)), 10), (1, 2));
+        assert_eq!(end_of_line(0, &format!("{}日", "x".repeat(8)), 10), (1, 0));
+        // A tab goes to the next stop.
+        assert_eq!(end_of_line(5, "\tab", 80), (0, 10));
+        // A prompt wider than the row.
+        assert_eq!(end_of_line(85, "ab", 80), (1, 7));
     }
 }

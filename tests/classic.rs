@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use common::{start_with, WAIT};
 use peerchat_actors::classic::peers::ClassicPeerInfo;
 use peerchat_actors::classic::ClassicEvent;
+use peerchat_actors::store::HistoryEntry;
 use peerchat_actors::{EventStream, Node, NodeConfig, NodeEvent, PeerAddr};
 
 // ---- the classic peer, as the assignment's programs are ----
@@ -409,6 +410,70 @@ async fn no_classic_closes_classic_connections_unread() {
     node.shutdown(Duration::from_secs(1)).await;
 }
 
+// ---- the history ----
+
+#[actix_rt::test]
+async fn classic_chats_both_ways_are_in_the_history_and_survive_a_restart() {
+    let dir = common::temp_dir("classic-history");
+    let mut config = local("alice");
+    config.data_dir = Some(dir.clone());
+    let (node, mut events) = start_with(config.clone()).await;
+    let classic = ClassicReceiver::start();
+    let peer = classic.addr;
+
+    let reply = classic_send(&node, format!("{peer} Team7 hello alice")).await;
+    assert!(reply.starts_with("[ACK]"), "{reply}");
+    classic_event(&mut events, "the chat").await;
+    let id = node.send_classic(peer, "hello Team7").await.unwrap();
+    assert_eq!(split3(&classic.next().await).2, "hello Team7");
+    assert_eq!(common::delivered(&mut events, id).await, peer);
+    // A message that says the peer left is not a chat: not in the history.
+    classic_send(&node, format!("{peer} Team7 exit")).await;
+    classic_event(&mut events, "exit").await;
+
+    let history = node.history(10).await.unwrap();
+    assert_eq!(history.len(), 2, "{history:?}");
+    match &history[0] {
+        HistoryEntry::In {
+            from,
+            name,
+            key,
+            text,
+            classic,
+            ..
+        } => {
+            assert_eq!(
+                (*from, name.as_str(), text.as_str()),
+                (peer, "Team7", "hello alice")
+            );
+            assert_eq!((*key, *classic), (None, true));
+        }
+        other => panic!("not the classic chat received: {other:?}"),
+    }
+    match &history[1] {
+        HistoryEntry::Out {
+            to,
+            id: sent,
+            text,
+            classic,
+            ..
+        } => {
+            assert_eq!((*to, *sent, text.as_str()), (peer, id, "hello Team7"));
+            assert!(*classic);
+        }
+        other => panic!("not the classic chat sent: {other:?}"),
+    }
+    node.shutdown(Duration::from_secs(1)).await;
+
+    // Stored with the mark, and read back the same after a restart.
+    let file = std::fs::read_to_string(dir.join("history.jsonl")).unwrap();
+    assert_eq!(file.matches("\"classic\":true").count(), 2, "{file}");
+    let (again, _) = start_with(config).await;
+    assert_eq!(again.history(10).await.unwrap(), history);
+    again.shutdown(Duration::from_secs(1)).await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 // ---- both protocols on one port ----
 
 #[actix_rt::test]
@@ -499,6 +564,16 @@ fn the_binary_chats_with_a_classic_peer_through_both_menu_paths_and_msg() {
     alice.type_lines(&["2"]);
     alice.expect("Classic peers [classic, unencrypted]:");
     alice.expect(&format!("classic:{to}  Team7"));
+
+    // `/history` lists the classic chats both ways, marked as their live lines are.
+    alice.type_lines(&["/history"]);
+    alice.expect(&format!(
+        "[classic, unencrypted] you to Team7 ({to}): hello classic"
+    ));
+    alice.expect(&format!("[classic, unencrypted] Team7 ({to}): hi alice"));
+    alice.expect(&format!(
+        "[classic, unencrypted] you to Team7 ({to}): and a reply"
+    ));
 
     // A bad text: a clear line, and the node goes on.
     assert_eq!(classic_send_blocking(node, b"gibberish"), "");

@@ -61,6 +61,7 @@ fn shown(id: u64, text: &str) -> HistoryEntry {
         key: Some(peerchat_actors::PeerKey::from_bytes([42; 32])),
         id,
         text: text.into(),
+        classic: false,
     }
 }
 

@@ -577,6 +577,33 @@ fn chats_from_others_show_as_unread_beside_the_half_typed_line_until_you_type() 
     });
     assert_eq!(alice.cursor_x(), "bob> half a reply".len(), "{screen}");
 
+    // A line longer than the row: the note goes beside its end, on the row the cursor is on
+    // (it used to be hidden), and what is typed stays whole on the rows above.
+    let more = format!(" {}", "y".repeat(130));
+    alice.type_text(&more);
+    let typed = format!("bob> half a reply{more}");
+    let screen = alice.wait_until("the note beside the wrapped line", |screen| {
+        let line = last_line(screen);
+        line.starts_with(&format!("{}  ", &typed[WIDTH..])) && line.ends_with("2 unread: carol")
+    });
+    let rows: Vec<&str> = screen
+        .lines()
+        .map(str::trim_end)
+        .filter(|l| !l.is_empty())
+        .collect();
+    assert_eq!(rows[rows.len() - 2], &typed[..WIDTH], "{screen}");
+    assert_eq!(rows[rows.len() - 1].chars().count(), WIDTH - 1, "{screen}");
+    assert_eq!(alice.cursor_x(), typed.len() - WIDTH, "{screen}");
+    // Taken back (Ctrl-U, then typed again): one row, the note beside it as before.
+    alice.keys(&["C-u"]);
+    alice.type_text("half a reply");
+    alice.wait_until("the line typed again", |screen| {
+        let line = last_line(screen);
+        !screen.contains("yyy")
+            && line.starts_with("bob> half a reply  ")
+            && line.ends_with("2 unread: carol")
+    });
+
     // Enter: the line goes to bob, is left on screen as typed, and the count starts again.
     alice.keys(&["Enter"]);
     bob.expect(&format!("alice ({alice_addr}): half a reply"));

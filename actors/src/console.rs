@@ -361,7 +361,7 @@ impl Console {
     /// for a command under way.
     fn input_line(&mut self, line: String, ctx: &mut Context<Self>) {
         if self.unread.typed() {
-            self.screen.note("");
+            self.screen.note(&[]);
         }
         self.on_line(line, ctx);
     }
@@ -373,9 +373,9 @@ impl Console {
             .unread
             .received(from, self.talking.as_ref().map(|talk| &talk.to))
         {
-            let note = self.unread.note(|peer| self.who(peer));
-            let note = self.look.dim(note);
-            self.screen.note(&note);
+            let forms = self.unread.note(|peer| self.who(peer));
+            let forms: Vec<String> = forms.into_iter().map(|form| self.look.dim(form)).collect();
+            self.screen.note(&forms);
         }
     }
 

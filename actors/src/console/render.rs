@@ -430,6 +430,14 @@ fn history_listing(entries: &[HistoryEntry], names: &[(PeerAddr, String)], look:
             })
             .unwrap_or_default()
     };
+    // A classic chat carries the mark its live line had (console/classic.rs).
+    let mark = |classic: bool| {
+        if classic {
+            format!("{} ", look.dim(super::classic::MARK))
+        } else {
+            String::new()
+        }
+    };
     let lines: Vec<String> = entries
         .iter()
         .map(|entry| match entry {
@@ -438,27 +446,35 @@ fn history_listing(entries: &[HistoryEntry], names: &[(PeerAddr, String)], look:
                 from,
                 name,
                 text,
+                classic,
                 ..
             } => format!(
-                "  {} {} ({}): {}",
+                "  {} {}{} ({}): {}",
                 look.dim(time(*at_ms)),
+                mark(*classic),
                 look.name(&visible(name)),
                 from,
                 visible(text)
             ),
             HistoryEntry::Out {
-                at_ms, to, text, ..
+                at_ms,
+                to,
+                text,
+                classic,
+                ..
             } => match known.get(to).filter(|name| !name.is_empty()) {
                 Some(name) => format!(
-                    "  {} you to {} ({}): {}",
+                    "  {} {}you to {} ({}): {}",
                     look.dim(time(*at_ms)),
+                    mark(*classic),
                     look.name(&visible(name)),
                     to,
                     visible(text)
                 ),
                 None => format!(
-                    "  {} you to {}: {}",
+                    "  {} {}you to {}: {}",
                     look.dim(time(*at_ms)),
+                    mark(*classic),
                     to,
                     visible(text)
                 ),

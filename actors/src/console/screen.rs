@@ -38,10 +38,12 @@ pub trait Screen {
     /// A line arrived: the open question is answered.
     fn answered(&mut self);
     /// A short note shown beside the line being typed while it is open (chats from others
-    /// in a conversation: `2 unread: carol`), replacing the last one; empty clears it. Only
-    /// a screen that redraws its line shows it: the plain line protocol ignores it.
-    fn note(&mut self, note: &str) {
-        let _ = note;
+    /// in a conversation: `2 unread: carol`), replacing the last one; no form clears it. It
+    /// comes in `forms`, fullest first (`2 unread: carol`, `2 unread`): the screen shows the
+    /// first that fits beside what is typed. Only a screen that redraws its line shows it:
+    /// the plain line protocol ignores it.
+    fn note(&mut self, forms: &[String]) {
+        let _ = forms;
     }
     /// The Console is quitting: no more questions; what is printed now ends the session.
     fn close(&mut self) {}
@@ -336,7 +338,7 @@ mod tests {
         let out = Shared::default();
         let mut screen = PlainScreen::new(Box::new(out.clone()));
         screen.prompt("bob> ");
-        screen.note("2 unread: carol");
+        screen.note(&["2 unread: carol".into(), "2 unread".into()]);
         screen.print_lines("[10:00:00] carol (127.0.0.1:9): hi", Some("bob> "));
         let text = String::from_utf8(out.0.borrow().clone()).unwrap();
         assert_eq!(text, "bob> \n[10:00:00] carol (127.0.0.1:9): hi\nbob> ");

@@ -119,16 +119,19 @@ impl Unread {
         had
     }
 
-    /// The note, `who` naming each sender; empty when nothing is unread.
-    pub(super) fn note(&self, who: impl Fn(&PeerAddr) -> String) -> String {
+    /// The note in its forms, fullest first (`3 unread: carol, dave`, then `3 unread`), `who`
+    /// naming each sender; none when nothing is unread. The screen shows the first form that
+    /// fits beside the line being typed: a long line leaves room for the short one only.
+    pub(super) fn note(&self, who: impl Fn(&PeerAddr) -> String) -> Vec<String> {
         if self.count == 0 {
-            return String::new();
+            return Vec::new();
         }
         let mut names: Vec<String> = self.from.iter().take(UNREAD_NAMED).map(who).collect();
         if self.from.len() > UNREAD_NAMED {
             names.push("…".into());
         }
-        format!("{} unread: {}", self.count, names.join(", "))
+        let short = format!("{} unread", self.count);
+        vec![format!("{short}: {}", names.join(", ")), short]
     }
 }
 
@@ -533,16 +536,16 @@ mod tests {
         let mut unread = Unread::default();
         // Not in a conversation: the chats are on screen, nothing is counted.
         assert!(!unread.received(&carol, None));
-        assert_eq!(unread.note(name), "");
+        assert!(unread.note(name).is_empty());
         // From the peer you are talking to: read as it comes.
         assert!(!unread.received(&bob, Some(&bob)));
-        assert_eq!(unread.note(name), "");
+        assert!(unread.note(name).is_empty());
         assert!(unread.received(&carol, Some(&bob)));
         assert!(unread.received(&dave, Some(&bob)));
         assert!(unread.received(&carol, Some(&bob)));
-        assert_eq!(unread.note(name), "3 unread: carol, dave");
+        assert_eq!(unread.note(name), ["3 unread: carol, dave", "3 unread"]);
         assert!(unread.typed());
-        assert_eq!(unread.note(name), "");
+        assert!(unread.note(name).is_empty());
         // Nothing was unread: typing changes nothing to show.
         assert!(!unread.typed());
     }
@@ -554,7 +557,10 @@ mod tests {
             unread.received(&peer(port), Some(&peer(1)));
             unread.received(&peer(port), Some(&peer(1)));
         }
-        assert_eq!(unread.note(name), "16 unread: carol, dave, 127.0.0.1:4, …");
+        assert_eq!(
+            unread.note(name),
+            ["16 unread: carol, dave, 127.0.0.1:4, …", "16 unread"]
+        );
         assert!(unread.from.len() <= UNREAD_NAMED + 1);
     }
 }

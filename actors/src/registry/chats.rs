@@ -505,6 +505,7 @@ impl Registry {
                 key: Some(msg.key),
                 id: chat.id,
                 text: entry_text,
+                classic: false,
             };
             self.persist(|store| store.history(&entry));
             self.inbox.remember(entry);
@@ -589,6 +590,7 @@ impl Registry {
                 to: out.to,
                 id,
                 text: out.text.clone(),
+                classic: false,
             };
             self.persist(|store| {
                 store.done(id, "delivered")?;

@@ -3,7 +3,9 @@
 //! classic peers (`SendClassic`, or a `SendChat` to an address known to be classic), the end
 //! of each piece's connection (`ClassicAttempted`, from the sender tasks this file starts) and
 //! menu 2's list (`ListClassicPeers`). The logic is in plain parts: `ClassicPeers`,
-//! `ClassicOutbox` and the texts of `classic::text`.
+//! `ClassicOutbox` and the texts of `classic::text`. Classic chats go into the history (and
+//! the Store) like peerchat's, marked `classic`, without a key; they never enter the outbox
+//! of acks: the classic protocol has none, its `[ACK]` reply is the end of one connection.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -20,7 +22,9 @@ use crate::classic::text::{
 use crate::classic::{ClassicConfig, ClassicEvent};
 use crate::events::NodeEvent;
 use crate::guarded_handler;
+use crate::helpers::now_ms;
 use crate::peer::{MessageId, PeerAddr};
+use crate::store::HistoryEntry;
 use crate::trace::{tell, Role};
 use crate::wire::MAX_TEXT_BYTES;
 
@@ -93,6 +97,16 @@ impl Registry {
                         said: text,
                     }
                 } else {
+                    // Recorded before it is shown, as a peerchat chat is.
+                    self.remember_classic(HistoryEntry::In {
+                        at_ms: now_ms(),
+                        from,
+                        name: team.clone(),
+                        key: None,
+                        id: 0,
+                        text: text.clone(),
+                        classic: true,
+                    });
                     ClassicEvent::Chat {
                         from,
                         team,
@@ -122,6 +136,12 @@ impl Registry {
         };
         self.emit(NodeEvent::Classic(event));
         reply
+    }
+
+    /// A classic chat, either way, into the history and the Store.
+    fn remember_classic(&mut self, entry: HistoryEntry) {
+        self.persist(|store| store.history(&entry));
+        self.inbox.remember(entry);
     }
 }
 
@@ -222,7 +242,16 @@ impl Registry {
         let to = msg.to;
         let attempts = self.classic.config.attempts;
         match self.classic.outbox.done(to, msg.id, msg.result, attempts) {
-            Progress::Delivered { id, text } => self.emit(NodeEvent::Delivered { to, id, text }),
+            Progress::Delivered { id, text } => {
+                self.remember_classic(HistoryEntry::Out {
+                    at_ms: now_ms(),
+                    to,
+                    id,
+                    text: text.clone(),
+                    classic: true,
+                });
+                self.emit(NodeEvent::Delivered { to, id, text });
+            }
             Progress::Acked | Progress::Stale => {}
             Progress::Retry { reason, failures } => {
                 let waiting = self.classic.outbox.waiting(&to);

@@ -282,6 +282,7 @@ mod tests {
             key: Some(PeerKey::from_bytes([7; 32])),
             id,
             text: format!("chat {id}"),
+            classic: false,
         }
     }
 

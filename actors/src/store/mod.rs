@@ -149,10 +149,14 @@ pub enum HistoryEntry {
         /// before protocol v2 (their senders had no key), which then mark nothing as seen.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         key: Option<PeerKey>,
-        /// The sender's id for the chat.
+        /// The sender's id for the chat (0 for a classic chat: that protocol numbers nothing).
         id: MessageId,
         /// Its text.
         text: String,
+        /// From a classic peer (issue 15), with no key: `name` is its team name. Absent from
+        /// the file when false, so lines written before it are peerchat chats.
+        #[serde(default, skip_serializing_if = "is_false")]
+        classic: bool,
     },
     /// A chat we sent, recorded when its ack came.
     Out {
@@ -164,7 +168,25 @@ pub enum HistoryEntry {
         id: MessageId,
         /// Its text.
         text: String,
+        /// To a classic peer (issue 15): recorded when its last piece got the peer's `[ACK]`
+        /// reply. Absent from the file when false, as for `In`.
+        #[serde(default, skip_serializing_if = "is_false")]
+        classic: bool,
     },
+}
+
+impl HistoryEntry {
+    /// A chat with a classic peer, either way.
+    pub fn is_classic(&self) -> bool {
+        match self {
+            HistoryEntry::In { classic, .. } | HistoryEntry::Out { classic, .. } => *classic,
+        }
+    }
+}
+
+/// For serde: a false flag is not written.
+fn is_false(flag: &bool) -> bool {
+    !*flag
 }
 
 /// What a store held when opened.

@@ -37,6 +37,7 @@ fn shown(id: u64) -> HistoryEntry {
         key: Some(PeerKey::from_bytes([7; 32])),
         id,
         text: format!("line {id}"),
+        classic: false,
     }
 }
 
@@ -255,5 +256,62 @@ fn an_over_long_line_is_skipped_without_being_read_into_memory() {
     let (_, recovered) = Store::open(&dir).unwrap();
     assert_eq!(recovered.outbox, vec![chat(9)]);
     assert!(recovered.warnings.iter().any(|w| w.contains("over")));
+    fs::remove_dir_all(dir).unwrap();
+}
+
+/// Classic chats (issue 15) are marked `"classic":true` and carry no key; lines written
+/// before the mark existed (peerchat chats, with or without a key) still read, unmarked.
+#[test]
+fn classic_history_lines_are_marked_and_older_lines_still_read() {
+    let dir = private_dir("classic");
+    let older = concat!(
+        r#"{"dir":"in","at_ms":1,"from":"127.0.0.1:9001","name":"bob","key":"#,
+        r#""0707070707070707070707070707070707070707070707070707070707070707","id":1,"text":"a"}"#,
+        "\n",
+        r#"{"dir":"in","at_ms":2,"from":"127.0.0.1:9001","name":"bob","node_id":"x","id":2,"text":"b"}"#,
+        "\n",
+        r#"{"dir":"out","at_ms":3,"to":"127.0.0.1:9001","id":3,"text":"c"}"#,
+        "\n",
+    );
+    fs::write(dir.join("history.jsonl"), older).unwrap();
+    let classic_in = HistoryEntry::In {
+        at_ms: 4,
+        from: "127.0.0.1:5001".parse().unwrap(),
+        name: "Team7".into(),
+        key: None,
+        id: 0,
+        text: "hi".into(),
+        classic: true,
+    };
+    let classic_out = HistoryEntry::Out {
+        at_ms: 5,
+        to: "127.0.0.1:5001".parse().unwrap(),
+        id: 9,
+        text: "hello Team7".into(),
+        classic: true,
+    };
+    {
+        let (mut store, recovered) = Store::open(&dir).unwrap();
+        assert!(recovered.warnings.is_empty(), "{:?}", recovered.warnings);
+        store.history(&classic_in).unwrap();
+        store.history(&classic_out).unwrap();
+    }
+    let file = fs::read_to_string(dir.join("history.jsonl")).unwrap();
+    let lines: Vec<&str> = file.lines().collect();
+    assert_eq!(lines.len(), 5);
+    // Unchanged lines for peerchat chats: the mark is written only when true.
+    assert!(lines[..3].iter().all(|line| !line.contains("classic")));
+    assert!(lines[3].contains(r#""classic":true"#) && !lines[3].contains("key"));
+    assert!(lines[4].contains(r#""classic":true"#));
+    let (_, recovered) = Store::open(&dir).unwrap();
+    assert!(recovered.warnings.is_empty(), "{:?}", recovered.warnings);
+    let marks: Vec<bool> = recovered
+        .history
+        .iter()
+        .map(HistoryEntry::is_classic)
+        .collect();
+    assert_eq!(marks, [false, false, false, true, true]);
+    assert_eq!(recovered.history[3], classic_in);
+    assert_eq!(recovered.history[4], classic_out);
     fs::remove_dir_all(dir).unwrap();
 }

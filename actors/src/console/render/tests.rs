@@ -331,12 +331,14 @@ fn history_lists_messages_both_ways() {
             key: None,
             id: 1,
             text: "hi\r".into(),
+            classic: false,
         },
         HistoryEntry::Out {
             at_ms: 1_700_000_001_000,
             to: addr("127.0.0.1:9001"),
             id: 2,
             text: "hello".into(),
+            classic: false,
         },
     ];
     let text = outcome(&Outcome::History(Ok(entries), vec![]), &PLAIN, None);
@@ -355,6 +357,7 @@ fn history_lists_messages_both_ways() {
         to: addr("127.0.0.1:9002"),
         id: 3,
         text: "yo".into(),
+        classic: false,
     }];
     let named = vec![(addr("127.0.0.1:9002"), "carol".to_string())];
     let text = outcome(&Outcome::History(Ok(to_carol.clone()), named), &PLAIN, None);
@@ -364,6 +367,52 @@ fn history_lists_messages_both_ways() {
     );
     let text = outcome(&Outcome::History(Ok(to_carol), vec![]), &PLAIN, None);
     assert!(text.ends_with(" you to 127.0.0.1:9002: yo"), "{text}");
+}
+
+#[test]
+fn history_marks_classic_chats_as_their_live_lines_are() {
+    let entries = vec![
+        HistoryEntry::In {
+            at_ms: 1_700_000_000_000,
+            from: addr("127.0.0.1:5001"),
+            name: "Team7".into(),
+            key: None,
+            id: 0,
+            text: "hi alice".into(),
+            classic: true,
+        },
+        HistoryEntry::Out {
+            at_ms: 1_700_000_001_000,
+            to: addr("127.0.0.1:5001"),
+            id: 4,
+            text: "hi Team7".into(),
+            classic: true,
+        },
+        HistoryEntry::Out {
+            at_ms: 1_700_000_002_000,
+            to: addr("127.0.0.1:5002"),
+            id: 5,
+            text: "to a classic peer never heard from".into(),
+            classic: true,
+        },
+    ];
+    let text = outcome(&Outcome::History(Ok(entries), vec![]), &PLAIN, None);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4, "{text}");
+    assert!(
+        lines[1].ends_with(" [classic, unencrypted] Team7 (127.0.0.1:5001): hi alice"),
+        "{text}"
+    );
+    assert!(
+        lines[2].ends_with(" [classic, unencrypted] you to Team7 (127.0.0.1:5001): hi Team7"),
+        "{text}"
+    );
+    assert!(
+        lines[3].ends_with(
+            " [classic, unencrypted] you to 127.0.0.1:5002: to a classic peer never heard from"
+        ),
+        "{text}"
+    );
 }
 
 #[test]
