@@ -103,7 +103,15 @@ struct Seen {
 
 /// The seen windows of every sender and the recent history.
 pub(crate) struct Inbox {
+    /// Every sender's window but `recent`'s.
     seen: HashMap<PeerKey, Seen>,
+    /// The window of the sender heard from last, out of `seen` and in this struct, whose
+    /// line a batch touches anyway: the next batch from the same sender (every batch, for a
+    /// node with one peer) needs no hashing of its key and no cold line of the map. In the
+    /// fan-out's 1000-node process every node's Inbox is cold per chat, and each distinct line
+    /// touched costs a cache miss (docs/performance.md, fan-out). A batch from another sender
+    /// puts it back in `seen` first.
+    recent: Option<(PeerKey, Seen)>,
     /// The stalest senders when last looked for, stalest last, each with its use then: taken
     /// from the back while the total is over, skipping any used since (no longer stale).
     /// Looked for again (one pass over `seen`, keeping the staler half) when used up: nothing
@@ -123,6 +131,7 @@ impl Inbox {
     pub(crate) fn new(per_sender: usize, max_total: usize) -> Self {
         Inbox {
             seen: HashMap::new(),
+            recent: None,
             stalest: Vec::new(),
             clock: 0,
             total: 0,
@@ -150,16 +159,15 @@ impl Inbox {
     ) {
         self.clock += 1;
         let per_sender = self.per_sender;
-        let seen = self.seen.entry(sender).or_insert_with(|| Seen {
-            ids: SeenIds::new(),
-            used: 0,
-        });
-        seen.used = self.clock;
+        let clock = self.clock;
+        let seen = self.window_of(sender);
+        seen.used = clock;
         let before = seen.ids.len();
         for (index, id) in ids.into_iter().enumerate() {
             each(index, seen.ids.first_time(id, per_sender));
         }
-        self.total = self.total + seen.ids.len() - before;
+        let after = seen.ids.len();
+        self.total = self.total + after - before;
         while self.total > self.max_total {
             // The stalest sender's window; never the one just used. It alone holding more
             // than the total cannot happen while per_sender <= max_total; it is kept then.
@@ -170,6 +178,23 @@ impl Inbox {
                 self.total -= dropped.ids.len();
             }
         }
+    }
+
+    /// `sender`'s window, made the `recent` one.
+    fn window_of(&mut self, sender: PeerKey) -> &mut Seen {
+        if self.recent.as_ref().is_some_and(|(key, _)| *key != sender) {
+            if let Some((key, seen)) = self.recent.take() {
+                self.seen.insert(key, seen);
+            }
+        }
+        let (_, seen) = self.recent.get_or_insert_with(|| {
+            let seen = self.seen.remove(&sender).unwrap_or_else(|| Seen {
+                ids: SeenIds::new(),
+                used: 0,
+            });
+            (sender, seen)
+        });
+        seen
     }
 
     /// The sender heard from longest ago, other than `sender`: None if there is none.
@@ -210,7 +235,7 @@ impl Inbox {
     /// Ids remembered in all windows, and the senders they belong to.
     #[cfg(test)]
     pub(crate) fn seen_counts(&self) -> (usize, usize) {
-        (self.total, self.seen.len())
+        (self.total, self.seen.len() + usize::from(self.recent.is_some()))
     }
 
     /// Adds a chat shown or delivered to the history (the oldest goes when it is full).
@@ -366,6 +391,18 @@ mod tests {
 
     /// The drops past the total, over many senders used in a shuffled order, are those of a
     /// plain list that drops the sender with the oldest use (what `by_use` was).
+    #[test]
+    fn a_sender_set_aside_for_another_keeps_its_window() {
+        let mut inbox = Inbox::new(8, 100);
+        let (alice, bob) = (PeerKey::from_bytes([1; 32]), PeerKey::from_bytes([2; 32]));
+        assert!(inbox.first_time(alice, 1));
+        assert!(inbox.first_time(bob, 1), "another sender's id 1 is its own");
+        assert!(!inbox.first_time(alice, 1), "alice's window came back from the map");
+        assert!(!inbox.first_time(bob, 1));
+        assert!(inbox.first_time(alice, 2));
+        assert_eq!(inbox.seen_counts(), (3, 2));
+    }
+
     #[test]
     fn the_total_drops_senders_as_a_list_by_last_use_would() {
         let (per_sender, total) = (4, 30);
