@@ -12,6 +12,7 @@ use std::time::SystemTime;
 use super::addresses::{self, KnownAddr, Learned};
 use super::local_hash::LocalMap;
 use crate::key::PeerKey;
+use crate::limits::MAX_NAME_BYTES;
 use crate::peer::{PeerAddr, PeerInfo, SessionId};
 use crate::wire::PeerEntry;
 
@@ -125,10 +126,33 @@ pub(crate) enum Admission<S> {
 /// `peers` tree nor the record's name, cold lines in the fan-out's 1000-node process, where
 /// each distinct line touched per chat is a cache miss (docs/performance.md, fan-out).
 /// Written back (`settle`) before anything else changes a record or another peer is heard.
+/// The name is held here, not in a `String`: its buffer would be one more cold line (and
+/// page) per chat.
 struct Recent {
     key: PeerKey,
     seen: SystemTime,
-    name: String,
+    name_len: u8,
+    name: [u8; MAX_NAME_BYTES],
+}
+
+impl Recent {
+    /// None if the name is too long to hold (no `hello` or `peers` entry carries one).
+    fn new(key: PeerKey, seen: SystemTime, name: &str) -> Option<Recent> {
+        let name_len = u8::try_from(name.len()).ok()?;
+        let mut held = [0; MAX_NAME_BYTES];
+        held.get_mut(..name.len())?.copy_from_slice(name.as_bytes());
+        Some(Recent {
+            key,
+            seen,
+            name_len,
+            name: held,
+        })
+    }
+
+    fn name(&self) -> &str {
+        let held = self.name.get(..usize::from(self.name_len)).unwrap_or_default();
+        std::str::from_utf8(held).unwrap_or_default()
+    }
 }
 
 /// Every known peer and the live Sessions (see the module docs).
@@ -332,19 +356,18 @@ impl<S> PeerTable<S> {
     pub(crate) fn touch_and_name(&mut self, key: &PeerKey, at: SystemTime) -> String {
         if let Some(recent) = self.recent.as_mut().filter(|recent| recent.key == *key) {
             recent.seen = at;
-            return recent.name.clone();
+            return recent.name().to_string();
         }
         self.settle();
-        let Some(record) = self.peers.get(key) else {
+        let Some(record) = self.peers.get_mut(key) else {
             return String::new();
         };
-        let name = record.name.as_deref().unwrap_or_default().to_string();
-        let recent = self.recent.insert(Recent {
-            key: *key,
-            seen: at,
-            name,
-        });
-        recent.name.clone()
+        let name = record.name.as_deref().unwrap_or_default();
+        match Recent::new(*key, at, name) {
+            Some(recent) => self.recent = Some(recent),
+            None => record.last_seen = Some(at),
+        }
+        name.to_string()
     }
 
     /// Writes the recent peer's `last_seen` to its record; no peer is the recent one after.

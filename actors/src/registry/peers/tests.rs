@@ -467,3 +467,14 @@ fn the_peer_heard_from_last_is_seen_and_named_like_any_other() {
     assert_eq!(seen_at(&table, 72), None);
     assert_eq!(table.record(&key(72)).and_then(|r| r.last_seen), None);
 }
+
+#[test]
+fn a_name_too_long_to_hold_beside_the_table_is_read_from_the_record() {
+    let mut table = table();
+    let at = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(7);
+    let long = "n".repeat(crate::limits::MAX_NAME_BYTES + 1);
+    let _ = table.admit(1, live(1, addr(9001), 70, true), long.clone());
+    assert_eq!(table.touch_and_name(&key(70), at), long);
+    assert_eq!(table.touch_and_name(&key(70), at), long);
+    assert_eq!(table.record(&key(70)).and_then(|r| r.last_seen), Some(at));
+}
