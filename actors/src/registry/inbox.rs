@@ -95,6 +95,64 @@ impl SeenIds {
     }
 }
 
+/// Newest ids of the `recent` sender's window while they came rising, not yet in its
+/// queue: written there [`NEWEST_HELD`] at a time (or before the window is used any other
+/// way), so that most chats do not touch the queue's buffer, a cold line and page per chat in
+/// the fan-out's 1000-node process (docs/performance.md, fan-out).
+#[derive(Default)]
+struct Newest {
+    ids: [MessageId; NEWEST_HELD],
+    len: usize,
+}
+
+/// Ids held in [`Newest`].
+const NEWEST_HELD: usize = 8;
+
+impl Newest {
+    fn held(&self) -> &[MessageId] {
+        self.ids.get(..self.len).unwrap_or_default()
+    }
+
+    /// Moves the held ids to the back of `window`'s queue (they came above all of it).
+    fn write_to(&mut self, window: &mut SeenIds) {
+        if self.len == 0 {
+            return;
+        }
+        if let SeenIds::Rising(ids) = window {
+            let spare = ids.capacity() - ids.len();
+            if spare < self.len {
+                ids.reserve_exact((ids.len() / 2).max(4).max(self.len));
+            }
+            ids.extend(self.held());
+        }
+        self.len = 0;
+    }
+
+    /// [`SeenIds::first_time`] of the window these are the newest ids of.
+    fn first_time(&mut self, window: &mut SeenIds, id: MessageId, capacity: usize) -> bool {
+        if let SeenIds::Rising(ids) = window {
+            let highest = self.held().last().or(ids.back());
+            if highest.is_none_or(|&highest| id > highest) && capacity >= NEWEST_HELD {
+                if self.len == NEWEST_HELD {
+                    self.write_to(window);
+                }
+                if let SeenIds::Rising(ids) = window {
+                    if let Some(slot) = self.ids.get_mut(self.len) {
+                        *slot = id;
+                        self.len += 1;
+                        if ids.len() + self.len > capacity {
+                            ids.pop_front();
+                        }
+                        return true;
+                    }
+                }
+            }
+        }
+        self.write_to(window);
+        window.first_time(id, capacity)
+    }
+}
+
 /// One sender's window, and when it was last used (for dropping the stalest first).
 struct Seen {
     ids: SeenIds,
@@ -112,6 +170,8 @@ pub(crate) struct Inbox {
     /// touched costs a cache miss (docs/performance.md, fan-out). A batch from another sender
     /// puts it back in `seen` first.
     recent: Option<(PeerKey, Seen)>,
+    /// The newest ids of `recent`'s window.
+    newest: Newest,
     /// The stalest senders when last looked for, stalest last, each with its use then: taken
     /// from the back while the total is over, skipping any used since (no longer stale).
     /// Looked for again (one pass over `seen`, keeping the staler half) when used up: nothing
@@ -132,6 +192,7 @@ impl Inbox {
         Inbox {
             seen: HashMap::new(),
             recent: None,
+            newest: Newest::default(),
             stalest: Vec::new(),
             clock: 0,
             total: 0,
@@ -160,13 +221,16 @@ impl Inbox {
         self.clock += 1;
         let per_sender = self.per_sender;
         let clock = self.clock;
-        let seen = self.window_of(sender);
+        self.window_of(sender);
+        let (newest, Some((_, seen))) = (&mut self.newest, &mut self.recent) else {
+            return;
+        };
         seen.used = clock;
-        let before = seen.ids.len();
+        let before = seen.ids.len() + newest.len;
         for (index, id) in ids.into_iter().enumerate() {
-            each(index, seen.ids.first_time(id, per_sender));
+            each(index, newest.first_time(&mut seen.ids, id, per_sender));
         }
-        let after = seen.ids.len();
+        let after = seen.ids.len() + newest.len;
         self.total = self.total + after - before;
         while self.total > self.max_total {
             // The stalest sender's window; never the one just used. It alone holding more
@@ -183,7 +247,8 @@ impl Inbox {
     /// `sender`'s window, made the `recent` one.
     fn window_of(&mut self, sender: PeerKey) -> &mut Seen {
         if self.recent.as_ref().is_some_and(|(key, _)| *key != sender) {
-            if let Some((key, seen)) = self.recent.take() {
+            if let Some((key, mut seen)) = self.recent.take() {
+                self.newest.write_to(&mut seen.ids);
                 self.seen.insert(key, seen);
             }
         }
@@ -405,14 +470,30 @@ mod tests {
 
     #[test]
     fn the_total_drops_senders_as_a_list_by_last_use_would() {
-        let (per_sender, total) = (4, 30);
+        against_the_model(4, 30, 23, 1);
+    }
+
+    #[test]
+    fn runs_from_one_sender_answer_as_the_window_would() {
+        // Windows wider than the newest ids held beside the queue, senders in runs: the
+        // held ids are written to the queue when full, on a repeat, and on a change of sender.
+        against_the_model(NEWEST_HELD * 2, NEWEST_HELD * 5, 7, 12);
+        against_the_model(NEWEST_HELD, 1000, 3, 30);
+    }
+
+    /// Offers 20,000 ids, a fifth of them from before, from `senders` senders in runs of up to
+    /// `run` ids, to an Inbox and to a model (a window per sender, dropped by last use).
+    fn against_the_model(per_sender: usize, total: usize, senders: u64, run: u64) {
         let mut inbox = Inbox::new(per_sender, total);
         // The model: per sender its window (a model window) and its last use.
         let mut model: Vec<(PeerKey, SeenWindow, u64)> = Vec::new();
         let mut model_total = 0;
         let mut next_id = 0u64;
+        let mut sender = PeerKey::from_bytes([0; 32]);
         for (step, roll) in numbers(9).take(20_000).enumerate() {
-            let sender = PeerKey::from_bytes([(roll % 23) as u8; 32]);
+            if (roll >> 8) % run == 0 {
+                sender = PeerKey::from_bytes([(roll % senders) as u8; 32]);
+            }
             next_id += 1;
             let id = if roll % 5 == 0 { next_id / 2 } else { next_id };
             let at = match model.iter().position(|(key, ..)| *key == sender) {
