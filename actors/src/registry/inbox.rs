@@ -300,7 +300,10 @@ impl Inbox {
     /// Ids remembered in all windows, and the senders they belong to.
     #[cfg(test)]
     pub(crate) fn seen_counts(&self) -> (usize, usize) {
-        (self.total, self.seen.len() + usize::from(self.recent.is_some()))
+        (
+            self.total,
+            self.seen.len() + usize::from(self.recent.is_some()),
+        )
     }
 
     /// Adds a chat shown or delivered to the history (the oldest goes when it is full).
@@ -462,7 +465,10 @@ mod tests {
         let (alice, bob) = (PeerKey::from_bytes([1; 32]), PeerKey::from_bytes([2; 32]));
         assert!(inbox.first_time(alice, 1));
         assert!(inbox.first_time(bob, 1), "another sender's id 1 is its own");
-        assert!(!inbox.first_time(alice, 1), "alice's window came back from the map");
+        assert!(
+            !inbox.first_time(alice, 1),
+            "alice's window came back from the map"
+        );
         assert!(!inbox.first_time(bob, 1));
         assert!(inbox.first_time(alice, 2));
         assert_eq!(inbox.seen_counts(), (3, 2));

@@ -150,7 +150,10 @@ impl Recent {
     }
 
     fn name(&self) -> &str {
-        let held = self.name.get(..usize::from(self.name_len)).unwrap_or_default();
+        let held = self
+            .name
+            .get(..usize::from(self.name_len))
+            .unwrap_or_default();
         std::str::from_utf8(held).unwrap_or_default()
     }
 }

@@ -437,7 +437,9 @@ fn touch_and_name_marks_the_peer_seen_and_names_it_in_one_lookup() {
 /// When the table says `key(n)` was last seen, as it lists it.
 fn seen_at(table: &PeerTable<u32>, n: u8) -> Option<std::time::SystemTime> {
     let listed = table.list(|_| 0).into_iter();
-    listed.filter(|peer| peer.key == Some(key(n))).find_map(|peer| peer.last_seen)
+    listed
+        .filter(|peer| peer.key == Some(key(n)))
+        .find_map(|peer| peer.last_seen)
 }
 
 #[test]
@@ -451,7 +453,10 @@ fn the_peer_heard_from_last_is_seen_and_named_like_any_other() {
     assert_eq!(seen_at(&table, 70), Some(at(2)));
     // Another peer heard: bob's moment is written to his record, and stays.
     assert_eq!(table.touch_and_name(&key(72), at(3)), "carol");
-    assert_eq!(table.record(&key(70)).and_then(|r| r.last_seen), Some(at(2)));
+    assert_eq!(
+        table.record(&key(70)).and_then(|r| r.last_seen),
+        Some(at(2))
+    );
     assert_eq!(seen_at(&table, 70), Some(at(2)));
     assert_eq!(seen_at(&table, 72), Some(at(3)));
     // An ack from bob while carol is the recent one.
