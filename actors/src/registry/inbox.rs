@@ -95,6 +95,64 @@ impl SeenIds {
     }
 }
 
+/// Newest ids of the `recent` sender's window while they came rising, not yet in its
+/// queue: written there [`NEWEST_HELD`] at a time (or before the window is used any other
+/// way), so that most chats do not touch the queue's buffer, a cold line and page per chat in
+/// the fan-out's 1000-node process (docs/performance.md, fan-out).
+#[derive(Default)]
+struct Newest {
+    ids: [MessageId; NEWEST_HELD],
+    len: usize,
+}
+
+/// Ids held in [`Newest`].
+const NEWEST_HELD: usize = 8;
+
+impl Newest {
+    fn held(&self) -> &[MessageId] {
+        self.ids.get(..self.len).unwrap_or_default()
+    }
+
+    /// Moves the held ids to the back of `window`'s queue (they came above all of it).
+    fn write_to(&mut self, window: &mut SeenIds) {
+        if self.len == 0 {
+            return;
+        }
+        if let SeenIds::Rising(ids) = window {
+            let spare = ids.capacity() - ids.len();
+            if spare < self.len {
+                ids.reserve_exact((ids.len() / 2).max(4).max(self.len));
+            }
+            ids.extend(self.held());
+        }
+        self.len = 0;
+    }
+
+    /// [`SeenIds::first_time`] of the window these are the newest ids of.
+    fn first_time(&mut self, window: &mut SeenIds, id: MessageId, capacity: usize) -> bool {
+        if let SeenIds::Rising(ids) = window {
+            let highest = self.held().last().or(ids.back());
+            if highest.is_none_or(|&highest| id > highest) && capacity >= NEWEST_HELD {
+                if self.len == NEWEST_HELD {
+                    self.write_to(window);
+                }
+                if let SeenIds::Rising(ids) = window {
+                    if let Some(slot) = self.ids.get_mut(self.len) {
+                        *slot = id;
+                        self.len += 1;
+                        if ids.len() + self.len > capacity {
+                            ids.pop_front();
+                        }
+                        return true;
+                    }
+                }
+            }
+        }
+        self.write_to(window);
+        window.first_time(id, capacity)
+    }
+}
+
 /// One sender's window, and when it was last used (for dropping the stalest first).
 struct Seen {
     ids: SeenIds,
@@ -103,7 +161,17 @@ struct Seen {
 
 /// The seen windows of every sender and the recent history.
 pub(crate) struct Inbox {
+    /// Every sender's window but `recent`'s.
     seen: HashMap<PeerKey, Seen>,
+    /// The window of the sender heard from last, out of `seen` and in this struct, whose
+    /// line a batch touches anyway: the next batch from the same sender (every batch, for a
+    /// node with one peer) needs no hashing of its key and no cold line of the map. In the
+    /// fan-out's 1000-node process every node's Inbox is cold per chat, and each distinct line
+    /// touched costs a cache miss (docs/performance.md, fan-out). A batch from another sender
+    /// puts it back in `seen` first.
+    recent: Option<(PeerKey, Seen)>,
+    /// The newest ids of `recent`'s window.
+    newest: Newest,
     /// The stalest senders when last looked for, stalest last, each with its use then: taken
     /// from the back while the total is over, skipping any used since (no longer stale).
     /// Looked for again (one pass over `seen`, keeping the staler half) when used up: nothing
@@ -123,6 +191,8 @@ impl Inbox {
     pub(crate) fn new(per_sender: usize, max_total: usize) -> Self {
         Inbox {
             seen: HashMap::new(),
+            recent: None,
+            newest: Newest::default(),
             stalest: Vec::new(),
             clock: 0,
             total: 0,
@@ -150,16 +220,18 @@ impl Inbox {
     ) {
         self.clock += 1;
         let per_sender = self.per_sender;
-        let seen = self.seen.entry(sender).or_insert_with(|| Seen {
-            ids: SeenIds::new(),
-            used: 0,
-        });
-        seen.used = self.clock;
-        let before = seen.ids.len();
+        let clock = self.clock;
+        self.window_of(sender);
+        let (newest, Some((_, seen))) = (&mut self.newest, &mut self.recent) else {
+            return;
+        };
+        seen.used = clock;
+        let before = seen.ids.len() + newest.len;
         for (index, id) in ids.into_iter().enumerate() {
-            each(index, seen.ids.first_time(id, per_sender));
+            each(index, newest.first_time(&mut seen.ids, id, per_sender));
         }
-        self.total = self.total + seen.ids.len() - before;
+        let after = seen.ids.len() + newest.len;
+        self.total = self.total + after - before;
         while self.total > self.max_total {
             // The stalest sender's window; never the one just used. It alone holding more
             // than the total cannot happen while per_sender <= max_total; it is kept then.
@@ -170,6 +242,24 @@ impl Inbox {
                 self.total -= dropped.ids.len();
             }
         }
+    }
+
+    /// `sender`'s window, made the `recent` one.
+    fn window_of(&mut self, sender: PeerKey) -> &mut Seen {
+        if self.recent.as_ref().is_some_and(|(key, _)| *key != sender) {
+            if let Some((key, mut seen)) = self.recent.take() {
+                self.newest.write_to(&mut seen.ids);
+                self.seen.insert(key, seen);
+            }
+        }
+        let (_, seen) = self.recent.get_or_insert_with(|| {
+            let seen = self.seen.remove(&sender).unwrap_or_else(|| Seen {
+                ids: SeenIds::new(),
+                used: 0,
+            });
+            (sender, seen)
+        });
+        seen
     }
 
     /// The sender heard from longest ago, other than `sender`: None if there is none.
@@ -210,7 +300,10 @@ impl Inbox {
     /// Ids remembered in all windows, and the senders they belong to.
     #[cfg(test)]
     pub(crate) fn seen_counts(&self) -> (usize, usize) {
-        (self.total, self.seen.len())
+        (
+            self.total,
+            self.seen.len() + usize::from(self.recent.is_some()),
+        )
     }
 
     /// Adds a chat shown or delivered to the history (the oldest goes when it is full).
@@ -368,15 +461,46 @@ mod tests {
     /// The drops past the total, over many senders used in a shuffled order, are those of a
     /// plain list that drops the sender with the oldest use (what `by_use` was).
     #[test]
+    fn a_sender_set_aside_for_another_keeps_its_window() {
+        let mut inbox = Inbox::new(8, 100);
+        let (alice, bob) = (PeerKey::from_bytes([1; 32]), PeerKey::from_bytes([2; 32]));
+        assert!(inbox.first_time(alice, 1));
+        assert!(inbox.first_time(bob, 1), "another sender's id 1 is its own");
+        assert!(
+            !inbox.first_time(alice, 1),
+            "alice's window came back from the map"
+        );
+        assert!(!inbox.first_time(bob, 1));
+        assert!(inbox.first_time(alice, 2));
+        assert_eq!(inbox.seen_counts(), (3, 2));
+    }
+
+    #[test]
     fn the_total_drops_senders_as_a_list_by_last_use_would() {
-        let (per_sender, total) = (4, 30);
+        against_the_model(4, 30, 23, 1);
+    }
+
+    #[test]
+    fn runs_from_one_sender_answer_as_the_window_would() {
+        // Windows wider than the newest ids held beside the queue, senders in runs: the
+        // held ids are written to the queue when full, on a repeat, and on a change of sender.
+        against_the_model(NEWEST_HELD * 2, NEWEST_HELD * 5, 7, 12);
+        against_the_model(NEWEST_HELD, 1000, 3, 30);
+    }
+
+    /// Offers 20,000 ids, a fifth of them from before, from `senders` senders in runs of up to
+    /// `run` ids, to an Inbox and to a model (a window per sender, dropped by last use).
+    fn against_the_model(per_sender: usize, total: usize, senders: u64, run: u64) {
         let mut inbox = Inbox::new(per_sender, total);
         // The model: per sender its window (a model window) and its last use.
         let mut model: Vec<(PeerKey, SeenWindow, u64)> = Vec::new();
         let mut model_total = 0;
         let mut next_id = 0u64;
+        let mut sender = PeerKey::from_bytes([0; 32]);
         for (step, roll) in numbers(9).take(20_000).enumerate() {
-            let sender = PeerKey::from_bytes([(roll % 23) as u8; 32]);
+            if (roll >> 8) % run == 0 {
+                sender = PeerKey::from_bytes([(roll % senders) as u8; 32]);
+            }
             next_id += 1;
             let id = if roll % 5 == 0 { next_id / 2 } else { next_id };
             let at = match model.iter().position(|(key, ..)| *key == sender) {

@@ -12,6 +12,7 @@ use std::time::SystemTime;
 use super::addresses::{self, KnownAddr, Learned};
 use super::local_hash::LocalMap;
 use crate::key::PeerKey;
+use crate::limits::MAX_NAME_BYTES;
 use crate::peer::{PeerAddr, PeerInfo, SessionId};
 use crate::wire::PeerEntry;
 
@@ -120,12 +121,51 @@ pub(crate) enum Admission<S> {
     },
 }
 
+/// The peer chats came from last: when (not yet written to its record) and its name. A node
+/// hears from the same peer again and again; the next batch from it then reads neither the
+/// `peers` tree nor the record's name, cold lines in the fan-out's 1000-node process, where
+/// each distinct line touched per chat is a cache miss (docs/performance.md, fan-out).
+/// Written back (`settle`) before anything else changes a record or another peer is heard.
+/// The name is held here, not in a `String`: its buffer would be one more cold line (and
+/// page) per chat.
+struct Recent {
+    key: PeerKey,
+    seen: SystemTime,
+    name_len: u8,
+    name: [u8; MAX_NAME_BYTES],
+}
+
+impl Recent {
+    /// None if the name is too long to hold (no `hello` or `peers` entry carries one).
+    fn new(key: PeerKey, seen: SystemTime, name: &str) -> Option<Recent> {
+        let name_len = u8::try_from(name.len()).ok()?;
+        let mut held = [0; MAX_NAME_BYTES];
+        held.get_mut(..name.len())?.copy_from_slice(name.as_bytes());
+        Some(Recent {
+            key,
+            seen,
+            name_len,
+            name: held,
+        })
+    }
+
+    fn name(&self) -> &str {
+        let held = self
+            .name
+            .get(..usize::from(self.name_len))
+            .unwrap_or_default();
+        std::str::from_utf8(held).unwrap_or_default()
+    }
+}
+
 /// Every known peer and the live Sessions (see the module docs).
 pub(crate) struct PeerTable<S> {
     me: PeerKey,
     listen_port: u16,
     bind: IpAddr,
     peers: BTreeMap<PeerKey, PeerRecord>,
+    /// `last_seen` of this peer is here, not in its record (see `Recent`).
+    recent: Option<Recent>,
     /// Which key each known address belongs to (each address to one key at most).
     owner: HashMap<PeerAddr, PeerKey>,
     /// Addresses no handshake has answered yet.
@@ -148,6 +188,7 @@ impl<S> PeerTable<S> {
             listen_port,
             bind,
             peers: BTreeMap::new(),
+            recent: None,
             owner: HashMap::new(),
             unkeyed: BTreeSet::new(),
             sessions: LocalMap::default(),
@@ -200,6 +241,7 @@ impl<S> PeerTable<S> {
         if key == self.me || !addresses::usable(&addr) {
             return false;
         }
+        self.settle();
         if self.owner.get(&addr).is_some_and(|owner| *owner != key) {
             return false;
         }
@@ -279,6 +321,7 @@ impl<S> PeerTable<S> {
     /// pinned (trust.rs): forgetting a peer is not trusting whoever comes next. Answers
     /// whether anything was known.
     pub(crate) fn forget(&mut self, addr: &PeerAddr) -> bool {
+        self.settle();
         let unkeyed = self.unkeyed.remove(addr);
         let Some(key) = self.route(addr).or_else(|| self.key_at(addr)) else {
             return unkeyed;
@@ -290,6 +333,7 @@ impl<S> PeerTable<S> {
     /// A one-shot sender's Session ended: it does not listen, so nothing of it is kept
     /// (neither a peer to list nor an address to dial).
     pub(crate) fn drop_transient(&mut self, key: &PeerKey) {
+        self.settle();
         if self.peers.get(key).is_some_and(|record| record.one_shot) {
             self.peers.remove(key);
             self.owner.retain(|_, owner| owner != key);
@@ -298,18 +342,52 @@ impl<S> PeerTable<S> {
 
     /// Something came from `key` now.
     pub(crate) fn touch(&mut self, key: &PeerKey) {
-        if let Some(record) = self.peers.get_mut(key) {
-            record.last_seen = Some(SystemTime::now());
+        let now = SystemTime::now();
+        match &mut self.recent {
+            Some(recent) if recent.key == *key => recent.seen = now,
+            // Another peer stays the recent one: acks are not worth a name's copy.
+            _ => {
+                if let Some(record) = self.peers.get_mut(key) {
+                    record.last_seen = Some(now);
+                }
+            }
         }
     }
 
-    /// `touch` (at `at`) and `name_of` in one lookup: every batch of chats received does both.
+    /// `touch` (at `at`) and `name_of`: every batch of chats received does both. The peer
+    /// becomes the recent one, so that its next batch does neither in the tree.
     pub(crate) fn touch_and_name(&mut self, key: &PeerKey, at: SystemTime) -> String {
+        if let Some(recent) = self.recent.as_mut().filter(|recent| recent.key == *key) {
+            recent.seen = at;
+            return recent.name().to_string();
+        }
+        self.settle();
         let Some(record) = self.peers.get_mut(key) else {
             return String::new();
         };
-        record.last_seen = Some(at);
-        record.name.as_deref().unwrap_or_default().to_string()
+        let name = record.name.as_deref().unwrap_or_default();
+        match Recent::new(*key, at, name) {
+            Some(recent) => self.recent = Some(recent),
+            None => record.last_seen = Some(at),
+        }
+        name.to_string()
+    }
+
+    /// Writes the recent peer's `last_seen` to its record; no peer is the recent one after.
+    fn settle(&mut self) {
+        if let Some(recent) = self.recent.take() {
+            if let Some(record) = self.peers.get_mut(&recent.key) {
+                record.last_seen = Some(recent.seen);
+            }
+        }
+    }
+
+    /// When `key` (with this record) was last heard from.
+    fn last_seen(&self, key: &PeerKey, record: &PeerRecord) -> Option<SystemTime> {
+        match &self.recent {
+            Some(recent) if recent.key == *key => Some(recent.seen),
+            _ => record.last_seen,
+        }
     }
 
     pub(crate) fn name_of(&self, key: &PeerKey) -> String {
@@ -439,6 +517,7 @@ impl<S> PeerTable<S> {
         live: LiveSession<S>,
         name: String,
     ) -> Admission<S> {
+        self.settle();
         let was_connected = self.session_of(&live.key).is_some();
         let mut replaced = None;
         if let Some((rival, existing)) = self.rival_of(&live) {
@@ -544,6 +623,7 @@ impl<S> PeerTable<S> {
 
     /// The Registry restarted: every live Session must register again.
     pub(crate) fn restart(&mut self) {
+        self.settle();
         for record in self.peers.values_mut() {
             record.session = None;
         }
@@ -590,7 +670,7 @@ impl<S> PeerTable<S> {
                 addr,
                 name: record.name.as_deref().map(String::from),
                 connected: record.session.is_some(),
-                last_seen: record.last_seen,
+                last_seen: self.last_seen(key, record),
                 waiting: record.addrs.iter().map(|known| waiting(&known.addr)).sum(),
                 key: Some(*key),
                 also: also.filter(|other| *other != addr).collect(),

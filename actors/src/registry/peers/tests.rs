@@ -428,8 +428,58 @@ fn touch_and_name_marks_the_peer_seen_and_names_it_in_one_lookup() {
     let at = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000);
     let _ = table.admit(1, live(1, addr(9001), 70, true), "bob".into());
     assert_eq!(table.touch_and_name(&key(70), at), "bob");
-    assert_eq!(table.record(&key(70)).and_then(|r| r.last_seen), Some(at));
+    assert_eq!(seen_at(&table, 70), Some(at));
     // A key not in the table: no name, nothing added.
     assert_eq!(table.touch_and_name(&key(71), at), "");
     assert!(table.record(&key(71)).is_none());
+}
+
+/// When the table says `key(n)` was last seen, as it lists it.
+fn seen_at(table: &PeerTable<u32>, n: u8) -> Option<std::time::SystemTime> {
+    let listed = table.list(|_| 0).into_iter();
+    listed
+        .filter(|peer| peer.key == Some(key(n)))
+        .find_map(|peer| peer.last_seen)
+}
+
+#[test]
+fn the_peer_heard_from_last_is_seen_and_named_like_any_other() {
+    let mut table = table();
+    let at = |secs| std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+    let _ = table.admit(1, live(1, addr(9001), 70, true), "bob".into());
+    let _ = table.admit(2, live(2, addr(9002), 72, true), "carol".into());
+    assert_eq!(table.touch_and_name(&key(70), at(1)), "bob");
+    assert_eq!(table.touch_and_name(&key(70), at(2)), "bob");
+    assert_eq!(seen_at(&table, 70), Some(at(2)));
+    // Another peer heard: bob's moment is written to his record, and stays.
+    assert_eq!(table.touch_and_name(&key(72), at(3)), "carol");
+    assert_eq!(
+        table.record(&key(70)).and_then(|r| r.last_seen),
+        Some(at(2))
+    );
+    assert_eq!(seen_at(&table, 70), Some(at(2)));
+    assert_eq!(seen_at(&table, 72), Some(at(3)));
+    // An ack from bob while carol is the recent one.
+    table.touch(&key(70));
+    assert!(seen_at(&table, 70) > Some(at(3)));
+    // Carol reconnects under a new name: her next chat carries it.
+    let _ = table.admit(3, live(3, addr(9002), 72, true), "carol2".into());
+    assert_eq!(table.touch_and_name(&key(72), at(4)), "carol2");
+    // Forgotten while recent: she is gone, and an introduction of her starts afresh.
+    assert!(table.forget(&addr(9002)));
+    assert_eq!(table.touch_and_name(&key(72), at(5)), "");
+    assert!(table.learn(addr(9003), None, key(72), "bob"));
+    assert_eq!(seen_at(&table, 72), None);
+    assert_eq!(table.record(&key(72)).and_then(|r| r.last_seen), None);
+}
+
+#[test]
+fn a_name_too_long_to_hold_beside_the_table_is_read_from_the_record() {
+    let mut table = table();
+    let at = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(7);
+    let long = "n".repeat(crate::limits::MAX_NAME_BYTES + 1);
+    let _ = table.admit(1, live(1, addr(9001), 70, true), long.clone());
+    assert_eq!(table.touch_and_name(&key(70), at), long);
+    assert_eq!(table.touch_and_name(&key(70), at), long);
+    assert_eq!(table.record(&key(70)).and_then(|r| r.last_seen), Some(at));
 }
