@@ -84,6 +84,7 @@ pub mod reasons;
 pub mod registry;
 pub mod sanitize;
 pub mod session;
+mod spare;
 pub mod store;
 pub mod supervision;
 pub mod supervisor;

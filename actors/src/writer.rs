@@ -24,11 +24,11 @@
 //! the task is in the middle of a write, without `unsafe` and without a second descriptor per
 //! connection (10,000 idle sessions must fit in the descriptor limit).
 
-use std::cell::Cell;
 use std::future::poll_fn;
 use std::net::Shutdown;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::Poll;
+use std::thread::LocalKey;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -38,6 +38,7 @@ use tokio::net::tcp::OwnedWriteHalf;
 
 use crate::limits::WriteBudget;
 use crate::noise::Sealer;
+use crate::spare::{self, Spare};
 use crate::wire::{encode_frame_into, Frame, WireError};
 
 /// Most bytes given to one write (and to one stall timeout).
@@ -46,33 +47,25 @@ const BATCH_BYTES: usize = 64 * 1024;
 thread_local! {
     /// A queue's buffer let go of by `write_held` once all of it was sealed, emptied: the
     /// next queue on this thread to need room takes it instead of allocating.
-    static SPARE_PENDING: Cell<Option<BytesMut>> = const { Cell::new(None) };
+    static SPARE_PENDING: Spare<BytesMut> = const { Spare::new() };
     /// `write_held`'s buffer of sealed bytes, kept between calls.
-    static SPARE_SEALED: Cell<Option<BytesMut>> = const { Cell::new(None) };
+    static SPARE_SEALED: Spare<BytesMut> = const { Spare::new() };
 }
 
 /// The largest buffers kept as the thread's spares: one grown for a burst is let go of.
 const SPARE_PENDING_MAX: usize = 4 * 1024;
 const SPARE_SEALED_MAX: usize = BATCH_BYTES;
 
-fn take_spare(spare: &'static std::thread::LocalKey<Cell<Option<BytesMut>>>) -> Option<BytesMut> {
-    spare.try_with(Cell::take).ok().flatten()
-}
-
-/// Keeps `buffer`, emptied, as the thread's spare (in place of the one kept before), unless
-/// it grew past `max`.
-fn keep_spare(
-    spare: &'static std::thread::LocalKey<Cell<Option<BytesMut>>>,
-    mut buffer: BytesMut,
-    max: usize,
-) {
-    buffer.clear();
-    // `capacity` is only this view's: a view left after the task's `split` of a big batch
-    // would keep the whole allocation behind it. Reclaiming more than `max` without
-    // allocating succeeds exactly when that allocation is bigger than `max`.
-    if buffer.capacity() > 0 && !buffer.try_reclaim(max + 1) {
-        let _ = spare.try_with(|kept| kept.set(Some(buffer)));
-    }
+/// Keeps `buffer`, emptied, as the thread's spare in `slot`, unless the allocation behind
+/// it is bigger than `max`.
+fn keep_spare(slot: &'static LocalKey<Spare<BytesMut>>, buffer: BytesMut, max: usize) {
+    spare::keep(slot, buffer, |buffer| {
+        buffer.clear();
+        // `capacity` is only this view's: a view left after the task's `split` of a big
+        // batch would keep the whole allocation behind it. Reclaiming more than `max`
+        // without allocating succeeds exactly when that allocation is bigger than `max`.
+        buffer.capacity() > 0 && !buffer.try_reclaim(max + 1)
+    });
 }
 
 /// Why a frame was not queued.
@@ -234,7 +227,7 @@ impl FrameWriter {
             drop(guard);
             return self.shared.task.wake();
         }
-        let mut sealed = take_spare(&SPARE_SEALED).unwrap_or_default();
+        let mut sealed = spare::take(&SPARE_SEALED).unwrap_or_default();
         if let Err(err) = sealer.seal_frames(&queue.pending, &mut sealed) {
             // As `take_batch`: nonces used up, or a bug. Cut it.
             tracing::warn!("cannot seal frames: {err}");
@@ -294,7 +287,7 @@ impl FrameWriter {
     fn queue_frame(&mut self, frame: &Frame) -> Result<(), WriteRefused> {
         let mut queue = self.shared.lock();
         if queue.pending.capacity() == 0 {
-            if let Some(spare) = take_spare(&SPARE_PENDING) {
+            if let Some(spare) = spare::take(&SPARE_PENDING) {
                 queue.pending = spare;
             }
         }

@@ -180,9 +180,9 @@ fn the_decoder_lets_go_of_its_plaintext_buffer_once_a_read_is_decoded() {
     assert_eq!(decode_all(&mut codec, &mut wire).unwrap(), small[1..]);
     assert_eq!(codec.plaintext.capacity(), 0);
     // The thread keeps it for the next message opened, by any codec.
-    let spare = transport::SPARE_PLAINTEXT.with(|spare| spare.take());
-    assert!(spare.as_ref().is_some_and(|spare| spare.capacity() > 0));
-    transport::SPARE_PLAINTEXT.with(|kept| kept.set(spare));
+    let kept = crate::spare::take(&transport::SPARE_PLAINTEXT).expect("a spare kept");
+    assert!(kept.capacity() > 0);
+    crate::spare::keep(&transport::SPARE_PLAINTEXT, kept, |_| true);
     // A message of several maps, over 2 KiB in all: every map comes out, in order, and then
     // the buffer is let go, not kept for the connection's life.
     let big: Vec<Frame> = (0..30).map(|i| chat(i, &"x".repeat(100))).collect();
@@ -190,9 +190,7 @@ fn the_decoder_lets_go_of_its_plaintext_buffer_once_a_read_is_decoded() {
     assert_eq!(decode_all(&mut codec, &mut wire).unwrap(), big);
     assert_eq!(codec.plaintext.capacity(), 0);
     // Grown past 2 KiB: not kept by the thread either.
-    assert!(transport::SPARE_PLAINTEXT
-        .with(|spare| spare.take())
-        .is_none());
+    assert!(crate::spare::take(&transport::SPARE_PLAINTEXT).is_none());
     // And the codec goes on with the next message.
     alice
         .sealer

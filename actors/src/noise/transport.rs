@@ -2,7 +2,7 @@
 //! back into frames (`TransportCodec`).
 
 use super::*;
-use std::cell::Cell;
+use crate::spare::{self, Spare};
 
 /// The sending half of an established session: seals maps into transport frames.
 pub struct Sealer {
@@ -238,16 +238,16 @@ impl TransportCodec {
 thread_local! {
     /// A plaintext buffer let go of by a `TransportCodec` once all it read was decoded: the
     /// next message opened on this thread takes it instead of allocating (one per read).
-    pub(super) static SPARE_PLAINTEXT: Cell<Option<Vec<u8>>> = const { Cell::new(None) };
+    pub(super) static SPARE_PLAINTEXT: Spare<Vec<u8>> = const { Spare::new() };
 }
 
 /// Keeps `plaintext`, emptied, as the thread's spare (in place of the one kept before),
 /// unless it grew past what a sealer keeps (`KEEP_PLAINTEXT_BYTES`).
-fn keep_spare_plaintext(mut plaintext: Vec<u8>) {
-    if plaintext.capacity() > 0 && plaintext.capacity() <= KEEP_PLAINTEXT_BYTES {
+fn keep_spare_plaintext(plaintext: Vec<u8>) {
+    spare::keep(&SPARE_PLAINTEXT, plaintext, |plaintext| {
         plaintext.clear();
-        let _ = SPARE_PLAINTEXT.try_with(|spare| spare.set(Some(plaintext)));
-    }
+        plaintext.capacity() > 0 && plaintext.capacity() <= KEEP_PLAINTEXT_BYTES
+    });
 }
 
 impl Decoder for TransportCodec {
@@ -267,11 +267,7 @@ impl Decoder for TransportCodec {
         };
         self.decoded = 0;
         if self.plaintext.capacity() == 0 {
-            self.plaintext = SPARE_PLAINTEXT
-                .try_with(Cell::take)
-                .ok()
-                .flatten()
-                .unwrap_or_default();
+            self.plaintext = spare::take(&SPARE_PLAINTEXT).unwrap_or_default();
         }
         let opened = self.opener.open(
             &src[LENGTH_PREFIX..LENGTH_PREFIX + len],

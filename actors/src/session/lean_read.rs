@@ -3,10 +3,9 @@
 //! the Session's context (the stream it reads); no actor, no state of its own beyond that.
 //! Thousands of sessions waiting would otherwise keep 256 bytes or more each
 //! (docs/performance.md, issue 17). The buffer let go of is kept for the next read on the
-//! same thread (one per thread, `SPARE`): an actor polls its reader on every wake-up, an ack
+//! same thread (one per thread, `SPARE`, a [`Spare`]): an actor polls its reader on every wake-up, an ack
 //! to send included, and each of those polls would otherwise allocate and free it.
 
-use std::cell::Cell;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -15,10 +14,12 @@ use futures::Stream;
 use tokio::io::AsyncRead;
 use tokio_util::codec::{Decoder, FramedRead};
 
+use crate::spare::{self, Spare};
+
 thread_local! {
     /// The last read buffer let go of on this thread, emptied: the next read takes it
     /// instead of allocating. One buffer per thread, not per session.
-    static SPARE: Cell<Option<BytesMut>> = const { Cell::new(None) };
+    static SPARE: Spare<BytesMut> = const { Spare::new() };
 }
 
 /// A spare buffer kept is at most this many times the room made for a read: one grown for
@@ -56,7 +57,7 @@ impl<R: AsyncRead + Unpin, D: Decoder + Unpin> Stream for LeanRead<R, D> {
         let buffer = this.inner.read_buffer_mut();
         if buffer.capacity() == 0 {
             // FramedRead itself would make room for one byte at a time.
-            *buffer = take_spare().unwrap_or_else(|| BytesMut::with_capacity(this.capacity));
+            *buffer = spare::take(&SPARE).unwrap_or_else(|| BytesMut::with_capacity(this.capacity));
         }
         let polled = Pin::new(&mut this.inner).poll_next(cx);
         // Pending means it read everything the socket had: a partial frame stays, an empty
@@ -69,18 +70,13 @@ impl<R: AsyncRead + Unpin, D: Decoder + Unpin> Stream for LeanRead<R, D> {
     }
 }
 
-/// The thread's spare buffer, if one is kept.
-fn take_spare() -> Option<BytesMut> {
-    SPARE.try_with(Cell::take).ok().flatten()
-}
-
 /// Keeps an emptied buffer for the next read on this thread, with all its room back, unless
 /// something else still holds part of it or it grew past `SPARE_MAX_TIMES` reads' room.
-fn keep_spare(mut emptied: BytesMut, capacity: usize) {
-    if emptied.try_reclaim(capacity) && emptied.capacity() <= capacity * SPARE_MAX_TIMES {
-        // Whatever was kept before (the thread's other readers) is let go of.
-        let _ = SPARE.try_with(|spare| spare.set(Some(emptied)));
-    }
+/// (Whatever was kept before, by the thread's other readers, is let go of.)
+fn keep_spare(emptied: BytesMut, capacity: usize) {
+    spare::keep(&SPARE, emptied, |emptied| {
+        emptied.try_reclaim(capacity) && emptied.capacity() <= capacity * SPARE_MAX_TIMES
+    });
 }
 
 #[cfg(test)]
@@ -122,10 +118,10 @@ mod tests {
 
     /// The room of the thread's spare buffer, if one is kept.
     fn spare_room() -> Option<usize> {
-        let spare = take_spare();
-        let room = spare.as_ref().map(BytesMut::capacity);
-        SPARE.with(|kept| kept.set(spare));
-        room
+        let kept = spare::take(&SPARE)?;
+        let room = kept.capacity();
+        spare::keep(&SPARE, kept, |_| true);
+        Some(room)
     }
 
     #[actix_rt::test]
@@ -136,7 +132,7 @@ mod tests {
         let (mut peer_b, ours_b) = tokio::io::duplex(4096);
         let mut a = LeanRead::new(ours_a, LinesCodec::new(), 256);
         let mut b = LeanRead::new(ours_b, LinesCodec::new(), 256);
-        drop(take_spare());
+        drop(spare::take(&SPARE));
         peer_a.write_all(b"one\n").await.unwrap();
         assert_eq!(a.next().await.unwrap().unwrap(), "one");
         assert!(a.poll_next_unpin(&mut cx).is_pending());

@@ -255,7 +255,7 @@ async fn held_frames_are_written_by_write_held_itself_and_the_rest_by_the_task_i
     assert_eq!(writer.queued_bytes(), 0);
     // The queue holds no buffer: the thread keeps it for the next frames queued.
     assert_eq!(writer.shared.lock().pending.capacity(), 0);
-    assert!(take_spare(&SPARE_PENDING).is_some_and(|spare| spare.is_empty()));
+    assert!(spare::take(&SPARE_PENDING).is_some_and(|spare| spare.is_empty()));
     let mut buf = [0u8; 4096];
     let n = theirs.try_read(&mut buf).expect("already written");
     let mut sealed = BytesMut::from(&buf[..n]);
@@ -293,7 +293,7 @@ async fn held_frames_are_written_by_write_held_itself_and_the_rest_by_the_task_i
 fn a_spare_is_kept_only_if_the_allocation_behind_it_is_small() {
     let small = BytesMut::with_capacity(1024);
     keep_spare(&SPARE_PENDING, small, SPARE_PENDING_MAX);
-    assert!(take_spare(&SPARE_PENDING).is_some_and(|kept| kept.capacity() >= 1024));
+    assert!(spare::take(&SPARE_PENDING).is_some_and(|kept| kept.capacity() >= 1024));
 
     // What is left of a 64 KiB buffer after its frames were split off: a small view of a
     // big allocation.
@@ -302,9 +302,9 @@ fn a_spare_is_kept_only_if_the_allocation_behind_it_is_small() {
     drop(big.split());
     assert!(big.capacity() <= SPARE_PENDING_MAX);
     keep_spare(&SPARE_PENDING, big, SPARE_PENDING_MAX);
-    assert!(take_spare(&SPARE_PENDING).is_none());
+    assert!(spare::take(&SPARE_PENDING).is_none());
 
     let grown = BytesMut::with_capacity(SPARE_PENDING_MAX * 2);
     keep_spare(&SPARE_PENDING, grown, SPARE_PENDING_MAX);
-    assert!(take_spare(&SPARE_PENDING).is_none());
+    assert!(spare::take(&SPARE_PENDING).is_none());
 }
