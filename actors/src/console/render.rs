@@ -411,15 +411,24 @@ fn connect_all_listing(report: &ConnectAllReport, look: &Look) -> String {
 
 /// `/history`: one line per message, oldest first, in local time.
 fn history_listing(entries: &[HistoryEntry], names: &[(PeerAddr, String)], look: &Look) -> String {
-    // Whom we wrote to, by name: the peers known now, else the name they wrote under.
-    let mut known: std::collections::HashMap<PeerAddr, &str> = std::collections::HashMap::new();
+    // Whom we wrote to, by name: the peers known now, else the name they wrote under. Keyed
+    // by protocol too: a classic sender's address and team name are only claimed (nothing
+    // proves them), so they never name a chat to a peerchat peer, nor the reverse.
+    let mut known: std::collections::HashMap<(PeerAddr, bool), &str> =
+        std::collections::HashMap::new();
     for entry in entries {
-        if let HistoryEntry::In { from, name, .. } = entry {
-            known.insert(*from, name);
+        if let HistoryEntry::In {
+            from,
+            name,
+            classic,
+            ..
+        } = entry
+        {
+            known.insert((*from, *classic), name);
         }
     }
     for (addr, name) in names {
-        known.insert(*addr, name);
+        known.insert((*addr, false), name);
     }
     let time = |at_ms: u64| {
         chrono::DateTime::from_timestamp_millis(at_ms as i64)
@@ -462,7 +471,7 @@ fn history_listing(entries: &[HistoryEntry], names: &[(PeerAddr, String)], look:
                 text,
                 classic,
                 ..
-            } => match known.get(to).filter(|name| !name.is_empty()) {
+            } => match known.get(&(*to, *classic)).filter(|name| !name.is_empty()) {
                 Some(name) => format!(
                     "  {} {}you to {} ({}): {}",
                     look.dim(time(*at_ms)),

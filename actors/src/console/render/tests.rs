@@ -416,6 +416,75 @@ fn history_marks_classic_chats_as_their_live_lines_are() {
 }
 
 #[test]
+fn history_never_names_a_chat_by_a_name_claimed_in_the_other_protocol() {
+    // A classic sender claims any address and team name: nothing proves them. A classic
+    // line "from" bob's address must not rename our encrypted chat to bob, and bob's name
+    // must not label a classic chat to that address.
+    let bob = addr("192.168.1.20:9001");
+    let entries = vec![
+        HistoryEntry::Out {
+            at_ms: 1_700_000_000_000,
+            to: bob,
+            id: 1,
+            text: "secret plan for bob".into(),
+            classic: false,
+        },
+        HistoryEntry::In {
+            at_ms: 1_700_000_001_000,
+            from: bob,
+            name: "mallory".into(),
+            key: None,
+            id: 0,
+            text: "hi".into(),
+            classic: true,
+        },
+        HistoryEntry::In {
+            at_ms: 1_700_000_002_000,
+            from: bob,
+            name: "bob".into(),
+            key: None,
+            id: 7,
+            text: "hello".into(),
+            classic: false,
+        },
+        HistoryEntry::Out {
+            at_ms: 1_700_000_003_000,
+            to: bob,
+            id: 8,
+            text: "to the classic side".into(),
+            classic: true,
+        },
+    ];
+    let text = outcome(&Outcome::History(Ok(entries), vec![]), &PLAIN, None);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 5, "{text}");
+    assert!(
+        lines[1].ends_with(" you to bob (192.168.1.20:9001): secret plan for bob"),
+        "{text}"
+    );
+    assert!(
+        lines[4].ends_with(
+            " [classic, unencrypted] you to mallory (192.168.1.20:9001): to the classic side"
+        ),
+        "{text}"
+    );
+    // The peer list names peerchat peers only.
+    let named = vec![(bob, "bob".to_string())];
+    let classic_only = vec![HistoryEntry::Out {
+        at_ms: 1_700_000_004_000,
+        to: bob,
+        id: 9,
+        text: "x".into(),
+        classic: true,
+    }];
+    let text = outcome(&Outcome::History(Ok(classic_only), named), &PLAIN, None);
+    assert!(
+        text.ends_with(" [classic, unencrypted] you to 192.168.1.20:9001: x"),
+        "{text}"
+    );
+}
+
+#[test]
 fn quitting_says_what_is_left() {
     assert_eq!(quitting("bye", 0), "Quitting (bye)...");
     assert_eq!(
