@@ -22,8 +22,9 @@ use rustyline::history::DefaultHistory;
 use rustyline::validate::Validator;
 use rustyline::{
     Cmd, ColorMode, ConditionalEventHandler, Config, Editor, Event, EventContext, EventHandler,
-    ExternalPrinter, Helper, KeyEvent, Movement, RepeatCount,
+    ExternalPrinter, GraphemeClusterMode, Helper, KeyEvent, Movement, RepeatCount,
 };
+use unicode_segmentation::UnicodeSegmentation;
 
 use peerchat_actors::console::{display_width, InputLine, Screen, Written};
 
@@ -57,9 +58,11 @@ pub fn start(
         // included, and nothing else is highlighted.
         .color_mode(ColorMode::Forced)
         .build();
+    // How rustyline counts a grapheme's columns here: the note is placed by the same count.
+    let graphemes = config.grapheme_cluster_mode();
     let mut editor = LineEditor::with_config(config).map_err(|e| e.to_string())?;
     let (note_tx, note_rx) = std_mpsc::channel::<Vec<String>>();
-    editor.set_helper(Some(NoteBeside::new(note_rx)));
+    editor.set_helper(Some(NoteBeside::new(note_rx, graphemes)));
     editor.bind_sequence(
         KeyEvent::ctrl('C'),
         EventHandler::Conditional(Box::new(CtrlCClearsTheLine)),
@@ -225,10 +228,12 @@ struct NoteState {
     own_prompt: bool,
     /// The line is being accepted: it is drawn once more as typed, and left behind so.
     leaving: bool,
+    /// How the editor counts a grapheme's columns (its `Config`'s mode).
+    graphemes: GraphemeClusterMode,
 }
 
 impl NoteBeside {
-    fn new(notes: std_mpsc::Receiver<Vec<String>>) -> NoteBeside {
+    fn new(notes: std_mpsc::Receiver<Vec<String>>, graphemes: GraphemeClusterMode) -> NoteBeside {
         NoteBeside {
             state: RefCell::new(NoteState {
                 notes,
@@ -236,6 +241,7 @@ impl NoteBeside {
                 prompt_width: 0,
                 own_prompt: true,
                 leaving: false,
+                graphemes,
             }),
         }
     }
@@ -262,7 +268,11 @@ impl Highlighter for NoteBeside {
             return Cow::Borrowed(line);
         }
         let cols = terminal_size::terminal_size().map(|(width, _)| usize::from(width.0));
-        match cols.and_then(|cols| with_note(line, state.prompt_width, &state.note, cols)) {
+        let row = |cols| Row {
+            cols,
+            graphemes: state.graphemes,
+        };
+        match cols.and_then(|cols| with_note(line, state.prompt_width, &state.note, row(cols))) {
             Some(drawn) => Cow::Owned(drawn),
             None => Cow::Borrowed(line),
         }
@@ -310,11 +320,12 @@ const TAB_STOP: usize = 8;
 ///
 /// The last column stays empty and line wrap is off while the note is written, so drawing it
 /// never wraps or scrolls, whatever the terminal's real width.
-fn with_note(line: &str, prompt_width: usize, forms: &[String], cols: usize) -> Option<String> {
+fn with_note(line: &str, prompt_width: usize, forms: &[String], row: Row) -> Option<String> {
+    let cols = row.cols;
     if line.contains('\n') || cols == 0 {
         return None;
     }
-    let (row, end) = end_of_line(prompt_width, line, cols);
+    let (row, end) = end_of_line(prompt_width, line, row);
     if end == 0 && row > 0 {
         // The text filled its last row: rustyline moves to the next one after drawing it.
         return None;
@@ -332,18 +343,27 @@ fn with_note(line: &str, prompt_width: usize, forms: &[String], cols: usize) -> 
     ))
 }
 
-/// Where `line`, drawn after a prompt `prompt_width` wide, ends on a terminal `cols` wide:
-/// its last row (0 for the prompt's row) and the column after its last character, laid out
-/// as rustyline lays it out (a wide character that does not fit at a row's end goes to the
-/// next row; a row filled exactly puts the end at column 0 of the next).
-fn end_of_line(prompt_width: usize, line: &str, cols: usize) -> (usize, usize) {
+/// A terminal row as rustyline lays it out: its width, and how it counts a grapheme's columns
+/// (`GraphemeClusterMode`: rustyline picks it from `TERM_PROGRAM`/`TERM`, e.g. an emoji with
+/// a variation selector is 2 columns on iTerm and 1 on most Linux terminals).
+#[derive(Clone, Copy, Debug)]
+struct Row {
+    cols: usize,
+    graphemes: GraphemeClusterMode,
+}
+
+/// Where `line`, drawn after a prompt `prompt_width` wide, ends on a terminal row: its last
+/// row (0 for the prompt's row) and the column after its last grapheme, laid out as rustyline
+/// lays it out (grapheme by grapheme, in its mode; a wide one that does not fit at a row's end
+/// goes to the next row; a row filled exactly puts the end at column 0 of the next).
+fn end_of_line(prompt_width: usize, line: &str, layout: Row) -> (usize, usize) {
+    let cols = layout.cols.max(1);
     let (mut row, mut col) = (prompt_width / cols, prompt_width % cols);
-    let mut buf = [0u8; 4];
-    for ch in line.chars() {
-        let width = if ch == '\t' {
+    for grapheme in line.graphemes(true) {
+        let width = if grapheme == "\t" {
             TAB_STOP - col % TAB_STOP
         } else {
-            display_width(ch.encode_utf8(&mut buf))
+            usize::from(layout.graphemes.width(grapheme))
         };
         col += width;
         if col > cols {
@@ -501,9 +521,17 @@ mod tests {
         forms("2 unread: carol", "2 unread")
     }
 
+    /// A row `cols` wide on a terminal that counts each character's width (most on Linux).
+    fn wc(cols: usize) -> Row {
+        Row {
+            cols,
+            graphemes: GraphemeClusterMode::WcWidth,
+        }
+    }
+
     #[test]
     fn the_note_is_drawn_at_the_right_without_moving_the_cursor() {
-        let drawn = with_note("half a rep", 5, &unread(), 40).unwrap();
+        let drawn = with_note("half a rep", 5, &unread(), wc(40)).unwrap();
         // 40 columns, the last kept free: the note's 15 columns start at column 25 (1-based).
         assert_eq!(
             drawn,
@@ -517,7 +545,7 @@ mod tests {
     fn a_line_too_long_for_the_full_note_gets_the_short_one() {
         // Prompt 5 + line 10 + gap 2 = 17 columns; the full note needs 15 + 1 free, the
         // short one 8 + 1.
-        let full = |cols| with_note("half a rep", 5, &unread(), cols);
+        let full = |cols| with_note("half a rep", 5, &unread(), wc(cols));
         assert!(full(33).unwrap().contains("2 unread: carol"));
         let short = full(32).unwrap();
         assert!(
@@ -527,17 +555,19 @@ mod tests {
         assert!(full(26).unwrap().contains("\x1b[18G2 unread\x1b"));
         assert_eq!(full(25), None);
         // Wide characters count double; styling does not count.
-        assert!(with_note("abcde", 5, &unread(), 28)
+        assert!(with_note("abcde", 5, &unread(), wc(28))
             .unwrap()
             .contains("2 unread: carol"));
-        assert!(!with_note("日本語日本", 5, &unread(), 28)
+        assert!(!with_note("日本語日本", 5, &unread(), wc(28))
             .unwrap()
             .contains("carol"));
         let styled = forms("\x1b[2m2 unread: carol\x1b[0m", "\x1b[2m2 unread\x1b[0m");
-        assert!(with_note("x", 5, &styled, 24).unwrap().contains("carol"));
-        assert_eq!(with_note("", 5, &unread(), 10), None);
-        assert_eq!(with_note("a\nb", 5, &unread(), 200), None);
-        assert_eq!(with_note("abc", 5, &[], 200), None);
+        assert!(with_note("x", 5, &styled, wc(24))
+            .unwrap()
+            .contains("carol"));
+        assert_eq!(with_note("", 5, &unread(), wc(10)), None);
+        assert_eq!(with_note("a\nb", 5, &unread(), wc(200)), None);
+        assert_eq!(with_note("abc", 5, &[], wc(200)), None);
     }
 
     /// The bug this fixes: a line longer than the terminal's row hid the note. It now goes
@@ -546,36 +576,65 @@ mod tests {
     fn a_line_longer_than_the_row_has_the_note_beside_its_end() {
         let line = "x".repeat(100);
         // Prompt 5 + 100 = 105 columns on 80: the second row holds 25, the note fits there.
-        let drawn = with_note(&line, 5, &unread(), 80).unwrap();
+        let drawn = with_note(&line, 5, &unread(), wc(80)).unwrap();
         assert_eq!(
             drawn,
             format!("{line}\x1b7\x1b[?7l\x1b[65G2 unread: carol\x1b[?7h\x1b8")
         );
         // Ending near the right of its row: the short form, then nothing until the next row.
         let long = "x".repeat(140); // 145 columns: 65 on the second row
-        assert!(with_note(&long, 5, &unread(), 80)
+        assert!(with_note(&long, 5, &unread(), wc(80))
             .unwrap()
             .contains("\x1b[72G2 unread\x1b"));
-        assert_eq!(with_note(&"x".repeat(145), 5, &unread(), 80), None);
+        assert_eq!(with_note(&"x".repeat(145), 5, &unread(), wc(80)), None);
         // A line that just filled its row: the cursor waits for the next row, nothing drawn.
-        assert_eq!(with_note(&"x".repeat(155), 5, &unread(), 80), None);
+        assert_eq!(with_note(&"x".repeat(155), 5, &unread(), wc(80)), None);
         // The row after: the full note again.
-        assert!(with_note(&"x".repeat(156), 5, &unread(), 80)
+        assert!(with_note(&"x".repeat(156), 5, &unread(), wc(80))
             .unwrap()
             .contains("carol"));
     }
 
     #[test]
     fn the_line_ends_where_rustyline_puts_it() {
-        assert_eq!(end_of_line(5, "abc", 80), (0, 8));
-        assert_eq!(end_of_line(5, &"x".repeat(75), 80), (1, 0));
-        assert_eq!(end_of_line(5, &"x".repeat(76), 80), (1, 1));
+        assert_eq!(end_of_line(5, "abc", wc(80)), (0, 8));
+        assert_eq!(end_of_line(5, &"x".repeat(75), wc(80)), (1, 0));
+        assert_eq!(end_of_line(5, &"x".repeat(76), wc(80)), (1, 1));
         // A wide character that does not fit at a row's end goes to the next row whole.
-        assert_eq!(end_of_line(0, &format!("{}日", "x".repeat(9)), 10), (1, 2));
-        assert_eq!(end_of_line(0, &format!("{}日", "x".repeat(8)), 10), (1, 0));
+        assert_eq!(
+            end_of_line(0, &format!("{}日", "x".repeat(9)), wc(10)),
+            (1, 2)
+        );
+        assert_eq!(
+            end_of_line(0, &format!("{}日", "x".repeat(8)), wc(10)),
+            (1, 0)
+        );
         // A tab goes to the next stop.
-        assert_eq!(end_of_line(5, "\tab", 80), (0, 10));
+        assert_eq!(end_of_line(5, "\tab", wc(80)), (0, 10));
         // A prompt wider than the row.
-        assert_eq!(end_of_line(85, "ab", 80), (1, 7));
+        assert_eq!(end_of_line(85, "ab", wc(80)), (1, 7));
+    }
+
+    #[test]
+    fn the_line_is_measured_as_the_editor_measures_graphemes() {
+        // A heart with its emoji variation selector: 1 column to a terminal that counts
+        // characters, 2 to one that shapes graphemes (iTerm, WezTerm, Apple's Terminal).
+        let hearts = "\u{2764}\u{fe0f}".repeat(12);
+        assert_eq!(end_of_line(5, &hearts, wc(40)), (0, 17));
+        let shaping = Row {
+            cols: 40,
+            graphemes: GraphemeClusterMode::Unicode,
+        };
+        assert_eq!(end_of_line(5, &hearts, shaping), (0, 29));
+        // So the note keeps its gap after the last heart on either: the full form fits
+        // after column 17, only the short one after column 29.
+        let drawn = with_note(&hearts, 5, &unread(), wc(40)).unwrap();
+        assert!(drawn.contains("\x1b[25G2 unread: carol"), "{drawn:?}");
+        let drawn = with_note(&hearts, 5, &unread(), shaping).unwrap();
+        assert!(drawn.contains("\x1b[32G2 unread\x1b"), "{drawn:?}");
+        // A waving hand with a skin tone: one grapheme, 2 columns when shaped, not 4.
+        let wave = "\u{1f44b}\u{1f3ff}";
+        assert_eq!(end_of_line(0, wave, shaping), (0, 2));
+        assert_eq!(end_of_line(0, wave, wc(40)), (0, 4));
     }
 }
