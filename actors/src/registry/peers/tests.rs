@@ -413,7 +413,8 @@ fn the_per_peer_entries_stay_small() {
     use crate::registry::addresses::KnownAddr;
     use crate::registry::SessionHandle;
     let live = std::mem::size_of::<LiveSession<SessionHandle>>();
-    assert!(live <= 64, "a LiveSession is {live} bytes");
+    // 80 since the Session's address is held strong (registry/mod.rs, `SessionHandle`).
+    assert!(live <= 80, "a LiveSession is {live} bytes");
     let record = std::mem::size_of::<PeerRecord>();
     assert!(record <= 80, "a PeerRecord is {record} bytes");
     let known = std::mem::size_of::<KnownAddr>();
