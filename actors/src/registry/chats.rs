@@ -344,19 +344,18 @@ impl Registry {
             let Some(&(_, session)) = group.first() else {
                 continue;
             };
-            let chats: Vec<Chat> = group
-                .iter()
-                .filter_map(|(id, _)| {
-                    // Failed, acked or moved to another Session meanwhile: nothing to send here.
-                    let out = self.outbox.get(*id)?;
-                    (out.on_session == Some(session)).then(|| out.chat(*id))
-                })
-                .collect();
-            if chats.is_empty() {
+            let mut chats = group.iter().filter_map(|(id, _)| {
+                // Failed, acked or moved to another Session meanwhile: nothing to send here.
+                let out = self.outbox.get(*id)?;
+                (out.on_session == Some(session)).then(|| out.chat(*id))
+            });
+            // The first apart: a batch of one (a fan-out's) allocates no `Vec`.
+            let Some(first) = chats.next() else {
                 continue;
-            }
+            };
+            let rest: Vec<Chat> = chats.collect();
             if let Some(live) = self.peers.session(session) {
-                live.tell(Deliver { chats });
+                live.tell(Deliver { first, rest });
             }
         }
         // The buffer back for the next turn: an allocation per turn less (a `send_chat` per
@@ -385,10 +384,10 @@ impl Registry {
                     .hand_waiting(&addr, session, now, |s| peers.is_live(s)),
             );
         }
-        if !chats.is_empty() {
-            // Oldest first, whichever address each was written to.
-            chats.sort_by_key(|chat| chat.id);
-            live.tell(Deliver { chats });
+        // Oldest first, whichever address each was written to.
+        chats.sort_by_key(|chat| chat.id);
+        if let Some(deliver) = Deliver::of(chats) {
+            live.tell(deliver);
         }
     }
 
