@@ -344,18 +344,19 @@ impl Registry {
             let Some(&(_, session)) = group.first() else {
                 continue;
             };
-            let mut chats = group.iter().filter_map(|(id, _)| {
-                // Failed, acked or moved to another Session meanwhile: nothing to send here.
-                let out = self.outbox.get(*id)?;
-                (out.on_session == Some(session)).then(|| out.chat(*id))
-            });
-            // The first apart: a batch of one (a fan-out's) allocates no `Vec`.
-            let Some(first) = chats.next() else {
+            let chats: Vec<Chat> = group
+                .iter()
+                .filter_map(|(id, _)| {
+                    // Failed, acked or moved to another Session meanwhile: nothing to send here.
+                    let out = self.outbox.get(*id)?;
+                    (out.on_session == Some(session)).then(|| out.chat(*id))
+                })
+                .collect();
+            if chats.is_empty() {
                 continue;
-            };
-            let rest: Vec<Chat> = chats.collect();
+            }
             if let Some(live) = self.peers.session(session) {
-                live.tell(Deliver { first, rest });
+                live.tell(Deliver { chats });
             }
         }
         // The buffer back for the next turn: an allocation per turn less (a `send_chat` per
@@ -384,10 +385,10 @@ impl Registry {
                     .hand_waiting(&addr, session, now, |s| peers.is_live(s)),
             );
         }
-        // Oldest first, whichever address each was written to.
-        chats.sort_by_key(|chat| chat.id);
-        if let Some(deliver) = Deliver::of(chats) {
-            live.tell(deliver);
+        if !chats.is_empty() {
+            // Oldest first, whichever address each was written to.
+            chats.sort_by_key(|chat| chat.id);
+            live.tell(Deliver { chats });
         }
     }
 

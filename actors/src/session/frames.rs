@@ -296,55 +296,19 @@ impl Session {
 
 /// Send these chats to the peer, in this order (from the Registry's outbox). One message
 /// carries every chat the Registry queued for this peer in one turn: a mailbox hop per
-/// batch, not per chat. The first chat is held apart: most batches are one chat (a fan-out
-/// sends one to each peer), which then needs no `Vec` of its own, an allocation and a free
-/// per chat less (docs/performance.md, fan-out).
-#[derive(Message)]
+/// batch, not per chat.
+#[derive(Message, Debug)]
 #[rtype(result = "()")]
 pub struct Deliver {
-    /// The oldest.
-    pub first: Chat,
-    /// The others, oldest first.
-    pub rest: Vec<Chat>,
-}
-
-impl Deliver {
-    /// These chats, oldest first, in one `Deliver`; none if there are none.
-    pub fn of(chats: Vec<Chat>) -> Option<Deliver> {
-        let mut chats = chats.into_iter();
-        let first = chats.next()?;
-        Some(Deliver {
-            first,
-            rest: chats.collect(),
-        })
-    }
-
-    /// Every chat, oldest first.
-    pub fn chats(&self) -> impl Iterator<Item = &Chat> {
-        std::iter::once(&self.first).chain(&self.rest)
-    }
-}
-
-/// As a `Vec` of chats would show: traces list the chats of a `Deliver` in one line.
-impl std::fmt::Debug for Deliver {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        struct Chats<'a>(&'a Deliver);
-        impl std::fmt::Debug for Chats<'_> {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.debug_list().entries(self.0.chats()).finish()
-            }
-        }
-        f.debug_struct("Deliver")
-            .field("chats", &Chats(self))
-            .finish()
-    }
+    /// Oldest first.
+    pub chats: Vec<Chat>,
 }
 
 impl Handler<Deliver> for Session {
     type Result = ();
 
     fn handle(&mut self, msg: Deliver, ctx: &mut Context<Self>) {
-        for chat in std::iter::once(msg.first).chain(msg.rest) {
+        for chat in msg.chats {
             if self.state.is_lingering() {
                 return; // Still in the Registry's outbox: it goes out on the next connection.
             }
