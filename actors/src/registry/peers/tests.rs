@@ -485,6 +485,9 @@ fn a_name_too_long_to_hold_beside_the_table_is_read_from_the_record() {
     assert_eq!(table.record(&key(70)).and_then(|r| r.last_seen), Some(at));
 }
 
+/// A change to the table, in `the_remembered_session_follows_every_change`.
+type Step<'a> = Box<dyn Fn(&mut PeerTable<u32>) + 'a>;
+
 /// `session_to_send` remembers Sessions (`sending`): after every kind of change to the
 /// table it answers what `session_for` finds afresh, for every address involved.
 #[test]
@@ -501,44 +504,78 @@ fn the_remembered_session_follows_every_change() {
             assert_eq!(table.session_to_send(&at), fresh, "{step}: {at}, again");
         }
     };
-    let steps: Vec<(&str, Box<dyn Fn(&mut PeerTable<u32>)>)> = vec![
+    let steps: Vec<(&str, Step)> = vec![
         (
             "admit a",
-            Box::new(|t| drop(t.admit(1, live(1, a, 70, true), "a".into()))),
+            Box::new(|t| {
+                let _ = t.admit(1, live(1, a, 70, true), "a".into());
+            }),
         ),
         (
             "admit b",
-            Box::new(|t| drop(t.admit(2, live(2, b, 71, true), "b".into()))),
+            Box::new(|t| {
+                let _ = t.admit(2, live(2, b, 71, true), "b".into());
+            }),
         ),
         // The same key reached elsewhere: the new Session replaces Session 1.
         (
             "a's key again",
-            Box::new(|t| drop(t.admit(3, live(3, other_ip, 70, true), "a".into()))),
+            Box::new(|t| {
+                let _ = t.admit(3, live(3, other_ip, 70, true), "a".into());
+            }),
         ),
-        ("disconnect b", Box::new(|t| drop(t.disconnect(&key(71))))),
-        ("b closed", Box::new(|t| drop(t.closed(2)))),
+        (
+            "disconnect b",
+            Box::new(|t| {
+                let _ = t.disconnect(&key(71));
+            }),
+        ),
+        (
+            "b closed",
+            Box::new(|t| {
+                let _ = t.closed(2);
+            }),
+        ),
         (
             "b again",
-            Box::new(|t| drop(t.admit(4, live(4, b, 71, true), "b".into()))),
+            Box::new(|t| {
+                let _ = t.admit(4, live(4, b, 71, true), "b".into());
+            }),
         ),
         // Another key takes over b's address: b's own Session is replaced by nobody, but
         // the address is no longer b's.
         (
             "c introduced at c",
-            Box::new(|t| drop(t.learn(c, None, key(72), "x"))),
+            Box::new(|t| {
+                let _ = t.learn(c, None, key(72), "x");
+            }),
         ),
         (
             "c dialed",
-            Box::new(|t| drop(t.admit(5, live(5, c, 72, true), "c".into()))),
+            Box::new(|t| {
+                let _ = t.admit(5, live(5, c, 72, true), "c".into());
+            }),
         ),
         ("c's address is ourselves", Box::new(|t| t.mark_self(c))),
-        ("forget a", Box::new(|t| drop(t.forget(&a)))),
+        (
+            "forget a",
+            Box::new(|t| {
+                let _ = t.forget(&a);
+            }),
+        ),
         ("restart", Box::new(|t| t.restart())),
         (
             "b rejoined",
-            Box::new(|t| drop(t.admit(4, live(4, b, 71, true), "b".into()))),
+            Box::new(|t| {
+                let _ = t.admit(4, live(4, b, 71, true), "b".into());
+            }),
         ),
-        ("b closed again", Box::new(|t| drop(t.closed(4)))),
+        (
+            "b closed again",
+            Box::new(|t| {
+                let _ = t.closed(4);
+            }),
+        ),
     ];
     check(&mut table, "empty");
     for (step, apply) in steps {
