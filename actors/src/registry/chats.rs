@@ -193,7 +193,7 @@ impl Registry {
             return self.on_send_classic(msg.to, msg.text, ctx);
         }
         self.check_room(&msg.to, std::slice::from_ref(&msg.text))?;
-        let session = self.peers.session_for(&msg.to).map(|(id, _)| id);
+        let session = self.peers.session_to_send(&msg.to);
         let id = self.accept(msg.to, msg.text, session, AcceptedAt::now());
         self.route_accepted(msg.to, session, ctx);
         Ok(id)
@@ -212,7 +212,7 @@ impl Registry {
         }
         self.check_room(&msg.to, &msg.texts)?;
         // Looked up once for the batch (four hash lookups): accepting chats changes no Session.
-        let session = self.peers.session_for(&msg.to).map(|(id, _)| id);
+        let session = self.peers.session_to_send(&msg.to);
         // One moment for the batch: reading both clocks cost 110 instructions per chat.
         let at = AcceptedAt::now();
         let ids = msg
@@ -570,8 +570,10 @@ guarded_handler!(Registry, AcksReceived, |act, msg, _| act
 
 impl Registry {
     fn on_acks_received(&mut self, msg: AcksReceived) {
-        self.peers.touch(&msg.key);
-        let at_ms = now_ms();
+        // One clock reading for the peer's `last_seen` and the history's time.
+        let now = SystemTime::now();
+        self.peers.touch(&msg.key, now);
+        let at_ms = ms_since_epoch(now);
         let (from, key) = (msg.from, msg.key);
         let mut delivered = Vec::with_capacity(msg.ids.len());
         for id in msg.ids {

@@ -175,6 +175,13 @@ pub(crate) struct PeerTable<S> {
     sessions: LocalMap<SessionId, LiveSession<S>>,
     /// Sessions that were live when the Registry restarted and have not registered again.
     rejoining: LocalMap<SessionId, LiveSession<S>>,
+    /// The Session chats to each address went to, as `session_for` found it: a fan-out
+    /// sends to a thousand peers in turn, and finding each one's Session in `owner`, the
+    /// `peers` tree and its record's addresses was about 800 instructions and three cache
+    /// misses per chat (docs/performance.md, fan-out). Only addresses this node chose to
+    /// send to (the outbox's `by_peer` keys), hence the local hash; emptied whenever an
+    /// address, a record's Session or a live Session changes (`routes_changed`).
+    sending: LocalMap<PeerAddr, SessionId>,
     /// IPs we were reached at: with our port, they are us.
     local_ips: HashSet<IpAddr>,
     /// Addresses that turned out to be ourselves.
@@ -193,6 +200,7 @@ impl<S> PeerTable<S> {
             unkeyed: BTreeSet::new(),
             sessions: LocalMap::default(),
             rejoining: LocalMap::default(),
+            sending: LocalMap::default(),
             local_ips: HashSet::new(),
             self_addrs: HashSet::new(),
         }
@@ -216,6 +224,7 @@ impl<S> PeerTable<S> {
 
     /// `addr` turned out to be this node: never a peer.
     pub(crate) fn mark_self(&mut self, addr: PeerAddr) {
+        self.routes_changed();
         self.self_addrs.insert(addr);
         self.unkeyed.remove(&addr);
         self.unbind(&addr);
@@ -242,6 +251,7 @@ impl<S> PeerTable<S> {
             return false;
         }
         self.settle();
+        self.routes_changed();
         if self.owner.get(&addr).is_some_and(|owner| *owner != key) {
             return false;
         }
@@ -309,6 +319,7 @@ impl<S> PeerTable<S> {
     }
 
     fn unbind(&mut self, addr: &PeerAddr) {
+        self.routes_changed();
         if let Some(key) = self.owner.remove(addr) {
             if let Some(record) = self.peers.get_mut(&key) {
                 record.addrs.retain(|known| known.addr != *addr);
@@ -322,6 +333,7 @@ impl<S> PeerTable<S> {
     /// whether anything was known.
     pub(crate) fn forget(&mut self, addr: &PeerAddr) -> bool {
         self.settle();
+        self.routes_changed();
         let unkeyed = self.unkeyed.remove(addr);
         let Some(key) = self.route(addr).or_else(|| self.key_at(addr)) else {
             return unkeyed;
@@ -334,15 +346,15 @@ impl<S> PeerTable<S> {
     /// (neither a peer to list nor an address to dial).
     pub(crate) fn drop_transient(&mut self, key: &PeerKey) {
         self.settle();
+        self.routes_changed();
         if self.peers.get(key).is_some_and(|record| record.one_shot) {
             self.peers.remove(key);
             self.owner.retain(|_, owner| owner != key);
         }
     }
 
-    /// Something came from `key` now.
-    pub(crate) fn touch(&mut self, key: &PeerKey) {
-        let now = SystemTime::now();
+    /// Something came from `key` at `now`.
+    pub(crate) fn touch(&mut self, key: &PeerKey, now: SystemTime) {
         match &mut self.recent {
             Some(recent) if recent.key == *key => recent.seen = now,
             // Another peer stays the recent one: acks are not worth a name's copy.
@@ -472,6 +484,28 @@ impl<S> PeerTable<S> {
         self.sessions.get(&id).map(|live| (id, live))
     }
 
+    /// `session_for`'s Session, remembered for the next chat to `addr` (see `sending`).
+    pub(crate) fn session_to_send(&mut self, addr: &PeerAddr) -> Option<SessionId> {
+        if let Some(&id) = self.sending.get(addr) {
+            if self.sessions.contains_key(&id) {
+                return Some(id);
+            }
+        }
+        let (id, _) = self.session_for(addr)?;
+        // Bounded by the Sessions: an address per peer, and a few of its others.
+        if self.sending.len() < self.sessions.len().saturating_mul(2) {
+            self.sending.insert(*addr, id);
+        }
+        Some(id)
+    }
+
+    /// Something `session_for` reads changed: what `sending` remembers may be wrong.
+    fn routes_changed(&mut self) {
+        if !self.sending.is_empty() {
+            self.sending.clear();
+        }
+    }
+
     /// The Session serving `key`, if it is connected.
     pub(crate) fn session_of(&self, key: &PeerKey) -> Option<(SessionId, &LiveSession<S>)> {
         let id = self.peers.get(key)?.session?;
@@ -518,6 +552,7 @@ impl<S> PeerTable<S> {
         name: String,
     ) -> Admission<S> {
         self.settle();
+        self.routes_changed();
         let was_connected = self.session_of(&live.key).is_some();
         let mut replaced = None;
         if let Some((rival, existing)) = self.rival_of(&live) {
@@ -550,6 +585,7 @@ impl<S> PeerTable<S> {
 
     /// `addr` is `key`'s, as its own connection showed: taken from any other key.
     fn bind(&mut self, addr: PeerAddr, key: PeerKey, learned: Learned) {
+        self.routes_changed();
         if !addresses::usable(&addr) {
             // Dialed as 0.0.0.0:P, say: the session serves, the address is not kept.
             self.peers.entry(key).or_default();
@@ -582,6 +618,7 @@ impl<S> PeerTable<S> {
 
     /// Forgets Session `id`; its key, if it served it, is disconnected.
     fn detach(&mut self, id: SessionId) -> Option<LiveSession<S>> {
+        self.routes_changed();
         let live = self.sessions.remove(&id)?;
         if let Some(record) = self.peers.get_mut(&live.key) {
             if record.session == Some(id) {
@@ -594,12 +631,14 @@ impl<S> PeerTable<S> {
     /// `key` is disconnected from now on (its Session is told to close by the caller, and
     /// stays live until it has). Answers that Session.
     pub(crate) fn disconnect(&mut self, key: &PeerKey) -> Option<SessionId> {
+        self.routes_changed();
         self.peers.get_mut(key)?.session.take()
     }
 
     /// Session `id` has ended. Answers it, if it had registered, and whether it served its
     /// key until now (a lingering or replaced one did not).
     pub(crate) fn closed(&mut self, id: SessionId) -> Option<(LiveSession<S>, bool)> {
+        self.routes_changed();
         if let Some(orphan) = self.rejoining.remove(&id) {
             // Connected before a Registry restart, ended before it could register again:
             // its peer was connected through it.
@@ -624,6 +663,7 @@ impl<S> PeerTable<S> {
     /// The Registry restarted: every live Session must register again.
     pub(crate) fn restart(&mut self) {
         self.settle();
+        self.routes_changed();
         for record in self.peers.values_mut() {
             record.session = None;
         }

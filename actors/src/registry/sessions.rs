@@ -99,7 +99,7 @@ impl Registry {
             return Err(refusal);
         }
         let live = LiveSession {
-            handle: msg.session.downgrade(),
+            handle: msg.session.clone(),
             peer: msg.peer,
             key: msg.key,
             outbound: matches!(msg.direction, Direction::Outbound { .. }),
