@@ -409,11 +409,13 @@ impl<S> PeerTable<S> {
             .to_string()
     }
 
+    /// The record of `key`. Its `last_seen` may be stale for the peer heard from last (kept
+    /// in `Recent` until settled): read that through `list`, not here.
     pub(crate) fn record(&self, key: &PeerKey) -> Option<&PeerRecord> {
         self.peers.get(key)
     }
 
-    /// Every known key, in the table's order.
+    /// Every known key, in the table's order (`last_seen` as in `record`: not for reading).
     pub(crate) fn keys(&self) -> impl Iterator<Item = (&PeerKey, &PeerRecord)> {
         self.peers.iter()
     }
