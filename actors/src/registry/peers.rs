@@ -16,6 +16,9 @@ use crate::limits::MAX_NAME_BYTES;
 use crate::peer::{PeerAddr, PeerInfo, SessionId};
 use crate::wire::PeerEntry;
 
+mod duplicate;
+pub(crate) use duplicate::{settle_duplicate, Connection, Verdict};
+
 /// An address a chat was written to: the outbox keeps each chat under it (and events report
 /// it), and the peer table says which key, if any, it reaches.
 pub type TableKey = PeerAddr;
@@ -63,49 +66,6 @@ pub(crate) struct LiveSession<S> {
     pub(crate) outbound: bool,
     /// The peer said it does not listen (`listen_port` 0).
     pub(crate) one_shot: bool,
-}
-
-/// One connection as the duplicate rule sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Connection {
-    /// The key the node at the other end proved.
-    pub(crate) key: PeerKey,
-    /// True if this node opened it.
-    pub(crate) outbound: bool,
-}
-
-/// What becomes of a connection registered while another serves the same key or address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Verdict {
-    /// The existing one stays; the newcomer is refused for this reason.
-    KeepExisting(&'static str),
-    /// The newcomer takes over; the existing one is closed for this reason.
-    Replace(&'static str),
-}
-
-/// Refusal of a connection from another key at the address of a connected peer.
-pub(crate) const ADDRESS_TAKEN: &str = "another key is connected from this address";
-
-/// Two connections, the newcomer's and one already serving the same key or address
-/// (docs/protocol.md, "One session per key"):
-/// - another key never evicts anyone: the newcomer is refused, whatever it claims;
-/// - the same key, opened by the same side: the peer restarted or lost its connection, or
-///   we reached it at another of its addresses, so the new one replaces the old;
-/// - the same key, opened by opposite sides (both dialed at once): the connection dialed by
-///   the node with the lower key survives. Both ends compute the same answer.
-pub(crate) fn settle_duplicate(me: PeerKey, existing: Connection, newcomer: Connection) -> Verdict {
-    if existing.key != newcomer.key {
-        return Verdict::KeepExisting(ADDRESS_TAKEN);
-    }
-    if existing.outbound == newcomer.outbound {
-        return Verdict::Replace("replaced by a new connection");
-    }
-    let opener = |c: Connection| if c.outbound { me } else { c.key };
-    if opener(existing) <= opener(newcomer) {
-        Verdict::KeepExisting("duplicate connection")
-    } else {
-        Verdict::Replace("duplicate connection")
-    }
 }
 
 /// What registering a Session did.

@@ -1,3 +1,4 @@
+use super::duplicate::ADDRESS_TAKEN;
 use super::*;
 
 const ME: PeerKey = key(50);
