@@ -1,6 +1,9 @@
 //! A cheap hash for maps keyed by what this node picks itself (Session ids it numbers,
-//! addresses it chose to write to): the outbox's `by_peer`, the peer table's Sessions. Plain
-//! data, used by the Registry's structs; talks to no one.
+//! addresses the user wrote to): the outbox's `by_peer`, the peer table's Sessions and
+//! `sending`. An address written to may be a connected peer's, whose port that peer chose:
+//! such maps must stay bounded by what the limits bound (Sessions, the outbox's room), so
+//! that keys picked to collide cost a bounded probe. Plain data, used by the Registry's
+//! structs; talks to no one.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};

@@ -95,14 +95,17 @@ impl LiveSession<SessionHandle> {
         self.handle.connected().then(|| self.handle.clone())
     }
 
-    /// Sends it `message` (traced), unless it has stopped.
+    /// Sends it `message` (traced), unless it has stopped: a trace line only for a message
+    /// that goes somewhere.
     pub(crate) fn tell<M>(&self, message: M)
     where
         Session: Handler<M>,
         M: Message + Send + std::fmt::Debug + 'static,
         M::Result: Send,
     {
-        tell(Role::Registry, &self.handle, message);
+        if self.handle.connected() {
+            tell(Role::Registry, &self.handle, message);
+        }
     }
 }
 

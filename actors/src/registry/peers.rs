@@ -138,9 +138,11 @@ pub(crate) struct PeerTable<S> {
     /// The Session chats to each address went to, as `session_for` found it: a fan-out
     /// sends to a thousand peers in turn, and finding each one's Session in `owner`, the
     /// `peers` tree and its record's addresses was about 800 instructions and three cache
-    /// misses per chat (docs/performance.md, fan-out). Only addresses this node chose to
-    /// send to (the outbox's `by_peer` keys), hence the local hash; emptied whenever an
-    /// address, a record's Session or a live Session changes (`routes_changed`).
+    /// misses per chat (docs/performance.md, fan-out). Its keys are addresses the user sent
+    /// to that have a live Session; a remote peer picks at most the port of its own (in its
+    /// `hello`), and there are at most twice as many entries as Sessions (which the limits
+    /// bound), so colliding keys cost a bounded probe, hence the local hash. Emptied
+    /// whenever an address, a record's Session or a live Session changes (`routes_changed`).
     sending: LocalMap<PeerAddr, SessionId>,
     /// IPs we were reached at: with our port, they are us.
     local_ips: HashSet<IpAddr>,
