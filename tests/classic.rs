@@ -355,6 +355,14 @@ async fn bad_classic_input_gets_a_clear_line_or_a_quiet_close() {
         }
         other => panic!("{other:?}"),
     }
+    // The history keeps that it was cut (/history shows the warning, as the live line).
+    let history = node.history(1).await.unwrap();
+    match history.as_slice() {
+        [HistoryEntry::In {
+            name, cut, classic, ..
+        }] => assert!(*cut && *classic && name == "Blob", "{history:?}"),
+        other => panic!("{other:?}"),
+    }
     let _ = tokio::time::timeout(WAIT, blob)
         .await
         .expect("the blob's connection ends");

@@ -62,6 +62,7 @@ fn shown(id: u64, text: &str) -> HistoryEntry {
         id,
         text: text.into(),
         classic: false,
+        cut: false,
     }
 }
 

@@ -16,6 +16,15 @@ use crate::sanitize::visible;
 /// How a classic chat is marked: the protocol has no keys and no encryption.
 pub const MARK: &str = "[classic, unencrypted]";
 
+/// After a classic chat of which only the first 64 KiB were read (live and in /history).
+pub(super) fn cut_note(cut: bool, look: &Look) -> String {
+    if cut {
+        format!(" {}", look.warn("(cut: the sender sent more than 64 KiB)"))
+    } else {
+        String::new()
+    }
+}
+
 /// One line for a classic event, stamped with `time` (already styled by render.rs).
 pub fn event(event: &ClassicEvent, look: &Look, time: &str) -> String {
     let who = |team: &str, addr: &PeerAddr| {
@@ -29,11 +38,7 @@ pub fn event(event: &ClassicEvent, look: &Look, time: &str) -> String {
             text,
             cut,
         } => {
-            let cut = if *cut {
-                format!(" {}", look.warn("(cut: the sender sent more than 64 KiB)"))
-            } else {
-                String::new()
-            };
+            let cut = cut_note(*cut, look);
             format!("{time} {mark} {}: {}{cut}", who(team, from), visible(text))
         }
         ClassicEvent::ConnectRequest { from, accepted } => {

@@ -456,14 +456,16 @@ fn history_listing(entries: &[HistoryEntry], names: &[(PeerAddr, String)], look:
                 name,
                 text,
                 classic,
+                cut,
                 ..
             } => format!(
-                "  {} {}{} ({}): {}",
+                "  {} {}{} ({}): {}{}",
                 look.dim(time(*at_ms)),
                 mark(*classic),
                 look.name(&visible(name)),
                 from,
-                visible(text)
+                visible(text),
+                super::classic::cut_note(*cut, look)
             ),
             HistoryEntry::Out {
                 at_ms,

@@ -506,6 +506,7 @@ impl Registry {
                 id: chat.id,
                 text: entry_text,
                 classic: false,
+                cut: false,
             };
             self.persist(|store| store.history(&entry));
             self.inbox.remember(entry);

@@ -106,6 +106,7 @@ impl Registry {
                         id: 0,
                         text: text.clone(),
                         classic: true,
+                        cut: msg.cut,
                     });
                     ClassicEvent::Chat {
                         from,

@@ -157,6 +157,10 @@ pub enum HistoryEntry {
         /// the file when false, so lines written before it are peerchat chats.
         #[serde(default, skip_serializing_if = "is_false")]
         classic: bool,
+        /// Only its first 64 KiB were read (a classic sender sent more): shown with that
+        /// warning, as its live line was. Absent from the file when false, as `classic`.
+        #[serde(default, skip_serializing_if = "is_false")]
+        cut: bool,
     },
     /// A chat we sent, recorded when its ack came.
     Out {

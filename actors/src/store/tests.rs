@@ -38,6 +38,7 @@ fn shown(id: u64) -> HistoryEntry {
         id,
         text: format!("line {id}"),
         classic: false,
+        cut: false,
     }
 }
 
@@ -282,6 +283,7 @@ fn classic_history_lines_are_marked_and_older_lines_still_read() {
         id: 0,
         text: "hi".into(),
         classic: true,
+        cut: true,
     };
     let classic_out = HistoryEntry::Out {
         at_ms: 5,
@@ -300,8 +302,12 @@ fn classic_history_lines_are_marked_and_older_lines_still_read() {
     let lines: Vec<&str> = file.lines().collect();
     assert_eq!(lines.len(), 5);
     // Unchanged lines for peerchat chats: the mark is written only when true.
-    assert!(lines[..3].iter().all(|line| !line.contains("classic")));
+    assert!(lines[..3]
+        .iter()
+        .all(|line| !line.contains("classic") && !line.contains("cut")));
     assert!(lines[3].contains(r#""classic":true"#) && !lines[3].contains("key"));
+    // A chat read only in part says so.
+    assert!(lines[3].contains(r#""cut":true"#));
     assert!(lines[4].contains(r#""classic":true"#));
     let (_, recovered) = Store::open(&dir).unwrap();
     assert!(recovered.warnings.is_empty(), "{:?}", recovered.warnings);

@@ -332,6 +332,7 @@ fn history_lists_messages_both_ways() {
             id: 1,
             text: "hi\r".into(),
             classic: false,
+            cut: false,
         },
         HistoryEntry::Out {
             at_ms: 1_700_000_001_000,
@@ -380,6 +381,7 @@ fn history_marks_classic_chats_as_their_live_lines_are() {
             id: 0,
             text: "hi alice".into(),
             classic: true,
+            cut: true,
         },
         HistoryEntry::Out {
             at_ms: 1_700_000_001_000,
@@ -400,7 +402,10 @@ fn history_marks_classic_chats_as_their_live_lines_are() {
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 4, "{text}");
     assert!(
-        lines[1].ends_with(" [classic, unencrypted] Team7 (127.0.0.1:5001): hi alice"),
+        lines[1].ends_with(
+            " [classic, unencrypted] Team7 (127.0.0.1:5001): hi alice \
+             (cut: the sender sent more than 64 KiB)"
+        ),
         "{text}"
     );
     assert!(
@@ -437,6 +442,7 @@ fn history_never_names_a_chat_by_a_name_claimed_in_the_other_protocol() {
             id: 0,
             text: "hi".into(),
             classic: true,
+            cut: false,
         },
         HistoryEntry::In {
             at_ms: 1_700_000_002_000,
@@ -446,6 +452,7 @@ fn history_never_names_a_chat_by_a_name_claimed_in_the_other_protocol() {
             id: 7,
             text: "hello".into(),
             classic: false,
+            cut: false,
         },
         HistoryEntry::Out {
             at_ms: 1_700_000_003_000,

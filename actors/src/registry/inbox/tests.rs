@@ -12,6 +12,7 @@ fn shown(id: MessageId) -> HistoryEntry {
         id,
         text: format!("chat {id}"),
         classic: false,
+        cut: false,
     }
 }
 
