@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use common::{start_with, WAIT};
 use peerchat_actors::classic::peers::ClassicPeerInfo;
 use peerchat_actors::classic::ClassicEvent;
+use peerchat_actors::limits::Rate;
 use peerchat_actors::store::HistoryEntry;
 use peerchat_actors::{EventStream, Node, NodeConfig, NodeEvent, PeerAddr};
 
@@ -405,6 +406,48 @@ async fn bad_classic_input_gets_a_clear_line_or_a_quiet_close() {
     // Through all that the node still serves classic peers.
     let ack = classic_send(&node, "127.0.0.1:5001 Team ok").await;
     assert!(ack.starts_with("[ACK]"), "{ack}");
+    node.shutdown(Duration::from_secs(1)).await;
+}
+
+#[actix_rt::test]
+async fn a_flood_of_classic_texts_from_one_ip_is_slowed_to_its_rate_not_dropped() {
+    let mut config = local("alice");
+    config.limits.classic_chats = Rate {
+        per_second: 10.0,
+        burst: 2.0,
+    };
+    let (node, mut events) = start_with(config).await;
+    let from = ClassicReceiver::start().addr;
+    // Twelve texts at once, each on its own connection, as a flooding script sends them.
+    let count = 12;
+    let started = Instant::now();
+    let senders: Vec<_> = (0..count)
+        .map(|i| {
+            let to = node.listen_addr();
+            let text = format!("{from} Flood text {i}\n");
+            tokio::task::spawn_blocking(move || classic_send_blocking(to, text.as_bytes()))
+        })
+        .collect();
+    let mut replies = Vec::new();
+    for sender in senders {
+        replies.push(sender.await.unwrap());
+    }
+    let took = started.elapsed();
+    let ack = format!("[ACK] Message received from {}", node.listen_addr().port());
+    assert!(replies.iter().all(|reply| *reply == ack), "{replies:?}");
+    // Two at once, then one every tenth of a second: the last waited 1 s for its turn.
+    assert!(
+        took >= Duration::from_millis(900),
+        "{count} classic texts answered in {took:?}"
+    );
+    // Every one shown, once.
+    let mut shown = std::collections::BTreeSet::new();
+    while shown.len() < count {
+        match classic_event(&mut events, "a flooded text").await {
+            ClassicEvent::Chat { text, .. } => assert!(shown.insert(text)),
+            other => panic!("{other:?}"),
+        }
+    }
     node.shutdown(Duration::from_secs(1)).await;
 }
 

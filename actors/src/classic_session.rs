@@ -2,9 +2,10 @@
 //! Listener hands every accepted connection to [`route`]: its first byte says peerchat (a
 //! Session starts) or classic ([`serve`]: read the text, ask the Registry, reply, close).
 //!
-//! A classic connection is a plain task, not an actor: it is one exchange (read, one
-//! `ClassicIncoming` asked of the Registry, one reply) that nobody sends messages to, bounded
-//! in time and bytes; a mailbox would add nothing. Its end is not reported: no Session, no
+//! A classic connection is a plain task, not an actor: it is one exchange (read, its turn
+//! asked of the Registry (`ClassicTurn`, the source IP's rate), one `ClassicIncoming`, one
+//! reply) that nobody sends messages to, bounded in time and bytes; a mailbox would add
+//! nothing. Its end is not reported: no Session, no
 //! peer state lives in it.
 
 use std::net::SocketAddr;
@@ -22,7 +23,7 @@ use crate::classic::ClassicConfig;
 use crate::events::NodeEvent;
 use crate::helpers::human;
 use crate::limits::ConnectionSlot;
-use crate::registry::{ClassicIncoming, Publish};
+use crate::registry::{ClassicIncoming, ClassicTurn, Publish};
 use crate::session::{Session, SessionTemplate};
 use crate::trace::{ask, tell, Role};
 
@@ -94,6 +95,24 @@ pub async fn serve(
     deadline: Instant,
 ) {
     let (raw, cut) = read_text(&mut stream, deadline).await;
+    // Past its source's rate the text waits its turn, and its sender for the `[ACK]`.
+    let turn = ask(
+        Role::Listener,
+        &template.registry,
+        ClassicTurn {
+            ip: remote.ip(),
+            longest: template.timeouts.hello,
+        },
+    );
+    match turn.await {
+        Ok(Some(wait)) if wait.is_zero() => {}
+        Ok(Some(wait)) => tokio::time::sleep(wait).await,
+        Ok(None) => {
+            tracing::info!(%remote, "classic text refused: over the classic rate of its IP");
+            return;
+        }
+        Err(_) => return,
+    }
     let inbound = parse_inbound(&raw, cut);
     drop(raw);
     let asked = ask(

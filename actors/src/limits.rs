@@ -28,6 +28,9 @@ pub struct Limits {
     pub chats: Rate,
     /// `get_peers` a peer may ask: past this rate it gets `bye "rate limit"`.
     pub get_peers: Rate,
+    /// Classic texts handled from one source IP (each is a connection of its own): past
+    /// this rate a text waits its turn before it is shown, and its sender for its `[ACK]`.
+    pub classic_chats: Rate,
     /// Chats of one peer handed on but not yet shown (so not yet acked): at this many its
     /// Session stops reading it until the console catches up.
     pub max_unacked_chats: usize,
@@ -55,6 +58,12 @@ impl Default for Limits {
             get_peers: Rate {
                 per_second: 1.0,
                 burst: 5.0,
+            },
+            // A person types far slower; a classmate's script sending a hundred texts in a
+            // loop goes through at once.
+            classic_chats: Rate {
+                per_second: 20.0,
+                burst: 100.0,
             },
             max_unacked_chats: 1024,
             max_unacked_bytes: 1024 * 1024,

@@ -1,10 +1,12 @@
 //! The classic protocol: the plain-text format of the class assignment peerchat began as
 //! (issue 15, docs/protocol.md appendix A). Plain data and functions only, no actor and no
 //! socket: the texts ([`text`]), the classic peers the Registry knows ([`peers`]), what a
-//! classic connection reports ([`ClassicEvent`]) and one message sent ([`sender`]).
+//! classic connection reports ([`ClassicEvent`]), one message sent ([`sender`]) and how fast
+//! one source's texts are handled ([`rate`]).
 
 pub mod outbox;
 pub mod peers;
+pub mod rate;
 pub mod sender;
 pub mod text;
 

@@ -7,14 +7,15 @@
 //! the Store) like peerchat's, marked `classic`, without a key; they never enter the outbox
 //! of acks: the classic protocol has none, its `[ACK]` reply is the end of one connection.
 
-use std::net::SocketAddr;
-use std::time::Duration;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
 use super::{Registry, SendError};
 use crate::classic::outbox::{ClassicOutbox, Progress};
 use crate::classic::peers::{ClassicPeerInfo, ClassicPeers};
+use crate::classic::rate::ClassicRates;
 use crate::classic::sender::send_piece;
 use crate::classic::text::{
     ack_reply, connect_reply, piece_budget, shown_ip, split_text, team_name, Inbound,
@@ -37,6 +38,8 @@ pub(super) struct Classic {
     config: ClassicConfig,
     peers: ClassicPeers,
     outbox: ClassicOutbox,
+    /// How fast each source IP's texts are handled (`Limits::classic_chats`).
+    rates: ClassicRates,
 }
 
 impl Classic {
@@ -45,6 +48,7 @@ impl Classic {
             config,
             peers: ClassicPeers::new(),
             outbox: ClassicOutbox::new(),
+            rates: ClassicRates::new(),
         }
     }
 
@@ -53,6 +57,32 @@ impl Classic {
         self.peers.is_classic(addr)
     }
 }
+
+/// From a classic connection, once its text is read and before it is handed on: when may
+/// it be? Answers how long to wait first (zero within `Limits::classic_chats` for its source
+/// IP), or `None` to close without a reply (it would wait longer than `longest`).
+#[derive(Message, Debug)]
+#[rtype(result = "Option<Duration>")]
+pub struct ClassicTurn {
+    /// The connection's source IP (what it claims in its text is not counted: anyone can).
+    pub ip: IpAddr,
+    /// The longest the connection may wait (its time limit).
+    pub longest: Duration,
+}
+
+guarded_handler!(
+    Registry,
+    ClassicTurn as MessageResult<ClassicTurn>,
+    |act, msg, _| {
+        let rate = act.limits.classic_chats;
+        let turn = act
+            .classic
+            .rates
+            .turn(msg.ip, rate, Instant::now(), msg.longest);
+        MessageResult(turn)
+    },
+    on_panic: MessageResult(None),
+);
 
 /// From a classic connection: what it said, parsed. Answers the reply to write before
 /// closing, or `None` to close without one.

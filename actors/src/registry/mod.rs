@@ -49,7 +49,7 @@ mod whois;
 pub use chats::{
     AcksReceived, History, IncomingChats, SendChat, SendChatToEach, SendChats, SendError,
 };
-pub use classic::{ClassicAttempted, ClassicIncoming, ListClassicPeers, SendClassic};
+pub use classic::{ClassicAttempted, ClassicIncoming, ClassicTurn, ListClassicPeers, SendClassic};
 pub use connections::{
     Connect, ConnectAll, ConnectAllReport, ConnectError, ConnectOutcome, Disconnect, DisconnectAll,
     ListPeers, NotConnected, MAX_DIALS_AT_ONCE,
