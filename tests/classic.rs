@@ -409,6 +409,23 @@ async fn bad_classic_input_gets_a_clear_line_or_a_quiet_close() {
     node.shutdown(Duration::from_secs(1)).await;
 }
 
+/// Sends `texts` at once, each on a connection of its own as a flooding script does;
+/// answers each one's reply, in order.
+async fn classic_send_at_once(node: &Node, texts: Vec<String>) -> Vec<String> {
+    let senders: Vec<_> = texts
+        .into_iter()
+        .map(|text| {
+            let to = node.listen_addr();
+            tokio::task::spawn_blocking(move || classic_send_blocking(to, text.as_bytes()))
+        })
+        .collect();
+    let mut replies = Vec::new();
+    for sender in senders {
+        replies.push(sender.await.unwrap());
+    }
+    replies
+}
+
 #[actix_rt::test]
 async fn a_flood_of_classic_texts_from_one_ip_is_slowed_to_its_rate_not_dropped() {
     let mut config = local("alice");
@@ -418,36 +435,49 @@ async fn a_flood_of_classic_texts_from_one_ip_is_slowed_to_its_rate_not_dropped(
     };
     let (node, mut events) = start_with(config).await;
     let from = ClassicReceiver::start().addr;
-    // Twelve texts at once, each on its own connection, as a flooding script sends them.
-    let count = 12;
-    let started = Instant::now();
-    let senders: Vec<_> = (0..count)
-        .map(|i| {
-            let to = node.listen_addr();
-            let text = format!("{from} Flood text {i}\n");
-            tokio::task::spawn_blocking(move || classic_send_blocking(to, text.as_bytes()))
-        })
-        .collect();
-    let mut replies = Vec::new();
-    for sender in senders {
-        replies.push(sender.await.unwrap());
-    }
-    let took = started.elapsed();
     let ack = format!("[ACK] Message received from {}", node.listen_addr().port());
-    assert!(replies.iter().all(|reply| *reply == ack), "{replies:?}");
-    // Two at once, then one every tenth of a second: the last waited 1 s for its turn.
-    assert!(
-        took >= Duration::from_millis(900),
-        "{count} classic texts answered in {took:?}"
-    );
-    // Every one shown, once.
+    let texts = |round: &str, count: usize| -> Vec<String> {
+        (0..count)
+            .map(|i| format!("{from} Flood {round} {i}\n"))
+            .collect()
+    };
     let mut shown = std::collections::BTreeSet::new();
-    while shown.len() < count {
-        match classic_event(&mut events, "a flooded text").await {
-            ClassicEvent::Chat { text, .. } => assert!(shown.insert(text)),
-            other => panic!("{other:?}"),
+    let mut wait_shown = async |events: &mut EventStream, count: usize| {
+        while shown.len() < count {
+            match classic_event(events, "a flooded text").await {
+                ClassicEvent::Chat { text, .. } => assert!(shown.insert(text)),
+                other => panic!("{other:?}"),
+            }
         }
-    }
+    };
+
+    // Eleven at once: two go at once, then one every tenth of a second, the last 0.9 s on.
+    let started = Instant::now();
+    let replies = classic_send_at_once(&node, texts("a", 11)).await;
+    let took = started.elapsed();
+    assert!(replies.iter().all(|reply| *reply == ack), "{replies:?}");
+    assert!(
+        took >= Duration::from_millis(800),
+        "11 texts answered in {took:?}"
+    );
+    wait_shown(&mut events, 11).await;
+
+    // Fifteen more at once: those whose turn is over a second away are closed without a
+    // reply (their sender sees no [ACK], as for any failure, and may send again), never
+    // shown; each one answered is shown once.
+    let replies = classic_send_at_once(&node, texts("b", 15)).await;
+    let answered = replies.iter().filter(|reply| **reply == ack).count();
+    let refused = replies.iter().filter(|reply| reply.is_empty()).count();
+    assert_eq!(answered + refused, 15, "{replies:?}");
+    assert!(answered >= 10 && refused >= 2, "{replies:?}");
+    wait_shown(&mut events, 11 + answered).await;
+    let more = events
+        .wait_for(Duration::from_millis(300), |e| match e {
+            NodeEvent::Classic(event) => Some(event.clone()),
+            _ => None,
+        })
+        .await;
+    assert!(more.is_err(), "a refused text was shown: {more:?}");
     node.shutdown(Duration::from_secs(1)).await;
 }
 

@@ -30,6 +30,7 @@ pub struct Limits {
     pub get_peers: Rate,
     /// Classic texts handled from one source IP (each is a connection of its own): past
     /// this rate a text waits its turn before it is shown, and its sender for its `[ACK]`.
+    /// A rate of 0 (or below) is one text in 1000 s after the burst.
     pub classic_chats: Rate,
     /// Chats of one peer handed on but not yet shown (so not yet acked): at this many its
     /// Session stops reading it until the console catches up.

@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 
 use crate::limits::Rate;
 
-/// Most source IPs with a schedule at once. Past it, the IPs owed nothing (quiet long enough)
-/// are dropped; if none is, a text from a new IP is refused: the table stays bounded whatever
-/// the number of addresses a flood comes from.
+/// Most sources with a schedule at once. Past it, the sources owed nothing (quiet long
+/// enough) are dropped, and if none is, the one due soonest: the table stays bounded whatever
+/// the number of addresses a flood comes from, and a new source is never locked out (a
+/// source forgotten early only gets its burst back sooner).
 pub const MAX_CLASSIC_SOURCES: usize = 4096;
 
 /// Each source IP's turns for classic texts. Texts from one IP arrive at once on connections
@@ -32,7 +33,8 @@ impl ClassicRates {
 
     /// How long a text from `ip` waits before it is handled: zero within `rate` and its burst,
     /// else until its turn. `None` (close without a reply; nothing is counted) when that
-    /// would be longer than `longest`, or when the table is full of IPs still owed a wait.
+    /// would be longer than `longest`. Texts are counted per source: an IPv4 address, or an
+    /// IPv6 /64 (one host's usual share, which it could otherwise spread a flood over).
     pub fn turn(
         &mut self,
         ip: IpAddr,
@@ -40,10 +42,14 @@ impl ClassicRates {
         now: Instant,
         longest: Duration,
     ) -> Option<Duration> {
+        let ip = source(ip);
         if !self.next_due.contains_key(&ip) && self.next_due.len() >= MAX_CLASSIC_SOURCES {
             self.next_due.retain(|_, due| *due > now);
-            if self.next_due.len() >= MAX_CLASSIC_SOURCES {
-                return None;
+            let soonest = self.next_due.iter().min_by_key(|(_, due)| **due);
+            if let Some(soonest) = soonest.map(|(ip, _)| *ip) {
+                if self.next_due.len() >= MAX_CLASSIC_SOURCES {
+                    self.next_due.remove(&soonest);
+                }
             }
         }
         let interval = Duration::from_secs_f64(1.0 / rate.per_second.max(1e-3));
@@ -58,7 +64,7 @@ impl ClassicRates {
         Some(wait)
     }
 
-    /// Source IPs with a schedule.
+    /// Sources with a schedule.
     pub fn len(&self) -> usize {
         self.next_due.len()
     }
@@ -66,6 +72,21 @@ impl ClassicRates {
     /// No source IP has a schedule.
     pub fn is_empty(&self) -> bool {
         self.next_due.is_empty()
+    }
+}
+
+/// The source a text is counted for: an IPv4 address (also when written IPv4-mapped), or
+/// the /64 an IPv6 address is in.
+fn source(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let prefix = u128::from(v6) & !u128::from(u64::MAX);
+                IpAddr::V6(prefix.into())
+            }
+        },
     }
 }
 
@@ -134,18 +155,44 @@ mod tests {
         for n in 0..MAX_CLASSIC_SOURCES {
             assert!(rates.turn(ip_n(n), RATE, now, LONGEST).is_some());
         }
-        // Every IP is owed a wait (each took a turn): a new IP is refused, nothing grows.
+        // Every IP is owed a wait (each took a turn): a new one takes the place of the one
+        // due soonest, nothing grows, and it is not locked out.
         assert_eq!(
             rates.turn(ip_n(MAX_CLASSIC_SOURCES), RATE, now, LONGEST),
-            None
+            Some(Duration::ZERO)
         );
         assert_eq!(rates.len(), MAX_CLASSIC_SOURCES);
         // Once they are owed nothing, they make room.
         let later = now + Duration::from_secs(1);
         assert_eq!(
-            rates.turn(ip_n(MAX_CLASSIC_SOURCES), RATE, later, LONGEST),
+            rates.turn(ip_n(MAX_CLASSIC_SOURCES + 1), RATE, later, LONGEST),
             Some(Duration::ZERO)
         );
         assert_eq!(rates.len(), 1);
+    }
+
+    #[test]
+    fn one_ipv6_host_is_one_source_and_mapped_ipv4_is_ipv4() {
+        let mut rates = ClassicRates::new();
+        let now = Instant::now();
+        let in_one_64 = |n: u16| IpAddr::from([0x2001, 0xdb8, 0, 1, 0, 0, 0, n]);
+        // Its burst of 3 across three addresses of one /64, then the fourth waits.
+        for n in 1..=3 {
+            assert_eq!(
+                rates.turn(in_one_64(n), RATE, now, LONGEST),
+                Some(Duration::ZERO)
+            );
+        }
+        assert!(rates.turn(in_one_64(4), RATE, now, LONGEST).unwrap() > Duration::ZERO);
+        // Another /64 is another source.
+        let other = IpAddr::from([0x2001, 0xdb8, 0, 2, 0, 0, 0, 1]);
+        assert_eq!(rates.turn(other, RATE, now, LONGEST), Some(Duration::ZERO));
+        // ::ffff:192.168.1.1 is 192.168.1.1.
+        for _ in 0..3 {
+            assert_eq!(rates.turn(ip(1), RATE, now, LONGEST), Some(Duration::ZERO));
+        }
+        let mapped = IpAddr::from(std::net::Ipv4Addr::new(192, 168, 1, 1).to_ipv6_mapped());
+        assert!(rates.turn(mapped, RATE, now, LONGEST).unwrap() > Duration::ZERO);
+        assert_eq!(rates.len(), 3);
     }
 }

@@ -16,10 +16,14 @@ use crate::sanitize::visible;
 /// How a classic chat is marked: the protocol has no keys and no encryption.
 pub const MARK: &str = "[classic, unencrypted]";
 
-/// After a classic chat of which only the first 64 KiB were read (live and in /history).
+/// After a classic chat read only in part: its sender sent more than 64 KiB, or went on past
+/// the connection's time limit (live and in /history).
 pub(super) fn cut_note(cut: bool, look: &Look) -> String {
     if cut {
-        format!(" {}", look.warn("(cut: the sender sent more than 64 KiB)"))
+        format!(
+            " {}",
+            look.warn("(cut: the sender sent more than 64 KiB, or for too long)")
+        )
     } else {
         String::new()
     }

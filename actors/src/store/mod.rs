@@ -157,8 +157,8 @@ pub enum HistoryEntry {
         /// the file when false, so lines written before it are peerchat chats.
         #[serde(default, skip_serializing_if = "is_false")]
         classic: bool,
-        /// Only its first 64 KiB were read (a classic sender sent more): shown with that
-        /// warning, as its live line was. Absent from the file when false, as `classic`.
+        /// Only part of it was read (a classic sender sent more than 64 KiB, or went on past
+        /// the connection's time limit): shown with that warning, as its live line was. Absent from the file when false, as `classic`.
         #[serde(default, skip_serializing_if = "is_false")]
         cut: bool,
     },

@@ -404,7 +404,7 @@ fn history_marks_classic_chats_as_their_live_lines_are() {
     assert!(
         lines[1].ends_with(
             " [classic, unencrypted] Team7 (127.0.0.1:5001): hi alice \
-             (cut: the sender sent more than 64 KiB)"
+             (cut: the sender sent more than 64 KiB, or for too long)"
         ),
         "{text}"
     );
