@@ -308,7 +308,12 @@ impl Store {
             .iter()
             .map(|chat| record_len(&OutboxRecord::Queued(chat.clone())))
             .sum();
-        if self.pending.len().saturating_add(chats.len()) > self.limits.outbox_chats
+        self.room_for_records(chats.len(), bytes)
+    }
+
+    /// Whether `chats` more records of `bytes` in all fit in the outbox's budget.
+    fn room_for_records(&self, chats: usize, bytes: u64) -> Result<(), OutboxFull> {
+        if self.pending.len().saturating_add(chats) > self.limits.outbox_chats
             || self.pending_bytes.saturating_add(bytes) > self.limits.outbox_bytes
         {
             return Err(OutboxFull {
@@ -330,9 +335,10 @@ impl Store {
                 format!("chat id {} is above {MAX_MESSAGE_ID}", chat.id),
             ));
         }
-        self.room_for(chat)
-            .map_err(|full| io::Error::new(io::ErrorKind::QuotaExceeded, full))?;
+        // The line is made once: its length is what the budget counts.
         let line = to_line(&OutboxRecord::Queued(chat.clone()))?;
+        self.room_for_records(1, line.len() as u64)
+            .map_err(|full| io::Error::new(io::ErrorKind::QuotaExceeded, full))?;
         self.outbox.append(&line)?;
         let bytes = line.len() as u64;
         if let Some(old) = self.pending.insert(chat.id, bytes) {
