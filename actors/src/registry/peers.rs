@@ -3,7 +3,9 @@
 //! serving it, with the rule that keeps one connection per pair of nodes. Addresses no
 //! handshake has answered yet (typed by the user, or of chats recovered from disk) wait apart
 //! until a handshake there proves a key. A plain struct owned by the Registry; `S` is how a
-//! Session is reached (`Addr<Session>` in the node, a number in the tests).
+//! Session is reached (`Addr<Session>` in the node, a number in the tests). Beside it:
+//! `peers/duplicate.rs` (the one-connection rule), `peers/recent.rs` (the peer heard from
+//! last), `peers/listing.rs` (what the table tells others: `peers` frames, menu 2).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
@@ -12,12 +14,13 @@ use std::time::SystemTime;
 use super::addresses::{self, KnownAddr, Learned};
 use super::local_hash::LocalMap;
 use crate::key::PeerKey;
-use crate::limits::MAX_NAME_BYTES;
-use crate::peer::{PeerAddr, PeerInfo, SessionId};
-use crate::wire::PeerEntry;
+use crate::peer::{PeerAddr, SessionId};
 
 mod duplicate;
+mod listing;
+mod recent;
 pub(crate) use duplicate::{settle_duplicate, Connection, Verdict};
+use recent::Recent;
 
 /// An address a chat was written to: the outbox keeps each chat under it (and events report
 /// it), and the peer table says which key, if any, it reaches.
@@ -79,43 +82,6 @@ pub(crate) enum Admission<S> {
         was_connected: bool,
         replaced: Option<(SessionId, LiveSession<S>, &'static str)>,
     },
-}
-
-/// The peer chats came from last: when (not yet written to its record) and its name. A node
-/// hears from the same peer again and again; the next batch from it then reads neither the
-/// `peers` tree nor the record's name, cold lines in the fan-out's 1000-node process, where
-/// each distinct line touched per chat is a cache miss (docs/performance.md, fan-out).
-/// Written back (`settle`) before anything else changes a record or another peer is heard.
-/// The name is held here, not in a `String`: its buffer would be one more cold line (and
-/// page) per chat.
-struct Recent {
-    key: PeerKey,
-    seen: SystemTime,
-    name_len: u8,
-    name: [u8; MAX_NAME_BYTES],
-}
-
-impl Recent {
-    /// None if the name is too long to hold (no `hello` or `peers` entry carries one).
-    fn new(key: PeerKey, seen: SystemTime, name: &str) -> Option<Recent> {
-        let name_len = u8::try_from(name.len()).ok()?;
-        let mut held = [0; MAX_NAME_BYTES];
-        held.get_mut(..name.len())?.copy_from_slice(name.as_bytes());
-        Some(Recent {
-            key,
-            seen,
-            name_len,
-            name: held,
-        })
-    }
-
-    fn name(&self) -> &str {
-        let held = self
-            .name
-            .get(..usize::from(self.name_len))
-            .unwrap_or_default();
-        std::str::from_utf8(held).unwrap_or_default()
-    }
 }
 
 /// Every known peer and the live Sessions (see the module docs).
@@ -312,55 +278,6 @@ impl<S> PeerTable<S> {
         if self.peers.get(key).is_some_and(|record| record.one_shot) {
             self.peers.remove(key);
             self.owner.retain(|_, owner| owner != key);
-        }
-    }
-
-    /// Something came from `key` at `now`.
-    pub(crate) fn touch(&mut self, key: &PeerKey, now: SystemTime) {
-        match &mut self.recent {
-            Some(recent) if recent.key == *key => recent.seen = now,
-            // Another peer stays the recent one: acks are not worth a name's copy.
-            _ => {
-                if let Some(record) = self.peers.get_mut(key) {
-                    record.last_seen = Some(now);
-                }
-            }
-        }
-    }
-
-    /// `touch` (at `at`) and `name_of`: every batch of chats received does both. The peer
-    /// becomes the recent one, so that its next batch does neither in the tree.
-    pub(crate) fn touch_and_name(&mut self, key: &PeerKey, at: SystemTime) -> String {
-        if let Some(recent) = self.recent.as_mut().filter(|recent| recent.key == *key) {
-            recent.seen = at;
-            return recent.name().to_string();
-        }
-        self.settle();
-        let Some(record) = self.peers.get_mut(key) else {
-            return String::new();
-        };
-        let name = record.name.as_deref().unwrap_or_default();
-        match Recent::new(*key, at, name) {
-            Some(recent) => self.recent = Some(recent),
-            None => record.last_seen = Some(at),
-        }
-        name.to_string()
-    }
-
-    /// Writes the recent peer's `last_seen` to its record; no peer is the recent one after.
-    fn settle(&mut self) {
-        if let Some(recent) = self.recent.take() {
-            if let Some(record) = self.peers.get_mut(&recent.key) {
-                record.last_seen = Some(recent.seen);
-            }
-        }
-    }
-
-    /// When `key` (with this record) was last heard from.
-    fn last_seen(&self, key: &PeerKey, record: &PeerRecord) -> Option<SystemTime> {
-        match &self.recent {
-            Some(recent) if recent.key == *key => Some(recent.seen),
-            _ => record.last_seen,
         }
     }
 
@@ -632,68 +549,6 @@ impl<S> PeerTable<S> {
             record.session = None;
         }
         self.rejoining.extend(self.sessions.drain());
-    }
-
-    /// What a `peers` frame to `recipient` (reached at `at`) lists: at most
-    /// [`PEERS_PER_FRAME`] entries, connected peers first, each an address that worked
-    /// (`addresses::worth_passing_on`). Bounded so that the frame always fits its 64 KiB
-    /// limit and a node with thousands of peers does not send each newcomer all of them.
-    pub(crate) fn known_peers_for(&self, recipient: &PeerKey, at: &PeerAddr) -> Vec<PeerEntry> {
-        let connected = self.peers.iter().filter(|(_, r)| r.session.is_some());
-        let others = self.peers.iter().filter(|(_, r)| r.session.is_none());
-        connected
-            .chain(others)
-            .filter(|(key, record)| *key != recipient && !record.one_shot)
-            .flat_map(|(key, record)| {
-                let worth = record.addrs.iter();
-                let worth = worth.filter(|known| addresses::worth_passing_on(known, at));
-                worth.map(move |known| PeerEntry {
-                    addr: known.addr.to_string(),
-                    name: record.name.as_deref().unwrap_or_default().to_string(),
-                    key: *key,
-                })
-            })
-            .take(PEERS_PER_FRAME)
-            .collect()
-    }
-
-    /// Menu 2: one line per key (its other addresses folded in) and one per address no
-    /// handshake has answered yet, with how many chats wait for each. Online peers first,
-    /// then the rest, each part by name (any case; unnamed last), then address: this is the
-    /// ONE order every listing and every peer number (`/msg N`, menu 5) uses.
-    pub(crate) fn list(&self, waiting: impl Fn(&PeerAddr) -> usize) -> Vec<PeerInfo> {
-        let mut listed = Vec::new();
-        for (key, record) in &self.peers {
-            let shown = match self.session_of(key) {
-                Some((_, live)) => Some(live.peer),
-                None => addresses::best(&record.addrs),
-            };
-            let Some(addr) = shown else { continue };
-            let also = record.addrs.iter().map(|known| known.addr);
-            listed.push(PeerInfo {
-                addr,
-                name: record.name.as_deref().map(String::from),
-                connected: record.session.is_some(),
-                last_seen: self.last_seen(key, record),
-                waiting: record.addrs.iter().map(|known| waiting(&known.addr)).sum(),
-                key: Some(*key),
-                also: also.filter(|other| *other != addr).collect(),
-            });
-        }
-        listed.extend(self.unkeyed.iter().map(|addr| PeerInfo {
-            addr: *addr,
-            name: None,
-            connected: false,
-            last_seen: None,
-            waiting: waiting(addr),
-            key: None,
-            also: Vec::new(),
-        }));
-        listed.sort_by_cached_key(|peer| {
-            let name = peer.name.as_deref().map(str::to_lowercase);
-            (!peer.connected, name.is_none(), name, peer.addr)
-        });
-        listed
     }
 }
 
