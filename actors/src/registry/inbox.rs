@@ -95,64 +95,6 @@ impl SeenIds {
     }
 }
 
-/// Newest ids of the `recent` sender's window while they came rising, not yet in its
-/// queue: written there [`NEWEST_HELD`] at a time (or before the window is used any other
-/// way), so that most chats do not touch the queue's buffer, a cold line and page per chat in
-/// the fan-out's 1000-node process (docs/performance.md, fan-out).
-#[derive(Default)]
-struct Newest {
-    ids: [MessageId; NEWEST_HELD],
-    len: usize,
-}
-
-/// Ids held in [`Newest`].
-const NEWEST_HELD: usize = 8;
-
-impl Newest {
-    fn held(&self) -> &[MessageId] {
-        self.ids.get(..self.len).unwrap_or_default()
-    }
-
-    /// Moves the held ids to the back of `window`'s queue (they came above all of it).
-    fn write_to(&mut self, window: &mut SeenIds) {
-        if self.len == 0 {
-            return;
-        }
-        if let SeenIds::Rising(ids) = window {
-            let spare = ids.capacity() - ids.len();
-            if spare < self.len {
-                ids.reserve_exact((ids.len() / 2).max(4).max(self.len));
-            }
-            ids.extend(self.held());
-        }
-        self.len = 0;
-    }
-
-    /// [`SeenIds::first_time`] of the window these are the newest ids of.
-    fn first_time(&mut self, window: &mut SeenIds, id: MessageId, capacity: usize) -> bool {
-        if let SeenIds::Rising(ids) = window {
-            let highest = self.held().last().or(ids.back());
-            if highest.is_none_or(|&highest| id > highest) && capacity >= NEWEST_HELD {
-                if self.len == NEWEST_HELD {
-                    self.write_to(window);
-                }
-                if let SeenIds::Rising(ids) = window {
-                    if let Some(slot) = self.ids.get_mut(self.len) {
-                        *slot = id;
-                        self.len += 1;
-                        if ids.len() + self.len > capacity {
-                            ids.pop_front();
-                        }
-                        return true;
-                    }
-                }
-            }
-        }
-        self.write_to(window);
-        window.first_time(id, capacity)
-    }
-}
-
 /// One sender's window, and when it was last used (for dropping the stalest first).
 struct Seen {
     ids: SeenIds,
@@ -170,8 +112,6 @@ pub(crate) struct Inbox {
     /// touched costs a cache miss (docs/performance.md, fan-out). A batch from another sender
     /// puts it back in `seen` first.
     recent: Option<(PeerKey, Seen)>,
-    /// The newest ids of `recent`'s window.
-    newest: Newest,
     /// The stalest senders when last looked for, stalest last, each with its use then: taken
     /// from the back while the total is over, skipping any used since (no longer stale).
     /// Looked for again (one pass over `seen`, keeping the staler half) when used up: nothing
@@ -192,7 +132,6 @@ impl Inbox {
         Inbox {
             seen: HashMap::new(),
             recent: None,
-            newest: Newest::default(),
             stalest: Vec::new(),
             clock: 0,
             total: 0,
@@ -222,15 +161,15 @@ impl Inbox {
         let per_sender = self.per_sender;
         let clock = self.clock;
         self.window_of(sender);
-        let (newest, Some((_, seen))) = (&mut self.newest, &mut self.recent) else {
+        let Some((_, seen)) = &mut self.recent else {
             return;
         };
         seen.used = clock;
-        let before = seen.ids.len() + newest.len;
+        let before = seen.ids.len();
         for (index, id) in ids.into_iter().enumerate() {
-            each(index, newest.first_time(&mut seen.ids, id, per_sender));
+            each(index, seen.ids.first_time(id, per_sender));
         }
-        let after = seen.ids.len() + newest.len;
+        let after = seen.ids.len();
         self.total = self.total + after - before;
         while self.total > self.max_total {
             // The stalest sender's window; never the one just used. It alone holding more
@@ -247,8 +186,7 @@ impl Inbox {
     /// `sender`'s window, made the `recent` one.
     fn window_of(&mut self, sender: PeerKey) -> &mut Seen {
         if self.recent.as_ref().is_some_and(|(key, _)| *key != sender) {
-            if let Some((key, mut seen)) = self.recent.take() {
-                self.newest.write_to(&mut seen.ids);
+            if let Some((key, seen)) = self.recent.take() {
                 self.seen.insert(key, seen);
             }
         }

@@ -119,10 +119,10 @@ fn the_total_drops_senders_as_a_list_by_last_use_would() {
 
 #[test]
 fn runs_from_one_sender_answer_as_the_window_would() {
-    // Windows wider than the newest ids held beside the queue, senders in runs: the
-    // held ids are written to the queue when full, on a repeat, and on a change of sender.
-    against_the_model(NEWEST_HELD * 2, NEWEST_HELD * 5, 7, 12);
-    against_the_model(NEWEST_HELD, 1000, 3, 30);
+    // Wider windows, senders in runs: the recent sender's window kept beside the map is
+    // put back on each change of sender.
+    against_the_model(16, 40, 7, 12);
+    against_the_model(8, 1000, 3, 30);
 }
 
 /// Offers 20,000 ids, a fifth of them from before, from `senders` senders in runs of up to
