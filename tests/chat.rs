@@ -542,3 +542,31 @@ async fn a_burst_of_chats_in_one_write_is_shown_once_each_in_order_and_all_acked
     .await;
     assert_eq!(received(&mut events).await.1, "after");
 }
+
+#[actix_rt::test]
+async fn several_nodes_can_send_their_events_into_one_shared_stream() {
+    let (sink, mut shared) = peerchat_actors::EventStream::shared();
+    let (bob, mut bob_own) = start("bob").await;
+    let (carol, _carol_own) = start("carol").await;
+    bob.events_to(&sink);
+    carol.events_to(&sink);
+    drop(sink);
+    let (alice, _alice_events) = start("alice").await;
+
+    alice.send_chat(bob.peer_addr(), "to bob").await.unwrap();
+    alice
+        .send_chat(carol.peer_addr(), "to carol")
+        .await
+        .unwrap();
+    let mut texts = vec![received(&mut shared).await, received(&mut shared).await];
+    texts.sort_by(|a, b| a.1.cmp(&b.1));
+    assert_eq!(
+        texts,
+        vec![
+            (alice.peer_addr(), "to bob".to_string()),
+            (alice.peer_addr(), "to carol".to_string()),
+        ]
+    );
+    // A node's own stream still gets its events, beside the shared one.
+    assert_eq!(received(&mut bob_own).await.1, "to bob");
+}

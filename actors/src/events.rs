@@ -219,12 +219,29 @@ impl fmt::Display for WaitTimedOut {
 
 impl std::error::Error for WaitTimedOut {}
 
+/// The sending end of a shared [`EventStream`] ([`EventStream::shared`]): every node given
+/// it with [`Node::events_to`](crate::Node::events_to) sends its events into that one
+/// stream. Cloning it is cheap.
+#[derive(Clone, Debug)]
+pub struct EventSink(pub(crate) mpsc::UnboundedSender<Vec<NodeEvent>>);
+
 impl EventStream {
     pub(crate) fn new(rx: mpsc::UnboundedReceiver<Vec<NodeEvent>>) -> Self {
         EventStream {
             rx,
             batch: Vec::new().into_iter(),
         }
+    }
+
+    /// One stream for the events of several nodes, and the sink that nodes are given to send
+    /// into it. For a program that runs many nodes in one process (a simulation, the bench's
+    /// thousand peers): it reads them all from one place, in the order each node sent them,
+    /// where a stream per node would cost a wake-up and a poll of its own per batch. The
+    /// events do not say which node sent them; subscribe with [`Node::events`](crate::Node::events)
+    /// where that matters.
+    pub fn shared() -> (EventSink, EventStream) {
+        let (tx, rx) = mpsc::unbounded();
+        (EventSink(tx), EventStream::new(rx))
     }
 
     /// The next event, or `None` if none comes within `limit` (or the node is gone).

@@ -93,7 +93,7 @@ pub mod wire;
 pub mod writer;
 
 pub use config::{NodeConfig, Timeouts};
-pub use events::{EventStream, NodeEvent, NodeEvents};
+pub use events::{EventSink, EventStream, NodeEvent, NodeEvents};
 pub use key::{Fingerprint, PeerKey};
 pub use node::{Node, NodeStopped, StartError};
 pub use peer::{MessageId, PeerAddr, PeerInfo};

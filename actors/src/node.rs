@@ -15,8 +15,8 @@ use tokio::net::TcpListener;
 use crate::child::ChildName;
 use crate::config::{LocalIdentity, NodeConfig};
 use crate::discovery::{self, Discovery};
-use crate::events::EventStream;
 use crate::events::NodeEvent;
+use crate::events::{EventSink, EventStream};
 use crate::events::{NodeEvents, WhenShown};
 use crate::faults::{Fault, Inject, InjectError};
 use crate::identity::{Identity, IdentityError};
@@ -244,6 +244,16 @@ impl Node {
             Subscribe(Subscriber::Channel(tx)),
         );
         EventStream::new(rx)
+    }
+
+    /// Every event from now on, into a stream that other nodes may share
+    /// ([`EventStream::shared`]).
+    pub fn events_to(&self, sink: &EventSink) {
+        tell(
+            self.caller,
+            &self.registry,
+            Subscribe(Subscriber::Channel(sink.0.clone())),
+        );
     }
 
     /// Every event from now on, to a display's mailbox; the chats of each batch are acked

@@ -8,12 +8,10 @@
 
 use std::io::{BufRead, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr};
-use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures::{Stream, StreamExt};
+use futures::StreamExt;
 use peerchat_actors::{EventStream, Node, NodeConfig, NodeEvent};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -87,33 +85,29 @@ pub fn serve_peerchat(nodes: usize) -> Res<()> {
         let stats = Stats::new();
         let mut ports = Vec::with_capacity(nodes);
         let mut running = Vec::with_capacity(nodes);
-        let mut streams = Vec::with_capacity(nodes);
+        // One stream and one consumer for every node's events, as the baseline's nodes share
+        // one console channel and task. A stream per node, merged with `select_all`, cost
+        // the receiving process a wake-up of that stream's task and a poll of the merge per
+        // batch (about 530 instructions and 5 cache misses per chat of a fan-out to 1000,
+        // callgrind) that the baseline does not pay (docs/performance.md).
+        let (sink, mut events) = EventStream::shared();
         for i in 0..nodes {
             let node = Node::start(bench_config(&format!("peer{i}"))).await?;
             ports.push(node.listen_addr().port());
-            streams.push(node.events());
+            node.events_to(&sink);
             running.push(node);
         }
-        // One consumer for every node's events, as the baseline's nodes share one console
-        // task: a task per node would cost the receiving process a task wake-up per chat
-        // that the baseline does not pay. Each node's stream is drained per wake-up
-        // (`Tallied`): `select_all` re-queues a stream after every item it yields, an
-        // allocation per event, which cost the one-node stream scenario a fifth of its
-        // throughput (docs/performance.md).
-        let mut events = futures::stream::select_all(streams.into_iter().map(Tallied));
+        drop(sink);
         let consumer = stats.clone();
         actix_rt::spawn(async move {
-            while let Some(tally) = events.next().await {
-                for _ in 0..tally.connected {
-                    consumer.bump(&consumer.connected);
+            while let Some(event) = events.next().await {
+                match event {
+                    NodeEvent::PeerConnected { .. } => consumer.bump(&consumer.connected),
+                    NodeEvent::PeerDisconnected { .. } => consumer.bump(&consumer.disconnected),
+                    NodeEvent::ConnectionRefused { .. } => consumer.bump(&consumer.refused),
+                    NodeEvent::ChatReceived { .. } => consumer.chats.set(consumer.chats.get() + 1),
+                    _ => {}
                 }
-                for _ in 0..tally.disconnected {
-                    consumer.bump(&consumer.disconnected);
-                }
-                for _ in 0..tally.refused {
-                    consumer.bump(&consumer.refused);
-                }
-                consumer.chats.set(consumer.chats.get() + tally.chats);
             }
         });
         ready(&ports)?;
@@ -121,46 +115,6 @@ pub fn serve_peerchat(nodes: usize) -> Res<()> {
         // A thousand nodes need not be taken down one by one.
         std::process::exit(0)
     })
-}
-
-/// One node's events as counts: each poll takes every event ready at once, so a burst of
-/// chats is one item, as a console prints a batch at a time.
-struct Tallied(EventStream);
-
-/// What a `Tallied` stream counted in one poll.
-#[derive(Default)]
-struct Tally {
-    connected: u64,
-    disconnected: u64,
-    refused: u64,
-    chats: u64,
-}
-
-impl Stream for Tallied {
-    type Item = Tally;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Tally>> {
-        let mut tally = Tally::default();
-        let mut counted = false;
-        loop {
-            match self.0.poll_next_unpin(cx) {
-                Poll::Ready(Some(event)) => {
-                    counted = true;
-                    match event {
-                        NodeEvent::PeerConnected { .. } => tally.connected += 1,
-                        NodeEvent::PeerDisconnected { .. } => tally.disconnected += 1,
-                        NodeEvent::ConnectionRefused { .. } => tally.refused += 1,
-                        NodeEvent::ChatReceived { .. } => tally.chats += 1,
-                        _ => {}
-                    }
-                }
-                // What was counted is given now; the end (or the wait) comes on the next poll.
-                Poll::Ready(None) if !counted => return Poll::Ready(None),
-                Poll::Pending if !counted => return Poll::Pending,
-                Poll::Ready(None) | Poll::Pending => return Poll::Ready(Some(tally)),
-            }
-        }
-    }
 }
 
 /// A node as the bench runs it: `NodeConfig::local` with the limits against floods lifted
