@@ -310,7 +310,9 @@ impl Outbox {
     /// once), whose Session, if they still have one, gets them again.
     pub(crate) fn ack_due(&mut self, now: Instant) -> Vec<TableKey> {
         let mut stale = BTreeSet::new();
-        let why = format!("no ack within {}", human(self.ack_timeout));
+        // Made once the first chat is overdue: most ticks find none, and a thousand nodes
+        // in one process tick four times a second each.
+        let mut why = None;
         while let Some(&(due, id)) = self.ack_due.front() {
             if due > now {
                 break;
@@ -321,6 +323,9 @@ impl Outbox {
             }
             self.unhand(id);
             if let Some(out) = self.chats.get_mut(id) {
+                let why = why.get_or_insert_with(|| {
+                    format!("no ack within {}", human(self.ack_timeout))
+                });
                 out.last_error = Some(why.clone());
                 stale.insert(out.to);
             }
