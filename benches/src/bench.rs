@@ -39,6 +39,8 @@ usage: peerchat-bench [--quick] [--only LIST] [--peerchat-bin PATH]
   --side SIDE          peerchat or baseline: run one side only (for profiling)
   --fanout-rounds N    rounds of the fan-out after the first (default 20 quick, 50 full);
                        two runs' difference in a profile leaves out the set-up
+  --fanout-send HOW     each: a send_chat per peer, in turn (default); all: one
+                       send_chat_to_each per round, as the console's /all
   --fanout-peers LIST  comma-separated peer counts of the fan-out (default 100 quick,
                        100,1000 full)";
 
@@ -114,6 +116,15 @@ fn parse(args: &[String]) -> Res<(Settings, Vec<String>)> {
             "--peerchat-bin" => settings.peerchat_bin = Some(PathBuf::from(value()?)),
             "--text-bytes" => settings.text_bytes = value()?.parse()?,
             "--fanout-rounds" => settings.fanout_rounds = value()?.parse::<usize>()?.max(1),
+            "--fanout-send" => {
+                settings.fanout_all = match value()?.as_str() {
+                    "each" => false,
+                    "all" => true,
+                    other => {
+                        return Err(format!("--fanout-send: each or all, not {other:?}").into())
+                    }
+                }
+            }
             "--fanout-peers" => {
                 settings.fanout = value()?
                     .split(',')

@@ -45,6 +45,9 @@ pub struct Settings {
     pub round_trips: usize,
     pub fanout: Vec<usize>,
     pub fanout_rounds: usize,
+    /// The fan-out sends each round as one `send_chat_to_each` (what `/all` does) instead
+    /// of a `send_chat` per peer in turn.
+    pub fanout_all: bool,
     pub idle: Vec<usize>,
     pub churn_ops: usize,
     pub churn_peers: usize,
@@ -69,6 +72,7 @@ impl Settings {
                 round_trips: 2_000,
                 fanout: vec![100],
                 fanout_rounds: 20,
+                fanout_all: false,
                 idle: vec![1_000],
                 churn_ops: 1_000,
                 churn_peers: 64,
@@ -89,6 +93,7 @@ impl Settings {
                 round_trips: 20_000,
                 fanout: vec![100, 1_000],
                 fanout_rounds: 50,
+                fanout_all: false,
                 idle: vec![1_000, 10_000],
                 churn_ops: 5_000,
                 churn_peers: 128,
@@ -613,12 +618,25 @@ pub fn fanout_peerchat(s: &Settings, peers: usize) -> Res<Fanout> {
             // acked: a binary search per ack where a SipHash set cost about 400
             // instructions per chat of the process measured (docs/performance.md).
             let mut sent = Vec::with_capacity(peers);
-            for peer in &rig.peers {
-                let id = rig.node.send_chat(*peer, text.as_str()).await?;
-                if sent.last().is_some_and(|last| *last >= id) {
+            if s.fanout_all {
+                let each = rig
+                    .node
+                    .send_chat_to_each(rig.peers.iter().copied(), text.as_str())
+                    .await?;
+                for id in each {
+                    sent.push(id?);
+                }
+                if sent.windows(2).any(|pair| pair[0] >= pair[1]) {
                     return fail("peerchat fan-out: chat ids not rising");
                 }
-                sent.push(id);
+            } else {
+                for peer in &rig.peers {
+                    let id = rig.node.send_chat(*peer, text.as_str()).await?;
+                    if sent.last().is_some_and(|last| *last >= id) {
+                        return fail("peerchat fan-out: chat ids not rising");
+                    }
+                    sent.push(id);
+                }
             }
             let mut acked = vec![false; sent.len()];
             let mut waiting = sent.len();

@@ -87,9 +87,10 @@ pub fn serve_peerchat(nodes: usize) -> Res<()> {
         let mut running = Vec::with_capacity(nodes);
         // One stream and one consumer for every node's events, as the baseline's nodes share
         // one console channel and task. A stream per node, merged with `select_all`, cost
-        // the receiving process a wake-up of that stream's task and a poll of the merge per
-        // batch (about 530 instructions and 5 cache misses per chat of a fan-out to 1000,
-        // callgrind) that the baseline does not pay (docs/performance.md).
+        // the receiving process a wake-up and a poll of the merge per batch, which the
+        // baseline does not pay: in a fan-out to 1000, about 1,600 instructions and 14
+        // simulated cache misses per chat with the streams' own polls (callgrind,
+        // docs/performance.md).
         let (sink, mut events) = EventStream::shared();
         for i in 0..nodes {
             let node = Node::start(bench_config(&format!("peer{i}"))).await?;

@@ -323,9 +323,8 @@ impl Outbox {
             }
             self.unhand(id);
             if let Some(out) = self.chats.get_mut(id) {
-                let why = why.get_or_insert_with(|| {
-                    format!("no ack within {}", human(self.ack_timeout))
-                });
+                let why =
+                    why.get_or_insert_with(|| format!("no ack within {}", human(self.ack_timeout)));
                 out.last_error = Some(why.clone());
                 stale.insert(out.to);
             }
