@@ -76,13 +76,19 @@ impl SealedWriter {
     pub async fn shutdown(&mut self) -> std::io::Result<()> {
         self.wr.shutdown().await
     }
+
+    /// The socket's writing half and the sealer, for a writer of its own (the floor's actors,
+    /// floor.rs).
+    pub fn into_parts(self) -> (OwnedWriteHalf, Sealer) {
+        (self.wr, self.sealer)
+    }
 }
 
 /// Output buffers above this are released after use rather than kept for the next write: an
 /// idle connection should not hold on to the room a large `peers` frame once needed.
 const KEEP_OUT_BYTES: usize = 8 * 1024;
 
-fn release(buf: &mut BytesMut) {
+pub(crate) fn release(buf: &mut BytesMut) {
     if buf.capacity() > KEEP_OUT_BYTES {
         *buf = BytesMut::new();
     } else {

@@ -12,6 +12,7 @@
 mod baseline;
 mod binary;
 mod child;
+mod floor;
 mod report;
 mod scenarios;
 mod serve;
@@ -36,7 +37,9 @@ usage: peerchat-bench [--quick] [--only LIST] [--peerchat-bin PATH]
   --peerchat-bin PATH  the peerchat binary for the start-up scenario (default: built now)
   --text-bytes N       chat text size (default 100)
   --window N           chats in flight in the stream scenario (default 1024)
-  --side SIDE          peerchat or baseline: run one side only (for profiling)
+  --side SIDE          peerchat, baseline or floor: run one side only (for profiling);
+                       floor (the baseline with the design's actor hops, floor.rs) runs
+                       in the fan-out only
   --fanout-rounds N    rounds of the fan-out after the first (default 20 quick, 50 full);
                        two runs' difference in a profile leaves out the set-up
   --fanout-send HOW     each: a send_chat per peer, in turn (default); all: one
@@ -63,6 +66,7 @@ fn main() -> ExitCode {
     let served = match args.first().map(String::as_str) {
         Some("serve-peerchat") => Some(serve::serve_peerchat(nodes_arg(&args))),
         Some("serve-baseline") => Some(serve::serve_baseline(nodes_arg(&args))),
+        Some("serve-floor") => Some(floor::serve_floor(nodes_arg(&args))),
         Some("serve-raw") => Some(serve::serve_raw()),
         Some("startup-baseline") => Some(serve::startup_baseline()),
         Some("serve-printer") => Some(binary::serve_printer(true)),
@@ -133,10 +137,13 @@ fn parse(args: &[String]) -> Res<(Settings, Vec<String>)> {
             }
             "--window" => settings.window = value()?.parse::<usize>()?.max(1),
             "--side" => match value()?.as_str() {
-                "peerchat" => settings.run_baseline = false,
-                "baseline" => settings.run_peerchat = false,
+                "peerchat" => (settings.run_baseline, settings.run_floor) = (false, false),
+                "baseline" => (settings.run_peerchat, settings.run_floor) = (false, false),
+                "floor" => (settings.run_peerchat, settings.run_baseline) = (false, false),
                 other => {
-                    return Err(format!("--side: {other:?} is not peerchat or baseline").into())
+                    return Err(
+                        format!("--side: {other:?} is not peerchat, baseline or floor").into(),
+                    )
                 }
             },
             "-h" | "--help" => return Err("peerchat-bench: benchmarks of peerchat".into()),
@@ -311,7 +318,7 @@ fn run(s: Settings, only: &[String]) -> ExitCode {
             let trials = s.trials.clamp(1, 3);
             let mut one = s.clone();
             one.fanout_rounds = (s.fanout_rounds / trials).max(1);
-            let (mut ours, mut base) = (Ok(Vec::new()), Ok(Vec::new()));
+            let (mut ours, mut base, mut floor) = (Ok(Vec::new()), Ok(Vec::new()), Ok(Vec::new()));
             for _ in 0..trials {
                 gather(
                     &mut ours,
@@ -323,8 +330,13 @@ fn run(s: Settings, only: &[String]) -> ExitCode {
                     side(s.run_baseline, || scenarios::fanout_baseline(&one, peers))
                         .map(|m| vec![m]),
                 );
+                // The floor: the baseline with the hops the design requires (floor.rs).
+                gather(
+                    &mut floor,
+                    side(s.run_floor, || scenarios::fanout_floor(&one, peers)).map(|m| vec![m]),
+                );
             }
-            for (who, all) in [("peerchat", &ours), ("baseline", &base)] {
+            for (who, all) in [("peerchat", &ours), ("baseline", &base), ("floor", &floor)] {
                 if let Ok(all) = all {
                     let rounds: Vec<String> =
                         all.iter().map(|f| format!("{:.2}", f.round_ms)).collect();
@@ -347,19 +359,49 @@ fn run(s: Settings, only: &[String]) -> ExitCode {
                     ));
                 }
             }
-            let round_ms = |all: Vec<scenarios::Fanout>| {
-                Figure::Millis(report::median(
+            let round_ms = |all: &Res<Vec<scenarios::Fanout>>| -> Option<f64> {
+                let all = all.as_ref().ok()?;
+                Some(report::median(
                     &mut all.iter().map(|f| f.round_ms).collect::<Vec<_>>(),
                 ))
             };
-            let ours = ours.map(round_ms);
-            let base = base.map(round_ms);
+            if let (Some(p), Some(b), Some(f)) =
+                (round_ms(&ours), round_ms(&base), round_ms(&floor))
+            {
+                notes.push(format!(
+                    "fan-out to {peers}, medians of trials: peerchat {p:.2} ms, baseline {b:.2} ms, \
+                     floor {f:.2} ms; floor/baseline {:.2}× (what the design's actor hops cost \
+                     at least), peerchat/floor {:.2}× (what peerchat adds on top)",
+                    f / b,
+                    p / f
+                ));
+            }
+            let figure = |all: Res<Vec<scenarios::Fanout>>| {
+                all.map(|all| {
+                    Figure::Millis(report::median(
+                        &mut all.iter().map(|f| f.round_ms).collect::<Vec<_>>(),
+                    ))
+                })
+            };
+            let floor_row = match (&floor, &base) {
+                (Err(_), _) => None,
+                (Ok(_), Ok(b)) => Some((figure(floor), figure(Ok(b.clone())))),
+                (Ok(_), Err(_)) => Some((figure(floor), side(false, || Ok(Figure::Millis(0.0))))),
+            };
             rows.push(Row::new(
                 format!("fan-out to {peers} peers: time until all acked"),
-                measured(&format!("fan-out {peers} (peerchat)"), ours),
-                measured(&format!("fan-out {peers} (baseline)"), base),
+                measured(&format!("fan-out {peers} (peerchat)"), figure(ours)),
+                measured(&format!("fan-out {peers} (baseline)"), figure(base)),
                 Target::RatioAtMost(2.0),
             ));
+            if let Some((f, b)) = floor_row {
+                rows.push(Row::new(
+                    format!("fan-out to {peers} peers: floor (baseline + the design's hops)"),
+                    measured(&format!("fan-out {peers} (floor)"), f),
+                    measured(&format!("fan-out {peers} (baseline, floor row)"), b),
+                    Target::None,
+                ));
+            }
         }
     }
     if wanted("idle") {

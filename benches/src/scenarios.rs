@@ -57,6 +57,8 @@ pub struct Settings {
     /// Which sides to run (both unless profiling one).
     pub run_peerchat: bool,
     pub run_baseline: bool,
+    /// The fan-out's third side, the floor (floor.rs).
+    pub run_floor: bool,
 }
 
 impl Settings {
@@ -81,6 +83,7 @@ impl Settings {
                 peerchat_bin: None,
                 run_peerchat: true,
                 run_baseline: true,
+                run_floor: true,
             }
         } else {
             Settings {
@@ -102,6 +105,7 @@ impl Settings {
                 peerchat_bin: None,
                 run_peerchat: true,
                 run_baseline: true,
+                run_floor: true,
             }
         }
     }
@@ -755,6 +759,56 @@ pub fn fanout_baseline(s: &Settings, peers: usize) -> Res<Fanout> {
         let measured = Fanout::new(rounds, peers * s.fanout_rounds, cpu_before, cpu_after);
         check_chats(&mut child, (peers * (s.fanout_rounds + 1)) as u64).await?;
         drop(sends);
+        child.finish(Duration::from_secs(5));
+        Ok(measured)
+    })
+}
+
+/// The floor (floor.rs): the baseline's connections as actors behind a Registry stand-in,
+/// each chat a request to it (`addr.send`, awaited in turn, as `fanout_peerchat` awaits
+/// `send_chat`), each ack a message to it and then an event on a channel.
+pub fn fanout_floor(s: &Settings, peers: usize) -> Res<Fanout> {
+    let s = s.clone();
+    on_actix(move || async move {
+        let mut child = ChildProc::spawn_self(&serve_args("floor", peers))?;
+        let ports = child.ready_ports(READY_WAIT).await?;
+        let me = sender_identity()?;
+        let conns: Vec<Res<ClientConn>> = futures::stream::iter(ports.iter().copied())
+            .map(|port| dial(localhost(port), &me, Vec::new()))
+            .buffer_unordered(CONNECT_CONCURRENCY)
+            .collect()
+            .await;
+        let conns = conns.into_iter().collect::<Res<Vec<_>>>()?;
+        let (registry, mut acks) = crate::floor::sender(conns, first_id());
+        let text = s.text();
+        let mut rounds = Vec::new();
+        let mut cpu_before = Default::default();
+        for round in 0..=s.fanout_rounds {
+            if round == 1 {
+                cpu_before = cpu_now(&child)?;
+            }
+            let start = Instant::now();
+            for peer in 0..peers {
+                let text = text.clone();
+                match registry.send(crate::floor::SendChat { peer, text }).await {
+                    Ok(Ok(_id)) => {}
+                    Ok(Err(err)) => return fail(format!("floor fan-out: {err}")),
+                    Err(err) => return fail(format!("floor fan-out: the registry: {err}")),
+                }
+            }
+            for _ in 0..peers {
+                match tokio::time::timeout(STEP_LIMIT, acks.recv()).await {
+                    Ok(Some(_)) => {}
+                    _ => return fail("floor fan-out: acks missing"),
+                }
+            }
+            if round > 0 {
+                rounds.push(start.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+        let cpu_after = cpu_now(&child)?;
+        let measured = Fanout::new(rounds, peers * s.fanout_rounds, cpu_before, cpu_after);
+        check_chats(&mut child, (peers * (s.fanout_rounds + 1)) as u64).await?;
         child.finish(Duration::from_secs(5));
         Ok(measured)
     })

@@ -41,13 +41,13 @@ fn say(line: &str) -> Res<()> {
     Ok(())
 }
 
-fn ready(ports: &[u16]) -> Res<()> {
+pub(crate) fn ready(ports: &[u16]) -> Res<()> {
     let ports: Vec<String> = ports.iter().map(|p| p.to_string()).collect();
     say(&format!("READY {}", ports.join(" ")))
 }
 
 /// Answers the parent's commands until it says `quit` or closes stdin.
-async fn control(stats: Rc<Stats>) -> Res<()> {
+pub(crate) async fn control(stats: Rc<Stats>) -> Res<()> {
     let mut lines = stdin_lines();
     while let Some(line) = lines.recv().await {
         let words: Vec<&str> = line.split_whitespace().collect();
