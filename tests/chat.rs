@@ -570,3 +570,48 @@ async fn several_nodes_can_send_their_events_into_one_shared_stream() {
     // A node's own stream still gets its events, beside the shared one.
     assert_eq!(received(&mut bob_own).await.1, "to bob");
 }
+
+#[actix_rt::test]
+async fn send_chat_to_each_keeps_every_outcome_in_place_and_every_chat_in_order() {
+    let (a, _a_ev) = start("a").await;
+    let (b, mut b_ev) = start("b").await;
+    // b 128 times, with a itself (refused) at the start, the middle and the end.
+    let count = 131;
+    let refused = [0, 64, 130];
+    let to: Vec<_> = (0..count)
+        .map(|i| {
+            if refused.contains(&i) {
+                a.peer_addr()
+            } else {
+                b.peer_addr()
+            }
+        })
+        .collect();
+    let outcomes = a.send_chat_to_each(to, "to each").await.unwrap();
+    assert_eq!(outcomes.len(), count);
+    let mut ids = Vec::new();
+    for (i, outcome) in outcomes.iter().enumerate() {
+        if refused.contains(&i) {
+            assert_eq!(*outcome, Err(SendError::SelfAddress), "outcome {i}");
+        } else {
+            ids.push(
+                outcome
+                    .clone()
+                    .unwrap_or_else(|e| panic!("outcome {i}: {e}")),
+            );
+        }
+    }
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids rising: {ids:?}");
+    // b shows each once, in the order they were listed.
+    let mut shown = Vec::new();
+    while shown.len() < ids.len() {
+        let event = b_ev
+            .next_within(WAIT)
+            .await
+            .unwrap_or_else(|| panic!("{} of {} shown", shown.len(), ids.len()));
+        if let NodeEvent::ChatReceived { id, .. } = event {
+            shown.push(id);
+        }
+    }
+    assert_eq!(shown, ids);
+}
