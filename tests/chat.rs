@@ -573,8 +573,11 @@ async fn several_nodes_can_send_their_events_into_one_shared_stream() {
 
 #[actix_rt::test]
 async fn send_chat_to_each_keeps_every_outcome_in_place_and_every_chat_in_order() {
-    let (a, _a_ev) = start("a").await;
+    let (a, mut a_ev) = start("a").await;
     let (b, mut b_ev) = start("b").await;
+    // Connected first: the chats leave in the Registry's turn (`deliver_accepted`), all 128
+    // to one Session, not later from the outbox.
+    a.connect(b.peer_addr()).await.unwrap();
     // b 128 times, with a itself (refused) at the start, the middle and the end.
     let count = 131;
     let refused = [0, 64, 130];
@@ -614,4 +617,22 @@ async fn send_chat_to_each_keeps_every_outcome_in_place_and_every_chat_in_order(
         }
     }
     assert_eq!(shown, ids);
+    // Each acked once, and nothing shown twice.
+    let mut waiting: std::collections::BTreeSet<u64> = ids.iter().copied().collect();
+    while !waiting.is_empty() {
+        let event = a_ev
+            .next_within(WAIT)
+            .await
+            .unwrap_or_else(|| panic!("not delivered: {waiting:?}"));
+        if let NodeEvent::Delivered { id, .. } = event {
+            assert!(waiting.remove(&id), "chat {id} delivered twice");
+        }
+    }
+    let later = b_ev
+        .wait_for(std::time::Duration::from_millis(300), |e| match e {
+            NodeEvent::ChatReceived { id, .. } => Some(*id),
+            _ => None,
+        })
+        .await;
+    assert!(later.is_err(), "a chat shown again: {later:?}");
 }

@@ -221,7 +221,9 @@ impl std::error::Error for WaitTimedOut {}
 
 /// The sending end of a shared [`EventStream`] ([`EventStream::shared`]): every node given
 /// it with [`Node::events_to`](crate::Node::events_to) sends its events into that one
-/// stream. Cloning it is cheap.
+/// stream. Cloning it is cheap. The stream ends only once every node given it has stopped
+/// and every `EventSink` is dropped: drop yours once the nodes are subscribed, and do not
+/// take the end of the stream for the end of one node.
 #[derive(Clone, Debug)]
 pub struct EventSink(pub(crate) mpsc::UnboundedSender<Vec<NodeEvent>>);
 
@@ -244,7 +246,8 @@ impl EventStream {
         (EventSink(tx), EventStream::new(rx))
     }
 
-    /// The next event, or `None` if none comes within `limit` (or the node is gone).
+    /// The next event, or `None` if none comes within `limit` (or the node is gone; for a
+    /// shared stream, every node and every sink).
     pub async fn next_within(&mut self, limit: Duration) -> Option<NodeEvent> {
         actix_rt::time::timeout(limit, self.next())
             .await

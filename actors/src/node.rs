@@ -247,7 +247,8 @@ impl Node {
     }
 
     /// Every event from now on, into a stream that other nodes may share
-    /// ([`EventStream::shared`]).
+    /// ([`EventStream::shared`]). Subscribe before acting, or events may pass unseen; each
+    /// call subscribes once more (the same sink given twice gets every event twice).
     pub fn events_to(&self, sink: &EventSink) {
         tell(
             self.caller,

@@ -769,6 +769,13 @@ pub fn fanout_baseline(s: &Settings, peers: usize) -> Res<Fanout> {
 /// `send_chat`), each ack a message to it and then an event on a channel.
 pub fn fanout_floor(s: &Settings, peers: usize) -> Res<Fanout> {
     let s = s.clone();
+    // A text the wire refuses fails here, not after a round's time limit.
+    let probe = Frame::Chat {
+        id: 1,
+        text: s.text(),
+        sent_at_ms: 0,
+    };
+    encode_frame_into(&probe, &mut bytes::BytesMut::new())?;
     on_actix(move || async move {
         let mut child = ChildProc::spawn_self(&serve_args("floor", peers))?;
         let ports = child.ready_ports(READY_WAIT).await?;
