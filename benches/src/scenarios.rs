@@ -712,23 +712,57 @@ async fn fanout_conn(
     }
 }
 
+/// A child of `kind` serving `peers` nodes, and a connection of ours to each (the baseline's
+/// dialer, as the baseline and floor sides use).
+async fn fanout_child(kind: &str, peers: usize) -> Res<(ChildProc, Vec<ClientConn>)> {
+    let mut child = ChildProc::spawn_self(&serve_args(kind, peers))?;
+    let ports = child.ready_ports(READY_WAIT).await?;
+    let me = sender_identity()?;
+    let conns: Vec<Res<ClientConn>> = futures::stream::iter(ports.iter().copied())
+        .map(|port| dial(localhost(port), &me, Vec::new()))
+        .buffer_unordered(CONNECT_CONCURRENCY)
+        .collect()
+        .await;
+    let conns = conns.into_iter().collect::<Res<Vec<_>>>()?;
+    Ok((child, conns))
+}
+
+/// Waits for a round's `peers` acks, each within the step limit.
+async fn round_acks(acks: &mut mpsc::UnboundedReceiver<u64>, peers: usize, side: &str) -> Res<()> {
+    for _ in 0..peers {
+        match tokio::time::timeout(STEP_LIMIT, acks.recv()).await {
+            Ok(Some(_)) => {}
+            _ => return fail(format!("{side} fan-out: acks missing")),
+        }
+    }
+    Ok(())
+}
+
+/// A fan-out side's end: its figures, then every chat counted by the child, which stops.
+async fn fanout_done(
+    mut child: ChildProc,
+    s: &Settings,
+    peers: usize,
+    rounds: Vec<f64>,
+    cpu_before: (CpuMicros, CpuMicros),
+) -> Res<Fanout> {
+    let cpu_after = cpu_now(&child)?;
+    let measured = Fanout::new(rounds, peers * s.fanout_rounds, cpu_before, cpu_after);
+    check_chats(&mut child, (peers * (s.fanout_rounds + 1)) as u64).await?;
+    child.finish(Duration::from_secs(5));
+    Ok(measured)
+}
+
 pub fn fanout_baseline(s: &Settings, peers: usize) -> Res<Fanout> {
     let s = s.clone();
     on_tokio(move || async move {
-        let mut child = ChildProc::spawn_self(&serve_args("baseline", peers))?;
-        let ports = child.ready_ports(READY_WAIT).await?;
-        let me = sender_identity()?;
-        let conns: Vec<Res<ClientConn>> = futures::stream::iter(ports.iter().copied())
-            .map(|port| dial(localhost(port), &me, Vec::new()))
-            .buffer_unordered(CONNECT_CONCURRENCY)
-            .collect()
-            .await;
+        let (child, conns) = fanout_child("baseline", peers).await?;
         let text: Rc<str> = s.text().into();
         let (acks_tx, mut acks) = mpsc::unbounded_channel();
         let mut sends = Vec::with_capacity(peers);
         for conn in conns {
             let (tx, rx) = mpsc::unbounded_channel();
-            tokio::task::spawn_local(fanout_conn(conn?, rx, acks_tx.clone(), text.clone()));
+            tokio::task::spawn_local(fanout_conn(conn, rx, acks_tx.clone(), text.clone()));
             sends.push(tx);
         }
         let mut next_id = first_id();
@@ -745,22 +779,14 @@ pub fn fanout_baseline(s: &Settings, peers: usize) -> Res<Fanout> {
                     return fail("baseline fan-out: a connection ended");
                 }
             }
-            for _ in 0..peers {
-                match tokio::time::timeout(STEP_LIMIT, acks.recv()).await {
-                    Ok(Some(_)) => {}
-                    _ => return fail("baseline fan-out: acks missing"),
-                }
-            }
+            round_acks(&mut acks, peers, "baseline").await?;
             if round > 0 {
                 rounds.push(start.elapsed().as_secs_f64() * 1e3);
             }
         }
-        let cpu_after = cpu_now(&child)?;
-        let measured = Fanout::new(rounds, peers * s.fanout_rounds, cpu_before, cpu_after);
-        check_chats(&mut child, (peers * (s.fanout_rounds + 1)) as u64).await?;
+        let measured = fanout_done(child, &s, peers, rounds, cpu_before).await;
         drop(sends);
-        child.finish(Duration::from_secs(5));
-        Ok(measured)
+        measured
     })
 }
 
@@ -777,15 +803,7 @@ pub fn fanout_floor(s: &Settings, peers: usize) -> Res<Fanout> {
     };
     encode_frame_into(&probe, &mut bytes::BytesMut::new())?;
     on_actix(move || async move {
-        let mut child = ChildProc::spawn_self(&serve_args("floor", peers))?;
-        let ports = child.ready_ports(READY_WAIT).await?;
-        let me = sender_identity()?;
-        let conns: Vec<Res<ClientConn>> = futures::stream::iter(ports.iter().copied())
-            .map(|port| dial(localhost(port), &me, Vec::new()))
-            .buffer_unordered(CONNECT_CONCURRENCY)
-            .collect()
-            .await;
-        let conns = conns.into_iter().collect::<Res<Vec<_>>>()?;
+        let (child, conns) = fanout_child("floor", peers).await?;
         let (registry, mut acks) = crate::floor::sender(conns, first_id());
         let text = s.text();
         let mut rounds = Vec::new();
@@ -803,21 +821,12 @@ pub fn fanout_floor(s: &Settings, peers: usize) -> Res<Fanout> {
                     Err(err) => return fail(format!("floor fan-out: the registry: {err}")),
                 }
             }
-            for _ in 0..peers {
-                match tokio::time::timeout(STEP_LIMIT, acks.recv()).await {
-                    Ok(Some(_)) => {}
-                    _ => return fail("floor fan-out: acks missing"),
-                }
-            }
+            round_acks(&mut acks, peers, "floor").await?;
             if round > 0 {
                 rounds.push(start.elapsed().as_secs_f64() * 1e3);
             }
         }
-        let cpu_after = cpu_now(&child)?;
-        let measured = Fanout::new(rounds, peers * s.fanout_rounds, cpu_before, cpu_after);
-        check_chats(&mut child, (peers * (s.fanout_rounds + 1)) as u64).await?;
-        child.finish(Duration::from_secs(5));
-        Ok(measured)
+        fanout_done(child, &s, peers, rounds, cpu_before).await
     })
 }
 
