@@ -207,6 +207,15 @@ impl Stats {
         }
     }
 
+    /// A served connection ended: disconnected if it got past its handshake, else refused.
+    pub fn bump_ended(&self, registered: bool) {
+        self.bump(if registered {
+            &self.disconnected
+        } else {
+            &self.refused
+        });
+    }
+
     pub fn watch_ended(&self) -> Option<watch::Receiver<u64>> {
         self.ended.borrow().as_ref().map(|tx| tx.subscribe())
     }
@@ -340,17 +349,26 @@ impl Seen {
 /// Serves one accepted connection until it ends.
 pub async fn serve_conn(stream: TcpStream, node: Rc<BaseNode>) {
     let registered = serve_conn_inner(stream, &node).await;
-    if registered {
-        node.stats.bump(&node.stats.disconnected);
-    } else {
-        node.stats.bump(&node.stats.refused);
-    }
+    node.stats.bump_ended(registered);
 }
 
-/// Returns whether the peer got past its handshake.
-async fn serve_conn_inner(stream: TcpStream, node: &BaseNode) -> bool {
+/// A served connection past its handshake: registered (unless a one-shot sender) and sent
+/// the `peers` map.
+pub(crate) struct Opened {
+    pub peer: SocketAddr,
+    pub key: PeerKey,
+    pub reader: Reader,
+    pub writer: SealedWriter,
+    /// The buffer the `peers` map went out of, empty, for what follows.
+    pub out: BytesMut,
+}
+
+/// Why a served connection did not open: `Err(false)` if the peer did not get past its
+/// handshake, `Err(true)` if it did (it counts as connected) but the `peers` map could not
+/// be sent.
+pub(crate) async fn open_served(stream: TcpStream, node: &BaseNode) -> Result<Opened, bool> {
     let Ok(remote) = stream.peer_addr() else {
-        return false;
+        return Err(false);
     };
     // A handshake that fails or does not finish in time: close at once, without a word.
     let Ok(Session {
@@ -360,7 +378,7 @@ async fn serve_conn_inner(stream: TcpStream, node: &BaseNode) -> bool {
         mut writer,
     }) = handshake(stream, &node.me, false).await
     else {
-        return false;
+        return Err(false);
     };
     let peer = SocketAddr::new(remote.ip(), remote_hello.listen_port);
     let mut out = BytesMut::new();
@@ -374,10 +392,32 @@ async fn serve_conn_inner(stream: TcpStream, node: &BaseNode) -> bool {
     if encode_frame_into(&Frame::Peers { peers }, &mut out).is_err()
         || writer.write(&mut out).await.is_err()
     {
-        return true;
+        return Err(true);
     }
-    session_loop(reader, writer, out, node, peer, remote_key).await;
-    true
+    Ok(Opened {
+        peer,
+        key: remote_key,
+        reader,
+        writer,
+        out,
+    })
+}
+
+/// Returns whether the peer got past its handshake.
+async fn serve_conn_inner(stream: TcpStream, node: &BaseNode) -> bool {
+    match open_served(stream, node).await {
+        Ok(Opened {
+            peer,
+            key,
+            reader,
+            writer,
+            out,
+        }) => {
+            session_loop(reader, writer, out, node, peer, key).await;
+            true
+        }
+        Err(registered) => registered,
+    }
 }
 
 async fn bye(wr: &mut SealedWriter, out: &mut BytesMut, reason: &str) -> std::io::Result<()> {

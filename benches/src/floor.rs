@@ -39,7 +39,7 @@
 //! the Registry (the floor keeps the baseline's per-connection `Seen` and outbox instead).
 
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -50,12 +50,11 @@ use peerchat_actors::wire::{encode_frame_into, Frame, WireError};
 use peerchat_actors::PeerKey;
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 use crate::baseline::{
-    self, handshake, now_ms, release, BaseNode, ClientConn, Identity, Seen, Session, Stats,
-    IDLE_TIMEOUT, PING_INTERVAL,
+    self, now_ms, release, BaseNode, ClientConn, Opened, Seen, Stats, IDLE_TIMEOUT, PING_INTERVAL,
 };
 use crate::sys::Res;
 
@@ -296,34 +295,16 @@ impl Handler<AckChat> for FloorSession {
 
 /// The baseline's `serve_conn` up to its session loop, which becomes a [`FloorSession`].
 async fn floor_conn(stream: TcpStream, node: Rc<BaseNode>, registry: Addr<FloorRegistry>) {
-    let Ok(remote) = stream.peer_addr() else {
-        node.stats.bump(&node.stats.refused);
-        return;
-    };
-    let Ok(Session {
-        remote_key,
-        remote_hello,
+    let Opened {
+        peer,
+        key,
         reader,
-        mut writer,
-    }) = handshake(stream, &node.me, false).await
-    else {
-        node.stats.bump(&node.stats.refused);
-        return;
+        writer,
+        ..
+    } = match baseline::open_served(stream, &node).await {
+        Ok(opened) => opened,
+        Err(registered) => return node.stats.bump_ended(registered),
     };
-    let peer = SocketAddr::new(remote.ip(), remote_hello.listen_port);
-    let peers = if remote_hello.listen_port == 0 {
-        node.known_for(peer)
-    } else {
-        node.register(peer, &remote_hello.name, remote_key)
-    };
-    node.stats.bump(&node.stats.connected);
-    let mut out = BytesMut::new();
-    if encode_frame_into(&Frame::Peers { peers }, &mut out).is_err()
-        || writer.write(&mut out).await.is_err()
-    {
-        node.stats.bump(&node.stats.disconnected);
-        return;
-    }
     let (half, sealer) = writer.into_parts();
     FloorSession::create(move |ctx| {
         ctx.add_stream(reader);
@@ -333,7 +314,7 @@ async fn floor_conn(stream: TcpStream, node: Rc<BaseNode>, registry: Addr<FloorR
             wire: Wire::new(half, sealer),
             seen: Seen::default(),
             peer,
-            key: remote_key,
+            key,
             last_heard: Instant::now(),
             nonce: 0,
         }
@@ -349,31 +330,14 @@ pub fn serve_floor(nodes: usize) -> Res<()> {
         let stats = Stats::new();
         let (chats_tx, chats_rx) = mpsc::unbounded_channel();
         actix_rt::spawn(baseline::console(chats_rx, stats.clone()));
-        let mut ports = Vec::with_capacity(nodes);
-        for i in 0..nodes {
-            let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await?;
-            let port = listener.local_addr()?.port();
-            ports.push(port);
-            let node = BaseNode::new(
-                Identity::new(format!("peer{i}"), port)?,
-                stats.clone(),
-                chats_tx.clone(),
-            );
+        let ports = crate::serve::start_baseline_nodes(nodes, &stats, &chats_tx, |node| {
             let registry = FloorRegistry {
                 console: chats_tx.clone(),
             }
             .start();
-            actix_rt::spawn(async move {
-                loop {
-                    match listener.accept().await {
-                        Ok((stream, _)) => {
-                            actix_rt::spawn(floor_conn(stream, node.clone(), registry.clone()));
-                        }
-                        Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-                    }
-                }
-            });
-        }
+            move |stream| floor_conn(stream, node.clone(), registry.clone())
+        })
+        .await?;
         crate::serve::ready(&ports)?;
         crate::serve::control(stats).await?;
         std::process::exit(0)

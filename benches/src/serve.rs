@@ -141,34 +141,55 @@ pub fn local_runtime<T>(fut: impl std::future::Future<Output = T>) -> Res<T> {
     Ok(local.block_on(&runtime, fut))
 }
 
+/// Starts `nodes` baseline nodes on 127.0.0.1, each with a key of its own (as each peerchat
+/// node has), their chats to `console`; `serving(node)` makes what serves each connection
+/// accepted by that node. Answers their ports. (The floor's child starts its nodes this way
+/// too, floor.rs.)
+pub(crate) async fn start_baseline_nodes<S, F>(
+    nodes: usize,
+    stats: &Rc<Stats>,
+    console: &mpsc::UnboundedSender<(SocketAddr, u64, String)>,
+    mut serving: impl FnMut(Rc<BaseNode>) -> S,
+) -> Res<Vec<u16>>
+where
+    S: Fn(TcpStream) -> F + 'static,
+    F: std::future::Future<Output = ()> + 'static,
+{
+    let mut ports = Vec::with_capacity(nodes);
+    for i in 0..nodes {
+        let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await?;
+        let port = listener.local_addr()?.port();
+        ports.push(port);
+        let node = BaseNode::new(
+            Identity::new(format!("peer{i}"), port)?,
+            stats.clone(),
+            console.clone(),
+        );
+        let serve = serving(node);
+        tokio::task::spawn_local(async move {
+            loop {
+                match listener.accept().await {
+                    Ok((stream, _)) => {
+                        tokio::task::spawn_local(serve(stream));
+                    }
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        });
+    }
+    Ok(ports)
+}
+
 /// `serve-baseline --nodes N`: N baseline nodes (plain tokio) on 127.0.0.1.
 pub fn serve_baseline(nodes: usize) -> Res<()> {
     local_runtime(async move {
         let stats = Stats::new();
         let (chats_tx, chats_rx) = mpsc::unbounded_channel();
         tokio::task::spawn_local(baseline::console(chats_rx, stats.clone()));
-        let mut ports = Vec::with_capacity(nodes);
-        for i in 0..nodes {
-            let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await?;
-            let port = listener.local_addr()?.port();
-            ports.push(port);
-            // A key of its own per node, as each peerchat node has.
-            let node = BaseNode::new(
-                Identity::new(format!("peer{i}"), port)?,
-                stats.clone(),
-                chats_tx.clone(),
-            );
-            tokio::task::spawn_local(async move {
-                loop {
-                    match listener.accept().await {
-                        Ok((stream, _)) => {
-                            tokio::task::spawn_local(baseline::serve_conn(stream, node.clone()));
-                        }
-                        Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-                    }
-                }
-            });
-        }
+        let ports = start_baseline_nodes(nodes, &stats, &chats_tx, |node| {
+            move |stream| baseline::serve_conn(stream, node.clone())
+        })
+        .await?;
         ready(&ports)?;
         control(stats).await?;
         std::process::exit(0)
