@@ -116,14 +116,17 @@ pub async fn serve(
             longest,
         },
     );
-    match turn.await {
-        Ok(Some(wait)) if wait.is_zero() => {}
-        Ok(Some(wait)) => tokio::time::sleep(wait).await,
-        Ok(None) => {
+    // Asking is bounded (a stalled Registry), as the reply's write is: nothing is shown
+    // yet, so giving up here shows nothing twice. (Not by `deadline`: a text cut at the
+    // deadline is still shown, with its warning.)
+    match timeout(template.timeouts.hello, turn).await {
+        Ok(Ok(Some(wait))) if wait.is_zero() => {}
+        Ok(Ok(Some(wait))) => tokio::time::sleep(wait).await,
+        Ok(Ok(None)) => {
             tracing::info!(%remote, "classic text refused: over the classic rate of its IP");
             return;
         }
-        Err(_) => return,
+        Ok(Err(_)) | Err(_) => return,
     }
     let asked = ask(
         Role::Listener,
@@ -134,6 +137,9 @@ pub async fn serve(
             cut,
         },
     );
+    // Not bounded by the time limit: the Registry may be showing the text, and a sender
+    // not answered sends it again (shown twice). Its stalls end (`ActorFault::Stall` has a
+    // length); its failure answers `Err` at once.
     let Ok(Some(reply)) = asked.await else {
         return;
     };

@@ -508,8 +508,7 @@ impl Registry {
                 classic: false,
                 cut: false,
             };
-            self.persist(|store| store.history(&entry));
-            self.inbox.remember(entry);
+            self.record(entry);
             // The last event takes the name itself rather than a copy.
             let name = if shown.len() + 1 == to_show {
                 std::mem::take(&mut name)
@@ -527,6 +526,13 @@ impl Registry {
         // Their events before their acks are queued: the display's `WhenShown` follows them.
         self.emit_all(shown);
         self.ack_once_shown(msg.session, AckChats { ids: acks });
+    }
+
+    /// A chat shown or delivered, into the history and the Store (peerchat's, and classic's
+    /// from registry/classic.rs).
+    pub(super) fn record(&mut self, entry: HistoryEntry) {
+        self.persist(|store| store.history(&entry));
+        self.inbox.remember(entry);
     }
 
     /// Console flow control: with a display subscribed, chats are acked only once it has

@@ -128,7 +128,7 @@ impl Registry {
                     }
                 } else {
                     // Recorded before it is shown, as a peerchat chat is.
-                    self.remember_classic(HistoryEntry::In {
+                    self.record(HistoryEntry::In {
                         at_ms: now_ms(),
                         from,
                         name: team.clone(),
@@ -167,12 +167,6 @@ impl Registry {
         };
         self.emit(NodeEvent::Classic(event));
         reply
-    }
-
-    /// A classic chat, either way, into the history and the Store.
-    fn remember_classic(&mut self, entry: HistoryEntry) {
-        self.persist(|store| store.history(&entry));
-        self.inbox.remember(entry);
     }
 }
 
@@ -274,7 +268,7 @@ impl Registry {
         let attempts = self.classic.config.attempts;
         match self.classic.outbox.done(to, msg.id, msg.result, attempts) {
             Progress::Delivered { id, text } => {
-                self.remember_classic(HistoryEntry::Out {
+                self.record(HistoryEntry::Out {
                     at_ms: now_ms(),
                     to,
                     id,
