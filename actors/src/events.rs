@@ -228,13 +228,6 @@ impl std::error::Error for WaitTimedOut {}
 pub struct EventSink(pub(crate) mpsc::UnboundedSender<Vec<NodeEvent>>);
 
 impl EventStream {
-    pub(crate) fn new(rx: mpsc::UnboundedReceiver<Vec<NodeEvent>>) -> Self {
-        EventStream {
-            rx,
-            batch: Vec::new().into_iter(),
-        }
-    }
-
     /// One stream for the events of several nodes, and the sink that nodes are given to send
     /// into it. For a program that runs many nodes in one process (a simulation, the bench's
     /// thousand peers): it reads them all from one place, in the order each node sent them,
@@ -243,7 +236,11 @@ impl EventStream {
     /// where that matters.
     pub fn shared() -> (EventSink, EventStream) {
         let (tx, rx) = mpsc::unbounded();
-        (EventSink(tx), EventStream::new(rx))
+        let events = EventStream {
+            rx,
+            batch: Vec::new().into_iter(),
+        };
+        (EventSink(tx), events)
     }
 
     /// The next event, or `None` if none comes within `limit` (or the node is gone; for a

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use futures::channel::{mpsc, oneshot};
+use futures::channel::oneshot;
 use tokio::net::TcpListener;
 
 use crate::child::ChildName;
@@ -237,13 +237,10 @@ impl Node {
 
     /// Every event from now on. Subscribe before acting, or events may pass unseen.
     pub fn events(&self) -> EventStream {
-        let (tx, rx) = mpsc::unbounded();
-        tell(
-            self.caller,
-            &self.registry,
-            Subscribe(Subscriber::Channel(tx)),
-        );
-        EventStream::new(rx)
+        // A shared stream that only this node is given.
+        let (sink, events) = EventStream::shared();
+        self.events_to(&sink);
+        events
     }
 
     /// Every event from now on, into a stream that other nodes may share
