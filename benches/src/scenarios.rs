@@ -137,7 +137,14 @@ where
     F: FnOnce() -> Fut + Send + 'static,
     Fut: Future<Output = Res<T>> + 'static,
 {
-    let thread = std::thread::spawn(move || actix_rt::System::new().block_on(make()));
+    let thread = std::thread::spawn(move || {
+        actix_rt::System::new().block_on(async move {
+            match actix_rt::spawn(make()).await {
+                Ok(result) => result,
+                Err(_) => fail("the measuring task panicked"),
+            }
+        })
+    });
     match thread.join() {
         Ok(result) => result,
         Err(_) => fail("the measuring thread panicked"),
@@ -151,7 +158,15 @@ where
     F: FnOnce() -> Fut + Send + 'static,
     Fut: Future<Output = Res<T>> + 'static,
 {
-    let thread = std::thread::spawn(move || local_runtime(make()).and_then(|r| r));
+    let thread = std::thread::spawn(move || {
+        local_runtime(async move {
+            match tokio::task::spawn_local(make()).await {
+                Ok(result) => result,
+                Err(_) => fail("the measuring task panicked"),
+            }
+        })
+        .and_then(|r| r)
+    });
     match thread.join() {
         Ok(result) => result,
         Err(_) => fail("the measuring thread panicked"),
