@@ -6,6 +6,12 @@
 mod send_lines;
 mod terminal;
 
+/// mimalloc rather than the system's allocator: a chat passes through a few actors, each
+/// message and chat text an allocation, and glibc's malloc and free cost a fifth of a
+/// receiving node's instructions (docs/performance.md, fan-out eighth round).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::io::{self, IsTerminal, Write};
 use std::net::IpAddr;
 use std::path::PathBuf;

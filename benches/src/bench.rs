@@ -9,6 +9,10 @@
 //! Every peer is its own OS process: the measuring process re-runs this executable with a
 //! hidden `serve-*` subcommand for the other side. See docs/performance.md.
 
+/// The allocator the peerchat binary uses (src/main.rs), for every side alike.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod baseline;
 mod binary;
 mod child;
