@@ -14,7 +14,7 @@ use crate::guarded_handler;
 use crate::helpers::{ms_since_epoch, now_ms};
 use crate::key::PeerKey;
 use crate::peer::{MessageId, PeerAddr, SessionId};
-use crate::session::{AckChats, Chat, Deliver, Session};
+use crate::session::{AckChats, Chat, Deliver};
 use crate::store::{HistoryEntry, OutboxFull, QueuedChat, MAX_MESSAGE_ID};
 
 use crate::trace::{tell, Role};
@@ -450,8 +450,11 @@ impl Registry {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct IncomingChats {
-    /// The Session to tell `AckChats`.
-    pub session: Addr<Session>,
+    /// The Session to tell `AckChats`, by id: the Registry holds its address from its
+    /// registration. (An address in every batch cost two allocations: actix gives each
+    /// copy of an `Addr` its own sender state.) A Session the Registry no longer lists was
+    /// replaced or has ended, and is closing: it sends no acks either way.
+    pub session: SessionId,
     /// The peer they came from.
     pub from: PeerAddr,
     /// The key the peer proved (de-duplication is by key and chat id).
@@ -466,6 +469,7 @@ impl fmt::Debug for IncomingChats {
             .field("from", &self.from)
             .field("key", &self.key)
             .field("chats", &self.chats)
+            .field("session", &self.session)
             .finish()
     }
 }
@@ -538,7 +542,11 @@ impl Registry {
     /// Console flow control: with a display subscribed, chats are acked only once it has
     /// written them out (its `ack_once_shown` task, registry/lifecycle.rs). Meanwhile the
     /// Session holds them as unacked and stops reading its peer at its bound.
-    fn ack_once_shown(&mut self, session: Addr<Session>, acks: AckChats) {
+    fn ack_once_shown(&mut self, session: SessionId, acks: AckChats) {
+        let Some(session) = self.peers.live_handle(session) else {
+            tracing::debug!(session, "no acks: the Session was replaced or has ended");
+            return;
+        };
         let display = self
             .subscribers
             .iter()
@@ -549,13 +557,13 @@ impl Registry {
             });
         let unsent = match display {
             Some(display) => display
-                .unbounded_send((session, acks))
+                .unbounded_send((session.clone(), acks))
                 .err()
-                .map(|e| e.into_inner()),
-            None => Some((session, acks)),
+                .map(|e| e.into_inner().1),
+            None => Some(acks),
         };
-        if let Some((session, acks)) = unsent {
-            tell(Role::Registry, &session, acks);
+        if let Some(acks) = unsent {
+            tell(Role::Registry, session, acks);
         }
     }
 }

@@ -397,6 +397,15 @@ impl<S> PeerTable<S> {
         self.sessions.get(&id)
     }
 
+    /// The handle of Session `id` while it is registered, or rejoining after a restart:
+    /// a Session replaced, or ended, has none.
+    pub(crate) fn live_handle(&self, id: SessionId) -> Option<&S> {
+        self.sessions
+            .get(&id)
+            .or_else(|| self.rejoining.get(&id))
+            .map(|live| &live.handle)
+    }
+
     /// Registered and not ended (it may be lingering after a disconnect).
     pub(crate) fn is_live(&self, id: SessionId) -> bool {
         self.sessions.contains_key(&id)

@@ -187,7 +187,7 @@ impl Session {
         let (from, key) = (peer.peer, peer.key);
         if !self.inbound_chats.is_empty() {
             let chats = IncomingChats {
-                session: ctx.address(),
+                session: self.id,
                 from,
                 key,
                 chats: std::mem::take(&mut self.inbound_chats),
@@ -310,15 +310,19 @@ impl Handler<Deliver> for Session {
     fn handle(&mut self, msg: Deliver, ctx: &mut Context<Self>) {
         for chat in msg.chats {
             if self.state.is_lingering() {
-                return; // Still in the Registry's outbox: it goes out on the next connection.
+                break; // Still in the Registry's outbox: it goes out on the next connection.
             }
             let frame = Frame::Chat {
                 id: chat.id,
                 text: chat.text,
                 sent_at_ms: chat.sent_at_ms,
             };
-            self.send_frame(&frame, ctx);
+            self.send_frame_held(&frame, ctx);
         }
+        // Written from here once all are queued, as `AckChats` does: a fan-out sends one
+        // chat per Session, and a wake-up and a poll of the writing task per chat cost
+        // the sender more than the write (docs/performance.md, fan-out eighth round).
+        self.writer.write_held();
     }
 }
 
