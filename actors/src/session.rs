@@ -37,7 +37,7 @@ mod gate;
 mod handshake;
 mod lean_read;
 
-use codec::{Incoming, SessionCodec};
+use codec::{Handover, Incoming, SessionCodec};
 use gate::{Hold, ReadGate};
 use lean_read::LeanRead;
 
@@ -496,12 +496,13 @@ impl StreamHandler<Result<Incoming, NoiseError>> for Session {
                     self.close(ctx, "connection lost while writing".into(), false);
                 }
             }
-            Ok(Incoming::Established {
-                reply,
-                key,
-                hello,
-                sealer,
-            }) => {
+            Ok(Incoming::Established(done)) => {
+                let Handover {
+                    reply,
+                    key,
+                    hello,
+                    sealer,
+                } = *done;
                 if let Some(message) = reply {
                     let _ = self.writer.send_bytes(message);
                 }
