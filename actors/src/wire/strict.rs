@@ -261,17 +261,62 @@ impl<'a> Map<'a> {
 }
 
 /// Bytes the MessagePack value at the start of `buf` takes, checked to be all there.
+///
+/// A loop over the values with a stack of the containers still open, not a call per value:
+/// every map read from a peer goes through here (a chat is nine values), and the recursive
+/// version cost about 1,000 instructions per chat (docs/performance.md, fan-out eighth
+/// round). `value_len_recursive` (wire/tests.rs) is that version, kept as the model the property test
+/// compares this one with.
 pub(crate) fn value_len(buf: &[u8], depth: usize) -> Result<usize, WireError> {
-    if depth > MAX_DEPTH {
-        return Err(malformed(format!("nested deeper than {MAX_DEPTH} levels")));
+    // Children still to read, per open container; the next value's depth is `depth + open`.
+    let mut left = [0usize; MAX_DEPTH + 1];
+    let mut open = 0;
+    let mut at = 0;
+    loop {
+        if depth + open > MAX_DEPTH {
+            return Err(malformed(format!("nested deeper than {MAX_DEPTH} levels")));
+        }
+        let (head, body, children) = value_header(&buf[at..])?;
+        at = head
+            .checked_add(body)
+            .and_then(|len| at.checked_add(len))
+            .filter(|end| *end <= buf.len())
+            .ok_or_else(truncated)?;
+        if children > 0 {
+            // Every child takes a byte at least: a hostile count ends at the buffer's end.
+            if at >= buf.len() {
+                return Err(truncated());
+            }
+            left[open] = children;
+            open += 1;
+            continue;
+        }
+        // A value ended: so does every container whose last child it was.
+        loop {
+            let Some(top) = open.checked_sub(1) else {
+                return Ok(at);
+            };
+            left[top] -= 1;
+            if left[top] > 0 {
+                if at >= buf.len() {
+                    return Err(truncated());
+                }
+                break;
+            }
+            open = top;
+        }
     }
+}
+
+/// The value at the start of `buf`: (bytes before its payload, payload bytes, child
+/// values), its length fields checked to be there.
+fn value_header(buf: &[u8]) -> Result<(usize, usize, usize), WireError> {
     let be = |at: usize, n: usize| -> Result<usize, WireError> {
         let bytes = buf.get(at..at + n).ok_or_else(truncated)?;
         Ok(bytes.iter().fold(0usize, |v, b| (v << 8) | usize::from(*b)))
     };
     let marker = *buf.first().ok_or_else(truncated)?;
-    // (bytes before the payload, payload bytes) or (header bytes, child values)
-    let (head, body, children): (usize, usize, usize) = match marker {
+    Ok(match marker {
         0x00..=0x7f | 0xe0..=0xff | 0xc0 | 0xc2 | 0xc3 => (1, 0, 0),
         0x80..=0x8f => (1, 0, 2 * usize::from(marker & 0x0f)),
         0x90..=0x9f => (1, 0, usize::from(marker & 0x0f)),
@@ -298,17 +343,5 @@ pub(crate) fn value_len(buf: &[u8], depth: usize) -> Result<usize, WireError> {
         0xdd => (5, 0, be(1, 4)?),
         0xde => (3, 0, 2 * be(1, 2)?),
         0xdf => (5, 0, 2 * be(1, 4)?),
-    };
-    let mut at = head
-        .checked_add(body)
-        .filter(|end| *end <= buf.len())
-        .ok_or_else(truncated)?;
-    for _ in 0..children {
-        // Every child takes a byte at least: a hostile count ends at the buffer's end.
-        if at >= buf.len() {
-            return Err(truncated());
-        }
-        at += value_len(&buf[at..], depth + 1)?;
-    }
-    Ok(at)
+    })
 }

@@ -500,3 +500,148 @@ fn maps_back_to_back_are_split_whole_and_anything_else_is_refused() {
     assert!(map_len(&deep).is_err());
     assert!(map_len(&[0x81, 0xa1, b'k', 0xc1]).is_err());
 }
+
+/// The recursive `strict::value_len` the loop replaced: the model the property tests below
+/// hold the loop to, result for result, error for error.
+fn value_len_recursive(buf: &[u8], depth: usize) -> Result<usize, WireError> {
+    if depth > MAX_DEPTH {
+        return Err(WireError::Malformed(format!(
+            "nested deeper than {MAX_DEPTH} levels"
+        )));
+    }
+    let be = |at: usize, n: usize| -> Result<usize, WireError> {
+        let bytes = buf.get(at..at + n).ok_or_else(truncated_model)?;
+        Ok(bytes.iter().fold(0usize, |v, b| (v << 8) | usize::from(*b)))
+    };
+    let marker = *buf.first().ok_or_else(truncated_model)?;
+    // (bytes before the payload, payload bytes) or (header bytes, child values)
+    let (head, body, children): (usize, usize, usize) = match marker {
+        0x00..=0x7f | 0xe0..=0xff | 0xc0 | 0xc2 | 0xc3 => (1, 0, 0),
+        0x80..=0x8f => (1, 0, 2 * usize::from(marker & 0x0f)),
+        0x90..=0x9f => (1, 0, usize::from(marker & 0x0f)),
+        0xa0..=0xbf => (1, usize::from(marker & 0x1f), 0),
+        0xc1 => {
+            return Err(WireError::Malformed(
+                "0xc1 is not a MessagePack value".into(),
+            ))
+        }
+        0xc4 | 0xd9 => (2, be(1, 1)?, 0),
+        0xc5 | 0xda => (3, be(1, 2)?, 0),
+        0xc6 | 0xdb => (5, be(1, 4)?, 0),
+        0xc7 => (3, be(1, 1)?, 0),
+        0xc8 => (4, be(1, 2)?, 0),
+        0xc9 => (6, be(1, 4)?, 0),
+        0xca => (1, 4, 0),
+        0xcb => (1, 8, 0),
+        0xcc | 0xd0 => (1, 1, 0),
+        0xcd | 0xd1 => (1, 2, 0),
+        0xce | 0xd2 => (1, 4, 0),
+        0xcf | 0xd3 => (1, 8, 0),
+        0xd4 => (2, 1, 0),
+        0xd5 => (2, 2, 0),
+        0xd6 => (2, 4, 0),
+        0xd7 => (2, 8, 0),
+        0xd8 => (2, 16, 0),
+        0xdc => (3, 0, be(1, 2)?),
+        0xdd => (5, 0, be(1, 4)?),
+        0xde => (3, 0, 2 * be(1, 2)?),
+        0xdf => (5, 0, 2 * be(1, 4)?),
+    };
+    let mut at = head
+        .checked_add(body)
+        .filter(|end| *end <= buf.len())
+        .ok_or_else(truncated_model)?;
+    for _ in 0..children {
+        // Every child takes a byte at least: a hostile count ends at the buffer's end.
+        if at >= buf.len() {
+            return Err(truncated_model());
+        }
+        at += value_len_recursive(&buf[at..], depth + 1)?;
+    }
+    Ok(at)
+}
+
+fn truncated_model() -> WireError {
+    WireError::Malformed("the map ends before its last field".into())
+}
+
+/// MessagePack values as bytes: scalars of every width, strings and binaries, and arrays and
+/// maps nested a few levels, so that the walk meets every marker and deep nesting.
+fn msgpack_value() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+    use proptest::prelude::*;
+    let scalar = prop_oneof![
+        any::<u8>()
+            .prop_filter(
+                "not a container",
+                |m| !matches!(m, 0x80..=0x9f | 0xdc..=0xdf)
+            )
+            .prop_flat_map(|marker| {
+                proptest::collection::vec(any::<u8>(), 0..20).prop_map(move |mut rest| {
+                    rest.insert(0, marker);
+                    rest
+                })
+            }),
+        "[a-z]{0,40}".prop_map(|text| {
+            // fixstr below 32 bytes, str8 above.
+            let mut out = match text.len() {
+                len @ 0..=31 => vec![0xa0 | len as u8],
+                len => vec![0xd9, len as u8],
+            };
+            out.extend(text.bytes());
+            out
+        }),
+    ];
+    scalar.prop_recursive(40, 256, 6, |inner| {
+        proptest::collection::vec(inner, 0..6).prop_map(|children| {
+            // fixarray, or array16 for the rare long one.
+            let mut out = match children.len() {
+                len @ 0..=15 => vec![0x90 | len as u8],
+                len => vec![0xdc, 0, len as u8],
+            };
+            for child in children {
+                out.extend(child);
+            }
+            out
+        })
+    })
+}
+
+/// A result of `value_len` in a form that compares: the length, or the error's text.
+fn outcome(result: Result<usize, WireError>) -> Result<usize, String> {
+    result.map_err(|err| format!("{err:?}"))
+}
+
+proptest::proptest! {
+    /// The loop agrees with the recursive model on any bytes: lengths, and which error.
+    #[test]
+    fn value_len_agrees_with_the_recursive_model(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)) {
+        proptest::prop_assert_eq!(outcome(strict::value_len(&bytes, 0)), outcome(value_len_recursive(&bytes, 0)));
+    }
+
+    /// ... and on well-formed values nested up to 40 levels, whole, cut short or followed
+    /// by more bytes.
+    #[test]
+    fn value_len_agrees_on_nested_values(value in msgpack_value(), cut in 0usize..8, tail in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..4)) {
+        let cut_short = &value[..value.len().saturating_sub(cut)];
+        proptest::prop_assert_eq!(outcome(strict::value_len(cut_short, 0)), outcome(value_len_recursive(cut_short, 0)));
+        let mut longer = value.clone();
+        longer.extend(tail);
+        proptest::prop_assert_eq!(outcome(strict::value_len(&longer, 0)), outcome(value_len_recursive(&longer, 0)));
+    }
+}
+
+#[test]
+fn value_len_refuses_nesting_past_the_limit_as_before() {
+    for levels in [MAX_DEPTH - 1, MAX_DEPTH, MAX_DEPTH + 1, MAX_DEPTH + 5] {
+        let mut deep = vec![0x91; levels];
+        deep.push(0x01);
+        assert_eq!(
+            outcome(strict::value_len(&deep, 0)),
+            outcome(value_len_recursive(&deep, 0)),
+            "{levels} levels"
+        );
+    }
+    let mut deep = vec![0x91; MAX_DEPTH];
+    deep.push(0x01);
+    assert_eq!(outcome(strict::value_len(&deep, 0)), Ok(MAX_DEPTH + 1));
+}
