@@ -70,6 +70,7 @@ pub mod console;
 pub mod discovery;
 pub mod events;
 pub mod faults;
+pub mod heartbeat;
 pub mod helpers;
 pub mod identity;
 pub mod key;

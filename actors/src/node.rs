@@ -19,6 +19,7 @@ use crate::events::NodeEvent;
 use crate::events::{EventSink, EventStream};
 use crate::events::{NodeEvents, WhenShown};
 use crate::faults::{Fault, Inject, InjectError};
+use crate::heartbeat::Heartbeat;
 use crate::identity::{Identity, IdentityError};
 use crate::key::{Fingerprint, PeerKey};
 use crate::limits::WriteBudget;
@@ -126,15 +127,17 @@ impl Node {
         let me = local_identity(keys, &config, listen_addr);
         // The supervision tree: the root first, then its children, which report to it.
         let supervisor = NodeSupervisor::new(config.restarts).start();
-        // One budget for the writers of every Session, dialed or accepted.
+        // One budget for the writers of every Session, dialed or accepted, and one heartbeat.
         let write_budget = Arc::new(WriteBudget::new(config.limits.max_write_buffers));
+        let heartbeat = Heartbeat::start(&config.timeouts);
         let registry = {
             let (me, config, link) = (me.clone(), config.clone(), SupervisorLink::to(&supervisor));
-            let budget = write_budget.clone();
+            let (budget, heartbeat) = (write_budget.clone(), heartbeat.clone());
             Supervisor::start(move |_| {
                 Registry::new(me, &config, link, store, recovered)
                     .holding(lock)
                     .with_write_budget(budget)
+                    .with_heartbeat(heartbeat)
             })
         };
         let template = SessionTemplate {
@@ -144,6 +147,7 @@ impl Node {
             write_buffer_bytes: config.write_buffer_bytes,
             limits: config.limits,
             write_budget,
+            heartbeat,
         };
         let listener = start_listener(socket, addr, template, &config, &supervisor)?;
         let discovery = start_discovery(&config, &me, &registry, &supervisor, &mut warnings);

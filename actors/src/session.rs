@@ -21,6 +21,7 @@ use tokio::net::TcpStream;
 
 use crate::config::{LocalIdentity, Timeouts};
 use crate::faults::ConnectionFault;
+use crate::heartbeat::{Beat, Heartbeat};
 use crate::helpers::human;
 use crate::key::PeerKey;
 use crate::limits::{ConnectionSlot, Limits, TokenBucket, WriteBudget};
@@ -73,6 +74,8 @@ pub struct SessionTemplate {
     pub limits: Limits,
     /// The bytes queued by every Session's writer together.
     pub write_budget: Arc<WriteBudget>,
+    /// The node's heartbeat, which tells each Session when to check its peer's silence.
+    pub heartbeat: Heartbeat,
 }
 
 /// Where a Session is in its life; it only moves forward.
@@ -433,13 +436,11 @@ impl Actor for Session {
             }
         });
         self.hello_timer = Some(timer);
-        let tick = self
-            .template
-            .timeouts
-            .ping_interval
-            .min(self.template.timeouts.idle)
-            / 2;
-        ctx.run_interval(tick.max(Duration::from_millis(10)), Self::heartbeat);
+        // The node's heartbeat, not a timer of the Session's own: actix would poll one at
+        // every turn of the Session (heartbeat.rs).
+        self.template
+            .heartbeat
+            .join(ctx.address().downgrade().into());
     }
 
     fn stopped(&mut self, _ctx: &mut Context<Self>) {
@@ -546,6 +547,14 @@ impl StreamHandler<Result<Incoming, NoiseError>> for Session {
             return; // The peer's half-close after its bye: our acks still go out.
         }
         self.close(ctx, "connection closed by peer".into(), false);
+    }
+}
+
+impl Handler<Beat> for Session {
+    type Result = ();
+
+    fn handle(&mut self, _: Beat, ctx: &mut Context<Self>) {
+        self.heartbeat(ctx);
     }
 }
 

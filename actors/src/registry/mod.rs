@@ -20,6 +20,7 @@ use crate::child::ChildName;
 use crate::config::{LocalIdentity, NodeConfig, Timeouts};
 use crate::events::NodeEvent;
 use crate::guarded_handler;
+use crate::heartbeat::Heartbeat;
 use crate::helpers::now_ms;
 use crate::identity::DataDirLock;
 use crate::limits::{Limits, WriteBudget};
@@ -118,6 +119,8 @@ pub struct Registry {
     limits: Limits,
     /// The node's write budget, shared by every Session's writer.
     write_budget: Arc<WriteBudget>,
+    /// The node's heartbeat, for the Sessions this Registry dials (node.rs gives it).
+    heartbeat: Heartbeat,
     supervisor: SupervisorLink,
     phase: Phase,
     peers: PeerTable<SessionHandle>,
@@ -175,6 +178,7 @@ impl Registry {
             write_buffer_bytes: config.write_buffer_bytes,
             limits: config.limits,
             write_budget: Arc::new(WriteBudget::new(config.limits.max_write_buffers)),
+            heartbeat: Heartbeat::start(&config.timeouts),
             supervisor,
             phase: Phase::Running,
             outbox: Outbox::new(config.timeouts.ack, config.retry.give_up_after),
@@ -211,6 +215,12 @@ impl Registry {
     /// Shares the node's write budget (the Listener's Sessions count in the same one).
     pub fn with_write_budget(mut self, budget: Arc<WriteBudget>) -> Self {
         self.write_budget = budget;
+        self
+    }
+
+    /// Dialed Sessions join `heartbeat`, the node's, rather than one of the Registry's own.
+    pub fn with_heartbeat(mut self, heartbeat: Heartbeat) -> Self {
+        self.heartbeat = heartbeat;
         self
     }
 
@@ -301,6 +311,7 @@ impl Registry {
             write_buffer_bytes: self.write_buffer_bytes,
             limits: self.limits,
             write_budget: self.write_budget.clone(),
+            heartbeat: self.heartbeat.clone(),
         }
     }
 
