@@ -578,6 +578,8 @@ pub struct AcksReceived {
     pub key: PeerKey,
     /// The ids it acked.
     pub ids: Vec<MessageId>,
+    /// The Session that read them.
+    pub session: SessionId,
 }
 
 guarded_handler!(Registry, AcksReceived, |act, msg, _| act
@@ -587,7 +589,7 @@ impl Registry {
     fn on_acks_received(&mut self, msg: AcksReceived) {
         // One clock reading for the peer's `last_seen` and the history's time.
         let now = SystemTime::now();
-        self.peers.touch(&msg.key, now);
+        self.peers.touch_session(msg.session, &msg.key, now);
         let at_ms = ms_since_epoch(now);
         let (from, key) = (msg.from, msg.key);
         let mut delivered = Vec::with_capacity(msg.ids.len());

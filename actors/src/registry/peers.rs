@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::addresses::{self, KnownAddr, Learned};
 use super::local_hash::LocalMap;
@@ -54,6 +54,13 @@ impl PeerRecord {
     fn worked(&self) -> bool {
         self.addrs.iter().any(|known| known.last_worked.is_some())
     }
+
+    /// Heard from at `at`, if that is later than what the record holds.
+    pub(crate) fn seen_at(&mut self, at: Option<SystemTime>) {
+        if at > self.last_seen {
+            self.last_seen = at;
+        }
+    }
 }
 
 /// A Session that has registered.
@@ -69,6 +76,18 @@ pub(crate) struct LiveSession<S> {
     pub(crate) outbound: bool,
     /// The peer said it does not listen (`listen_port` 0).
     pub(crate) one_shot: bool,
+    /// When its peer acked last (ms since the Unix epoch; 0: not since it registered): kept
+    /// here, in the table looked up by Session id, and written to the peer's record when
+    /// the Session leaves the table (`PeerTable::touch_session`). Milliseconds, not a
+    /// `SystemTime`: eight bytes per Session, not sixteen.
+    pub(crate) acked_at_ms: u64,
+}
+
+impl<S> LiveSession<S> {
+    /// When its peer acked last, if since it registered.
+    pub(crate) fn acked_at(&self) -> Option<SystemTime> {
+        (self.acked_at_ms > 0).then(|| UNIX_EPOCH + Duration::from_millis(self.acked_at_ms))
+    }
 }
 
 /// What registering a Session did.
@@ -466,7 +485,7 @@ impl<S> PeerTable<S> {
         record.one_shot = one_shot;
         record.keep_up = !one_shot;
         record.name = Some(name.into_boxed_str());
-        record.last_seen = Some(SystemTime::now());
+        record.seen_at(Some(SystemTime::now()));
         Admission::Admitted {
             was_connected,
             replaced,
@@ -510,6 +529,7 @@ impl<S> PeerTable<S> {
     fn detach(&mut self, id: SessionId) -> Option<LiveSession<S>> {
         self.routes_changed();
         let live = self.sessions.remove(&id)?;
+        self.note_seen(&live.key, live.acked_at());
         if let Some(record) = self.peers.get_mut(&live.key) {
             if record.session == Some(id) {
                 record.session = None;
@@ -540,6 +560,7 @@ impl<S> PeerTable<S> {
             self.sessions.insert(id, orphan);
         }
         let live = self.sessions.remove(&id)?;
+        self.note_seen(&live.key, live.acked_at());
         let current = match self.peers.get_mut(&live.key) {
             Some(record) if record.session == Some(id) => {
                 record.session = None;
@@ -554,6 +575,12 @@ impl<S> PeerTable<S> {
     pub(crate) fn restart(&mut self) {
         self.settle();
         self.routes_changed();
+        let acked: Vec<_> = (self.sessions.values())
+            .map(|live| (live.key, live.acked_at()))
+            .collect();
+        for (key, at) in acked {
+            self.note_seen(&key, at);
+        }
         for record in self.peers.values_mut() {
             record.session = None;
         }

@@ -104,6 +104,7 @@ impl Registry {
             key: msg.key,
             outbound: matches!(msg.direction, Direction::Outbound { .. }),
             one_shot: msg.listen_port == 0,
+            acked_at_ms: 0,
         };
         let (was_connected, replaced) =
             match self.peers.admit(msg.session_id, live, msg.name.clone()) {

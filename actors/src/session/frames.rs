@@ -199,6 +199,7 @@ impl Session {
                 from,
                 key,
                 ids: std::mem::take(&mut self.inbound_acks),
+                session: self.id,
             };
             if self.state.is_lingering() {
                 // Lingering after our bye: no more reading to hold back.
@@ -219,7 +220,12 @@ impl Session {
         let (from, key) = (peer.peer, peer.key);
         if !self.inbound_acks.is_empty() {
             let ids = std::mem::take(&mut self.inbound_acks);
-            let acks = AcksReceived { from, key, ids };
+            let acks = AcksReceived {
+                from,
+                key,
+                ids,
+                session: self.id,
+            };
             tell(Role::Session, &self.template.registry, acks);
         }
     }

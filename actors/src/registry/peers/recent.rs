@@ -4,9 +4,11 @@
 
 use std::time::SystemTime;
 
-use super::{PeerRecord, PeerTable};
+use super::{LiveSession, PeerRecord, PeerTable};
+use crate::helpers::ms_since_epoch;
 use crate::key::PeerKey;
 use crate::limits::MAX_NAME_BYTES;
+use crate::peer::SessionId;
 
 /// The peer chats came from last: when (not yet written to its record) and its name. A node
 /// hears from the same peer again and again; the next batch from it then reads neither the
@@ -87,11 +89,43 @@ impl<S> PeerTable<S> {
         }
     }
 
+    /// The peer of Session `id` (of `key`) acked at `now`: noted in the Session's entry, a
+    /// lookup by id, not in the `peers` tree (a fan-out's sender hears acks from a thousand
+    /// peers in turn, and each search of the tree compared about a dozen 32-byte keys:
+    /// docs/performance.md, fan-out eighth round). A Session not in the table, or of another
+    /// key, falls back to `touch`.
+    pub(crate) fn touch_session(&mut self, id: SessionId, key: &PeerKey, now: SystemTime) {
+        match self.sessions.get_mut(&id) {
+            Some(live) if live.key == *key => live.acked_at_ms = ms_since_epoch(now).max(1),
+            _ => self.touch(key, now),
+        }
+    }
+
     /// When `key` (with this record) was last heard from.
     pub(super) fn last_seen(&self, key: &PeerKey, record: &PeerRecord) -> Option<SystemTime> {
-        match &self.recent {
+        let acked = record
+            .session
+            .and_then(|id| self.sessions.get(&id))
+            .and_then(LiveSession::acked_at);
+        let recorded = match &self.recent {
             Some(recent) if recent.key == *key => Some(recent.seen),
             _ => record.last_seen,
+        };
+        recorded.max(acked)
+    }
+
+    /// `key` was heard from at `at` (a Session's last ack, as it leaves the table), unless
+    /// it was heard from later.
+    pub(super) fn note_seen(&mut self, key: &PeerKey, at: Option<SystemTime>) {
+        match &mut self.recent {
+            Some(recent) if recent.key == *key => {
+                recent.seen = recent.seen.max(at.unwrap_or(recent.seen))
+            }
+            _ => {
+                if let Some(record) = self.peers.get_mut(key) {
+                    record.seen_at(at);
+                }
+            }
         }
     }
 }

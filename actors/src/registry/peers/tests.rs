@@ -34,6 +34,7 @@ fn live(handle: u32, peer: PeerAddr, n: u8, outbound: bool) -> LiveSession<u32> 
         key: key(n),
         outbound,
         one_shot: false,
+        acked_at_ms: 0,
     }
 }
 
@@ -414,8 +415,9 @@ fn the_per_peer_entries_stay_small() {
     use crate::registry::addresses::KnownAddr;
     use crate::registry::SessionHandle;
     let live = std::mem::size_of::<LiveSession<SessionHandle>>();
-    // 80 since the Session's address is held strong (registry/mod.rs, `SessionHandle`).
-    assert!(live <= 80, "a LiveSession is {live} bytes");
+    // 80 since the Session's address is held strong (registry/mod.rs, `SessionHandle`), 88
+    // with the moment of its last ack (`touch_session`).
+    assert!(live <= 88, "a LiveSession is {live} bytes");
     let record = std::mem::size_of::<PeerRecord>();
     assert!(record <= 80, "a PeerRecord is {record} bytes");
     let known = std::mem::size_of::<KnownAddr>();
@@ -473,6 +475,51 @@ fn the_peer_heard_from_last_is_seen_and_named_like_any_other() {
     assert!(table.learn(addr(9003), None, key(72), "bob"));
     assert_eq!(seen_at(&table, 72), None);
     assert_eq!(table.record(&key(72)).and_then(|r| r.last_seen), None);
+}
+
+/// An ack noted on its Session (`touch_session`) is when the peer was last seen, listed as
+/// such, and stays in its record once the Session has left the table, however it left.
+#[test]
+fn an_ack_noted_on_its_session_is_seen_and_kept_when_the_session_leaves() {
+    // Whole seconds after now: registering notes the moment it happens, and a Session
+    // holds its last ack to the millisecond.
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap();
+    let start = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(now.as_secs() + 1);
+    let at = |secs| start + std::time::Duration::from_secs(secs);
+    let mut table = table();
+    let _ = table.admit(1, live(1, addr(9001), 70, true), "bob".into());
+    assert_eq!(table.touch_and_name(&key(70), at(5)), "bob");
+    table.touch_session(1, &key(70), at(9));
+    assert_eq!(seen_at(&table, 70), Some(at(9)));
+    // An earlier chat noted afterwards does not move it back.
+    assert_eq!(table.touch_and_name(&key(70), at(7)), "bob");
+    assert_eq!(seen_at(&table, 70), Some(at(9)));
+    // Another Session id, or another key: noted as `touch` notes it.
+    table.touch_session(2, &key(70), at(11));
+    assert_eq!(seen_at(&table, 70), Some(at(11)));
+    // The Session ends: the moment of its last ack stays.
+    table.touch_session(1, &key(70), at(13));
+    assert!(table.closed(1).is_some());
+    assert_eq!(seen_at(&table, 70), Some(at(13)));
+    // Replaced by a newer Session, or carried over a Registry restart: the same, and it is
+    // in the record (registering writes the recent peer's moment there).
+    let _ = table.admit(3, live(3, addr(9001), 70, true), "bob".into());
+    table.touch_session(3, &key(70), at(15));
+    let _ = table.admit(4, live(4, addr(9001), 70, true), "bob".into());
+    assert_eq!(seen_at(&table, 70), Some(at(15)));
+    assert_eq!(
+        table.record(&key(70)).and_then(|r| r.last_seen),
+        Some(at(15))
+    );
+    table.touch_session(4, &key(70), at(17));
+    table.restart();
+    assert_eq!(seen_at(&table, 70), Some(at(17)));
+    assert_eq!(
+        table.record(&key(70)).and_then(|r| r.last_seen),
+        Some(at(17))
+    );
 }
 
 #[test]
