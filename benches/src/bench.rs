@@ -318,6 +318,42 @@ fn run(s: Settings, only: &[String]) -> ExitCode {
             Target::RatioAtMost(2.0),
         ));
     }
+    // The idle sessions before the fan-out: the fan-out's children bind thousands of
+    // listening ports, whose connections end in TIME_WAIT on those ports for a minute, and
+    // ten thousand connections to one port right after ran out of local ports (connect:
+    // "Cannot assign requested address") in a full run.
+    if wanted("idle") {
+        for &n in &s.idle {
+            progress(&format!("{n} idle sessions"));
+            let mut figure = |kind: &'static str| {
+                scenarios::idle_sessions(kind, n).map(|r| {
+                    notes.push(format!(
+                        "idle {n}, {kind}: RSS {} KiB before, {} KiB after; {} descriptors open \
+                         before, {} after; opening them took {:.1} s",
+                        r.before_kib,
+                        r.after_kib,
+                        r.fds_before,
+                        r.fds_after,
+                        r.opening.as_secs_f64()
+                    ));
+                    Figure::KiB(r.per_session_kib())
+                })
+            };
+            let ours = side(s.run_peerchat, || figure("peerchat"));
+            let base = side(s.run_baseline, || figure("baseline"));
+            let target = if n >= 10_000 {
+                Target::AtMost(16.0)
+            } else {
+                Target::None
+            };
+            rows.push(Row::new(
+                format!("{n} idle sessions: RSS per session"),
+                measured(&format!("idle {n} (peerchat)"), ours),
+                measured(&format!("idle {n} (baseline)"), base),
+                target,
+            ));
+        }
+    }
     if wanted("fanout") {
         for &peers in &s.fanout {
             progress(&format!("fan-out to {peers}"));
@@ -423,38 +459,6 @@ fn run(s: Settings, only: &[String]) -> ExitCode {
                     Target::None,
                 ));
             }
-        }
-    }
-    if wanted("idle") {
-        for &n in &s.idle {
-            progress(&format!("{n} idle sessions"));
-            let mut figure = |kind: &'static str| {
-                scenarios::idle_sessions(kind, n).map(|r| {
-                    notes.push(format!(
-                        "idle {n}, {kind}: RSS {} KiB before, {} KiB after; {} descriptors open \
-                         before, {} after; opening them took {:.1} s",
-                        r.before_kib,
-                        r.after_kib,
-                        r.fds_before,
-                        r.fds_after,
-                        r.opening.as_secs_f64()
-                    ));
-                    Figure::KiB(r.per_session_kib())
-                })
-            };
-            let ours = side(s.run_peerchat, || figure("peerchat"));
-            let base = side(s.run_baseline, || figure("baseline"));
-            let target = if n >= 10_000 {
-                Target::AtMost(16.0)
-            } else {
-                Target::None
-            };
-            rows.push(Row::new(
-                format!("{n} idle sessions: RSS per session"),
-                measured(&format!("idle {n} (peerchat)"), ours),
-                measured(&format!("idle {n} (baseline)"), base),
-                target,
-            ));
         }
     }
     if wanted("churn") {
