@@ -119,8 +119,9 @@ pub struct Registry {
     limits: Limits,
     /// The node's write budget, shared by every Session's writer.
     write_budget: Arc<WriteBudget>,
-    /// The node's heartbeat, for the Sessions this Registry dials (node.rs gives it).
-    heartbeat: Heartbeat,
+    /// The node's heartbeat, for the Sessions this Registry dials (node.rs gives it; a
+    /// Registry started without one starts its own in `started`).
+    heartbeat: Option<Heartbeat>,
     supervisor: SupervisorLink,
     phase: Phase,
     peers: PeerTable<SessionHandle>,
@@ -178,7 +179,7 @@ impl Registry {
             write_buffer_bytes: config.write_buffer_bytes,
             limits: config.limits,
             write_budget: Arc::new(WriteBudget::new(config.limits.max_write_buffers)),
-            heartbeat: Heartbeat::start(&config.timeouts),
+            heartbeat: None,
             supervisor,
             phase: Phase::Running,
             outbox: Outbox::new(config.timeouts.ack, config.retry.give_up_after),
@@ -220,7 +221,7 @@ impl Registry {
 
     /// Dialed Sessions join `heartbeat`, the node's, rather than one of the Registry's own.
     pub fn with_heartbeat(mut self, heartbeat: Heartbeat) -> Self {
-        self.heartbeat = heartbeat;
+        self.heartbeat = Some(heartbeat);
         self
     }
 
@@ -311,7 +312,8 @@ impl Registry {
             write_buffer_bytes: self.write_buffer_bytes,
             limits: self.limits,
             write_budget: self.write_budget.clone(),
-            heartbeat: self.heartbeat.clone(),
+            // Set in `started`, before any dial.
+            heartbeat: (self.heartbeat.clone()).unwrap_or_else(|| Heartbeat::start(&self.timeouts)),
         }
     }
 
@@ -333,6 +335,9 @@ impl Actor for Registry {
         // Replacing the last incarnation's ticker stops it.
         self.ticker = Some(Ticker::start(ctx.address().downgrade(), TICK));
         ctx.spawn(chats::EndOfTurn);
+        if self.heartbeat.is_none() {
+            self.heartbeat = Some(Heartbeat::start(&self.timeouts));
+        }
         if self.incarnation == 0 {
             // Chats recovered from the data directory go out as soon as their peers answer.
             for to in self.outbox.peers() {

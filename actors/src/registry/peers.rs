@@ -76,10 +76,11 @@ pub(crate) struct LiveSession<S> {
     pub(crate) outbound: bool,
     /// The peer said it does not listen (`listen_port` 0).
     pub(crate) one_shot: bool,
-    /// When its peer acked last (ms since the Unix epoch; 0: not since it registered): kept
-    /// here, in the table looked up by Session id, and written to the peer's record when
-    /// the Session leaves the table (`PeerTable::touch_session`). Milliseconds, not a
-    /// `SystemTime`: eight bytes per Session, not sixteen.
+    /// When its peer acked last (ms since the Unix epoch; 0: not since it registered): noted
+    /// here by `PeerTable::touch_session`, in the table looked up by Session id, and written
+    /// to the peer's record when the Session leaves the table (`note_seen`). Read only while
+    /// it is its key's Session: a Session disconnected and lingering shows its acks once it
+    /// has closed. Milliseconds, not a `SystemTime`: eight bytes per Session, not sixteen.
     pub(crate) acked_at_ms: u64,
 }
 

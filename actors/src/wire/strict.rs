@@ -265,8 +265,8 @@ impl<'a> Map<'a> {
 /// A loop over the values with a stack of the containers still open, not a call per value:
 /// every map read from a peer goes through here (a chat is nine values), and the recursive
 /// version cost about 1,000 instructions per chat (docs/performance.md, fan-out eighth
-/// round). `value_len_recursive` (wire/tests.rs) is that version, kept as the model the property test
-/// compares this one with.
+/// round). `value_len_recursive` (wire/tests.rs) is that version, kept as the model the
+/// property tests compare this one with.
 pub(crate) fn value_len(buf: &[u8], depth: usize) -> Result<usize, WireError> {
     // Children still to read, per open container; the next value's depth is `depth + open`.
     let mut left = [0usize; MAX_DEPTH + 1];
