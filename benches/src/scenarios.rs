@@ -622,13 +622,9 @@ pub fn fanout_peerchat(s: &Settings, peers: usize) -> Res<Fanout> {
         let mut rig = peerchat_rig(peers).await?;
         connect_all(&rig.node, &rig.peers.clone()).await?;
         let text = s.text();
-        let mut rounds = Vec::new();
-        let mut cpu_before = Default::default();
+        let mut rounds = Rounds::default();
         for round in 0..=s.fanout_rounds {
-            if round == 1 {
-                cpu_before = cpu_now(&rig.child)?;
-            }
-            let start = Instant::now();
+            let start = rounds.start(round, &rig.child)?;
             // One chat to every peer, in turn. (Issuing them all at once, or as one
             // `send_chat_to_each`, was slower with 1000 peers on a quiet machine: the
             // receiving process, which a round waits for, gets them in one burst after the
@@ -679,15 +675,9 @@ pub fn fanout_peerchat(s: &Settings, peers: usize) -> Res<Fanout> {
                     _ => {}
                 }
             }
-            if round > 0 {
-                rounds.push(start.elapsed().as_secs_f64() * 1e3);
-            }
+            rounds.end(round, start);
         }
-        let cpu_after = cpu_now(&rig.child)?;
-        let measured = Fanout::new(rounds, peers * s.fanout_rounds, cpu_before, cpu_after);
-        check_chats(&mut rig.child, (peers * (s.fanout_rounds + 1)) as u64).await?;
-        rig.child.finish(Duration::from_secs(5));
-        Ok(measured)
+        fanout_done(rig.child, &s, peers, rounds).await
     })
 }
 
@@ -753,16 +743,45 @@ async fn round_acks(acks: &mut mpsc::UnboundedReceiver<u64>, peers: usize, side:
     Ok(())
 }
 
+/// A fan-out side's round times and the child's CPU as they began: round 0 warms up and is
+/// not counted; the CPU is read as round 1 starts.
+#[derive(Default)]
+struct Rounds {
+    ms: Vec<f64>,
+    cpu_before: (CpuMicros, CpuMicros),
+}
+
+impl Rounds {
+    /// Round `round` starts now.
+    fn start(&mut self, round: usize, child: &ChildProc) -> Res<Instant> {
+        if round == 1 {
+            self.cpu_before = cpu_now(child)?;
+        }
+        Ok(Instant::now())
+    }
+
+    /// Round `round`, started at `start`, has ended.
+    fn end(&mut self, round: usize, start: Instant) {
+        if round > 0 {
+            self.ms.push(start.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+}
+
 /// A fan-out side's end: its figures, then every chat counted by the child, which stops.
 async fn fanout_done(
     mut child: ChildProc,
     s: &Settings,
     peers: usize,
-    rounds: Vec<f64>,
-    cpu_before: (CpuMicros, CpuMicros),
+    rounds: Rounds,
 ) -> Res<Fanout> {
     let cpu_after = cpu_now(&child)?;
-    let measured = Fanout::new(rounds, peers * s.fanout_rounds, cpu_before, cpu_after);
+    let measured = Fanout::new(
+        rounds.ms,
+        peers * s.fanout_rounds,
+        rounds.cpu_before,
+        cpu_after,
+    );
     check_chats(&mut child, (peers * (s.fanout_rounds + 1)) as u64).await?;
     child.finish(Duration::from_secs(5));
     Ok(measured)
@@ -781,13 +800,9 @@ pub fn fanout_baseline(s: &Settings, peers: usize) -> Res<Fanout> {
             sends.push(tx);
         }
         let mut next_id = first_id();
-        let mut rounds = Vec::new();
-        let mut cpu_before = Default::default();
+        let mut rounds = Rounds::default();
         for round in 0..=s.fanout_rounds {
-            if round == 1 {
-                cpu_before = cpu_now(&child)?;
-            }
-            let start = Instant::now();
+            let start = rounds.start(round, &child)?;
             for tx in &sends {
                 next_id += 1;
                 if tx.send(next_id).is_err() {
@@ -795,11 +810,9 @@ pub fn fanout_baseline(s: &Settings, peers: usize) -> Res<Fanout> {
                 }
             }
             round_acks(&mut acks, peers, "baseline").await?;
-            if round > 0 {
-                rounds.push(start.elapsed().as_secs_f64() * 1e3);
-            }
+            rounds.end(round, start);
         }
-        let measured = fanout_done(child, &s, peers, rounds, cpu_before).await;
+        let measured = fanout_done(child, &s, peers, rounds).await;
         drop(sends);
         measured
     })
@@ -821,13 +834,9 @@ pub fn fanout_floor(s: &Settings, peers: usize) -> Res<Fanout> {
         let (child, conns) = fanout_child("floor", peers).await?;
         let (registry, mut acks) = crate::floor::sender(conns, first_id());
         let text = s.text();
-        let mut rounds = Vec::new();
-        let mut cpu_before = Default::default();
+        let mut rounds = Rounds::default();
         for round in 0..=s.fanout_rounds {
-            if round == 1 {
-                cpu_before = cpu_now(&child)?;
-            }
-            let start = Instant::now();
+            let start = rounds.start(round, &child)?;
             for peer in 0..peers {
                 let text = text.clone();
                 match registry.send(crate::floor::SendChat { peer, text }).await {
@@ -837,11 +846,9 @@ pub fn fanout_floor(s: &Settings, peers: usize) -> Res<Fanout> {
                 }
             }
             round_acks(&mut acks, peers, "floor").await?;
-            if round > 0 {
-                rounds.push(start.elapsed().as_secs_f64() * 1e3);
-            }
+            rounds.end(round, start);
         }
-        fanout_done(child, &s, peers, rounds, cpu_before).await
+        fanout_done(child, &s, peers, rounds).await
     })
 }
 

@@ -310,7 +310,7 @@ pub(crate) fn value_len(buf: &[u8], depth: usize) -> Result<usize, WireError> {
 
 /// The value at the start of `buf`: (bytes before its payload, payload bytes, child
 /// values), its length fields checked to be there.
-fn value_header(buf: &[u8]) -> Result<(usize, usize, usize), WireError> {
+pub(super) fn value_header(buf: &[u8]) -> Result<(usize, usize, usize), WireError> {
     let be = |at: usize, n: usize| -> Result<usize, WireError> {
         let bytes = buf.get(at..at + n).ok_or_else(truncated)?;
         Ok(bytes.iter().fold(0usize, |v, b| (v << 8) | usize::from(*b)))

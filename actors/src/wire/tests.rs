@@ -502,57 +502,20 @@ fn maps_back_to_back_are_split_whole_and_anything_else_is_refused() {
 }
 
 /// The recursive `strict::value_len` the loop replaced: the model the property tests below
-/// hold the loop to, result for result, error for error.
+/// hold the loop to, result for result, error for error. It reads each value's header as the
+/// loop does (`strict::value_header`): what is modelled is the walk, not the marker table.
 fn value_len_recursive(buf: &[u8], depth: usize) -> Result<usize, WireError> {
     if depth > MAX_DEPTH {
         return Err(WireError::Malformed(format!(
             "nested deeper than {MAX_DEPTH} levels"
         )));
     }
-    let be = |at: usize, n: usize| -> Result<usize, WireError> {
-        let bytes = buf.get(at..at + n).ok_or_else(truncated_model)?;
-        Ok(bytes.iter().fold(0usize, |v, b| (v << 8) | usize::from(*b)))
-    };
-    let marker = *buf.first().ok_or_else(truncated_model)?;
-    // (bytes before the payload, payload bytes) or (header bytes, child values)
-    let (head, body, children): (usize, usize, usize) = match marker {
-        0x00..=0x7f | 0xe0..=0xff | 0xc0 | 0xc2 | 0xc3 => (1, 0, 0),
-        0x80..=0x8f => (1, 0, 2 * usize::from(marker & 0x0f)),
-        0x90..=0x9f => (1, 0, usize::from(marker & 0x0f)),
-        0xa0..=0xbf => (1, usize::from(marker & 0x1f), 0),
-        0xc1 => {
-            return Err(WireError::Malformed(
-                "0xc1 is not a MessagePack value".into(),
-            ))
-        }
-        0xc4 | 0xd9 => (2, be(1, 1)?, 0),
-        0xc5 | 0xda => (3, be(1, 2)?, 0),
-        0xc6 | 0xdb => (5, be(1, 4)?, 0),
-        0xc7 => (3, be(1, 1)?, 0),
-        0xc8 => (4, be(1, 2)?, 0),
-        0xc9 => (6, be(1, 4)?, 0),
-        0xca => (1, 4, 0),
-        0xcb => (1, 8, 0),
-        0xcc | 0xd0 => (1, 1, 0),
-        0xcd | 0xd1 => (1, 2, 0),
-        0xce | 0xd2 => (1, 4, 0),
-        0xcf | 0xd3 => (1, 8, 0),
-        0xd4 => (2, 1, 0),
-        0xd5 => (2, 2, 0),
-        0xd6 => (2, 4, 0),
-        0xd7 => (2, 8, 0),
-        0xd8 => (2, 16, 0),
-        0xdc => (3, 0, be(1, 2)?),
-        0xdd => (5, 0, be(1, 4)?),
-        0xde => (3, 0, 2 * be(1, 2)?),
-        0xdf => (5, 0, 2 * be(1, 4)?),
-    };
+    let (head, body, children) = strict::value_header(buf)?;
     let mut at = head
         .checked_add(body)
         .filter(|end| *end <= buf.len())
         .ok_or_else(truncated_model)?;
     for _ in 0..children {
-        // Every child takes a byte at least: a hostile count ends at the buffer's end.
         if at >= buf.len() {
             return Err(truncated_model());
         }

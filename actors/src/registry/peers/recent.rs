@@ -129,3 +129,6 @@ impl<S> PeerTable<S> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
