@@ -75,6 +75,30 @@ impl Default for Limits {
     }
 }
 
+/// The limits a Session checks for every chat it reads, copied from [`Limits`] as it starts.
+/// The template every Session shares holds them too, but it is one more cache line per
+/// chat, and in a process serving many peers it is rarely in the cache (docs/performance.md,
+/// fan-out, ninth round).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ChatLimits {
+    /// `Limits::chats`.
+    pub(crate) rate: Rate,
+    /// `Limits::max_unacked_chats`.
+    pub(crate) max_unacked_chats: usize,
+    /// `Limits::max_unacked_bytes`.
+    pub(crate) max_unacked_bytes: usize,
+}
+
+impl From<&Limits> for ChatLimits {
+    fn from(limits: &Limits) -> Self {
+        ChatLimits {
+            rate: limits.chats,
+            max_unacked_chats: limits.max_unacked_chats,
+            max_unacked_bytes: limits.max_unacked_bytes,
+        }
+    }
+}
+
 /// A sustained rate and the burst allowed above it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Rate {

@@ -9,7 +9,6 @@
 //! it writes through the writer, which seals once the handshake is done. The handshake's end
 //! and registering are in `session/handshake.rs`, the traffic after it in `session/frames.rs`.
 
-use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -24,7 +23,7 @@ use crate::faults::ConnectionFault;
 use crate::heartbeat::{Beat, Heartbeat};
 use crate::helpers::human;
 use crate::key::PeerKey;
-use crate::limits::{ConnectionSlot, Limits, TokenBucket, WriteBudget};
+use crate::limits::{ChatLimits, ConnectionSlot, Limits, TokenBucket, WriteBudget};
 use crate::noise::{Handshake, HandshakeOptions, NoiseError};
 use crate::peer::{MessageId, PeerAddr, SessionId};
 use crate::registry::{Registry, SessionClosed};
@@ -132,8 +131,9 @@ pub struct Session {
     /// The peer's budget of chats, and of `get_peers`.
     chat_bucket: TokenBucket,
     get_peers_bucket: TokenBucket,
-    /// The text size of each chat handed on and not yet acked, oldest first, and their sum.
-    unacked_sizes: VecDeque<usize>,
+    /// The limits checked for every chat (the template's, copied: `ChatLimits`).
+    chat_limits: ChatLimits,
+    /// The text bytes of the chats handed on and not yet acked (`acks_pending` counts them).
     unacked_bytes: usize,
     /// An inbound connection's place in the Listener's count, given back when this ends.
     slot: Option<ConnectionSlot>,
@@ -145,6 +145,8 @@ pub struct Session {
     next_nonce: u64,
     /// Chats handed to the Registry and not yet acked.
     acks_pending: u32,
+    /// Chats written to the peer on this connection and not yet acked by it (`on_ack`).
+    chats_unacked_here: u32,
     /// Chats read and not yet handed to the Registry (see `Session::flush_inbound`).
     inbound_chats: Vec<Chat>,
     /// Acks read and not yet handed to the Registry.
@@ -266,7 +268,7 @@ impl Session {
             gate,
             chat_bucket: TokenBucket::new(template.limits.chats, now),
             get_peers_bucket: TokenBucket::new(template.limits.get_peers, now),
-            unacked_sizes: VecDeque::new(),
+            chat_limits: ChatLimits::from(&template.limits),
             unacked_bytes: 0,
             slot,
             writer,
@@ -276,6 +278,7 @@ impl Session {
             last_heard: Instant::now(),
             next_nonce: 1,
             acks_pending: 0,
+            chats_unacked_here: 0,
             inbound_chats: Vec::new(),
             inbound_acks: Vec::new(),
             flush_scheduled: false,
@@ -476,10 +479,7 @@ impl StreamHandler<Result<Incoming, NoiseError>> for Session {
         if self.state.is_lingering() {
             // Lingering after our bye: only acks still matter.
             match (item, self.state.peer()) {
-                (Ok(Incoming::Frame(Frame::Ack { id })), Some(_)) => {
-                    self.inbound_acks.push(id);
-                    self.schedule_flush(ctx);
-                }
+                (Ok(Incoming::Frame(Frame::Ack { id })), Some(_)) => self.on_ack(id, ctx),
                 (Ok(Incoming::Frame(Frame::Bye { .. })) | Err(_), _) => ctx.stop(),
                 _ => {}
             }

@@ -229,20 +229,6 @@ where
     to.send(message)
 }
 
-/// `try_send`, traced: a full mailbox gives the message back, for the caller to wait.
-pub fn offer<A, M>(from: Role, to: &Addr<A>, message: M) -> Result<(), SendError<M>>
-where
-    A: Traced + Handler<M>,
-    A::Context: ToEnvelope<A, M>,
-    M: Message + Send + Debug + 'static,
-    M::Result: Send,
-{
-    if enabled(from, A::ROLE) {
-        record(from, A::ROLE, &message);
-    }
-    to.try_send(message)
-}
-
 /// `do_send` to a `Recipient`, traced. A recipient does not know its actor's role, so the
 /// caller names it: a child reporting to its supervisor through a `SupervisorLink`.
 pub fn tell_recipient<M>(from: Role, to: Role, recipient: &Recipient<M>, message: M)

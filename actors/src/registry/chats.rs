@@ -484,6 +484,7 @@ impl Registry {
         let mut name = self.peers.touch_and_name(&msg.key, now);
         let at_ms = ms_since_epoch(now);
         let acks: Vec<MessageId> = msg.chats.iter().map(|chat| chat.id).collect();
+        let text_bytes = msg.chats.iter().map(|chat| chat.text.len()).sum();
         // The places of repeats, in order: nothing allocated for a batch without one.
         let mut repeats = Vec::new();
         self.inbox
@@ -529,7 +530,13 @@ impl Registry {
         }
         // Their events before their acks are queued: the display's `WhenShown` follows them.
         self.emit_all(shown);
-        self.ack_once_shown(msg.session, AckChats { ids: acks });
+        self.ack_once_shown(
+            msg.session,
+            AckChats {
+                ids: acks,
+                text_bytes,
+            },
+        );
     }
 
     /// A chat shown or delivered, into the history and the Store (peerchat's, and classic's

@@ -12,7 +12,7 @@ use crate::key::PeerKey;
 use crate::limits::{MAX_NAME_BYTES, MAX_PEERS_TAKEN};
 use crate::peer::{MessageId, PeerAddr};
 use crate::registry::{AcksReceived, IncomingChats, KnownPeers, PeersLearned, Registry};
-use crate::trace::{ask, offer, tell, Role};
+use crate::trace::{ask, tell, Role};
 use crate::wire::{Frame, PeerEntry};
 
 /// Most chats and acks handed to the Registry in one message.
@@ -47,7 +47,6 @@ impl Session {
                 // The ack is sent when the Registry says the chat was shown (AckChats);
                 // meanwhile the next frames are read, within the peer's budgets.
                 self.acks_pending += 1;
-                self.unacked_sizes.push_back(text.len());
                 self.unacked_bytes += text.len();
                 self.hold_if_unshown();
                 self.take_chat_token(ctx);
@@ -59,10 +58,7 @@ impl Session {
                 self.inbound_chats.push(chat);
                 self.schedule_flush(ctx);
             }
-            Frame::Ack { id } => {
-                self.inbound_acks.push(id);
-                self.schedule_flush(ctx);
-            }
+            Frame::Ack { id } => self.on_ack(id, ctx),
             Frame::GetPeers => {
                 if self
                     .get_peers_bucket
@@ -95,13 +91,29 @@ impl Session {
         }
     }
 
+    /// An ack from the peer, for the Registry. The peer acks a chat on the connection it
+    /// came by, so acks past the chats sent on this one are not for any chat of ours: they
+    /// are dropped here. That bounds what the Registry's mailbox can hold for a peer that
+    /// floods acks by the chats we gave it, since a Session hands its batches over without
+    /// asking whether that mailbox is full (`hand_over`).
+    pub(super) fn on_ack(&mut self, id: MessageId, ctx: &mut Context<Self>) {
+        let Some(left) = self.chats_unacked_here.checked_sub(1) else {
+            tracing::debug!(
+                session = self.id,
+                id,
+                "an ack for no chat sent here: dropped"
+            );
+            return;
+        };
+        self.chats_unacked_here = left;
+        self.inbound_acks.push(id);
+        self.schedule_flush(ctx);
+    }
+
     /// A chat over the peer's rate: reading stops until its bucket has a token again. The
     /// chat already read goes on; the peer's next ones wait in its own TCP window.
     fn take_chat_token(&mut self, ctx: &mut Context<Self>) {
-        let Err(wait) = self
-            .chat_bucket
-            .take(self.template.limits.chats, Instant::now())
-        else {
+        let Err(wait) = self.chat_bucket.take(self.chat_limits.rate, Instant::now()) else {
             return;
         };
         if self.gate.is_held(Hold::Rate) {
@@ -117,7 +129,7 @@ impl Session {
     /// Console flow control: chats handed on and not yet shown (so not acked) are bounded in
     /// number and bytes; at the bound the peer is not read until acks make room.
     fn hold_if_unshown(&mut self) {
-        let limits = &self.template.limits;
+        let limits = &self.chat_limits;
         if self.acks_pending as usize >= limits.max_unacked_chats
             || self.unacked_bytes >= limits.max_unacked_bytes
         {
@@ -125,15 +137,14 @@ impl Session {
         }
     }
 
-    /// Acks for `count` chats went out (or never will): their room is free again.
-    pub(super) fn unacked_done(&mut self, count: usize) {
-        for _ in 0..count {
-            match self.unacked_sizes.pop_front() {
-                Some(size) => self.unacked_bytes -= size,
-                None => break,
-            }
-        }
-        let limits = &self.template.limits;
+    /// Acks for `count` chats of `bytes` of text went out (or never will): their room is
+    /// free again. (Saturating: a failed Registry's acks may still come after `Reannounce`
+    /// has forgotten every chat it held.)
+    pub(super) fn unacked_done(&mut self, count: usize, bytes: usize) {
+        let count = u32::try_from(count).unwrap_or(u32::MAX);
+        self.acks_pending = self.acks_pending.saturating_sub(count);
+        self.unacked_bytes = self.unacked_bytes.saturating_sub(bytes);
+        let limits = &self.chat_limits;
         if self.gate.is_held(Hold::Unshown)
             && (self.acks_pending as usize) < limits.max_unacked_chats
             && self.unacked_bytes < limits.max_unacked_bytes
@@ -201,12 +212,7 @@ impl Session {
                 ids: std::mem::take(&mut self.inbound_acks),
                 session: self.id,
             };
-            if self.state.is_lingering() {
-                // Lingering after our bye: no more reading to hold back.
-                tell(Role::Session, &self.template.registry, acks);
-            } else {
-                self.hand_over(acks, ctx);
-            }
+            self.hand_over(acks, ctx);
         }
     }
 
@@ -230,28 +236,23 @@ impl Session {
         }
     }
 
-    /// Passes a message to the Registry in order, without waiting for it to be
-    /// handled. Only when the Registry's mailbox is full does the Session wait, and read no
-    /// more frames meanwhile: a flooding peer fills its own TCP window, not our memory.
+    /// Passes a batch to the Registry in order, without waiting for it to be handled and
+    /// without asking whether its mailbox is full: what a Session can have there is bounded
+    /// already. Its chats count as unshown until acked, and at `max_unacked_chats` (or
+    /// bytes) the Session stops reading its peer; its acks never outnumber the chats sent
+    /// on this connection (`on_ack`). (Asking, with `try_send`, read a flag actix keeps
+    /// apart from everything else the Session touches: one more cache miss per batch in a
+    /// process serving many peers; docs/performance.md, fan-out, ninth round.)
     fn hand_over<M>(&mut self, message: M, ctx: &mut Context<Self>)
     where
         Registry: Handler<M>,
         M: Message + Send + std::fmt::Debug + 'static,
         M::Result: Send,
     {
-        match offer(Role::Session, &self.template.registry, message) {
-            Ok(()) => {}
-            Err(SendError::Full(message)) => ctx.wait(
-                self.template
-                    .registry
-                    .send(message)
-                    .into_actor(self)
-                    .map(|_, _, _| ()),
-            ),
-            Err(SendError::Closed(_)) => {
-                self.close(ctx, "node is shutting down".into(), true);
-            }
+        if !self.template.registry.connected() {
+            return self.close(ctx, "node is shutting down".into(), true);
         }
+        tell(Role::Session, &self.template.registry, message);
     }
 
     fn answer_get_peers(&mut self, from: PeerAddr, key: PeerKey, ctx: &mut Context<Self>) {
@@ -323,6 +324,7 @@ impl Handler<Deliver> for Session {
                 text: chat.text,
                 sent_at_ms: chat.sent_at_ms,
             };
+            self.chats_unacked_here = self.chats_unacked_here.saturating_add(1);
             self.send_frame_held(&frame, ctx);
         }
         // Written from here once all are queued, as `AckChats` does: a fan-out sends one
@@ -339,15 +341,17 @@ impl Handler<Deliver> for Session {
 pub struct AckChats {
     /// The chats to ack, in the order they came.
     pub ids: Vec<MessageId>,
+    /// Their texts' bytes together: room the Session frees for its peer's next chats
+    /// (`Limits::max_unacked_bytes`). The Session keeps only the sum of the chats it handed
+    /// on, not each one's size (a queue would be one more cache line per chat).
+    pub text_bytes: usize,
 }
 
 impl Handler<AckChats> for Session {
     type Result = ();
 
     fn handle(&mut self, msg: AckChats, ctx: &mut Context<Self>) {
-        let count = u32::try_from(msg.ids.len()).unwrap_or(u32::MAX);
-        self.acks_pending = self.acks_pending.saturating_sub(count);
-        self.unacked_done(msg.ids.len());
+        self.unacked_done(msg.ids.len(), msg.text_bytes);
         // Written from here once all are queued, not by a wake-up of the writing task.
         for id in msg.ids {
             if self.state.is_lingering() {

@@ -114,9 +114,7 @@ impl Handler<Reannounce> for Session {
         }
         // The failed Registry will never ack the chats it had: the peer sends them again
         // after its ack timeout, and they are read (and shown once) then.
-        self.acks_pending = 0;
-        let unacked = self.unacked_sizes.len();
-        self.unacked_done(unacked);
+        self.unacked_done(self.acks_pending as usize, self.unacked_bytes);
         let Some(peer) = self.state.peer() else {
             return;
         };
