@@ -117,48 +117,58 @@ impl State {
 }
 
 /// The Session actor (see the module docs).
+///
+/// In the order written (`repr(C)`), the fields every frame read or written touches first,
+/// then the rest. Rust would order them by alignment, which spread the hot ones over all
+/// seven cache lines of the struct; a process serving many peers finds a Session's lines
+/// out of the cache at every chat, and each line is a miss (docs/performance.md, fan-out,
+/// ninth round).
+#[repr(C)]
 pub struct Session {
-    id: SessionId,
-    direction: Direction,
-    remote: SocketAddr,
-    /// Our own IP on this connection: with our port, it is us (`Register::local_ip`).
-    local_ip: IpAddr,
+    // ---- touched by every frame ----
+    state: State,
+    /// Chats read and not yet handed to the Registry (see `Session::flush_inbound`).
+    inbound_chats: Vec<Chat>,
+    /// Acks read and not yet handed to the Registry.
+    inbound_acks: Vec<MessageId>,
+    last_heard: Instant,
+    /// The peer's budget of chats.
+    chat_bucket: TokenBucket,
+    /// The limits checked for every chat (the template's, copied: `ChatLimits`).
+    chat_limits: ChatLimits,
     /// Shared by every Session the Listener (or one dial) starts: thousands of Sessions must
     /// not each hold a copy of the node's identity and limits.
     template: Arc<SessionTemplate>,
     /// Holds the reader back: a chat rate over budget, or too many chats not yet shown.
     gate: ReadGate,
-    /// The peer's budget of chats, and of `get_peers`.
-    chat_bucket: TokenBucket,
-    get_peers_bucket: TokenBucket,
-    /// The limits checked for every chat (the template's, copied: `ChatLimits`).
-    chat_limits: ChatLimits,
+    writer: FrameWriter,
+    id: SessionId,
     /// The text bytes of the chats handed on and not yet acked (`acks_pending` counts them).
     unacked_bytes: usize,
-    /// An inbound connection's place in the Listener's count, given back when this ends.
-    slot: Option<ConnectionSlot>,
-    writer: FrameWriter,
-    /// The handshake is done: frames are sealed, a `bye` can be said.
-    sealing: bool,
-    state: State,
-    last_heard: Instant,
-    next_nonce: u64,
+    /// What few Sessions ever need (`Rare`), allocated on first use.
+    rare: Option<Box<Rare>>,
     /// Chats handed to the Registry and not yet acked.
     acks_pending: u32,
     /// Chats written to the peer on this connection and not yet acked by it (`on_ack`).
     chats_unacked_here: u32,
-    /// Chats read and not yet handed to the Registry (see `Session::flush_inbound`).
-    inbound_chats: Vec<Chat>,
-    /// Acks read and not yet handed to the Registry.
-    inbound_acks: Vec<MessageId>,
     /// A flush of the two above is scheduled.
     flush_scheduled: bool,
+    /// The handshake is done: frames are sealed, a `bye` can be said.
+    sealing: bool,
+    // ---- the rest ----
+    direction: Direction,
+    remote: SocketAddr,
+    /// Our own IP on this connection: with our port, it is us (`Register::local_ip`).
+    local_ip: IpAddr,
+    /// The peer's budget of `get_peers`.
+    get_peers_bucket: TokenBucket,
+    /// An inbound connection's place in the Listener's count, given back when this ends.
+    slot: Option<ConnectionSlot>,
+    next_nonce: u64,
     /// The hello timeout, cancelled once the Registry accepts the peer: a timer left pending
     /// holds its allocation, and a slot among the context's few inline ones, for the
     /// timeout's whole length.
     hello_timer: Option<SpawnHandle>,
-    /// What few Sessions ever need (`Rare`), allocated on first use.
-    rare: Option<Box<Rare>>,
 }
 
 /// The parts of a Session that few Sessions ever use, boxed: a field inline is paid by every
