@@ -8,7 +8,7 @@ use std::time::{Instant, SystemTime};
 
 use actix::prelude::*;
 
-use super::{Registry, Subscriber};
+use super::{tell_session, Registry, Subscriber};
 use crate::events::NodeEvent;
 use crate::guarded_handler;
 use crate::helpers::{ms_since_epoch, now_ms};
@@ -300,7 +300,7 @@ impl Registry {
         if let Some(session) = session {
             // Only this chat: the others for this peer are already on the session.
             self.outbox.hand(id, session, now);
-            self.deliver_soon(id, session);
+            self.deliver_soon(id, session, to);
         }
         id
     }
@@ -327,8 +327,8 @@ impl Registry {
     /// chat accepted for it before the Registry's mailbox runs dry: one mailbox hop per batch.
     /// `EndOfTurn` sends them. Only message handlers call this (the `SendChat`s): the
     /// mailbox is drained before the actor's spawned items are polled, `EndOfTurn` among them.
-    fn deliver_soon(&mut self, id: MessageId, session: SessionId) {
-        self.to_deliver.push((id, session));
+    fn deliver_soon(&mut self, id: MessageId, session: SessionId, to: PeerAddr) {
+        self.to_deliver.push((id, session, to));
     }
 
     /// Sends the chats `deliver_soon` collected, one `Deliver` per Session, each in order.
@@ -339,14 +339,14 @@ impl Registry {
         let mut accepted = std::mem::take(&mut self.to_deliver);
         // Grouped by Session with a stable sort (each Session's chats keep their order), not
         // a search of the batches per chat: a fan-out brings a thousand Sessions in one turn.
-        accepted.sort_by_key(|(_, session)| *session);
+        accepted.sort_by_key(|(_, session, _)| *session);
         for group in accepted.chunk_by(|a, b| a.1 == b.1) {
-            let Some(&(_, session)) = group.first() else {
+            let Some(&(_, session, to)) = group.first() else {
                 continue;
             };
             let chats: Vec<Chat> = group
                 .iter()
-                .filter_map(|(id, _)| {
+                .filter_map(|(id, _, _)| {
                     // Failed, acked or moved to another Session meanwhile: nothing to send here.
                     let out = self.outbox.get(*id)?;
                     (out.on_session == Some(session)).then(|| out.chat(*id))
@@ -355,8 +355,9 @@ impl Registry {
             if chats.is_empty() {
                 continue;
             }
-            if let Some(live) = self.peers.session(session) {
-                live.tell(Deliver { chats });
+            // Through the address the chats were sent to: `session_to_send` read its line.
+            if let Some(handle) = self.peers.handle_to_send(&to, session) {
+                tell_session(handle, Deliver { chats });
             }
         }
         // The buffer back for the next turn: an allocation per turn less (a `send_chat` per

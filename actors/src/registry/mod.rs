@@ -104,9 +104,20 @@ impl LiveSession<SessionHandle> {
         M: Message + Send + std::fmt::Debug + 'static,
         M::Result: Send,
     {
-        if self.handle.connected() {
-            tell(Role::Registry, &self.handle, message);
-        }
+        tell_session(&self.handle, message);
+    }
+}
+
+/// Sends a Session `message` (traced), unless it has stopped: a trace line only for a
+/// message that goes somewhere.
+pub(crate) fn tell_session<M>(session: &SessionHandle, message: M)
+where
+    Session: Handler<M>,
+    M: Message + Send + std::fmt::Debug + 'static,
+    M::Result: Send,
+{
+    if session.connected() {
+        tell(Role::Registry, session, message);
     }
 }
 
@@ -142,7 +153,7 @@ pub struct Registry {
     /// no second node uses the directory meanwhile.
     data_dir_lock: Option<DataDirLock>,
     /// Chats accepted in this turn, and the Session each goes to (see `deliver_soon`).
-    to_deliver: Vec<(MessageId, SessionId)>,
+    to_deliver: Vec<(MessageId, SessionId, PeerAddr)>,
     /// The task that sends this incarnation its `Tick`s; stopped when replaced or dropped.
     ticker: Option<Ticker>,
     outbox_empty_waiters: Vec<oneshot::Sender<()>>,
@@ -406,7 +417,7 @@ impl Supervised for Registry {
     fn restarting(&mut self, _: &mut Context<Self>) {
         self.report_failure();
         self.incarnation += 1;
-        for (id, _) in std::mem::take(&mut self.to_deliver) {
+        for (id, _, _) in std::mem::take(&mut self.to_deliver) {
             self.outbox.unhand(id);
         }
         self.peers.restart();

@@ -128,8 +128,12 @@ pub(crate) struct PeerTable<S> {
     /// to that have a live Session; a remote peer picks at most the port of its own (in its
     /// `hello`), and there are at most twice as many entries as Sessions (which the limits
     /// bound), so colliding keys cost a bounded probe, hence the local hash. Emptied
-    /// whenever an address, a record's Session or a live Session changes (`routes_changed`).
-    sending: LocalMap<PeerAddr, SessionId>,
+    /// whenever an address, a record's Session or a live Session changes (`routes_changed`),
+    /// so an entry always names a live Session. It holds that Session's handle too: a chat
+    /// sent is handed to its Session without reading the Session's entry in `sessions`,
+    /// which in a fan-out is one more cache miss per chat (docs/performance.md, fan-out,
+    /// ninth round).
+    sending: LocalMap<PeerAddr, (SessionId, S)>,
     /// IPs we were reached at: with our port, they are us.
     local_ips: HashSet<IpAddr>,
     /// Addresses that turned out to be ourselves.
@@ -386,16 +390,22 @@ impl<S> PeerTable<S> {
     }
 
     /// `session_for`'s Session, remembered for the next chat to `addr` (see `sending`).
-    pub(crate) fn session_to_send(&mut self, addr: &PeerAddr) -> Option<SessionId> {
-        if let Some(&id) = self.sending.get(addr) {
-            if self.sessions.contains_key(&id) {
-                return Some(id);
-            }
+    pub(crate) fn session_to_send(&mut self, addr: &PeerAddr) -> Option<SessionId>
+    where
+        S: Clone,
+    {
+        if let Some((id, _)) = self.sending.get(addr) {
+            debug_assert!(
+                self.sessions.contains_key(id),
+                "`sending` names a live Session"
+            );
+            return Some(*id);
         }
-        let (id, _) = self.session_for(addr)?;
+        let (id, live) = self.session_for(addr)?;
+        let handle = live.handle.clone();
         // Bounded by the Sessions: an address per peer, and a few of its others.
         if self.sending.len() < self.sessions.len().saturating_mul(2) {
-            self.sending.insert(*addr, id);
+            self.sending.insert(*addr, (id, handle));
         }
         Some(id)
     }
@@ -415,6 +425,16 @@ impl<S> PeerTable<S> {
 
     pub(crate) fn session(&self, id: SessionId) -> Option<&LiveSession<S>> {
         self.sessions.get(&id)
+    }
+
+    /// The handle of Session `id`, which `session_to_send` gave for chats to `addr`: from
+    /// `sending` when it still names that Session (its line was read for the same chats),
+    /// else from the live Sessions.
+    pub(crate) fn handle_to_send(&self, addr: &PeerAddr, id: SessionId) -> Option<&S> {
+        match self.sending.get(addr) {
+            Some((sending, handle)) if *sending == id => Some(handle),
+            _ => self.sessions.get(&id).map(|live| &live.handle),
+        }
     }
 
     /// The handle of Session `id` while it is registered, or rejoining after a restart:
