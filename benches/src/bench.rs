@@ -44,7 +44,7 @@ usage: peerchat-bench [--quick] [--only LIST] [--peerchat-bin PATH]
   --side SIDE          peerchat, baseline or floor: run one side only (for profiling);
                        floor (the baseline with the design's actor hops, floor.rs) runs
                        in the fan-out only
-  --fanout-rounds N    rounds of the fan-out after the first (default 20 quick, 50 full);
+  --fanout-rounds N    rounds of the fan-out after the first (default 20 quick, 150 full);
                        two runs' difference in a profile leaves out the set-up
   --fanout-send HOW    each: a send_chat per peer, in turn (default); all: one
                        send_chat_to_each per round, as the console's /all

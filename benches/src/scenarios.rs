@@ -95,7 +95,7 @@ impl Settings {
                 trials: 5,
                 round_trips: 20_000,
                 fanout: vec![100, 1_000],
-                fanout_rounds: 50,
+                fanout_rounds: 150,
                 fanout_all: false,
                 idle: vec![1_000, 10_000],
                 churn_ops: 5_000,
