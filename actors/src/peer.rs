@@ -12,6 +12,11 @@ pub type NodeId = u64;
 /// Id of one chat message, unique among the messages one node sends.
 pub type MessageId = u64;
 
+/// Message ids carried between a Session and the Registry (acks read, acks to send): up to
+/// two inline. Most batches hold one id, and a `Vec` per message was an allocation (a line
+/// out of the cache) per chat in a fan-out (docs/performance.md, fan-out, ninth round).
+pub type MessageIds = smallvec::SmallVec<[MessageId; 2]>;
+
 /// Node-local id of one Session (one TCP connection), used to tell an old
 /// connection to a peer from its replacement.
 pub type SessionId = u64;

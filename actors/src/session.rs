@@ -25,7 +25,7 @@ use crate::helpers::human;
 use crate::key::PeerKey;
 use crate::limits::{ChatLimits, ConnectionSlot, Limits, TokenBucket, WriteBudget};
 use crate::noise::{Handshake, HandshakeOptions, NoiseError};
-use crate::peer::{MessageId, PeerAddr, SessionId};
+use crate::peer::{MessageIds, PeerAddr, SessionId};
 use crate::registry::{Registry, SessionClosed};
 use crate::trace::{tell, Role, Traced};
 use crate::wire::{Frame, Hello};
@@ -41,7 +41,7 @@ use codec::{Handover, Incoming, SessionCodec};
 use gate::{Hold, ReadGate};
 use lean_read::LeanRead;
 
-pub use frames::{AckChats, Chat, Deliver, RefreshPeers};
+pub use frames::{AckChats, Chat, Chats, Deliver, RefreshPeers};
 pub use handshake::Reannounce;
 
 use handshake::Established;
@@ -130,7 +130,7 @@ pub struct Session {
     /// Chats read and not yet handed to the Registry (see `Session::flush_inbound`).
     inbound_chats: Vec<Chat>,
     /// Acks read and not yet handed to the Registry.
-    inbound_acks: Vec<MessageId>,
+    inbound_acks: MessageIds,
     last_heard: Instant,
     /// The peer's budget of chats.
     chat_bucket: TokenBucket,
@@ -290,7 +290,7 @@ impl Session {
             acks_pending: 0,
             chats_unacked_here: 0,
             inbound_chats: Vec::new(),
-            inbound_acks: Vec::new(),
+            inbound_acks: MessageIds::new(),
             flush_scheduled: false,
             hello_timer: None,
             rare: None,

@@ -13,8 +13,8 @@ use crate::events::NodeEvent;
 use crate::guarded_handler;
 use crate::helpers::{ms_since_epoch, now_ms};
 use crate::key::PeerKey;
-use crate::peer::{MessageId, PeerAddr, SessionId};
-use crate::session::{AckChats, Chat, Deliver};
+use crate::peer::{MessageId, MessageIds, PeerAddr, SessionId};
+use crate::session::{AckChats, Chat, Chats, Deliver};
 use crate::store::{HistoryEntry, OutboxFull, QueuedChat, MAX_MESSAGE_ID};
 
 use crate::trace::{tell, Role};
@@ -344,7 +344,7 @@ impl Registry {
             let Some(&(_, session, to)) = group.first() else {
                 continue;
             };
-            let chats: Vec<Chat> = group
+            let chats: Chats = group
                 .iter()
                 .filter_map(|(id, _, _)| {
                     // Failed, acked or moved to another Session meanwhile: nothing to send here.
@@ -389,7 +389,9 @@ impl Registry {
         if !chats.is_empty() {
             // Oldest first, whichever address each was written to.
             chats.sort_by_key(|chat| chat.id);
-            live.tell(Deliver { chats });
+            live.tell(Deliver {
+                chats: Chats::from_vec(chats),
+            });
         }
     }
 
@@ -484,7 +486,7 @@ impl Registry {
         let now = SystemTime::now();
         let mut name = self.peers.touch_and_name(&msg.key, now);
         let at_ms = ms_since_epoch(now);
-        let acks: Vec<MessageId> = msg.chats.iter().map(|chat| chat.id).collect();
+        let acks: MessageIds = msg.chats.iter().map(|chat| chat.id).collect();
         let text_bytes = msg.chats.iter().map(|chat| chat.text.len()).sum();
         // The places of repeats, in order: nothing allocated for a batch without one.
         let mut repeats = Vec::new();
@@ -585,7 +587,7 @@ pub struct AcksReceived {
     /// The key it proved: only chats written to an address of that key are acked by it.
     pub key: PeerKey,
     /// The ids it acked.
-    pub ids: Vec<MessageId>,
+    pub ids: MessageIds,
     /// The Session that read them.
     pub session: SessionId,
 }

@@ -10,13 +10,17 @@ use std::time::Instant;
 use super::{Hold, Session, State, LINGER};
 use crate::key::PeerKey;
 use crate::limits::{MAX_NAME_BYTES, MAX_PEERS_TAKEN};
-use crate::peer::{MessageId, PeerAddr};
+use crate::peer::{MessageId, MessageIds, PeerAddr};
 use crate::registry::{AcksReceived, IncomingChats, KnownPeers, PeersLearned, Registry};
 use crate::trace::{ask, tell, Role};
 use crate::wire::{Frame, PeerEntry};
 
 /// Most chats and acks handed to the Registry in one message.
 const MAX_BATCH: usize = 256;
+
+/// The chats of one `Deliver`, oldest first: one inline, as most batches are (a `Vec` was
+/// an allocation per chat sent in a fan-out; docs/performance.md, fan-out, ninth round).
+pub type Chats = smallvec::SmallVec<[Chat; 1]>;
 
 /// One chat as it travels between a Session and the Registry: what a `chat` frame carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -308,7 +312,7 @@ impl Session {
 #[rtype(result = "()")]
 pub struct Deliver {
     /// Oldest first.
-    pub chats: Vec<Chat>,
+    pub chats: Chats,
 }
 
 impl Handler<Deliver> for Session {
@@ -340,7 +344,7 @@ impl Handler<Deliver> for Session {
 #[rtype(result = "()")]
 pub struct AckChats {
     /// The chats to ack, in the order they came.
-    pub ids: Vec<MessageId>,
+    pub ids: MessageIds,
     /// Their texts' bytes together: room the Session frees for its peer's next chats
     /// (`Limits::max_unacked_bytes`). The Session keeps only the sum of the chats it handed
     /// on, not each one's size (a queue would be one more cache line per chat).
