@@ -162,7 +162,12 @@ pub struct WhenShown;
 /// per batch, not per chat. Other events come one to a batch.
 #[derive(actix::Message, Debug)]
 #[rtype(result = "()")]
-pub struct NodeEvents(pub Vec<NodeEvent>);
+pub struct NodeEvents(pub EventBatch);
+
+/// Events sent together, oldest first: one inline, as most batches are (a `Vec` was an
+/// allocation per chat sent or received in a fan-out; docs/performance.md, fan-out, ninth
+/// round).
+pub type EventBatch = smallvec::SmallVec<[NodeEvent; 1]>;
 
 /// What the supervisor did about a failed actor.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -193,9 +198,9 @@ impl actix::Message for NodeEvent {
 /// A subscription to a node's events. Also a `Stream`, for actors that `add_stream` it.
 pub struct EventStream {
     /// Events come in batches (`Subscriber::Channel`) and are handed out one by one.
-    rx: mpsc::UnboundedReceiver<Vec<NodeEvent>>,
+    rx: mpsc::UnboundedReceiver<EventBatch>,
     /// The rest of the batch being handed out.
-    batch: std::vec::IntoIter<NodeEvent>,
+    batch: smallvec::IntoIter<[NodeEvent; 1]>,
 }
 
 /// A wait on the event stream ran out of time; says what it saw meanwhile.
@@ -225,7 +230,7 @@ impl std::error::Error for WaitTimedOut {}
 /// and every `EventSink` is dropped: drop yours once the nodes are subscribed, and do not
 /// take the end of the stream for the end of one node.
 #[derive(Clone, Debug)]
-pub struct EventSink(pub(crate) mpsc::UnboundedSender<Vec<NodeEvent>>);
+pub struct EventSink(pub(crate) mpsc::UnboundedSender<EventBatch>);
 
 impl EventStream {
     /// One stream for the events of several nodes, and the sink that nodes are given to send
@@ -238,7 +243,7 @@ impl EventStream {
         let (tx, rx) = mpsc::unbounded();
         let events = EventStream {
             rx,
-            batch: Vec::new().into_iter(),
+            batch: EventBatch::new().into_iter(),
         };
         (EventSink(tx), events)
     }

@@ -94,7 +94,7 @@ pub mod wire;
 pub mod writer;
 
 pub use config::{NodeConfig, Timeouts};
-pub use events::{EventSink, EventStream, NodeEvent, NodeEvents};
+pub use events::{EventBatch, EventSink, EventStream, NodeEvent, NodeEvents};
 pub use key::{Fingerprint, PeerKey};
 pub use node::{Node, NodeStopped, StartError};
 pub use peer::{MessageId, PeerAddr, PeerInfo};

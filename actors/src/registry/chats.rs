@@ -9,7 +9,7 @@ use std::time::{Instant, SystemTime};
 use actix::prelude::*;
 
 use super::{tell_session, Registry, Subscriber};
-use crate::events::NodeEvent;
+use crate::events::{EventBatch, NodeEvent};
 use crate::guarded_handler;
 use crate::helpers::{ms_since_epoch, now_ms};
 use crate::key::PeerKey;
@@ -498,7 +498,7 @@ impl Registry {
             });
         let to_show = msg.chats.len() - repeats.len();
         let mut repeats = repeats.into_iter().peekable();
-        let mut shown = Vec::with_capacity(to_show);
+        let mut shown = EventBatch::with_capacity(to_show);
         for (at, chat) in msg.chats.into_iter().enumerate() {
             if repeats.next_if_eq(&at).is_some() {
                 tracing::debug!(from = %msg.from, id = chat.id, "repeated chat acked again, not shown");
@@ -602,7 +602,7 @@ impl Registry {
         self.peers.touch_session(msg.session, &msg.key, now);
         let at_ms = ms_since_epoch(now);
         let (from, key) = (msg.from, msg.key);
-        let mut delivered = Vec::with_capacity(msg.ids.len());
+        let mut delivered = EventBatch::with_capacity(msg.ids.len());
         for id in msg.ids {
             let peers = &self.peers;
             let from_acker = |to: &PeerAddr| *to == from || peers.route(to) == Some(key);

@@ -9,7 +9,7 @@ use actix::prelude::*;
 use futures::channel::{mpsc, oneshot};
 
 use super::{Phase, Registry};
-use crate::events::{NodeEvent, NodeEvents, WhenShown};
+use crate::events::{EventBatch, NodeEvent, NodeEvents, WhenShown};
 use crate::faults::{ConnectionFault, Inject, InjectError};
 use crate::guarded_handler;
 use crate::peer::{PeerAddr, SessionId};
@@ -28,7 +28,7 @@ pub enum Subscriber {
     /// Events sent into a channel (an `EventStream`), each batch (the chats of one
     /// `IncomingChats`, the acks of one `AcksReceived`) as one message: a channel send and a
     /// wake-up per batch, not per event.
-    Channel(mpsc::UnboundedSender<Vec<NodeEvent>>),
+    Channel(mpsc::UnboundedSender<EventBatch>),
     /// Events sent to an actor's mailbox.
     Actor(Recipient<NodeEvent>),
     /// A display (the Console): events to its mailbox in batches, and chats acked only once
@@ -90,7 +90,7 @@ impl std::fmt::Debug for Subscriber {
 impl Subscriber {
     /// Delivers the events, in order; false if the subscriber is gone. A display gets them
     /// in one message, the others one by one.
-    pub(super) fn deliver(&self, events: Vec<NodeEvent>) -> bool {
+    pub(super) fn deliver(&self, events: EventBatch) -> bool {
         let traced = crate::trace::enabled(Role::Registry, Role::Console);
         match self {
             Subscriber::Channel(tx) => tx.unbounded_send(events).is_ok(),

@@ -18,7 +18,7 @@ use futures::channel::oneshot;
 
 use crate::child::ChildName;
 use crate::config::{LocalIdentity, NodeConfig, Timeouts};
-use crate::events::NodeEvent;
+use crate::events::{EventBatch, NodeEvent};
 use crate::guarded_handler;
 use crate::heartbeat::Heartbeat;
 use crate::helpers::now_ms;
@@ -283,12 +283,12 @@ impl Registry {
     }
 
     fn emit(&mut self, event: NodeEvent) {
-        self.emit_all(vec![event]);
+        self.emit_all(smallvec::smallvec![event]);
     }
 
     /// Publishes events in order; a display gets them all in one message (the chats of one
     /// `IncomingChats`: a mailbox hop per batch, not per chat).
-    fn emit_all(&mut self, events: Vec<NodeEvent>) {
+    fn emit_all(&mut self, events: EventBatch) {
         if events.is_empty() {
             return;
         }
