@@ -618,7 +618,7 @@ impl Registry {
                 at_ms,
                 to: out.to,
                 id,
-                text: out.text.clone(),
+                text: self.inbox.text_for_entry(&out.text),
                 classic: false,
             };
             self.persist(|store| {

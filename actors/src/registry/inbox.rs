@@ -249,16 +249,28 @@ impl Inbox {
     /// the oldest entry goes now (`remember` would drop it) and its strings are reused when
     /// their room fits, so a busy node does not allocate and free two strings per chat.
     pub(crate) fn strings_for_entry(&mut self, name: &str, text: &str) -> (String, String) {
-        let (old_name, old_text) = if self.history.len() >= HISTORY_IN_MEMORY {
-            match self.history.pop_front() {
-                Some(HistoryEntry::In { name, text, .. }) => (name, text),
-                Some(HistoryEntry::Out { text, .. }) => (String::new(), text),
-                None => (String::new(), String::new()),
-            }
-        } else {
-            (String::new(), String::new())
-        };
+        let (old_name, old_text) = self.take_oldest_strings();
         (reuse(old_name, name), reuse(old_text, text))
+    }
+
+    /// `text` as the string of a new `HistoryEntry::Out` (a chat of ours delivered), in the
+    /// oldest entry's room once the history is full, as `strings_for_entry` does: a busy
+    /// sender does not allocate and free a string per ack.
+    pub(crate) fn text_for_entry(&mut self, text: &str) -> String {
+        reuse(self.take_oldest_strings().1, text)
+    }
+
+    /// The oldest entry's name and text once the history is full (the next `remember`
+    /// would drop it: it goes now); empty strings, which hold no room, before.
+    fn take_oldest_strings(&mut self) -> (String, String) {
+        if self.history.len() < HISTORY_IN_MEMORY {
+            return (String::new(), String::new());
+        }
+        match self.history.pop_front() {
+            Some(HistoryEntry::In { name, text, .. }) => (name, text),
+            Some(HistoryEntry::Out { text, .. }) => (String::new(), text),
+            None => (String::new(), String::new()),
+        }
     }
 
     pub(crate) fn remember(&mut self, entry: HistoryEntry) {

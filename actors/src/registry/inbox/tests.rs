@@ -333,6 +333,10 @@ fn a_full_history_gives_its_oldest_entrys_strings_to_the_next_one() {
     assert_eq!(first_id(&inbox), 1);
     inbox.remember(shown(HISTORY_IN_MEMORY as u64));
     assert_eq!(inbox.recent(usize::MAX).len(), HISTORY_IN_MEMORY);
+    // A delivered chat's text takes the oldest entry's room the same way.
+    assert_eq!(inbox.text_for_entry("delivered"), "delivered");
+    assert_eq!(inbox.recent(usize::MAX).len(), HISTORY_IN_MEMORY - 1);
+    assert_eq!(first_id(&inbox), 2);
     // A room far bigger than the value is not reused.
     let big = String::with_capacity(10_000);
     assert!(reuse(big, "x").capacity() < 10_000);
