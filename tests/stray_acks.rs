@@ -8,25 +8,11 @@ mod common;
 
 use std::net::Ipv4Addr;
 use std::sync::mpsc;
-use std::time::Instant;
 
 use common::*;
 use peerchat_actors::trace::{self, Role};
 use peerchat_actors::wire::Frame;
 use peerchat_actors::PeerAddr;
-
-/// A trace sink the test can read.
-struct Lines(mpsc::Sender<String>);
-
-impl std::io::Write for Lines {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let _ = self.0.send(String::from_utf8_lossy(buf).into_owned());
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 /// First stray id: far from any id the node gives.
 const STRAY: u64 = 7_000_000;
@@ -34,7 +20,7 @@ const STRAY: u64 = 7_000_000;
 #[actix_rt::test]
 async fn acks_for_chats_not_sent_on_the_connection_never_reach_the_registry() {
     let (tx, rx) = mpsc::channel();
-    trace::enable(&[Role::Session], Box::new(Lines(tx)));
+    trace::enable(&[Role::Session], Box::new(TraceLines(tx)));
     let (node, mut events) = start("n").await;
     let port = free_port();
     let mut raw = RawPeer::handshake(node.peer_addr(), port).await;
@@ -68,20 +54,10 @@ async fn acks_for_chats_not_sent_on_the_connection_never_reach_the_registry() {
     delivered(&mut events, id).await;
 
     // The Session read the strays before the real ack, so every line it traced for them
-    // came before the real one's.
+    // came before the real one's (whose `ids: [..]` no other message traced here shows).
     let real = format!("ids: [{id}]");
-    let until = Instant::now() + WAIT;
     let mut all = String::new();
-    while !all
-        .lines()
-        .any(|line| line.contains("AcksReceived") && line.contains(&real))
-    {
-        let left = until.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(chunk) => all.push_str(&chunk),
-            Err(_) => panic!("no AcksReceived with {real} in the trace:\n{all}"),
-        }
-    }
+    collect_until(&rx, &mut all, &[&real]);
     trace::disable();
     let acks: Vec<&str> = all
         .lines()

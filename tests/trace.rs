@@ -3,41 +3,16 @@
 
 mod common;
 
-use std::io::Write;
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use peerchat_actors::trace::{self, Role};
 
-/// A trace sink the test can read.
-struct Lines(mpsc::Sender<String>);
-
-impl Write for Lines {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let _ = self.0.send(String::from_utf8_lossy(buf).into_owned());
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-fn collect_until(rx: &mpsc::Receiver<String>, all: &mut String, needles: &[&str]) {
-    let until = Instant::now() + WAIT;
-    while !needles.iter().all(|n| all.contains(n)) {
-        let left = until.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(chunk) => all.push_str(&chunk),
-            Err(_) => panic!("trace lacks some of {needles:?}:\n{all}"),
-        }
-    }
-}
-
 #[actix_rt::test]
 async fn the_trace_shows_each_message_between_actors_and_can_be_filtered() {
     let (tx, rx) = mpsc::channel();
-    trace::enable(&Role::ALL, Box::new(Lines(tx)));
+    trace::enable(&Role::ALL, Box::new(TraceLines(tx)));
     let (a, mut a_ev) = start("a").await;
     let (b, mut b_ev) = start("b").await;
     let id = a.send_chat(b.peer_addr(), "traced").await.unwrap();

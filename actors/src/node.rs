@@ -134,10 +134,9 @@ impl Node {
             let (me, config, link) = (me.clone(), config.clone(), SupervisorLink::to(&supervisor));
             let (budget, heartbeat) = (write_budget.clone(), heartbeat.clone());
             Supervisor::start(move |_| {
-                Registry::new(me, &config, link, store, recovered)
+                Registry::new(me, &config, link, store, recovered, heartbeat)
                     .holding(lock)
                     .with_write_budget(budget)
-                    .with_heartbeat(heartbeat)
             })
         };
         let template = SessionTemplate {

@@ -372,3 +372,28 @@ impl BlockingPeer {
         self.stream.write_all(&sealed).expect("write");
     }
 }
+
+/// A trace sink a test can read (`trace::enable`): each write is a chunk on the channel.
+pub struct TraceLines(pub std::sync::mpsc::Sender<String>);
+
+impl std::io::Write for TraceLines {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let _ = self.0.send(String::from_utf8_lossy(buf).into_owned());
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Reads trace chunks into `all` until it holds every one of `needles`, for at most `WAIT`.
+pub fn collect_until(rx: &std::sync::mpsc::Receiver<String>, all: &mut String, needles: &[&str]) {
+    let until = std::time::Instant::now() + WAIT;
+    while !needles.iter().all(|n| all.contains(n)) {
+        let left = until.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(chunk) => all.push_str(&chunk),
+            Err(_) => panic!("trace lacks some of {needles:?}:\n{all}"),
+        }
+    }
+}

@@ -130,9 +130,8 @@ pub struct Registry {
     limits: Limits,
     /// The node's write budget, shared by every Session's writer.
     write_budget: Arc<WriteBudget>,
-    /// The node's heartbeat, for the Sessions this Registry dials (node.rs gives it; a
-    /// Registry started without one starts its own in `started`).
-    heartbeat: Option<Heartbeat>,
+    /// The node's heartbeat, for the Sessions this Registry dials.
+    heartbeat: Heartbeat,
     supervisor: SupervisorLink,
     phase: Phase,
     peers: PeerTable<SessionHandle>,
@@ -174,13 +173,15 @@ pub struct Registry {
 
 impl Registry {
     /// A Registry for `me`; `store` and `recovered` come from the data directory, if any:
-    /// its pending chats are queued again and its history marks chats already shown.
+    /// its pending chats are queued again and its history marks chats already shown. The
+    /// Sessions it dials join `heartbeat`, the node's.
     pub fn new(
         me: LocalIdentity,
         config: &NodeConfig,
         supervisor: SupervisorLink,
         store: Option<Store>,
         recovered: Recovered,
+        heartbeat: Heartbeat,
     ) -> Self {
         let pins = Pins::load(store.as_ref().map(|store| store.dir()));
         let mut registry = Registry {
@@ -190,7 +191,7 @@ impl Registry {
             write_buffer_bytes: config.write_buffer_bytes,
             limits: config.limits,
             write_budget: Arc::new(WriteBudget::new(config.limits.max_write_buffers)),
-            heartbeat: None,
+            heartbeat,
             supervisor,
             phase: Phase::Running,
             outbox: Outbox::new(config.timeouts.ack, config.retry.give_up_after),
@@ -227,12 +228,6 @@ impl Registry {
     /// Shares the node's write budget (the Listener's Sessions count in the same one).
     pub fn with_write_budget(mut self, budget: Arc<WriteBudget>) -> Self {
         self.write_budget = budget;
-        self
-    }
-
-    /// Dialed Sessions join `heartbeat`, the node's, rather than one of the Registry's own.
-    pub fn with_heartbeat(mut self, heartbeat: Heartbeat) -> Self {
-        self.heartbeat = Some(heartbeat);
         self
     }
 
@@ -323,8 +318,7 @@ impl Registry {
             write_buffer_bytes: self.write_buffer_bytes,
             limits: self.limits,
             write_budget: self.write_budget.clone(),
-            // Set in `started`, before any dial.
-            heartbeat: (self.heartbeat.clone()).unwrap_or_else(|| Heartbeat::start(&self.timeouts)),
+            heartbeat: self.heartbeat.clone(),
         }
     }
 
@@ -346,9 +340,6 @@ impl Actor for Registry {
         // Replacing the last incarnation's ticker stops it.
         self.ticker = Some(Ticker::start(ctx.address().downgrade(), TICK));
         ctx.spawn(chats::EndOfTurn);
-        if self.heartbeat.is_none() {
-            self.heartbeat = Some(Heartbeat::start(&self.timeouts));
-        }
         if self.incarnation == 0 {
             // Chats recovered from the data directory go out as soon as their peers answer.
             for to in self.outbox.peers() {
